@@ -1,0 +1,74 @@
+"""The ``enrolstream`` command: one entry point, one sub-command per job.
+
+Sub-command groups live beside the code they drive (``sandbox/cli.py``,
+``cdc/cli.py``, ``consumers/cli.py`` …); this module only wires them together,
+reads the settings once and configures logging.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from enrolstream.logs import configure_logging
+from enrolstream.settings import Settings, load_settings, masked
+
+app = typer.Typer(
+    name="enrolstream",
+    help="Keeps Moodle enrolments in step with PowerCampus.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Inspect the effective settings.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+class State:
+    """What every sub-command gets: the settings read once."""
+
+    settings: Settings
+
+
+STATE = State()
+
+
+@app.callback()
+def _root(
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="TOML settings file (or ENROLSTREAM_CONFIG)"),
+    ] = None,
+) -> None:
+    STATE.settings = load_settings(config)
+    configure_logging(STATE.settings.log_format, STATE.settings.log_level)
+
+
+def settings() -> Settings:
+    """The settings of this process (read by the root callback)."""
+    return STATE.settings
+
+
+@config_app.command("show")
+def config_show() -> None:
+    """Print the effective settings as JSON, secrets masked."""
+    typer.echo(json.dumps(masked(settings()), indent=2))
+
+
+def _register_subcommands() -> None:
+    # Imported here so that each group's heavy imports stay local to it.
+    from cdc.cli import register as register_cdc  # noqa: PLC0415
+    from consumers.cli import register as register_consumers  # noqa: PLC0415
+    from sandbox.cli import register as register_sandbox  # noqa: PLC0415
+
+    register_sandbox(app)
+    register_cdc(app)
+    register_consumers(app)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    _register_subcommands()
+    app()

@@ -1,0 +1,256 @@
+"""Every setting of enrolstream, read once per process and passed down as plain values.
+
+Sources, highest priority first:
+1. environment variables ``ENROLSTREAM_<SECTION>__<FIELD>`` (for example
+   ``ENROLSTREAM_MOODLE__TOKEN``), plus the conventional ``KAFKA_BOOTSTRAP_SERVERS``;
+2. a TOML file named by ``--config`` or ``ENROLSTREAM_CONFIG`` (``enrolstream.toml``
+   in the working directory when present), with one table per section;
+3. the defaults below, which run the demo on the embedded stack.
+
+Nothing else in the code base reads ``os.environ`` for settings.
+Secrets are ``SecretStr``: ``repr`` and ``enrolstream config show`` mask them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_CONFIG_FILE = Path("enrolstream.toml")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(_Section):
+    """The Kafka cluster. No bootstrap servers: start the embedded broker."""
+
+    bootstrap_servers: str | None = Field(
+        default=None,
+        description="host:port[,host:port]; unset means: start the embedded broker",
+    )
+    events_topic: str = "enrolstream.enrolments"
+    snapshot_topic: str = "enrolstream.snapshots"
+    ledger_topic: str = "enrolstream.ledger"
+    parked_topic: str = "enrolstream.parked"
+    dead_letter_topic: str = "enrolstream.dead-letters"
+    partitions: int = Field(default=4, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+    enable_idempotence: bool = Field(
+        default=False,
+        description="on for a real cluster; the embedded broker does not support it",
+    )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = (
+        "PLAINTEXT"
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    request_timeout_s: float = Field(default=30.0, gt=0)
+    broker_log: Path = Path("var/broker.log")
+
+
+class SandboxSettings(_Section):
+    """The PowerCampus sandbox (SQLite with change tracking reproduced)."""
+
+    path: Path = Path("var/powercampus.sqlite")
+    retention_versions: int | None = Field(
+        default=None,
+        description="keep this many versions of history at cleanup; None: keep all",
+    )
+
+
+class SqlServerSettings(_Section):
+    """PowerCampus on Microsoft SQL Server, read through pyodbc."""
+
+    driver: str = "ODBC Driver 18 for SQL Server"
+    server: str = "localhost"
+    port: int = 1433
+    database: str = "Campus6"
+    user: str | None = None
+    password: SecretStr | None = None
+    kerberos: bool = Field(default=False, description="Trusted_Connection after kinit")
+    encrypt: Literal["yes", "no", "strict", "mandatory", "optional"] = "yes"
+    trust_server_certificate: bool = False
+    read_only_intent: bool = Field(default=False, description="ApplicationIntent=ReadOnly")
+    tds_version: str = Field(default="7.4", description="FreeTDS only")
+    login_timeout_s: int = Field(default=15, ge=1)
+    query_timeout_s: int = Field(default=60, ge=0)
+    snapshot_isolation: bool = Field(
+        default=True,
+        description="poll in one SNAPSHOT transaction; off: the documented fallback "
+        "(read the current version first, tolerate duplicates)",
+    )
+
+
+class SourceSettings(_Section):
+    """Where changes are captured from."""
+
+    kind: Literal["sandbox", "sqlserver"] = "sandbox"
+    name: str = Field(default="powercampus", description="names the source in events")
+    sandbox: SandboxSettings = SandboxSettings()
+    sqlserver: SqlServerSettings = SqlServerSettings()
+
+
+class PollerSettings(_Section):
+    """The change-tracking poller."""
+
+    poll_interval_s: float = Field(default=1.0, gt=0)
+    max_backoff_s: float = Field(default=30.0, gt=0)
+    state_path: Path = Path("var/poller-state.sqlite")
+    live_terms: tuple[str, ...] = Field(
+        default=(),
+        description="terms as YEAR/TERM (e.g. 2021/Winter); empty: derived from "
+        "ACADEMICCALENDAR dates",
+    )
+
+
+class MoodleSettings(_Section):
+    """The Moodle site and its web-service token."""
+
+    url: str = "http://127.0.0.1:8081"
+    token: SecretStr = SecretStr("")
+    max_input_vars: int = Field(default=1000, ge=10, description="PHP max_input_vars")
+    concurrency: int = Field(default=4, ge=1)
+    request_timeout_s: float = Field(default=30.0, gt=0)
+    max_backoff_s: float = Field(default=30.0, gt=0)
+    user_field: Literal["idnumber", "username", "email"] = "idnumber"
+    user_transform: Literal["strip_p", "none", "lower"] = Field(
+        default="strip_p",
+        description="how PEOPLE_CODE_ID becomes the user field: strip_p drops the "
+        "leading P (campus-enrollment-sync's convention)",
+    )
+
+
+class ConsumerSettings(_Section):
+    """The apply side: mapping, decisions and delivery."""
+
+    group_id: str = "enrolstream-apply"
+    mappings: dict[str, Path] = Field(
+        default_factory=lambda: {"2021/Winter": Path("data/mapping.example.json")},
+        description="term (YEAR/TERM) -> mapping file in campus-enrollment-sync's "
+        "format; one entry per live term",
+    )
+    drop_action: Literal["suspend", "unenrol"] = "suspend"
+    student_role_id: int = 5
+    audit_role_id: int = 5
+    audit_grade: str | None = "AU"
+    withdrawn_grades: tuple[str, ...] = ("W", "WA")
+    parked_retry_s: float = Field(default=30.0, gt=0)
+    batch_max_rows: int = Field(default=100, ge=1)
+
+
+class ReconcileSettings(_Section):
+    """The nightly reconcile and its mass-drop guard."""
+
+    max_drop_share_per_course: float = Field(default=0.3, ge=0, le=1)
+    max_drop_share_overall: float = Field(default=0.05, ge=0, le=1)
+    report_dir: Path = Path("var/reports")
+
+
+class Settings(BaseSettings):
+    """The effective settings of one process."""
+
+    model_config = SettingsConfigDict(
+        frozen=True,
+        extra="forbid",
+        env_prefix="ENROLSTREAM_",
+        env_nested_delimiter="__",
+        nested_model_default_partial_update=True,
+    )
+
+    log_format: Literal["console", "json"] = "console"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    kafka: KafkaSettings = KafkaSettings()
+    source: SourceSettings = SourceSettings()
+    poller: PollerSettings = PollerSettings()
+    moodle: MoodleSettings = MoodleSettings()
+    consumer: ConsumerSettings = ConsumerSettings()
+    reconcile: ReconcileSettings = ReconcileSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = _config_file()
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+
+def _config_file() -> Path | None:
+    named = os.environ.get("ENROLSTREAM_CONFIG")
+    if named:
+        path = Path(named)
+        if not path.is_file():
+            raise FileNotFoundError(f"ENROLSTREAM_CONFIG names {path}, which does not exist")
+        return path
+    return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Read the settings once: environment, then ``config_file`` (or the default file).
+
+    ``KAFKA_BOOTSTRAP_SERVERS``, the variable every Kafka tool knows, is honoured
+    unless ``ENROLSTREAM_KAFKA__BOOTSTRAP_SERVERS`` is set too.
+    """
+    if config_file is not None:
+        os.environ["ENROLSTREAM_CONFIG"] = str(config_file)
+    settings = Settings(**overrides)
+    plain = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if plain and settings.kafka.bootstrap_servers is None:
+        kafka = settings.kafka.model_copy(update={"bootstrap_servers": plain})
+        settings = settings.model_copy(update={"kafka": kafka})
+    return settings
+
+
+def masked(settings: Settings) -> dict[str, Any]:
+    """The settings as plain data with every secret shown as ``**********`` (or unset)."""
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, SecretStr):
+            return "**********" if value.get_secret_value() else ""
+        if isinstance(value, BaseModel):
+            return {name: walk(getattr(value, name)) for name in type(value).model_fields}
+        if isinstance(value, dict):
+            return {str(key): walk(item) for key, item in value.items()}
+        if isinstance(value, tuple | list):
+            return [walk(item) for item in value]
+        if isinstance(value, Path):
+            return str(value)
+        return value
+
+    result = walk(settings)
+    assert isinstance(result, dict)  # noqa: S101 - Settings is a model
+    return result
+
+
+__all__ = [
+    "ConsumerSettings",
+    "KafkaSettings",
+    "MoodleSettings",
+    "PollerSettings",
+    "ReconcileSettings",
+    "SandboxSettings",
+    "Settings",
+    "SourceSettings",
+    "SqlServerSettings",
+    "load_settings",
+    "masked",
+]
