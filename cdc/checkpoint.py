@@ -1,0 +1,145 @@
+"""The poller's durable state: the saved change-tracking version and the shadow map.
+
+Both live in one local SQLite file and change in one transaction, after Kafka
+acknowledged the events: a crash can never leave a shadow map that already
+forgot a deleted row whose drop was not yet published.
+
+Off-by-one rule: the saved version is the last version whose changes are
+already published and acknowledged; the poller resumes strictly after it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+
+from cdc.ports import ShadowEntry
+from schemas.events import SectionKey
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS checkpoint (
+    source TEXT PRIMARY KEY,
+    version INTEGER NOT NULL,
+    saved_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+CREATE TABLE IF NOT EXISTS shadow (
+    source TEXT NOT NULL,
+    transcript_detail_id INTEGER NOT NULL,
+    people_code_id TEXT NOT NULL,
+    academic_year TEXT NOT NULL,
+    academic_term TEXT NOT NULL,
+    academic_session TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    event_sub_type TEXT NOT NULL,
+    section TEXT NOT NULL,
+    PRIMARY KEY (source, transcript_detail_id)
+);
+"""
+_LOOKUP_CHUNK = 500
+
+
+class SqliteCheckpointStore:
+    """``CheckpointStore`` and ``ShadowLookup`` over one SQLite file, per source name.
+
+    Safe to call from the source's worker thread (lookups) and the event loop
+    (commits): one connection guarded by a lock.
+    """
+
+    def __init__(self, path: Path, source: str) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.source = source
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        """Close the database."""
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> SqliteCheckpointStore:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None,
+                 exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def load_version(self) -> int | None:
+        """The saved version, or None before the first initialisation."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT version FROM checkpoint WHERE source = ?", (self.source,)
+            ).fetchone()
+        return None if row is None else int(row[0])
+
+    def lookup(self, transcript_detail_ids: Sequence[int]) -> Mapping[int, ShadowEntry]:
+        """Shadow entries for the ids the map knows; unknown ids are absent."""
+        found: dict[int, ShadowEntry] = {}
+        ids = list(dict.fromkeys(transcript_detail_ids))
+        with self._lock:
+            for start in range(0, len(ids), _LOOKUP_CHUNK):
+                chunk = ids[start:start + _LOOKUP_CHUNK]
+                marks = ",".join("?" * len(chunk))
+                rows = self._db.execute(
+                    "SELECT transcript_detail_id, people_code_id, academic_year, "
+                    "academic_term, academic_session, event_id, event_sub_type, section "
+                    f"FROM shadow WHERE source = ? AND transcript_detail_id IN ({marks})",
+                    (self.source, *chunk),
+                ).fetchall()
+                for row in rows:
+                    found[row[0]] = ShadowEntry(
+                        transcript_detail_id=row[0], people_code_id=row[1],
+                        section=SectionKey(
+                            academic_year=row[2], academic_term=row[3],
+                            academic_session=row[4], event_id=row[5],
+                            event_sub_type=row[6], section=row[7],
+                        ),
+                    )
+        return found
+
+    def shadow_size(self) -> int:
+        """How many rows the shadow map holds (for logs and tests)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT count(*) FROM shadow WHERE source = ?", (self.source,)
+            ).fetchone()
+        return int(row[0])
+
+    def commit(self, version: int, upserts: Sequence[ShadowEntry],
+               deletes: Sequence[int], *, replace_all: bool = False) -> None:
+        """Atomically save ``version`` and the shadow-map changes."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                if replace_all:
+                    self._db.execute("DELETE FROM shadow WHERE source = ?", (self.source,))
+                self._db.executemany(
+                    "DELETE FROM shadow WHERE source = ? AND transcript_detail_id = ?",
+                    [(self.source, key) for key in deletes],
+                )
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO shadow VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (self.source, entry.transcript_detail_id, entry.people_code_id,
+                         entry.section.academic_year, entry.section.academic_term,
+                         entry.section.academic_session, entry.section.event_id,
+                         entry.section.event_sub_type, entry.section.section)
+                        for entry in upserts
+                    ],
+                )
+                self._db.execute(
+                    "INSERT INTO checkpoint (source, version) VALUES (?, ?) "
+                    "ON CONFLICT(source) DO UPDATE SET version = excluded.version, "
+                    "saved_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+                    (self.source, version),
+                )
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")

@@ -1,0 +1,152 @@
+"""The change-tracking poller: read net changes, publish events, then save the version.
+
+Resume contract (see ``CheckpointStore``): the saved version is the last one whose
+events Kafka acknowledged. One iteration (``run_once``):
+
+1. no saved version (first start) → initialise;
+2. ``fetch_since(saved)``; ``ChangeTrackingVersionTooOld`` → re-initialise, loudly;
+3. translate (pure), publish, wait for every ack;
+4. only then save the batch's version and the shadow-map changes, together.
+
+(Re-)initialisation publishes the full state of every person in the live terms
+as snapshot events consistent with one version, rebuilds the shadow map from
+that snapshot and continues incrementally from its version.
+
+A crash between 3 and 4 republishes at most that batch, with the same event ids.
+Transient failures (``err.retriable``) never advance the version; ``run`` backs off
+and tries again. ``run`` finishes the in-flight iteration when asked to stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+import structlog
+
+from cdc.changes import shadow_entry, snapshot_events, to_events
+from cdc.errors import CdcError, ChangeTrackingVersionTooOld
+from cdc.ports import ChangeSource, EventPublisher, TermKey
+from cdc.checkpoint import SqliteCheckpointStore
+
+log = structlog.get_logger()
+
+
+@dataclass(frozen=True, slots=True)
+class PollResult:
+    """What one iteration did."""
+
+    from_version: int | None
+    to_version: int
+    events: int
+    initialised: bool = False
+    unresolved_deletes: int = 0
+
+
+def parse_terms(labels: Sequence[str]) -> list[TermKey]:
+    """Terms from settings labels ``YEAR/TERM`` (e.g. ``2021/Winter``)."""
+    terms = []
+    for label in labels:
+        year, sep, term = label.partition("/")
+        if not sep or not year.strip() or not term.strip():
+            raise ValueError(f"live term {label!r} is not YEAR/TERM, e.g. 2021/Winter")
+        terms.append(TermKey(academic_year=year.strip(), academic_term=term.strip()))
+    return terms
+
+
+class Poller:
+    """Moves changes from a ``ChangeSource`` to an ``EventPublisher``, at least once."""
+
+    def __init__(self, source: ChangeSource, publisher: EventPublisher,
+                 store: SqliteCheckpointStore, *, live_terms: Sequence[TermKey] = (),
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 today: Callable[[], date] = date.today) -> None:
+        self.source = source
+        self.publisher = publisher
+        self.store = store
+        self.configured_terms = list(live_terms)
+        self.clock = clock
+        self.today = today
+
+    async def run_once(self) -> PollResult:
+        """One iteration: fetch, publish and await acks, then save the new version."""
+        last = self.store.load_version()
+        if last is None:
+            return await self.initialise(reason="first start: no saved version")
+        try:
+            batch = await self.source.fetch_since(last, self.store)
+        except ChangeTrackingVersionTooOld as exc:
+            return await self.initialise(reason=str(exc))
+        translation = to_events(batch, source=self.source.name, captured_at=self.clock())
+        await self.publisher.publish(translation.events)
+        self.store.commit(batch.to_version, translation.shadow_upserts,
+                          translation.shadow_deletes)
+        if translation.unresolved_deletes:
+            log.info("deletes_without_shadow", count=len(translation.unresolved_deletes),
+                     hint="rows inserted and deleted between two polls: nothing to undo")
+        if translation.events:
+            log.info("changes_published", from_version=last, to_version=batch.to_version,
+                     events=len(translation.events))
+        return PollResult(from_version=last, to_version=batch.to_version,
+                          events=len(translation.events),
+                          unresolved_deletes=len(translation.unresolved_deletes))
+
+    async def initialise(self, *, reason: str) -> PollResult:
+        """Publish the full state of the live terms as snapshot events and restart from it."""
+        terms = self.configured_terms or list(await self.source.live_terms(self.today()))
+        log.warning("reinitialising", reason=reason,
+                    terms=[term.label() for term in terms],
+                    consequence="publishing the full state of every person in these "
+                    "terms as snapshot events; the shadow map is rebuilt")
+        snapshot = await self.source.read_snapshot(terms)
+        events = snapshot_events(snapshot, source=self.source.name,
+                                 captured_at=self.clock(),
+                                 snapshot_id=f"init-{self.source.name}-{snapshot.version}")
+        await self.publisher.publish(events)
+        self.store.commit(snapshot.version, [shadow_entry(row) for row in snapshot.rows],
+                          [], replace_all=True)
+        log.warning("reinitialised", version=snapshot.version, events=len(events),
+                    rows=len(snapshot.rows))
+        return PollResult(from_version=None, to_version=snapshot.version,
+                          events=len(events), initialised=True)
+
+    async def run(self, stop: asyncio.Event, *, interval_s: float,
+                  max_backoff_s: float) -> None:
+        """Poll every ``interval_s`` (drift-compensated) until ``stop`` is set.
+
+        A retriable failure waits with exponential backoff (capped at
+        ``max_backoff_s``) and tries again; a non-retriable one propagates.
+        """
+        failures = 0
+        next_due = time.monotonic()
+        while not stop.is_set():
+            try:
+                await self.run_once()
+            except CdcError as exc:
+                if not exc.retriable:
+                    raise
+                failures += 1
+                delay = min(max_backoff_s, interval_s * 2 ** min(failures, 16))
+                log.warning("poll_failed_retrying", error=str(exc),
+                            error_type=type(exc).__name__, attempt=failures,
+                            retry_in_s=round(delay, 2))
+                next_due = time.monotonic() + delay
+            else:
+                if failures:
+                    log.info("poll_recovered", after_attempts=failures)
+                failures = 0
+                next_due += interval_s
+                next_due = max(next_due, time.monotonic())
+            await _wait(stop, next_due - time.monotonic())
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    if seconds <= 0:
+        return
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except TimeoutError:
+        pass
