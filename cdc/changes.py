@@ -35,7 +35,9 @@ from schemas.events import (
 )
 
 OPERATIONS: Mapping[CtOperation, Operation] = {
-    "I": "insert", "U": "update", "D": "delete",
+    "I": "insert",
+    "U": "update",
+    "D": "delete",
 }
 
 
@@ -52,9 +54,12 @@ class Translation:
 def to_registration(row: TranscriptRow) -> Registration:
     """The event's view of one TRANSCRIPTDETAIL row."""
     return Registration(
-        transcript_detail_id=row.transcript_detail_id, section=row.section,
-        add_drop_wait=row.add_drop_wait, final_grade=row.final_grade,
-        mid_grade=row.mid_grade, credit_type=row.credit_type,
+        transcript_detail_id=row.transcript_detail_id,
+        section=row.section,
+        add_drop_wait=row.add_drop_wait,
+        final_grade=row.final_grade,
+        mid_grade=row.mid_grade,
+        credit_type=row.credit_type,
     )
 
 
@@ -62,7 +67,8 @@ def shadow_entry(row: TranscriptRow) -> ShadowEntry:
     """What the shadow map keeps of a row so that a later delete can be resolved."""
     return ShadowEntry(
         transcript_detail_id=row.transcript_detail_id,
-        people_code_id=row.people_code_id, section=row.section,
+        people_code_id=row.people_code_id,
+        section=row.section,
     )
 
 
@@ -80,8 +86,9 @@ def _moved_from(change: ChangeRow, section: SectionKey) -> SectionKey | None:
 def to_events(batch: ChangeBatch, *, source: str, captured_at: datetime) -> Translation:
     """The events of one poll, in change order, and the shadow-map changes to save."""
     translation = Translation(events=[])
-    for change in sorted(batch.changes,
-                         key=lambda c: (c.change_version, c.transcript_detail_id)):
+    for change in sorted(
+        batch.changes, key=lambda c: (c.change_version, c.transcript_detail_id)
+    ):
         current = change.current if change.operation != "D" else None
         if current is not None:
             person, section = current.people_code_id, current.section
@@ -89,7 +96,9 @@ def to_events(batch: ChangeBatch, *, source: str, captured_at: datetime) -> Tran
             translation.shadow_upserts.append(shadow_entry(current))
         elif change.shadow is not None:
             person, section, previous = (
-                change.shadow.people_code_id, change.shadow.section, None,
+                change.shadow.people_code_id,
+                change.shadow.section,
+                None,
             )
             translation.shadow_deletes.append(change.transcript_detail_id)
         else:
@@ -97,38 +106,57 @@ def to_events(batch: ChangeBatch, *, source: str, captured_at: datetime) -> Tran
             continue
         operation = OPERATIONS[change.operation]
         state = batch.term_state.get(PersonTerm(person, section.term), ())
-        translation.events.append(EnrolmentEvent(
-            event_id=change_event_id(source, change.transcript_detail_id,
-                                     change.change_version, operation),
-            kind="change", source=source, people_code_id=person, term=section.term,
-            state_version=batch.to_version, registrations=_registrations(state),
-            change=RowChange(
-                transcript_detail_id=change.transcript_detail_id, operation=operation,
-                change_version=change.change_version,
-                creation_version=change.creation_version,
-                section=section, previous_section=previous,
-            ),
-            captured_at=captured_at,
-        ))
+        translation.events.append(
+            EnrolmentEvent(
+                event_id=change_event_id(
+                    source,
+                    change.transcript_detail_id,
+                    change.change_version,
+                    operation,
+                ),
+                kind="change",
+                source=source,
+                people_code_id=person,
+                term=section.term,
+                state_version=batch.to_version,
+                registrations=_registrations(state),
+                change=RowChange(
+                    transcript_detail_id=change.transcript_detail_id,
+                    operation=operation,
+                    change_version=change.change_version,
+                    creation_version=change.creation_version,
+                    section=section,
+                    previous_section=previous,
+                ),
+                captured_at=captured_at,
+            )
+        )
     return translation
 
 
-def snapshot_events(snapshot: Snapshot, *, source: str, captured_at: datetime,
-                    snapshot_id: str) -> list[EnrolmentEvent]:
+def snapshot_events(
+    snapshot: Snapshot, *, source: str, captured_at: datetime, snapshot_id: str
+) -> list[EnrolmentEvent]:
     """One snapshot event per person and term, consistent with the snapshot's version."""
     by_person: dict[PersonTerm, list[TranscriptRow]] = {}
     for row in snapshot.rows:
         by_person.setdefault(PersonTerm(row.people_code_id, row.term), []).append(row)
     return [
         EnrolmentEvent(
-            event_id=snapshot_event_id(source, key.people_code_id, key.term,
-                                       snapshot.version),
-            kind="snapshot", source=source, people_code_id=key.people_code_id,
-            term=key.term, state_version=snapshot.version,
-            registrations=_registrations(rows), snapshot_id=snapshot_id,
+            event_id=snapshot_event_id(
+                source, key.people_code_id, key.term, snapshot.version
+            ),
+            kind="snapshot",
+            source=source,
+            people_code_id=key.people_code_id,
+            term=key.term,
+            state_version=snapshot.version,
+            registrations=_registrations(rows),
+            snapshot_id=snapshot_id,
             captured_at=captured_at,
         )
-        for key, rows in sorted(by_person.items(),
-                                key=lambda item: (item[0].people_code_id,
-                                                  item[0].term.label()))
+        for key, rows in sorted(
+            by_person.items(),
+            key=lambda item: (item[0].people_code_id, item[0].term.label()),
+        )
     ]

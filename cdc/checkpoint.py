@@ -15,6 +15,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 from cdc.ports import ShadowEntry
 from schemas.events import SectionKey
@@ -63,11 +64,15 @@ class SqliteCheckpointStore:
         with self._lock:
             self._db.close()
 
-    def __enter__(self) -> SqliteCheckpointStore:
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None,
-                 exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
 
     def load_version(self) -> int | None:
@@ -84,7 +89,7 @@ class SqliteCheckpointStore:
         ids = list(dict.fromkeys(transcript_detail_ids))
         with self._lock:
             for start in range(0, len(ids), _LOOKUP_CHUNK):
-                chunk = ids[start:start + _LOOKUP_CHUNK]
+                chunk = ids[start : start + _LOOKUP_CHUNK]
                 marks = ",".join("?" * len(chunk))
                 rows = self._db.execute(
                     "SELECT transcript_detail_id, people_code_id, academic_year, "
@@ -94,11 +99,15 @@ class SqliteCheckpointStore:
                 ).fetchall()
                 for row in rows:
                     found[row[0]] = ShadowEntry(
-                        transcript_detail_id=row[0], people_code_id=row[1],
+                        transcript_detail_id=row[0],
+                        people_code_id=row[1],
                         section=SectionKey(
-                            academic_year=row[2], academic_term=row[3],
-                            academic_session=row[4], event_id=row[5],
-                            event_sub_type=row[6], section=row[7],
+                            academic_year=row[2],
+                            academic_term=row[3],
+                            academic_session=row[4],
+                            event_id=row[5],
+                            event_sub_type=row[6],
+                            section=row[7],
                         ),
                     )
         return found
@@ -111,14 +120,22 @@ class SqliteCheckpointStore:
             ).fetchone()
         return int(row[0])
 
-    def commit(self, version: int, upserts: Sequence[ShadowEntry],
-               deletes: Sequence[int], *, replace_all: bool = False) -> None:
+    def commit(
+        self,
+        version: int,
+        upserts: Sequence[ShadowEntry],
+        deletes: Sequence[int],
+        *,
+        replace_all: bool = False,
+    ) -> None:
         """Atomically save ``version`` and the shadow-map changes."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 if replace_all:
-                    self._db.execute("DELETE FROM shadow WHERE source = ?", (self.source,))
+                    self._db.execute(
+                        "DELETE FROM shadow WHERE source = ?", (self.source,)
+                    )
                 self._db.executemany(
                     "DELETE FROM shadow WHERE source = ? AND transcript_detail_id = ?",
                     [(self.source, key) for key in deletes],
@@ -126,10 +143,17 @@ class SqliteCheckpointStore:
                 self._db.executemany(
                     "INSERT OR REPLACE INTO shadow VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [
-                        (self.source, entry.transcript_detail_id, entry.people_code_id,
-                         entry.section.academic_year, entry.section.academic_term,
-                         entry.section.academic_session, entry.section.event_id,
-                         entry.section.event_sub_type, entry.section.section)
+                        (
+                            self.source,
+                            entry.transcript_detail_id,
+                            entry.people_code_id,
+                            entry.section.academic_year,
+                            entry.section.academic_term,
+                            entry.section.academic_session,
+                            entry.section.event_id,
+                            entry.section.event_sub_type,
+                            entry.section.section,
+                        )
                         for entry in upserts
                     ],
                 )

@@ -26,22 +26,31 @@ def register(app: typer.Typer) -> None:
 
 
 def poll(
-    once: Annotated[bool, typer.Option("--once", help="run one iteration and exit")] = False,
+    once: Annotated[
+        bool, typer.Option("--once", help="run one iteration and exit")
+    ] = False,
 ) -> None:
     """Capture PowerCampus changes and publish them to Kafka until SIGTERM."""
     from enrolstream.cli import settings  # noqa: PLC0415
 
     config = settings()
     if not config.kafka.bootstrap_servers:
-        typer.echo("poll needs a Kafka cluster: set KAFKA_BOOTSTRAP_SERVERS (or run "
-                   "`enrolstream broker` for the embedded one, or `enrolstream demo`)",
-                   err=True)
+        typer.echo(
+            "poll needs a Kafka cluster: set KAFKA_BOOTSTRAP_SERVERS (or run "
+            "`enrolstream broker` for the embedded one, or `enrolstream demo`)",
+            err=True,
+        )
         raise typer.Exit(2)
     asyncio.run(run_poller(config, config.kafka.bootstrap_servers, once=once))
 
 
-async def run_poller(config: Settings, bootstrap_servers: str, *, once: bool,
-                     stop: asyncio.Event | None = None) -> None:
+async def run_poller(
+    config: Settings,
+    bootstrap_servers: str,
+    *,
+    once: bool,
+    stop: asyncio.Event | None = None,
+) -> None:
     """Wire source, publisher and checkpoint store; poll once or until ``stop``."""
     from cdc.checkpoint import SqliteCheckpointStore  # noqa: PLC0415
     from cdc.kafka import KafkaEventPublisher, ensure_topics  # noqa: PLC0415
@@ -50,8 +59,12 @@ async def run_poller(config: Settings, bootstrap_servers: str, *, once: bool,
 
     kafka = config.kafka
     options = client_options(kafka, bootstrap_servers)
-    await ensure_topics(options, [kafka.events_topic], partitions=kafka.partitions,
-                        replication_factor=kafka.replication_factor)
+    await ensure_topics(
+        options,
+        [kafka.events_topic],
+        partitions=kafka.partitions,
+        replication_factor=kafka.replication_factor,
+    )
     source = build_source(config.source)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -60,19 +73,29 @@ async def run_poller(config: Settings, bootstrap_servers: str, *, once: bool,
     try:
         with SqliteCheckpointStore(config.poller.state_path, source.name) as store:
             async with KafkaEventPublisher(
-                options, kafka.events_topic,
+                options,
+                kafka.events_topic,
                 enable_idempotence=kafka.enable_idempotence,
                 ack_timeout_s=kafka.request_timeout_s,
             ) as publisher:
-                poller = Poller(source, publisher, store,
-                                live_terms=parse_terms(config.poller.live_terms))
+                poller = Poller(
+                    source,
+                    publisher,
+                    store,
+                    live_terms=parse_terms(config.poller.live_terms),
+                )
                 if once:
                     result = await poller.run_once()
-                    typer.echo(f"version {result.from_version} -> {result.to_version}: "
-                               f"{result.events} events")
+                    typer.echo(
+                        f"version {result.from_version} -> {result.to_version}: "
+                        f"{result.events} events"
+                    )
                 else:
-                    await poller.run(stop, interval_s=config.poller.poll_interval_s,
-                                     max_backoff_s=config.poller.max_backoff_s)
+                    await poller.run(
+                        stop,
+                        interval_s=config.poller.poll_interval_s,
+                        max_backoff_s=config.poller.max_backoff_s,
+                    )
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)

@@ -9,9 +9,10 @@ does not advance its saved version.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterable, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import structlog
 from aiokafka import AIOKafkaProducer
@@ -24,9 +25,14 @@ from schemas.events import EnrolmentEvent
 log = structlog.get_logger()
 
 
-async def ensure_topics(options: dict[str, Any], topics: Iterable[str], *,
-                        partitions: int, replication_factor: int,
-                        compacted: Iterable[str] = ()) -> None:
+async def ensure_topics(
+    options: dict[str, Any],
+    topics: Iterable[str],
+    *,
+    partitions: int,
+    replication_factor: int,
+    compacted: Iterable[str] = (),
+) -> None:
     """Create the topics that do not exist yet, with the configured partition count.
 
     Topics are created explicitly rather than relying on broker auto-creation,
@@ -39,19 +45,25 @@ async def ensure_topics(options: dict[str, Any], topics: Iterable[str], *,
         existing = set(await admin.list_topics())
         wanted = [
             NewTopic(
-                name=name, num_partitions=partitions,
+                name=name,
+                num_partitions=partitions,
                 replication_factor=replication_factor,
-                topic_configs={"cleanup.policy": "compact"} if name in compacted_set else {},
+                topic_configs={"cleanup.policy": "compact"}
+                if name in compacted_set
+                else {},
             )
-            for name in dict.fromkeys(topics) if name not in existing
+            for name in dict.fromkeys(topics)
+            if name not in existing
         ]
         if wanted:
-            try:
+            # another process may have created one meanwhile: fine
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(wanted)
-            except TopicAlreadyExistsError:
-                pass  # another process created it meanwhile: fine
-            log.info("topics_created", topics=[topic.name for topic in wanted],
-                     partitions=partitions)
+            log.info(
+                "topics_created",
+                topics=[topic.name for topic in wanted],
+                partitions=partitions,
+            )
     finally:
         await admin.close()
 
@@ -59,16 +71,26 @@ async def ensure_topics(options: dict[str, Any], topics: Iterable[str], *,
 class KafkaEventPublisher:
     """Publishes enrolment events keyed by person and waits for the acknowledgements."""
 
-    def __init__(self, options: dict[str, Any], topic: str, *,
-                 enable_idempotence: bool = False, ack_timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        options: dict[str, Any],
+        topic: str,
+        *,
+        enable_idempotence: bool = False,
+        ack_timeout_s: float = 30.0,
+    ) -> None:
         self.topic = topic
         self.ack_timeout_s = ack_timeout_s
         self._producer = AIOKafkaProducer(
-            **options, acks="all", enable_idempotence=enable_idempotence,
-            linger_ms=5, max_batch_size=1 << 20, max_request_size=4 << 20,
+            **options,
+            acks="all",
+            enable_idempotence=enable_idempotence,
+            linger_ms=5,
+            max_batch_size=1 << 20,
+            max_request_size=4 << 20,
         )
 
-    async def __aenter__(self) -> KafkaEventPublisher:
+    async def __aenter__(self) -> Self:
         try:
             await self._producer.start()
         except KafkaError as exc:
@@ -76,8 +98,12 @@ class KafkaEventPublisher:
             raise PublishFailed(f"cannot connect to Kafka: {exc}") from exc
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         await self._producer.stop()
 
     async def publish(self, events: Sequence[EnrolmentEvent]) -> None:
@@ -88,7 +114,8 @@ class KafkaEventPublisher:
             async with asyncio.timeout(self.ack_timeout_s):
                 futures = [
                     await self._producer.send(
-                        self.topic, value=event.model_dump_json().encode(),
+                        self.topic,
+                        value=event.model_dump_json().encode(),
                         key=event.kafka_key(),
                     )
                     for event in events

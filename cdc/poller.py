@@ -20,6 +20,7 @@ and tries again. ``run`` finishes the in-flight iteration when asked to stop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,9 +29,10 @@ from datetime import UTC, date, datetime
 import structlog
 
 from cdc.changes import shadow_entry, snapshot_events, to_events
-from cdc.errors import CdcError, ChangeTrackingVersionTooOld
-from cdc.ports import ChangeSource, EventPublisher, TermKey
 from cdc.checkpoint import SqliteCheckpointStore
+from cdc.errors import CdcError, ChangeTrackingVersionTooOld
+from cdc.ports import ChangeSource, EventPublisher
+from schemas.events import TermKey
 
 log = structlog.get_logger()
 
@@ -60,10 +62,16 @@ def parse_terms(labels: Sequence[str]) -> list[TermKey]:
 class Poller:
     """Moves changes from a ``ChangeSource`` to an ``EventPublisher``, at least once."""
 
-    def __init__(self, source: ChangeSource, publisher: EventPublisher,
-                 store: SqliteCheckpointStore, *, live_terms: Sequence[TermKey] = (),
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 today: Callable[[], date] = date.today) -> None:
+    def __init__(
+        self,
+        source: ChangeSource,
+        publisher: EventPublisher,
+        store: SqliteCheckpointStore,
+        *,
+        live_terms: Sequence[TermKey] = (),
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        today: Callable[[], date] = date.today,
+    ) -> None:
         self.source = source
         self.publisher = publisher
         self.store = store
@@ -80,41 +88,75 @@ class Poller:
             batch = await self.source.fetch_since(last, self.store)
         except ChangeTrackingVersionTooOld as exc:
             return await self.initialise(reason=str(exc))
-        translation = to_events(batch, source=self.source.name, captured_at=self.clock())
+        translation = to_events(
+            batch, source=self.source.name, captured_at=self.clock()
+        )
         await self.publisher.publish(translation.events)
-        self.store.commit(batch.to_version, translation.shadow_upserts,
-                          translation.shadow_deletes)
+        self.store.commit(
+            batch.to_version, translation.shadow_upserts, translation.shadow_deletes
+        )
         if translation.unresolved_deletes:
-            log.info("deletes_without_shadow", count=len(translation.unresolved_deletes),
-                     hint="rows inserted and deleted between two polls: nothing to undo")
+            log.info(
+                "deletes_without_shadow",
+                count=len(translation.unresolved_deletes),
+                hint="rows inserted and deleted between two polls: nothing to undo",
+            )
         if translation.events:
-            log.info("changes_published", from_version=last, to_version=batch.to_version,
-                     events=len(translation.events))
-        return PollResult(from_version=last, to_version=batch.to_version,
-                          events=len(translation.events),
-                          unresolved_deletes=len(translation.unresolved_deletes))
+            log.info(
+                "changes_published",
+                from_version=last,
+                to_version=batch.to_version,
+                events=len(translation.events),
+            )
+        return PollResult(
+            from_version=last,
+            to_version=batch.to_version,
+            events=len(translation.events),
+            unresolved_deletes=len(translation.unresolved_deletes),
+        )
 
     async def initialise(self, *, reason: str) -> PollResult:
         """Publish the full state of the live terms as snapshot events and restart from it."""
-        terms = self.configured_terms or list(await self.source.live_terms(self.today()))
-        log.warning("reinitialising", reason=reason,
-                    terms=[term.label() for term in terms],
-                    consequence="publishing the full state of every person in these "
-                    "terms as snapshot events; the shadow map is rebuilt")
+        terms = self.configured_terms or list(
+            await self.source.live_terms(self.today())
+        )
+        log.warning(
+            "reinitialising",
+            reason=reason,
+            terms=[term.label() for term in terms],
+            consequence="publishing the full state of every person in these "
+            "terms as snapshot events; the shadow map is rebuilt",
+        )
         snapshot = await self.source.read_snapshot(terms)
-        events = snapshot_events(snapshot, source=self.source.name,
-                                 captured_at=self.clock(),
-                                 snapshot_id=f"init-{self.source.name}-{snapshot.version}")
+        events = snapshot_events(
+            snapshot,
+            source=self.source.name,
+            captured_at=self.clock(),
+            snapshot_id=f"init-{self.source.name}-{snapshot.version}",
+        )
         await self.publisher.publish(events)
-        self.store.commit(snapshot.version, [shadow_entry(row) for row in snapshot.rows],
-                          [], replace_all=True)
-        log.warning("reinitialised", version=snapshot.version, events=len(events),
-                    rows=len(snapshot.rows))
-        return PollResult(from_version=None, to_version=snapshot.version,
-                          events=len(events), initialised=True)
+        self.store.commit(
+            snapshot.version,
+            [shadow_entry(row) for row in snapshot.rows],
+            [],
+            replace_all=True,
+        )
+        log.warning(
+            "reinitialised",
+            version=snapshot.version,
+            events=len(events),
+            rows=len(snapshot.rows),
+        )
+        return PollResult(
+            from_version=None,
+            to_version=snapshot.version,
+            events=len(events),
+            initialised=True,
+        )
 
-    async def run(self, stop: asyncio.Event, *, interval_s: float,
-                  max_backoff_s: float) -> None:
+    async def run(
+        self, stop: asyncio.Event, *, interval_s: float, max_backoff_s: float
+    ) -> None:
         """Poll every ``interval_s`` (drift-compensated) until ``stop`` is set.
 
         A retriable failure waits with exponential backoff (capped at
@@ -130,9 +172,13 @@ class Poller:
                     raise
                 failures += 1
                 delay = min(max_backoff_s, interval_s * 2 ** min(failures, 16))
-                log.warning("poll_failed_retrying", error=str(exc),
-                            error_type=type(exc).__name__, attempt=failures,
-                            retry_in_s=round(delay, 2))
+                log.warning(
+                    "poll_failed_retrying",
+                    error=str(exc),
+                    error_type=type(exc).__name__,
+                    attempt=failures,
+                    retry_in_s=round(delay, 2),
+                )
                 next_due = time.monotonic() + delay
             else:
                 if failures:
@@ -146,7 +192,5 @@ class Poller:
 async def _wait(stop: asyncio.Event, seconds: float) -> None:
     if seconds <= 0:
         return
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except TimeoutError:
-        pass

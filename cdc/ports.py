@@ -157,8 +157,14 @@ class CheckpointStore(Protocol):
         """The saved version, or None before the first initialisation."""
         ...
 
-    def commit(self, version: int, upserts: Sequence[ShadowEntry],
-               deletes: Sequence[int], *, replace_all: bool = False) -> None:
+    def commit(
+        self,
+        version: int,
+        upserts: Sequence[ShadowEntry],
+        deletes: Sequence[int],
+        *,
+        replace_all: bool = False,
+    ) -> None:
         """Atomically save ``version`` and apply shadow-map changes.
 
         ``replace_all`` clears the shadow map first (re-initialisation).

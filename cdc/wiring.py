@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from enrolstream.settings import SourceSettings
-
 from cdc.ports import ChangeSource
+from enrolstream.settings import SourceSettings
 
 
 def build_source(settings: SourceSettings) -> ChangeSource:

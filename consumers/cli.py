@@ -1,10 +1,116 @@
-"""Sub-commands (placeholder until this package's commands land)."""
+"""``enrolstream consume``, ``dlq list|redrive`` and ``mapping validate``."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import signal
+from typing import Annotated
+
 import typer
+
+from consumers.errors import MappingError
+from enrolstream.settings import Settings
+
+dlq_app = typer.Typer(help="Show and re-queue dead letters.", no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this package's sub-commands to the root command."""
-    del app
+    """Add the apply side's commands to the root command."""
+    from consumers.mapping_cli import register as register_mapping  # noqa: PLC0415
+
+    app.command("consume")(consume)
+    app.add_typer(dlq_app, name="dlq")
+    register_mapping(app)
+
+
+def _bootstrap(config: Settings) -> str:
+    if not config.kafka.bootstrap_servers:
+        typer.echo(
+            "this command needs a Kafka cluster: set KAFKA_BOOTSTRAP_SERVERS (or run "
+            "`enrolstream broker` for the embedded one, or `enrolstream demo`)",
+            err=True,
+        )
+        raise typer.Exit(2)
+    return config.kafka.bootstrap_servers
+
+
+def consume(
+    until_idle: Annotated[
+        bool,
+        typer.Option(
+            "--until-idle", help="exit once every event read so far is applied"
+        ),
+    ] = False,
+) -> None:
+    """Apply enrolment events to Moodle until SIGTERM."""
+    from enrolstream.cli import settings  # noqa: PLC0415
+
+    config = settings()
+    bootstrap = _bootstrap(config)
+    try:
+        asyncio.run(_consume(config, bootstrap, until_idle=until_idle))
+    except MappingError as exc:
+        typer.echo(f"start-up refused: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+async def _consume(config: Settings, bootstrap: str, *, until_idle: bool) -> None:
+    from consumers.wiring import open_runner  # noqa: PLC0415
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with open_runner(config, bootstrap) as runner:
+        await runner.run(stop, until_idle=until_idle)
+        stats = runner.stats
+        typer.echo(
+            f"events {stats.events}, enrolled {stats.enrolled}, suspended "
+            f"{stats.suspended}, unenrolled {stats.unenrolled}, already in state "
+            f"{stats.already_in_state}, parked {len(runner.parked)}, "
+            f"dead-lettered {stats.dead_lettered}"
+        )
+
+
+@dlq_app.command("list")
+def dlq_list(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="one JSON record per line")
+    ] = False,
+) -> None:
+    """Show every dead letter with its reason."""
+    from consumers.dead_letters import read_dead_letters  # noqa: PLC0415
+    from enrolstream.cli import settings  # noqa: PLC0415
+
+    config = settings()
+    letters = asyncio.run(read_dead_letters(config.kafka, _bootstrap(config)))
+    for offset, letter in letters:
+        if as_json:
+            typer.echo(json.dumps({"offset": offset, **letter.model_dump(mode="json")}))
+        else:
+            typer.echo(
+                f"[{offset}] {letter.dead_lettered_at:%Y-%m-%d %H:%M:%S} "
+                f"{letter.error_type} key={letter.key}: {letter.reason}"
+            )
+    typer.echo(f"{len(letters)} dead letters", err=True)
+
+
+@dlq_app.command("redrive")
+def dlq_redrive(
+    error_type: Annotated[
+        str | None, typer.Option(help="only letters of this error type")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
+) -> None:
+    """Re-queue the original events of dead letters onto the event topic."""
+    from consumers.dead_letters import redrive  # noqa: PLC0415
+    from enrolstream.cli import settings  # noqa: PLC0415
+
+    config = settings()
+    count = asyncio.run(
+        redrive(
+            config.kafka, _bootstrap(config), error_type=error_type, dry_run=dry_run
+        )
+    )
+    typer.echo(f"{'would re-queue' if dry_run else 're-queued'} {count} events")

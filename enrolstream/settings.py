@@ -82,7 +82,9 @@ class SqlServerSettings(_Section):
     kerberos: bool = Field(default=False, description="Trusted_Connection after kinit")
     encrypt: Literal["yes", "no", "strict", "mandatory", "optional"] = "yes"
     trust_server_certificate: bool = False
-    read_only_intent: bool = Field(default=False, description="ApplicationIntent=ReadOnly")
+    read_only_intent: bool = Field(
+        default=False, description="ApplicationIntent=ReadOnly"
+    )
     tds_version: str = Field(default="7.4", description="FreeTDS only")
     login_timeout_s: int = Field(default=15, ge=1)
     query_timeout_s: int = Field(default=60, ge=0)
@@ -188,6 +190,7 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         toml_file = _config_file()
+        del dotenv_settings, file_secret_settings  # no .env files, no secrets dir
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         if toml_file is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
@@ -199,7 +202,9 @@ def _config_file() -> Path | None:
     if named:
         path = Path(named)
         if not path.is_file():
-            raise FileNotFoundError(f"ENROLSTREAM_CONFIG names {path}, which does not exist")
+            raise FileNotFoundError(
+                f"ENROLSTREAM_CONFIG names {path}, which does not exist"
+            )
         return path
     return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
 
@@ -227,7 +232,9 @@ def masked(settings: Settings) -> dict[str, Any]:
         if isinstance(value, SecretStr):
             return "**********" if value.get_secret_value() else ""
         if isinstance(value, BaseModel):
-            return {name: walk(getattr(value, name)) for name in type(value).model_fields}
+            return {
+                name: walk(getattr(value, name)) for name in type(value).model_fields
+            }
         if isinstance(value, dict):
             return {str(key): walk(item) for key, item in value.items()}
         if isinstance(value, tuple | list):

@@ -23,6 +23,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 import structlog
 
@@ -68,8 +69,9 @@ def free_port() -> int:
 class EmbeddedBroker:
     """One Tansu broker process on a loopback port (an async context manager)."""
 
-    def __init__(self, log_path: Path, *, port: int | None = None,
-                 ready_timeout_s: float = 20.0) -> None:
+    def __init__(
+        self, log_path: Path, *, port: int | None = None, ready_timeout_s: float = 20.0
+    ) -> None:
         self.log_path = log_path
         self.port = port or free_port()
         self.ready_timeout_s = ready_timeout_s
@@ -88,15 +90,26 @@ class EmbeddedBroker:
         log_file = self.log_path.open("ab")
         self._log_file = log_file
         url = f"tcp://127.0.0.1:{self.port}"
-        self._process = subprocess.Popen(  # noqa: S603 - fixed binary, fixed args
-            [str(binary), "broker", "--listener-url", url,
-             "--advertised-listener-url", url],
-            stdout=log_file, stderr=log_file, stdin=subprocess.DEVNULL,
+        self._process = subprocess.Popen(  # noqa: S603, ASYNC220 - fixed args; Popen returns at once
+            [
+                str(binary),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+            ],
+            stdout=log_file,
+            stderr=log_file,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
         await self._wait_ready()
-        log.info("broker_started", bootstrap_servers=self.bootstrap_servers,
-                 log=str(self.log_path))
+        log.info(
+            "broker_started",
+            bootstrap_servers=self.bootstrap_servers,
+            log=str(self.log_path),
+        )
 
     async def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.ready_timeout_s
@@ -147,12 +160,16 @@ class EmbeddedBroker:
         if log_file is not None:
             log_file.close()  # type: ignore[attr-defined]
 
-    async def __aenter__(self) -> EmbeddedBroker:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         await self.stop()
 
 

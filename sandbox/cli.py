@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Annotated
 
 import typer
@@ -26,13 +27,15 @@ def broker(
     from sandbox.broker import EmbeddedBroker  # noqa: PLC0415
 
     async def serve() -> None:
-        async with EmbeddedBroker(settings().kafka.broker_log, port=port or None) as running:
+        async with EmbeddedBroker(
+            settings().kafka.broker_log, port=port or None
+        ) as running:
             typer.echo(f"export KAFKA_BOOTSTRAP_SERVERS={running.bootstrap_servers}")
-            typer.echo(f"broker log: {running.log_path}  (Ctrl-C stops it; "
-                       "memory only: topics are lost when it stops)")
+            typer.echo(
+                f"broker log: {running.log_path}  (Ctrl-C stops it; "
+                "memory only: topics are lost when it stops)"
+            )
             await asyncio.Event().wait()
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve())
-    except KeyboardInterrupt:
-        pass

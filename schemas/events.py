@@ -19,7 +19,7 @@ JSON Schema beside this module is kept in sync by a test.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime  # noqa: TC003 - pydantic needs it at runtime
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -155,15 +155,19 @@ class EnrolmentEvent(_Frozen):
         return self.people_code_id.encode()
 
 
-def change_event_id(source: str, transcript_detail_id: int, change_version: int,
-                    operation: Operation) -> str:
+def change_event_id(
+    source: str, transcript_detail_id: int, change_version: int, operation: Operation
+) -> str:
     """The id of a change event: a function of the row version, nothing else."""
-    name = f"{source}|TRANSCRIPTDETAIL|{transcript_detail_id}|{change_version}|{operation}"
+    name = (
+        f"{source}|TRANSCRIPTDETAIL|{transcript_detail_id}|{change_version}|{operation}"
+    )
     return str(uuid.uuid5(EVENT_ID_NAMESPACE, name))
 
 
-def snapshot_event_id(source: str, people_code_id: str, term: TermKey,
-                      state_version: int) -> str:
+def snapshot_event_id(
+    source: str, people_code_id: str, term: TermKey, state_version: int
+) -> str:
     """The id of a snapshot event: person, term and the version it is consistent with."""
     name = f"{source}|snapshot|{people_code_id}|{term.label()}|{state_version}"
     return str(uuid.uuid5(EVENT_ID_NAMESPACE, name))

@@ -16,7 +16,9 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
 @pytest.fixture(name="broker_process", scope="session")
-def _broker_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker | None]:
+def _broker_process(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[EmbeddedBroker | None]:
     """The embedded broker, started once per run (None when a real cluster is named)."""
     if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
         yield None

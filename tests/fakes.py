@@ -45,11 +45,16 @@ class ScriptedChangeSource:
         scripted = self.batches.get(last_version)
         if scripted is None:
             return ChangeBatch(last_version, last_version, (), {})
-        known = shadow.lookup([change.transcript_detail_id for change in scripted.changes])
-        return replace(scripted, changes=[
-            replace(change, shadow=known.get(change.transcript_detail_id))
-            for change in scripted.changes
-        ])
+        known = shadow.lookup(
+            [change.transcript_detail_id for change in scripted.changes]
+        )
+        return replace(
+            scripted,
+            changes=[
+                replace(change, shadow=known.get(change.transcript_detail_id))
+                for change in scripted.changes
+            ],
+        )
 
     async def read_snapshot(self, terms: Sequence[TermKey]) -> Snapshot:
         """The scripted snapshot."""

@@ -16,8 +16,14 @@ from schemas.events import SectionKey, TermKey
 from tests.fakes import RecordingPublisher, ScriptedChangeSource
 
 TERM = TermKey(academic_year="2021", academic_term="Winter")
-BSC = SectionKey(academic_year="2021", academic_term="Winter", academic_session="01",
-                 event_id="BSC5102", event_sub_type="LEC", section="01")
+BSC = SectionKey(
+    academic_year="2021",
+    academic_term="Winter",
+    academic_session="01",
+    event_id="BSC5102",
+    event_sub_type="LEC",
+    section="01",
+)
 ALICE_A = TranscriptRow(1, "P000000001", BSC, "A")
 BOB_A = TranscriptRow(2, "P000000002", BSC, "A")
 
@@ -31,22 +37,29 @@ class CrashingStore(SqliteCheckpointStore):
 
     crash = False
 
-    def commit(self, version: int, upserts, deletes, *, replace_all: bool = False) -> None:  # type: ignore[no-untyped-def]
+    def commit(
+        self, version: int, upserts, deletes, *, replace_all: bool = False
+    ) -> None:  # type: ignore[no-untyped-def]
         if self.crash:
             raise Crash
         super().commit(version, upserts, deletes, replace_all=replace_all)
 
 
-def make(tmp_path: Path, store_type: type[SqliteCheckpointStore] = SqliteCheckpointStore
-         ) -> tuple[ScriptedChangeSource, RecordingPublisher, SqliteCheckpointStore, Poller]:
+def make(
+    tmp_path: Path, store_type: type[SqliteCheckpointStore] = SqliteCheckpointStore
+) -> tuple[ScriptedChangeSource, RecordingPublisher, SqliteCheckpointStore, Poller]:
     source = ScriptedChangeSource(Snapshot(version=10, terms=[TERM], rows=[ALICE_A]))
-    source.batches[10] = ChangeBatch(10, 12, [
-        ChangeRow(1, "D", 11, None, None), ChangeRow(2, "I", 12, 12, BOB_A)],
-        {PersonTerm("P000000001", TERM): (), PersonTerm("P000000002", TERM): (BOB_A,)})
+    source.batches[10] = ChangeBatch(
+        10,
+        12,
+        [ChangeRow(1, "D", 11, None, None), ChangeRow(2, "I", 12, 12, BOB_A)],
+        {PersonTerm("P000000001", TERM): (), PersonTerm("P000000002", TERM): (BOB_A,)},
+    )
     publisher = RecordingPublisher()
     store = store_type(tmp_path / "state.sqlite", source.name)
-    poller = Poller(source, publisher, store,
-                    clock=lambda: datetime(2021, 1, 11, tzinfo=UTC))
+    poller = Poller(
+        source, publisher, store, clock=lambda: datetime(2021, 1, 11, tzinfo=UTC)
+    )
     return source, publisher, store, poller
 
 
@@ -60,23 +73,34 @@ class TestRunOnce:
             result = await poller.run_once()
         assert result.initialised
         assert [(e.kind, e.people_code_id) for e in publisher.published] == [
-            ("snapshot", "P000000001")]
+            ("snapshot", "P000000001")
+        ]
         assert store.load_version() == 10
         assert store.shadow_size() == 1
-        assert any(entry["event"] == "reinitialising" and entry["log_level"] == "warning"
-                   for entry in logs)
+        assert any(
+            entry["event"] == "reinitialising" and entry["log_level"] == "warning"
+            for entry in logs
+        )
 
-    async def test_delete_is_resolved_through_the_shadow_map(self, tmp_path: Path) -> None:
+    async def test_delete_is_resolved_through_the_shadow_map(
+        self, tmp_path: Path
+    ) -> None:
         """A delete carrying only the key becomes a drop event for the right person."""
         _, publisher, store, poller = make(tmp_path)
         await poller.run_once()
         await poller.run_once()
-        changes = [(e.people_code_id, e.change.operation) for e in publisher.published if e.change]
+        changes = [
+            (e.people_code_id, e.change.operation)
+            for e in publisher.published
+            if e.change
+        ]
         assert changes == [("P000000001", "delete"), ("P000000002", "insert")]
         assert store.load_version() == 12
         assert set(store.lookup([1, 2])) == {2}
 
-    async def test_failed_publish_does_not_advance_the_version(self, tmp_path: Path) -> None:
+    async def test_failed_publish_does_not_advance_the_version(
+        self, tmp_path: Path
+    ) -> None:
         """When Kafka does not acknowledge, the saved version and shadow map stay put."""
         source, publisher, store, poller = make(tmp_path)
         await poller.run_once()
@@ -89,7 +113,9 @@ class TestRunOnce:
         assert store.load_version() == 12
         assert source.fetched_from == [10, 10]
 
-    async def test_source_failure_does_not_advance_the_version(self, tmp_path: Path) -> None:
+    async def test_source_failure_does_not_advance_the_version(
+        self, tmp_path: Path
+    ) -> None:
         """A source outage raises a retriable error and changes nothing."""
         source, publisher, store, poller = make(tmp_path)
         await poller.run_once()
@@ -101,7 +127,8 @@ class TestRunOnce:
         assert len(publisher.published) == 1
 
     async def test_crash_between_publish_and_save_republishes_the_same_ids(
-            self, tmp_path: Path) -> None:
+        self, tmp_path: Path
+    ) -> None:
         """Killed after the acks, the next poller republishes that batch with the same ids."""
         _, publisher, store, poller = make(tmp_path, CrashingStore)
         await poller.run_once()
@@ -133,14 +160,19 @@ class TestRunOnce:
 class TestParseTerms:
     """Live terms from settings."""
 
-    @pytest.mark.parametrize(("labels", "expected"), [
-        (["2021/Winter"], [("2021", "Winter")]),
-        ([" 2021 / FALL "], [("2021", "FALL")]),
-        ([], []),
-    ])
+    @pytest.mark.parametrize(
+        ("labels", "expected"),
+        [
+            (["2021/Winter"], [("2021", "Winter")]),
+            ([" 2021 / FALL "], [("2021", "FALL")]),
+            ([], []),
+        ],
+    )
     def test_labels(self, labels: list[str], expected: list[tuple[str, str]]) -> None:
         """YEAR/TERM labels become term keys."""
-        assert [(t.academic_year, t.academic_term) for t in parse_terms(labels)] == expected
+        assert [
+            (t.academic_year, t.academic_term) for t in parse_terms(labels)
+        ] == expected
 
     @pytest.mark.parametrize("label", ["2021", "/Winter", "2021/"])
     def test_bad_label(self, label: str) -> None:

@@ -18,14 +18,26 @@ TERM = TermKey(academic_year="2021", academic_term="Winter")
 
 def event(person: str, version: int) -> EnrolmentEvent:
     return EnrolmentEvent(
-        event_id=snapshot_event_id("pc", person, TERM, version), kind="snapshot",
-        source="pc", people_code_id=person, term=TERM, state_version=version,
-        registrations=(), captured_at=datetime(2021, 1, 11, tzinfo=UTC))
+        event_id=snapshot_event_id("pc", person, TERM, version),
+        kind="snapshot",
+        source="pc",
+        people_code_id=person,
+        term=TERM,
+        state_version=version,
+        registrations=(),
+        captured_at=datetime(2021, 1, 11, tzinfo=UTC),
+    )
 
 
-async def read_all(bootstrap: str, topic: str, count: int) -> list[tuple[bytes, EnrolmentEvent]]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
+async def read_all(
+    bootstrap: str, topic: str, count: int
+) -> list[tuple[bytes, EnrolmentEvent]]:
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
     await consumer.start()
     got: list[tuple[bytes, EnrolmentEvent]] = []
     try:
@@ -34,8 +46,10 @@ async def read_all(bootstrap: str, topic: str, count: int) -> list[tuple[bytes, 
             if not batches:
                 break
             for messages in batches.values():
-                got.extend((m.key, EnrolmentEvent.model_validate_json(m.value))
-                           for m in messages)
+                got.extend(
+                    (m.key, EnrolmentEvent.model_validate_json(m.value))
+                    for m in messages
+                )
     finally:
         await consumer.stop()
     return got
@@ -44,12 +58,15 @@ async def read_all(bootstrap: str, topic: str, count: int) -> list[tuple[bytes, 
 class TestKafkaEventPublisher:
     """Events are keyed by person and acknowledged before publish returns."""
 
-    async def test_events_arrive_keyed_by_person_in_order(self, bootstrap_servers: str,
-                                                          topic: str) -> None:
+    async def test_events_arrive_keyed_by_person_in_order(
+        self, bootstrap_servers: str, topic: str
+    ) -> None:
         """Every event lands once, keyed by PEOPLE_CODE_ID, each person's events in order."""
         options = {"bootstrap_servers": bootstrap_servers}
         await ensure_topics(options, [topic], partitions=4, replication_factor=1)
-        events = [event(f"P{n % 7:09d}", version) for version, n in enumerate(range(200))]
+        events = [
+            event(f"P{n % 7:09d}", version) for version, n in enumerate(range(200))
+        ]
         async with KafkaEventPublisher(options, topic) as publisher:
             await publisher.publish(events)
         got = await read_all(bootstrap_servers, topic, len(events))
@@ -60,8 +77,9 @@ class TestKafkaEventPublisher:
             per_person.setdefault(e.people_code_id, []).append(e.state_version)
         assert all(versions == sorted(versions) for versions in per_person.values())
 
-    async def test_paused_broker_fails_the_publish(self, broker_process: EmbeddedBroker | None,
-                                                   bootstrap_servers: str, topic: str) -> None:
+    async def test_paused_broker_fails_the_publish(
+        self, broker_process: EmbeddedBroker | None, bootstrap_servers: str, topic: str
+    ) -> None:
         """A frozen broker makes publish raise PublishFailed instead of hanging or lying."""
         if broker_process is None:
             pytest.skip("needs the embedded broker to pause it")

@@ -7,7 +7,14 @@ from datetime import UTC, datetime
 import pytest
 
 from cdc.changes import snapshot_events, to_events
-from cdc.ports import ChangeBatch, ChangeRow, PersonTerm, ShadowEntry, Snapshot, TranscriptRow
+from cdc.ports import (
+    ChangeBatch,
+    ChangeRow,
+    PersonTerm,
+    ShadowEntry,
+    Snapshot,
+    TranscriptRow,
+)
 from schemas.events import SectionKey, TermKey
 
 NOW = datetime(2021, 1, 11, 9, 0, tzinfo=UTC)
@@ -15,8 +22,14 @@ TERM = TermKey(academic_year="2021", academic_term="Winter")
 
 
 def section(event_id: str, number: str = "01") -> SectionKey:
-    return SectionKey(academic_year="2021", academic_term="Winter", academic_session="01",
-                      event_id=event_id, event_sub_type="LEC", section=number)
+    return SectionKey(
+        academic_year="2021",
+        academic_term="Winter",
+        academic_session="01",
+        event_id=event_id,
+        event_sub_type="LEC",
+        section=number,
+    )
 
 
 COUN6552 = section("COUN6552", "02")
@@ -24,20 +37,37 @@ COUN8552 = section("COUN8552", "02")
 BSC5102 = section("BSC5102")
 
 
-def row(row_id: int, person: str, where: SectionKey, adw: str = "A",
-        grade: str | None = None) -> TranscriptRow:
-    return TranscriptRow(transcript_detail_id=row_id, people_code_id=person,
-                         section=where, add_drop_wait=adw, final_grade=grade)
+def row(
+    row_id: int,
+    person: str,
+    where: SectionKey,
+    adw: str = "A",
+    grade: str | None = None,
+) -> TranscriptRow:
+    return TranscriptRow(
+        transcript_detail_id=row_id,
+        people_code_id=person,
+        section=where,
+        add_drop_wait=adw,
+        final_grade=grade,
+    )
 
 
 def shadow(row_id: int, person: str, where: SectionKey) -> ShadowEntry:
-    return ShadowEntry(transcript_detail_id=row_id, people_code_id=person, section=where)
+    return ShadowEntry(
+        transcript_detail_id=row_id, people_code_id=person, section=where
+    )
 
 
-def batch(changes: list[ChangeRow], state: dict[str, list[TranscriptRow]],
-          to_version: int = 20) -> ChangeBatch:
+def batch(
+    changes: list[ChangeRow],
+    state: dict[str, list[TranscriptRow]],
+    to_version: int = 20,
+) -> ChangeBatch:
     return ChangeBatch(
-        from_version=10, to_version=to_version, changes=changes,
+        from_version=10,
+        to_version=to_version,
+        changes=changes,
         term_state={PersonTerm(person, TERM): rows for person, rows in state.items()},
     )
 
@@ -45,23 +75,63 @@ def batch(changes: list[ChangeRow], state: dict[str, list[TranscriptRow]],
 A1 = row(1, "P000000001", BSC5102)
 D1 = row(1, "P000000001", BSC5102, adw="D")
 
-# (case, changes, term state, expected (operation, person, ADW of registrations), shadow upserts, deletes, unresolved)
+# case, changes, term state, expected events (operation, person, ADW of each registration),
+# shadow upserts, shadow deletes, unresolved deletes
 CASES = [
-    ("enroll", [ChangeRow(1, "I", 11, 11, A1)], {"P000000001": [A1]},
-     [("insert", "P000000001", ("A",))], [1], [], []),
-    ("drop by update", [ChangeRow(1, "U", 12, None, D1, shadow(1, "P000000001", BSC5102))],
-     {"P000000001": [D1]}, [("update", "P000000001", ("D",))], [1], [], []),
-    ("waitlist", [ChangeRow(2, "I", 11, 11, row(2, "P000000002", BSC5102, adw="W"))],
-     {"P000000002": [row(2, "P000000002", BSC5102, adw="W")]},
-     [("insert", "P000000002", ("W",))], [2], [], []),
-    ("delete resolved by the shadow map",
-     [ChangeRow(1, "D", 13, None, None, shadow(1, "P000000001", BSC5102))],
-     {"P000000001": []}, [("delete", "P000000001", ())], [], [1], []),
-    ("insert then delete between polls: never seen", [ChangeRow(9, "D", 13, 12, None)],
-     {}, [], [], [], [9]),
-    ("a delete ignores a stale current row", [
-        ChangeRow(1, "D", 13, None, A1, shadow(1, "P000000001", BSC5102))],
-     {"P000000001": []}, [("delete", "P000000001", ())], [], [1], []),
+    (
+        "enroll",
+        [ChangeRow(1, "I", 11, 11, A1)],
+        {"P000000001": [A1]},
+        [("insert", "P000000001", ("A",))],
+        [1],
+        [],
+        [],
+    ),
+    (
+        "drop by update",
+        [ChangeRow(1, "U", 12, None, D1, shadow(1, "P000000001", BSC5102))],
+        {"P000000001": [D1]},
+        [("update", "P000000001", ("D",))],
+        [1],
+        [],
+        [],
+    ),
+    (
+        "waitlist",
+        [ChangeRow(2, "I", 11, 11, row(2, "P000000002", BSC5102, adw="W"))],
+        {"P000000002": [row(2, "P000000002", BSC5102, adw="W")]},
+        [("insert", "P000000002", ("W",))],
+        [2],
+        [],
+        [],
+    ),
+    (
+        "delete resolved by the shadow map",
+        [ChangeRow(1, "D", 13, None, None, shadow(1, "P000000001", BSC5102))],
+        {"P000000001": []},
+        [("delete", "P000000001", ())],
+        [],
+        [1],
+        [],
+    ),
+    (
+        "insert then delete between polls: never seen",
+        [ChangeRow(9, "D", 13, 12, None)],
+        {},
+        [],
+        [],
+        [],
+        [9],
+    ),
+    (
+        "a delete ignores a stale current row",
+        [ChangeRow(1, "D", 13, None, A1, shadow(1, "P000000001", BSC5102))],
+        {"P000000001": []},
+        [("delete", "P000000001", ())],
+        [],
+        [1],
+        [],
+    ),
 ]
 
 
@@ -70,20 +140,32 @@ class TestToEvents:
 
     @pytest.mark.parametrize(
         ("case", "changes", "state", "expected", "upserts", "deletes", "unresolved"),
-        CASES, ids=[case[0] for case in CASES])
-    def test_translation_table(self, case: str, changes: list[ChangeRow],
-                               state: dict[str, list[TranscriptRow]],
-                               expected: list[tuple[str, str, tuple[str, ...]]],
-                               upserts: list[int], deletes: list[int],
-                               unresolved: list[int]) -> None:
+        CASES,
+        ids=[case[0] for case in CASES],
+    )
+    def test_translation_table(
+        self,
+        case: str,
+        changes: list[ChangeRow],
+        state: dict[str, list[TranscriptRow]],
+        expected: list[tuple[str, str, tuple[str, ...]]],
+        upserts: list[int],
+        deletes: list[int],
+        unresolved: list[int],
+    ) -> None:
         """Each change row becomes the expected event and shadow-map change."""
         result = to_events(batch(changes, state), source="pc", captured_at=NOW)
         assert [
-            (event.change.operation if event.change else None, event.people_code_id,
-             tuple(reg.add_drop_wait for reg in event.registrations))
+            (
+                event.change.operation if event.change else None,
+                event.people_code_id,
+                tuple(reg.add_drop_wait for reg in event.registrations),
+            )
             for event in result.events
         ] == expected
-        assert [entry.transcript_detail_id for entry in result.shadow_upserts] == upserts
+        assert [
+            entry.transcript_detail_id for entry in result.shadow_upserts
+        ] == upserts
         assert result.shadow_deletes == deletes
         assert result.unresolved_deletes == unresolved
 
@@ -91,29 +173,53 @@ class TestToEvents:
         """A swap in one transaction gives two events that both show the new section added."""
         dropped = row(5, "P000000005", COUN6552, adw="D")
         added = row(6, "P000000005", COUN8552)
-        result = to_events(batch(
-            [ChangeRow(6, "I", 15, 15, added),
-             ChangeRow(5, "U", 15, None, dropped, shadow(5, "P000000005", COUN6552))],
-            {"P000000005": [added, dropped]}), source="pc", captured_at=NOW)
-        assert [e.change.transcript_detail_id for e in result.events if e.change] == [5, 6]
+        result = to_events(
+            batch(
+                [
+                    ChangeRow(6, "I", 15, 15, added),
+                    ChangeRow(
+                        5, "U", 15, None, dropped, shadow(5, "P000000005", COUN6552)
+                    ),
+                ],
+                {"P000000005": [added, dropped]},
+            ),
+            source="pc",
+            captured_at=NOW,
+        )
+        assert [e.change.transcript_detail_id for e in result.events if e.change] == [
+            5,
+            6,
+        ]
         for event in result.events:
-            assert {(r.section.event_id, r.add_drop_wait) for r in event.registrations} == {
-                ("COUN6552", "D"), ("COUN8552", "A")}
+            assert {
+                (r.section.event_id, r.add_drop_wait) for r in event.registrations
+            } == {("COUN6552", "D"), ("COUN8552", "A")}
             assert event.state_version == 20
 
     def test_events_follow_change_version_order(self) -> None:
         """Events are ordered by SYS_CHANGE_VERSION so one person's changes stay in order."""
         later, earlier = row(2, "P1", BSC5102), row(1, "P1", COUN6552)
-        result = to_events(batch(
-            [ChangeRow(2, "I", 17, 17, later), ChangeRow(1, "I", 14, 14, earlier)],
-            {"P1": [earlier, later]}), source="pc", captured_at=NOW)
+        result = to_events(
+            batch(
+                [ChangeRow(2, "I", 17, 17, later), ChangeRow(1, "I", 14, 14, earlier)],
+                {"P1": [earlier, later]},
+            ),
+            source="pc",
+            captured_at=NOW,
+        )
         assert [e.change.change_version for e in result.events if e.change] == [14, 17]
 
     def test_update_that_moved_the_row_names_the_previous_section(self) -> None:
         """An update to another section carries the section the shadow map held before."""
         moved = row(3, "P3", COUN8552)
-        result = to_events(batch([ChangeRow(3, "U", 12, None, moved, shadow(3, "P3", COUN6552))],
-                                 {"P3": [moved]}), source="pc", captured_at=NOW)
+        result = to_events(
+            batch(
+                [ChangeRow(3, "U", 12, None, moved, shadow(3, "P3", COUN6552))],
+                {"P3": [moved]},
+            ),
+            source="pc",
+            captured_at=NOW,
+        )
         change = result.events[0].change
         assert change is not None
         assert change.previous_section == COUN6552
@@ -121,12 +227,21 @@ class TestToEvents:
 
     def test_event_ids_are_deterministic(self) -> None:
         """The same change re-polled has the same id; another row version has another."""
-        first = to_events(batch([ChangeRow(1, "I", 11, 11, A1)], {"P000000001": [A1]}),
-                          source="pc", captured_at=NOW)
-        again = to_events(batch([ChangeRow(1, "I", 11, 11, A1)], {"P000000001": [A1]},
-                                to_version=25), source="pc", captured_at=NOW)
-        other = to_events(batch([ChangeRow(1, "U", 12, None, D1)], {"P000000001": [D1]}),
-                          source="pc", captured_at=NOW)
+        first = to_events(
+            batch([ChangeRow(1, "I", 11, 11, A1)], {"P000000001": [A1]}),
+            source="pc",
+            captured_at=NOW,
+        )
+        again = to_events(
+            batch([ChangeRow(1, "I", 11, 11, A1)], {"P000000001": [A1]}, to_version=25),
+            source="pc",
+            captured_at=NOW,
+        )
+        other = to_events(
+            batch([ChangeRow(1, "U", 12, None, D1)], {"P000000001": [D1]}),
+            source="pc",
+            captured_at=NOW,
+        )
         assert first.events[0].event_id == again.events[0].event_id
         assert first.events[0].event_id != other.events[0].event_id
 
@@ -136,9 +251,21 @@ class TestSnapshotEvents:
 
     def test_one_event_per_person_with_all_rows(self) -> None:
         """Rows are grouped by person; each event is marked as a snapshot."""
-        rows = [row(1, "P2", BSC5102), row(2, "P1", BSC5102, adw="W"), row(3, "P1", COUN6552)]
-        events = snapshot_events(Snapshot(version=42, terms=[TERM], rows=rows), source="pc",
-                                 captured_at=NOW, snapshot_id="init-42")
-        assert [(e.people_code_id, len(e.registrations)) for e in events] == [("P1", 2), ("P2", 1)]
+        rows = [
+            row(1, "P2", BSC5102),
+            row(2, "P1", BSC5102, adw="W"),
+            row(3, "P1", COUN6552),
+        ]
+        events = snapshot_events(
+            Snapshot(version=42, terms=[TERM], rows=rows),
+            source="pc",
+            captured_at=NOW,
+            snapshot_id="init-42",
+        )
+        assert [(e.people_code_id, len(e.registrations)) for e in events] == [
+            ("P1", 2),
+            ("P2", 1),
+        ]
         assert {(e.kind, e.state_version, e.snapshot_id, e.change) for e in events} == {
-            ("snapshot", 42, "init-42", None)}
+            ("snapshot", 42, "init-42", None)
+        }

@@ -1,0 +1,151 @@
+"""Pure steps of one consumer batch: decode, collapse desired states, plan actions.
+
+A batch is every record one ``getmany`` returned, across partitions (a person's
+events all live on one partition, so merging partitions keeps each person in
+order). Desired states are collapsed per (course, person), last one wins, and
+planned once against the ledger as it was before the batch: this is what makes
+actions come from state, not transitions (an enrol then a drop of the same
+person inside one batch plans nothing for an enrolment we never made).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from pydantic import ValidationError
+
+from consumers.decisions import EnrolmentPolicy, desired_enrolments, plan_action
+from consumers.identity import Found, Resolution
+from consumers.kafka import RawMessage
+from consumers.mapping import MappingSet
+from schemas.actions import DesiredEnrolment, LedgerEntry, MoodleAction
+from schemas.events import EnrolmentEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Undecodable:
+    """A record that is not a valid enrolment event."""
+
+    message: RawMessage
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """The batch's events in order, and the records that failed validation."""
+
+    events: list[tuple[RawMessage, EnrolmentEvent]]
+    invalid: list[Undecodable]
+
+
+def decode(messages: Sequence[RawMessage]) -> Decoded:
+    """Validate every record against the event contract."""
+    events: list[tuple[RawMessage, EnrolmentEvent]] = []
+    invalid: list[Undecodable] = []
+    for message in messages:
+        if message.value is None:
+            invalid.append(
+                Undecodable(message, "empty record (tombstone) on the event topic")
+            )
+            continue
+        try:
+            events.append((message, EnrolmentEvent.model_validate_json(message.value)))
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in error['loc']) or 'record'}: {error['msg']}"
+                for error in exc.errors()[:5]
+            )
+            invalid.append(
+                Undecodable(message, f"not a valid enrolment event: {problems}")
+            )
+    return Decoded(events=events, invalid=invalid)
+
+
+def full_state(event: EnrolmentEvent) -> EnrolmentEvent:
+    """The event re-read as a snapshot: decide every course of every registration."""
+    return event.model_copy(update={"kind": "snapshot", "change": None})
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The latest desired state of one (course, person) and the event behind it."""
+
+    desired: DesiredEnrolment
+    event: EnrolmentEvent
+
+
+def collapse_desired(
+    events: Sequence[EnrolmentEvent], mapping: MappingSet, policy: EnrolmentPolicy
+) -> list[Decision]:
+    """Desired states per (course, person), the last event's winning, in first-seen order."""
+    latest: dict[tuple[int, str], Decision] = {}
+    for event in events:
+        for desired in desired_enrolments(event, mapping, policy):
+            latest[(desired.course.id, desired.people_code_id)] = Decision(
+                desired, event
+            )
+    return list(latest.values())
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedAction:
+    """A Moodle action and the decision it comes from (for the ledger and dead letters)."""
+
+    action: MoodleAction
+    decision: Decision
+    previous: LedgerEntry | None
+
+
+@dataclass(slots=True)
+class Plan:
+    """What to do with a batch once identities are known."""
+
+    actions: list[PlannedAction] = field(default_factory=list)
+    unresolved: dict[tuple[str, str], tuple[EnrolmentEvent, str]] = field(
+        default_factory=dict
+    )
+    resolved_events: list[EnrolmentEvent] = field(default_factory=list)
+    already_in_state: int = 0
+
+
+def plan(
+    decisions: Sequence[Decision],
+    identities: Mapping[str, Resolution],
+    ledger: Callable[[int, int], LedgerEntry | None],
+    policy: EnrolmentPolicy,
+) -> Plan:
+    """Actions for the decisions whose person has exactly one Moodle user.
+
+    Persons with none or several are returned in ``unresolved`` (per person and
+    term) with their latest event and the reason, to be parked.
+    """
+    result = Plan()
+    resolved: dict[str, EnrolmentEvent] = {}
+    for decision in decisions:
+        person = decision.desired.people_code_id
+        resolution = identities[person]
+        if not isinstance(resolution, Found):
+            slot = (person, decision.event.term.label())
+            previous = result.unresolved.get(slot)
+            if (
+                previous is None
+                or previous[0].state_version <= decision.event.state_version
+            ):
+                result.unresolved[slot] = (decision.event, resolution.reason)
+            continue
+        resolved[person] = decision.event
+        before = ledger(decision.desired.course.id, resolution.userid)
+        action = plan_action(
+            decision.desired,
+            resolution.userid,
+            before,
+            state_version=decision.event.state_version,
+            policy=policy,
+        )
+        if action is None:
+            result.already_in_state += 1
+        else:
+            result.actions.append(PlannedAction(action, decision, before))
+    result.resolved_events = list(resolved.values())
+    return result

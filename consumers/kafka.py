@@ -1,0 +1,247 @@
+"""The consumer side's Kafka adapter: the event consumer, table topics, record sinks.
+
+The only module of ``consumers/`` that imports aiokafka. The runner sees plain
+``RawMessage`` values and ``(topic, partition)`` tuples, never aiokafka types.
+
+- ``KafkaEventConsumer``: a group member with manual commits, ``getmany`` and
+  ``rewind`` (seek back to where an unfinished batch began: never skip forward).
+- ``KafkaTable``: a keyed topic read as a table (latest value per key wins,
+  ``None`` deletes), used for the ownership ledger and the parked events. The
+  reader takes the latest value itself because compaction is not guaranteed to
+  have run (the embedded broker never runs it).
+- ``KafkaRecordSink``: acknowledged appends (dead letters, redrives).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from consumers.errors import BrokerUnavailable
+
+log = structlog.get_logger()
+
+Partition = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    """One Kafka record as the runner sees it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int
+
+    @property
+    def tp(self) -> Partition:
+        """(topic, partition)."""
+        return (self.topic, self.partition)
+
+
+def _raw(message: Any) -> RawMessage:
+    return RawMessage(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=message.key,
+        value=message.value,
+        timestamp_ms=message.timestamp,
+    )
+
+
+class KafkaEventConsumer:
+    """A consumer-group member on one topic with manual, per-partition commits."""
+
+    def __init__(
+        self,
+        options: dict[str, Any],
+        topic: str,
+        group_id: str,
+        *,
+        max_records: int = 2000,
+    ) -> None:
+        self.topic = topic
+        self._consumer = AIOKafkaConsumer(
+            topic,
+            **options,
+            group_id=group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=max_records,
+            isolation_level="read_committed",
+        )
+
+    async def __aenter__(self) -> Self:
+        try:
+            await self._consumer.start()
+        except KafkaError as exc:
+            await self._consumer.stop()
+            raise BrokerUnavailable(f"cannot join the consumer group: {exc}") from exc
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._consumer.stop()
+
+    async def getmany(self, timeout_ms: int) -> dict[Partition, list[RawMessage]]:
+        """The next records per partition (empty when none arrived within the timeout)."""
+        try:
+            batches = await self._consumer.getmany(timeout_ms=timeout_ms)
+        except KafkaError as exc:
+            raise BrokerUnavailable(f"fetch failed: {exc}") from exc
+        return {
+            (tp.topic, tp.partition): [_raw(m) for m in messages]
+            for tp, messages in batches.items()
+            if messages
+        }
+
+    async def commit(self, offsets: Mapping[Partition, int]) -> None:
+        """Commit the next offset to read, per partition."""
+        if not offsets:
+            return
+        try:
+            await self._consumer.commit(
+                {
+                    TopicPartition(topic, partition): offset
+                    for (topic, partition), offset in offsets.items()
+                }
+            )
+        except KafkaError as exc:
+            raise BrokerUnavailable(f"offset commit failed: {exc}") from exc
+
+    def rewind(self, offsets: Mapping[Partition, int]) -> None:
+        """Seek back to where an unfinished batch began, so it is read again."""
+        for (topic, partition), offset in offsets.items():
+            tp = TopicPartition(topic, partition)
+            if tp in self._consumer.assignment():
+                self._consumer.seek(tp, offset)
+
+    async def lag(self) -> int:
+        """Records between this member's positions and the end of its partitions."""
+        assignment = self._consumer.assignment()
+        if not assignment:
+            return -1
+        ends = await self._consumer.end_offsets(list(assignment))
+        behind = 0
+        for tp in assignment:
+            behind += max(0, ends[tp] - await self._consumer.position(tp))
+        return behind
+
+
+class KafkaRecordSink:
+    """Acknowledged appends to one topic (dead letters, redrives, table writes)."""
+
+    def __init__(
+        self, options: dict[str, Any], topic: str, *, ack_timeout_s: float = 30.0
+    ) -> None:
+        self.topic = topic
+        self.ack_timeout_s = ack_timeout_s
+        self._producer = AIOKafkaProducer(**options, acks="all", linger_ms=2)
+
+    async def __aenter__(self) -> Self:
+        try:
+            await self._producer.start()
+        except KafkaError as exc:
+            await self._producer.stop()
+            raise BrokerUnavailable(f"cannot connect to Kafka: {exc}") from exc
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._producer.stop()
+
+    async def append(
+        self, records: Sequence[tuple[bytes | None, bytes | None]]
+    ) -> None:
+        """Send (key, value) records and wait until all are acknowledged."""
+        if not records:
+            return
+        try:
+            async with asyncio.timeout(self.ack_timeout_s):
+                futures = [
+                    await self._producer.send(self.topic, key=key, value=value)
+                    for key, value in records
+                ]
+                await asyncio.gather(*futures)
+        except (KafkaError, TimeoutError) as exc:
+            raise BrokerUnavailable(
+                f"{len(records)} records to {self.topic} not acknowledged: {exc}"
+            ) from exc
+
+
+async def read_topic(options: dict[str, Any], topic: str) -> list[RawMessage]:
+    """Every record of ``topic`` from the beginning to its end as of now."""
+    consumer = AIOKafkaConsumer(
+        **options, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        await consumer.topics()  # fetches cluster metadata
+        partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        records: list[RawMessage] = []
+        remaining = {tp for tp in tps if ends[tp] > 0}
+        while remaining:
+            batches = await consumer.getmany(*remaining, timeout_ms=1000)
+            for tp, messages in batches.items():
+                records.extend(_raw(m) for m in messages if m.offset < ends[tp])
+            remaining = {
+                tp for tp in remaining if await consumer.position(tp) < ends[tp]
+            }
+    except KafkaError as exc:
+        raise BrokerUnavailable(f"cannot read {topic}: {exc}") from exc
+    else:
+        return records
+    finally:
+        await consumer.stop()
+
+
+class KafkaTable:
+    """A keyed topic read as a table: the latest value per key, ``None`` deletes."""
+
+    def __init__(
+        self, options: dict[str, Any], topic: str, sink: KafkaRecordSink
+    ) -> None:
+        self.options = options
+        self.topic = topic
+        self.sink = sink
+
+    async def load(self) -> dict[bytes, bytes]:
+        """The table as of now (latest value per key; deleted keys absent)."""
+        table: dict[bytes, bytes] = {}
+        records = await read_topic(self.options, self.topic)
+        for record in sorted(records, key=lambda r: (r.partition, r.offset)):
+            if record.key is None:
+                continue
+            if record.value is None:
+                table.pop(record.key, None)
+            else:
+                table[record.key] = record.value
+        return table
+
+    async def put(self, rows: Sequence[tuple[bytes, bytes | None]]) -> None:
+        """Write rows (``None`` deletes the key), acknowledged."""
+        await self.sink.append(list(rows))

@@ -1,0 +1,354 @@
+"""The apply loop: getmany → decide → Moodle → ledger → dead letters → commit.
+
+Delivery contract: a partition's offsets are committed only after every event
+read from it was applied to Moodle (and recorded in the ledger), parked, or
+dead-lettered. A retriable failure (Moodle unreachable or 5xx, Kafka not
+acknowledging) rewinds to where the batch began, backs off and tries again:
+never skip ahead. Replays are cheap because the ledger shows what Moodle holds.
+
+``run(stop)`` finishes the batch in flight when ``stop`` is set (SIGTERM), then
+returns; ``run(stop, until_idle=True)`` also returns once nothing is left to read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import structlog
+
+from consumers.batching import (
+    PlannedAction,
+    Undecodable,
+    collapse_desired,
+    decode,
+    full_state,
+    plan,
+)
+from consumers.decisions import EnrolmentPolicy, next_ledger_entry
+from consumers.errors import ConsumerError, MoodleRejected
+from consumers.kafka import Partition, RawMessage
+from consumers.ledger import Ledger
+from consumers.mapping import MappingSet
+from consumers.moodle_batch import BatchResult, EnrolRow, UnenrolRow
+from consumers.parked import ParkedEvents
+from consumers.ports import EventStream, Identities, MoodleGateway, RecordSink
+from schemas.actions import EnrolAction, SuspendAction
+from schemas.dead_letter import DeadLetter
+from schemas.events import EnrolmentEvent
+
+log = structlog.get_logger()
+
+
+@dataclass(slots=True)
+class RunnerStats:
+    """Counters since start, for logs, the demo summary and tests."""
+
+    events: int = 0
+    enrolled: int = 0
+    suspended: int = 0
+    unenrolled: int = 0
+    already_in_state: int = 0
+    dead_lettered: int = 0
+    parked: int = 0
+    retries: int = 0
+    applied_at: dict[tuple[int, int], float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where an event was read, for dead letters."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+class ApplyRunner:
+    """Makes Moodle match the events, at least once, idempotently."""
+
+    def __init__(
+        self,
+        *,
+        stream: EventStream,
+        moodle: MoodleGateway,
+        identities: Identities,
+        mapping: MappingSet,
+        policy: EnrolmentPolicy,
+        ledger: Ledger,
+        parked: ParkedEvents,
+        dead_letters: RecordSink,
+        parked_topic: str = "parked",
+        parked_retry_s: float = 30.0,
+        max_backoff_s: float = 30.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.stream = stream
+        self.moodle = moodle
+        self.identities = identities
+        self.mapping = mapping
+        self.policy = policy
+        self.ledger = ledger
+        self.parked = parked
+        self.dead_letters = dead_letters
+        self.parked_topic = parked_topic
+        self.parked_retry_s = parked_retry_s
+        self.max_backoff_s = max_backoff_s
+        self.clock = clock
+        self.stats = RunnerStats()
+
+    async def run(
+        self,
+        stop: asyncio.Event,
+        *,
+        until_idle: bool = False,
+        poll_timeout_ms: int = 500,
+    ) -> None:
+        """Consume until ``stop`` is set (or, with ``until_idle``, nothing is left)."""
+        failures = 0
+        next_parked_retry = time.monotonic() + self.parked_retry_s
+        while not stop.is_set():
+            batches = await self.stream.getmany(timeout_ms=poll_timeout_ms)
+            if batches:
+                try:
+                    await self.process(batches)
+                except ConsumerError as exc:
+                    if not exc.retriable:
+                        raise
+                    failures += 1
+                    self.stats.retries += 1
+                    self.stream.rewind(
+                        {tp: msgs[0].offset for tp, msgs in batches.items()}
+                    )
+                    delay = min(self.max_backoff_s, 0.25 * 2 ** min(failures, 10))
+                    log.warning(
+                        "apply_paused",
+                        error=str(exc),
+                        error_type=type(exc).__name__,
+                        attempt=failures,
+                        retry_in_s=delay,
+                        hint="nothing committed; the batch is read again",
+                    )
+                    await _wait(stop, delay)
+                    continue
+                if failures:
+                    log.info("apply_resumed", after_attempts=failures)
+                failures = 0
+            if len(self.parked) and time.monotonic() >= next_parked_retry:
+                next_parked_retry = time.monotonic() + self.parked_retry_s
+                await self._retry_parked_safely()
+            if until_idle and not batches and await self.stream.lag() == 0:
+                return
+
+    async def process(self, batches: Mapping[Partition, Sequence[RawMessage]]) -> None:
+        """Apply one batch, then commit each partition past it."""
+        messages = [message for msgs in batches.values() for message in msgs]
+        decoded = decode(messages)
+        self.stats.events += len(decoded.events)
+        origins = {
+            event.event_id: _origin(message) for message, event in decoded.events
+        }
+        letters = [self._invalid_letter(bad) for bad in decoded.invalid]
+        letters += await self._apply([event for _, event in decoded.events], origins)
+        await self._dead_letter(letters)
+        await self.stream.commit(
+            {tp: msgs[-1].offset + 1 for tp, msgs in batches.items()}
+        )
+
+    async def retry_parked(self) -> int:
+        """Try every parked person-term again; returns how many are still parked."""
+        waiting = self.parked.all()
+        if waiting:
+            log.info("parked_retry", count=len(waiting))
+            letters = await self._apply([full_state(p.event) for p in waiting], {})
+            await self._dead_letter(letters)
+        return len(self.parked)
+
+    async def _retry_parked_safely(self) -> None:
+        try:
+            await self.retry_parked()
+        except ConsumerError as exc:
+            if not exc.retriable:
+                raise
+            log.warning("parked_retry_failed", error=str(exc))
+
+    async def _apply(
+        self, events: Sequence[EnrolmentEvent], origins: Mapping[str, Origin]
+    ) -> list[DeadLetter]:
+        decisions = collapse_desired(events, self.mapping, self.policy)
+        persons = {decision.desired.people_code_id for decision in decisions}
+        identities = await self.identities.resolve(persons) if persons else {}
+        batch_plan = plan(decisions, identities, self.ledger.get, self.policy)
+        self.stats.already_in_state += batch_plan.already_in_state
+        letters = await self._execute(batch_plan.actions, origins)
+        if batch_plan.unresolved:
+            await self.parked.park(list(batch_plan.unresolved.values()), self.clock())
+            self.stats.parked += len(batch_plan.unresolved)
+            for event, reason in batch_plan.unresolved.values():
+                log.warning(
+                    "person_parked",
+                    people_code_id=event.people_code_id,
+                    term=event.term.label(),
+                    reason=reason,
+                )
+        await self.parked.release(batch_plan.resolved_events)
+        return letters
+
+    async def _execute(
+        self, actions: Sequence[PlannedAction], origins: Mapping[str, Origin]
+    ) -> list[DeadLetter]:
+        enrols: dict[EnrolRow, PlannedAction] = {}
+        unenrols: dict[UnenrolRow, PlannedAction] = {}
+        for planned in actions:
+            action = planned.action
+            if isinstance(action, EnrolAction | SuspendAction):
+                row = EnrolRow(
+                    userid=action.userid,
+                    courseid=action.courseid,
+                    roleid=action.roleid,
+                    suspend=isinstance(action, SuspendAction),
+                )
+                enrols[row] = planned
+            else:
+                unenrols[UnenrolRow(userid=action.userid, courseid=action.courseid)] = (
+                    planned
+                )
+        enrolled: BatchResult[EnrolRow] = (
+            await self.moodle.enrol(list(enrols)) if enrols else BatchResult()
+        )
+        unenrolled: BatchResult[UnenrolRow] = (
+            await self.moodle.unenrol(list(unenrols)) if unenrols else BatchResult()
+        )
+        applied = [enrols[row] for row in enrolled.applied]
+        applied += [unenrols[row] for row in unenrolled.applied]
+        await self.ledger.record(
+            [
+                next_ledger_entry(
+                    p.action,
+                    p.previous,
+                    event_id=p.decision.event.event_id,
+                    state_version=p.decision.event.state_version,
+                )
+                for p in applied
+            ]
+        )
+        self._count_applied(applied)
+        rejected = [(enrols[row], error) for row, error in enrolled.rejected]
+        rejected += [(unenrols[row], error) for row, error in unenrolled.rejected]
+        return [self._rejected_letter(p, error, origins) for p, error in rejected]
+
+    def _count_applied(self, applied: Sequence[PlannedAction]) -> None:
+        now = time.monotonic()
+        for planned in applied:
+            kind = planned.action.kind
+            if kind == "enrol":
+                self.stats.enrolled += 1
+            elif kind == "suspend":
+                self.stats.suspended += 1
+            else:
+                self.stats.unenrolled += 1
+            self.stats.applied_at[planned.action.key()] = now
+            log.info(
+                "moodle_applied",
+                action=kind,
+                courseid=planned.action.courseid,
+                userid=planned.action.userid,
+                people_code_id=planned.decision.desired.people_code_id,
+                reason=planned.decision.desired.reason,
+            )
+
+    def _invalid_letter(self, bad: Undecodable) -> DeadLetter:
+        return self._letter(
+            _origin(bad.message), reason=bad.reason, error_type="InvalidEvent"
+        )
+
+    def _rejected_letter(
+        self,
+        planned: PlannedAction,
+        error: MoodleRejected,
+        origins: Mapping[str, Origin],
+    ) -> DeadLetter:
+        event = planned.decision.event
+        origin = origins.get(event.event_id) or Origin(
+            topic=self.parked_topic,
+            partition=-1,
+            offset=-1,
+            key=event.kafka_key(),
+            value=event.model_dump_json().encode(),
+        )
+        return self._letter(
+            origin,
+            reason=f"Moodle rejected {planned.action.kind} of user "
+            f"{planned.action.userid} in course {planned.action.courseid}: {error}",
+            error_type=type(error).__name__,
+            errorcode=error.errorcode,
+            event_id=event.event_id,
+            action=planned.action.model_dump(),
+        )
+
+    def _letter(
+        self,
+        origin: Origin,
+        *,
+        reason: str,
+        error_type: str,
+        errorcode: str | None = None,
+        event_id: str | None = None,
+        action: dict[str, object] | None = None,
+    ) -> DeadLetter:
+        return DeadLetter(
+            reason=reason,
+            error_type=error_type,
+            errorcode=errorcode,
+            source_topic=origin.topic,
+            source_partition=origin.partition,
+            source_offset=origin.offset,
+            key=origin.key.decode(errors="replace") if origin.key else None,
+            value=origin.value.decode(errors="replace") if origin.value else None,
+            event_id=event_id,
+            action=action,
+            dead_lettered_at=self.clock(),
+        )
+
+    async def _dead_letter(self, letters: Sequence[DeadLetter]) -> None:
+        if not letters:
+            return
+        await self.dead_letters.append(
+            [
+                (
+                    letter.key.encode() if letter.key else None,
+                    letter.model_dump_json().encode(),
+                )
+                for letter in letters
+            ]
+        )
+        self.stats.dead_lettered += len(letters)
+        for letter in letters:
+            log.error(
+                "dead_lettered",
+                reason=letter.reason,
+                error_type=letter.error_type,
+                source_offset=letter.source_offset,
+                event_id=letter.event_id,
+            )
+
+
+def _origin(message: RawMessage) -> Origin:
+    return Origin(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=message.key,
+        value=message.value,
+    )
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
