@@ -81,16 +81,26 @@ class KafkaEventPublisher:
     ) -> None:
         self.topic = topic
         self.ack_timeout_s = ack_timeout_s
-        self._producer = AIOKafkaProducer(
+        self._options = {
             **options,
-            acks="all",
-            enable_idempotence=enable_idempotence,
-            linger_ms=5,
-            max_batch_size=1 << 20,
-            max_request_size=4 << 20,
-        )
+            "acks": "all",
+            "enable_idempotence": enable_idempotence,
+            "linger_ms": 5,
+            "max_batch_size": 1 << 20,
+            "max_request_size": 4 << 20,
+        }
+        self._producer: AIOKafkaProducer | None = None
+
+    @property
+    def producer(self) -> AIOKafkaProducer:
+        """The started producer (only inside ``async with``)."""
+        if self._producer is None:
+            raise RuntimeError("use the publisher inside `async with`")
+        return self._producer
 
     async def __aenter__(self) -> Self:
+        # Created here, not in __init__: a publisher never entered holds nothing open.
+        self._producer = AIOKafkaProducer(**self._options)
         try:
             await self._producer.start()
         except KafkaError as exc:
@@ -104,7 +114,7 @@ class KafkaEventPublisher:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self._producer.stop()
+        await self.producer.stop()
 
     async def publish(self, events: Sequence[EnrolmentEvent]) -> None:
         """Send every event and return once all are acknowledged; else ``PublishFailed``."""
@@ -113,7 +123,7 @@ class KafkaEventPublisher:
         try:
             async with asyncio.timeout(self.ack_timeout_s):
                 futures = [
-                    await self._producer.send(
+                    await self.producer.send(
                         self.topic,
                         value=event.model_dump_json().encode(),
                         key=event.kafka_key(),

@@ -71,17 +71,25 @@ class KafkaEventConsumer:
         max_records: int = 2000,
     ) -> None:
         self.topic = topic
-        self._consumer = AIOKafkaConsumer(
-            topic,
+        self._options = {
             **options,
-            group_id=group_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_records=max_records,
-            isolation_level="read_committed",
-        )
+            "group_id": group_id,
+            "enable_auto_commit": False,
+            "auto_offset_reset": "earliest",
+            "max_poll_records": max_records,
+            "isolation_level": "read_committed",
+        }
+        self._started: AIOKafkaConsumer | None = None
+
+    @property
+    def _consumer(self) -> AIOKafkaConsumer:
+        if self._started is None:
+            raise RuntimeError("use the consumer inside `async with`")
+        return self._started
 
     async def __aenter__(self) -> Self:
+        # Created here, not in __init__: a consumer never entered holds nothing open.
+        self._started = AIOKafkaConsumer(self.topic, **self._options)
         try:
             await self._consumer.start()
         except KafkaError as exc:
@@ -150,9 +158,19 @@ class KafkaRecordSink:
     ) -> None:
         self.topic = topic
         self.ack_timeout_s = ack_timeout_s
-        self._producer = AIOKafkaProducer(**options, acks="all", linger_ms=2)
+        self._options = {**options, "acks": "all", "linger_ms": 2}
+        self._producer: AIOKafkaProducer | None = None
+
+    @property
+    def producer(self) -> AIOKafkaProducer:
+        """The started producer (only inside ``async with``)."""
+        if self._producer is None:
+            raise RuntimeError("use the sink inside `async with`")
+        return self._producer
 
     async def __aenter__(self) -> Self:
+        # Created here, not in __init__: a sink never entered holds nothing open.
+        self._producer = AIOKafkaProducer(**self._options)
         try:
             await self._producer.start()
         except KafkaError as exc:
@@ -166,7 +184,7 @@ class KafkaRecordSink:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self._producer.stop()
+        await self.producer.stop()
 
     async def append(
         self, records: Sequence[tuple[bytes | None, bytes | None]]
@@ -177,7 +195,7 @@ class KafkaRecordSink:
         try:
             async with asyncio.timeout(self.ack_timeout_s):
                 futures = [
-                    await self._producer.send(self.topic, key=key, value=value)
+                    await self.producer.send(self.topic, key=key, value=value)
                     for key, value in records
                 ]
                 await asyncio.gather(*futures)
@@ -203,14 +221,17 @@ async def read_topic(options: dict[str, Any], topic: str) -> list[RawMessage]:
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
         records: list[RawMessage] = []
-        remaining = {tp for tp in tps if ends[tp] > 0}
-        while remaining:
-            batches = await consumer.getmany(*remaining, timeout_ms=1000)
-            for tp, messages in batches.items():
-                records.extend(_raw(m) for m in messages if m.offset < ends[tp])
-            remaining = {
-                tp for tp in remaining if await consumer.position(tp) < ends[tp]
-            }
+        while True:
+            remaining = [tp for tp in tps if await consumer.position(tp) < ends[tp]]
+            # At the end offsets, one short fetch more: a broker may report a high
+            # watermark one short after a multi-record batch (the embedded one does).
+            batches = await consumer.getmany(
+                *(remaining or tps), timeout_ms=1000 if remaining else 200
+            )
+            for messages in batches.values():
+                records.extend(_raw(m) for m in messages)
+            if not remaining and not batches:
+                break
     except KafkaError as exc:
         raise BrokerUnavailable(f"cannot read {topic}: {exc}") from exc
     else:
