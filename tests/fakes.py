@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import date
 
@@ -17,6 +17,7 @@ class RecordingPublisher:
     def __init__(self) -> None:
         self.published: list[EnrolmentEvent] = []
         self.fail_next = 0
+        self.on_publish: Callable[[], None] = lambda: None
 
     async def publish(self, events: Sequence[EnrolmentEvent]) -> None:
         """Record the events, or raise ``PublishFailed`` while ``fail_next`` > 0."""
@@ -24,6 +25,7 @@ class RecordingPublisher:
             self.fail_next -= 1
             raise PublishFailed("broker unreachable (fake)")
         self.published.extend(events)
+        self.on_publish()
 
 
 class ScriptedChangeSource:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -9,7 +10,12 @@ import pytest
 from structlog.testing import capture_logs
 
 from cdc.checkpoint import SqliteCheckpointStore
-from cdc.errors import ChangeTrackingVersionTooOld, PublishFailed, SourceUnavailable
+from cdc.errors import (
+    ChangeTrackingVersionTooOld,
+    PublishFailed,
+    SourceMisconfigured,
+    SourceUnavailable,
+)
 from cdc.poller import Poller, parse_terms
 from cdc.ports import ChangeBatch, ChangeRow, PersonTerm, Snapshot, TranscriptRow
 from schemas.events import SectionKey, TermKey
@@ -155,6 +161,30 @@ class TestRunOnce:
         assert store.load_version() == 30
         assert set(store.lookup([1, 2])) == {2}
         assert publisher.published[-1].kind == "snapshot"
+
+
+class TestRun:
+    """The polling loop: retries transient failures, stops when asked."""
+
+    async def test_retries_until_the_broker_acknowledges(self, tmp_path: Path) -> None:
+        """Two failed publishes are retried with backoff; the version advances once acked."""
+        _, publisher, store, poller = make(tmp_path)
+        publisher.fail_next = 2
+        stop = asyncio.Event()
+        publisher.on_publish = stop.set
+        with capture_logs() as logs:
+            await poller.run(stop, interval_s=0.001, max_backoff_s=0.01)
+        assert store.load_version() == 10
+        assert [e["event"] for e in logs].count("poll_failed_retrying") == 2
+
+    async def test_non_retriable_errors_stop_the_loop(self, tmp_path: Path) -> None:
+        """A misconfigured source is not retried: the error reaches the operator."""
+        source, _, store, poller = make(tmp_path)
+        await poller.run_once()
+        source.errors.append(SourceMisconfigured("VIEW CHANGE TRACKING is missing"))
+        with pytest.raises(SourceMisconfigured):
+            await poller.run(asyncio.Event(), interval_s=0.001, max_backoff_s=0.01)
+        assert store.load_version() == 10
 
 
 class TestParseTerms:

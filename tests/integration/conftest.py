@@ -39,7 +39,10 @@ def registration(
 
 def set_status(row_id: int, adw: str) -> str:
     """An UPDATE of ADD_DROP_WAIT on one row (a drop is an update A→D)."""
-    return f"UPDATE TRANSCRIPTDETAIL SET ADD_DROP_WAIT = '{adw}' WHERE TranscriptDetailId = {row_id}"
+    return (
+        f"UPDATE TRANSCRIPTDETAIL SET ADD_DROP_WAIT = '{adw}' "
+        f"WHERE TranscriptDetailId = {row_id}"
+    )
 
 
 def delete(row_id: int) -> str:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from cdc.checkpoint import SqliteCheckpointStore
 from cdc.errors import PublishFailed
 from cdc.kafka import KafkaEventPublisher
 from cdc.poller import Poller
@@ -198,36 +196,21 @@ class TestBrokerOutages:
         assert people == {ALICE, BOB}
 
     async def test_broker_not_yet_up(self, tmp_path: Path) -> None:
-        """A poller started before the broker retries until it is up, then publishes all."""
-        stack = CaptureStack(tmp_path, f"127.0.0.1:{free_port()}", "late")
-        port = int(stack.options["bootstrap_servers"].rsplit(":", 1)[1])
+        """Before the broker is up nothing is saved; once up, the next poll publishes all."""
+        port = free_port()
+        stack = CaptureStack(tmp_path, f"127.0.0.1:{port}", "late")
         stack.sql(registration(1, ALICE, "BSC5102"))
-        stop = asyncio.Event()
-        broker = EmbeddedBroker(tmp_path / "late-broker.log", port=port)
-
-        async def run() -> None:
-            while not stop.is_set():
-                try:
-                    async with KafkaEventPublisher(
-                        stack.options, "late", ack_timeout_s=3.0
-                    ) as publisher:
-                        poller = Poller(
-                            stack.source, publisher, stack.store, live_terms=[TERM]
-                        )
-                        await poller.run(stop, interval_s=0.05, max_backoff_s=0.2)
-                except PublishFailed:
-                    await asyncio.sleep(0.05)  # the connect loop of a supervisor
-
-        task = asyncio.create_task(run())
-        await asyncio.sleep(0)  # the poller starts first, with no broker
+        with pytest.raises(PublishFailed):
+            async with KafkaEventPublisher(stack.options, "late", ack_timeout_s=3.0):
+                pass
         assert stack.store.load_version() is None
-        async with broker:
-            while stack.store.load_version() is None:
-                await asyncio.sleep(0.05)
-            stop.set()
-            await task
+        async with EmbeddedBroker(tmp_path / "late-broker.log", port=port):
+            async with KafkaEventPublisher(stack.options, "late") as publisher:
+                poller = Poller(stack.source, publisher, stack.store, live_terms=[TERM])
+                await poller.run_once()
             events = await stack.events()
         assert {(e.kind, e.people_code_id) for e in events} == {("snapshot", ALICE)}
+        assert stack.store.load_version() == stack.sandbox.current_version()
         stack.store.close()
         stack.sandbox.close()
         await stack.source.close()
