@@ -1,0 +1,101 @@
+"""ODBC connection strings for PowerCampus, from ``SqlServerSettings``.
+
+Two driver families, two conventions (``domain/sqlserver-ct.md`` §9):
+
+* Microsoft ODBC Driver 17/18: ``SERVER=tcp:host,port``, ``Encrypt`` /
+  ``TrustServerCertificate`` (v18 encrypts and validates by default),
+  ``ApplicationIntent=ReadOnly``, ``Trusted_Connection=yes`` for Kerberos.
+* FreeTDS (``tdsodbc``): ``SERVER=host;PORT=port``, an explicit ``TDS_Version``,
+  ``Encryption=off|request|require|strict``; FreeTDS does not validate the
+  server certificate unless a CA file is configured in ``freetds.conf``.
+
+The password is only ever unwrapped into the string handed to the driver;
+``connection_string(..., masked=True)`` is the form to log.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from cdc.errors import SourceMisconfigured
+
+if TYPE_CHECKING:
+    from enrolstream.settings import SqlServerSettings
+
+MASK = "**********"
+
+#: ``SqlServerSettings.encrypt`` in FreeTDS's vocabulary.
+_FREETDS_ENCRYPTION = {
+    "yes": "require",
+    "mandatory": "require",
+    "strict": "strict",
+    "optional": "request",
+    "no": "off",
+}
+
+
+def is_freetds(driver: str) -> bool:
+    """Whether ``driver`` names the FreeTDS ODBC driver (by name or library)."""
+    lowered = driver.lower()
+    return "freetds" in lowered or "tdsodbc" in lowered
+
+
+def odbc_value(value: str) -> str:
+    """``value`` as an ODBC attribute value: braced, with ``}`` doubled, when needed."""
+    if any(char in value for char in ";{}=") or value != value.strip():
+        return "{" + value.replace("}", "}}") + "}"
+    return value
+
+
+def connection_string(settings: SqlServerSettings, *, masked: bool = False) -> str:
+    """The ODBC connection string for ``settings``; ``masked`` hides the password.
+
+    Raises ``SourceMisconfigured`` when neither a login nor Kerberos is set, or both.
+    """
+    parts: list[tuple[str, str]] = [("DRIVER", "{" + settings.driver + "}")]
+    if is_freetds(settings.driver):
+        parts += [
+            ("SERVER", settings.server),
+            ("PORT", str(settings.port)),
+            ("TDS_Version", settings.tds_version),
+            ("Encryption", _FREETDS_ENCRYPTION[settings.encrypt]),
+        ]
+    else:
+        parts += [
+            ("SERVER", f"tcp:{settings.server},{settings.port}"),
+            ("Encrypt", settings.encrypt),
+            ("TrustServerCertificate", _yes_no(settings.trust_server_certificate)),
+        ]
+    parts += [("DATABASE", odbc_value(settings.database)), ("APP", "enrolstream")]
+    if settings.read_only_intent:
+        parts.append(("ApplicationIntent", "ReadOnly"))
+    parts += _credentials(settings, masked=masked)
+    return "".join(f"{key}={value};" for key, value in parts)
+
+
+def secrets_of(settings: SqlServerSettings) -> tuple[str, ...]:
+    """The secret strings that must never appear in a message (for scrubbing)."""
+    if settings.password is None or not settings.password.get_secret_value():
+        return ()
+    return (settings.password.get_secret_value(),)
+
+
+def _credentials(settings: SqlServerSettings, *, masked: bool) -> list[tuple[str, str]]:
+    if settings.kerberos:
+        if settings.user is not None:
+            raise SourceMisconfigured(
+                "source.sqlserver: set either kerberos=true or user/password, not both"
+            )
+        return [("Trusted_Connection", "yes")]
+    if settings.user is None or settings.password is None:
+        raise SourceMisconfigured(
+            "source.sqlserver: set user and password "
+            "(ENROLSTREAM_SOURCE__SQLSERVER__USER / __PASSWORD), or kerberos=true "
+            "after kinit"
+        )
+    password = MASK if masked else odbc_value(settings.password.get_secret_value())
+    return [("UID", odbc_value(settings.user)), ("PWD", password)]
+
+
+def _yes_no(flag: bool) -> str:
+    return "yes" if flag else "no"

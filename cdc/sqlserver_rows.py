@@ -1,0 +1,145 @@
+"""Pure conversions from the rows SQL Server returns to the port's value objects.
+
+Values are normalised as PowerCampus compares them: trailing spaces removed
+(``nvarchar`` padding), case kept. Keys are matched case-insensitively, as the
+``..._CI_AS`` collation does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, cast
+
+from cdc.ports import ChangeRow, CtOperation, PersonTerm, ShadowEntry, TranscriptRow
+from schemas.events import SectionKey, TermKey
+
+Row = Sequence[Any]
+_CHANGE_PREFIX = 4  # SYS_CHANGE_VERSION, CREATION_VERSION, OPERATION, key
+_OPERATIONS = frozenset({"I", "U", "D"})
+
+
+def text(value: object) -> str:
+    """A PowerCampus string as compared: trailing spaces removed, NULL as ''."""
+    return "" if value is None else str(value).rstrip()
+
+
+def optional_text(value: object) -> str | None:
+    """Like ``text`` but NULL stays None."""
+    return None if value is None else str(value).rstrip()
+
+
+def transcript_row(values: Row) -> TranscriptRow:
+    """A TRANSCRIPTDETAIL row in ``sqlserver_sql.TRANSCRIPT_COLUMNS`` order."""
+    section = SectionKey(
+        academic_year=text(values[2]),
+        academic_term=text(values[3]),
+        academic_session=text(values[4]),
+        event_id=text(values[5]),
+        event_sub_type=text(values[6]),
+        section=text(values[7]),
+    )
+    return TranscriptRow(
+        transcript_detail_id=int(values[0]),
+        people_code_id=text(values[1]),
+        section=section,
+        add_drop_wait=text(values[8]),
+        final_grade=optional_text(values[9]),
+        mid_grade=optional_text(values[10]),
+        credit_type=optional_text(values[11]),
+    )
+
+
+def change_row(values: Row, shadow: Mapping[int, ShadowEntry]) -> ChangeRow:
+    """One row of the CHANGES query, with the shadow entry of its key if known.
+
+    An I/U whose joined row is missing can only happen without snapshot
+    isolation (the row was deleted after CHANGETABLE read it); it is reported
+    as the delete it has become, so no reader sees an insert without a row.
+    """
+    key = int(values[3])
+    operation = text(values[2])
+    if operation not in _OPERATIONS:
+        raise ValueError(f"unexpected SYS_CHANGE_OPERATION {operation!r}")
+    joined = values[_CHANGE_PREFIX:]
+    current = None if joined[0] is None else transcript_row(joined)
+    if current is None:
+        operation = "D"
+    return ChangeRow(
+        transcript_detail_id=key,
+        operation=cast("CtOperation", operation),
+        change_version=int(values[0]),
+        creation_version=None if values[1] is None else int(values[1]),
+        current=current,
+        shadow=shadow.get(key),
+    )
+
+
+def changed_keys(rows: Iterable[Row]) -> list[int]:
+    """The TranscriptDetailIds of CHANGES rows, in order."""
+    return [int(row[3]) for row in rows]
+
+
+def person_terms(changes: Iterable[ChangeRow]) -> list[PersonTerm]:
+    """Every person-term a change touches: the row now and the row as last seen.
+
+    The shadow entry matters for deletes (the only way to know whose row it
+    was) and for updates that moved a row to another person or term.
+    Duplicates (case-insensitively) are dropped; first-seen order is kept.
+    """
+    seen: dict[tuple[str, str, str], PersonTerm] = {}
+    for change in changes:
+        for source in (change.current, change.shadow):
+            if source is None:
+                continue
+            person_term = PersonTerm(source.people_code_id, source.section.term)
+            seen.setdefault(fold(person_term), person_term)
+    return list(seen.values())
+
+
+def fold(person_term: PersonTerm) -> tuple[str, str, str]:
+    """The comparison key of a person-term under a case-insensitive collation."""
+    return (
+        person_term.people_code_id.rstrip().casefold(),
+        person_term.term.academic_year.rstrip().casefold(),
+        person_term.term.academic_term.rstrip().casefold(),
+    )
+
+
+def term_key_params(keys: Sequence[PersonTerm]) -> list[str]:
+    """The bound parameters of ``term_state_query(len(keys))``."""
+    params: list[str] = []
+    for key in keys:
+        params += [key.people_code_id, key.term.academic_year, key.term.academic_term]
+    return params
+
+
+def group_term_state(
+    keys: Sequence[PersonTerm], rows: Iterable[TranscriptRow]
+) -> dict[PersonTerm, tuple[TranscriptRow, ...]]:
+    """Rows grouped under the requested keys; a key with no rows maps to ``()``."""
+    by_fold = {fold(key): key for key in keys}
+    grouped: dict[PersonTerm, list[TranscriptRow]] = {key: [] for key in keys}
+    for row in rows:
+        key = by_fold.get(fold(PersonTerm(row.people_code_id, row.term)))
+        if key is not None:
+            grouped[key].append(row)
+    return {key: tuple(found) for key, found in grouped.items()}
+
+
+def term_params(terms: Sequence[TermKey]) -> list[str]:
+    """The bound parameters of ``snapshot_query(len(terms))``."""
+    params: list[str] = []
+    for term in terms:
+        params += [term.academic_year, term.academic_term]
+    return params
+
+
+def distinct_terms(rows: Iterable[Row]) -> list[TermKey]:
+    """(year, term) rows as TermKeys, case-insensitive duplicates dropped."""
+    seen: dict[tuple[str, str], TermKey] = {}
+    for row in rows:
+        term = TermKey(academic_year=text(row[0]), academic_term=text(row[1]))
+        seen.setdefault(
+            (term.academic_year.casefold(), term.academic_term.casefold()), term
+        )
+    return list(seen.values())

@@ -1,0 +1,199 @@
+"""Every T-SQL statement the SQL Server change source sends, and nothing else.
+
+The text lives here, apart from the driver, so a unit test can parse each
+statement (``tests/unit/test_sqlserver_statements.py``) without a server.
+Parameters are ODBC ``?`` markers bound by pyodbc; no value is ever formatted
+into the text. Builders that take a count return text with that many markers.
+
+SQL Server accepts at most 2,100 parameters per request, so key lists are sent
+in chunks of ``KEYS_PER_CHUNK`` (three markers per person-term key).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
+T = TypeVar("T")
+
+#: The tracked table, schema-qualified as every statement names it.
+TRACKED_TABLE = "dbo.TRANSCRIPTDETAIL"
+#: The only primary-key column CHANGETABLE reports for TRANSCRIPTDETAIL.
+TRACKED_KEY = "TranscriptDetailId"
+
+#: SQL Server's limit on parameters in one request.
+MAX_PARAMETERS = 2100
+#: Person-term keys per term-state query: 3 markers each, well under the limit.
+KEYS_PER_CHUNK = 600
+#: Terms per snapshot query: 2 markers each.
+TERMS_PER_CHUNK = 500
+
+#: The TRANSCRIPTDETAIL columns read, in the order ``sqlserver_rows`` expects.
+TRANSCRIPT_COLUMNS = (
+    "TranscriptDetailId",
+    "PEOPLE_CODE_ID",
+    "ACADEMIC_YEAR",
+    "ACADEMIC_TERM",
+    "ACADEMIC_SESSION",
+    "EVENT_ID",
+    "EVENT_SUB_TYPE",
+    "SECTION",
+    "ADD_DROP_WAIT",
+    "FINAL_GRADE",
+    "MID_GRADE",
+    "CREDIT_TYPE",
+)
+
+
+def _td_columns() -> str:
+    return ", ".join(f"td.{column}" for column in TRANSCRIPT_COLUMNS)
+
+
+# --- transactions -----------------------------------------------------------------
+
+SET_SNAPSHOT = "SET TRANSACTION ISOLATION LEVEL SNAPSHOT"
+SET_READ_COMMITTED = "SET TRANSACTION ISOLATION LEVEL READ COMMITTED"
+BEGIN_TRANSACTION = "BEGIN TRANSACTION"
+COMMIT_TRANSACTION = "COMMIT TRANSACTION"
+#: Safe to send whether or not a transaction is open (fallback mode opens none).
+ROLLBACK_IF_OPEN = "IF @@TRANCOUNT > 0 ROLLBACK TRANSACTION"
+
+# --- change tracking --------------------------------------------------------------
+
+MIN_VALID_VERSION = (
+    f"SELECT CHANGE_TRACKING_MIN_VALID_VERSION(OBJECT_ID(N'{TRACKED_TABLE}'))"
+    " AS min_valid_version"
+)
+CURRENT_VERSION = "SELECT CHANGE_TRACKING_CURRENT_VERSION() AS current_version"
+
+#: Net changes after ``?`` (the saved version) joined back to the current row.
+#: Columns: SYS_CHANGE_VERSION, SYS_CHANGE_CREATION_VERSION,
+#: SYS_CHANGE_OPERATION, ct.TranscriptDetailId, then TRANSCRIPT_COLUMNS
+#: (all NULL when the row no longer exists).
+CHANGES = (
+    "SELECT ct.SYS_CHANGE_VERSION, ct.SYS_CHANGE_CREATION_VERSION,"
+    f" ct.SYS_CHANGE_OPERATION, ct.{TRACKED_KEY}, {_td_columns()}"
+    f" FROM CHANGETABLE(CHANGES {TRACKED_TABLE}, ?) AS ct"
+    f" LEFT JOIN {TRACKED_TABLE} AS td ON td.{TRACKED_KEY} = ct.{TRACKED_KEY}"
+    f" ORDER BY ct.SYS_CHANGE_VERSION, ct.{TRACKED_KEY}"
+)
+
+
+def term_state_query(key_count: int) -> str:
+    """Every TRANSCRIPTDETAIL row of ``key_count`` (person, year, term) keys.
+
+    Bind ``PEOPLE_CODE_ID, ACADEMIC_YEAR, ACADEMIC_TERM`` per key, in order.
+    Equality follows the column collation (case-insensitive, trailing spaces
+    ignored), as PowerCampus compares.
+    """
+    _check_count(key_count, 3)
+    values = ", ".join(["(?, ?, ?)"] * key_count)
+    return (
+        f"SELECT {_td_columns()} FROM {TRACKED_TABLE} AS td"
+        f" INNER JOIN (VALUES {values})"
+        " AS k (PEOPLE_CODE_ID, ACADEMIC_YEAR, ACADEMIC_TERM)"
+        " ON td.PEOPLE_CODE_ID = k.PEOPLE_CODE_ID"
+        " AND td.ACADEMIC_YEAR = k.ACADEMIC_YEAR"
+        " AND td.ACADEMIC_TERM = k.ACADEMIC_TERM"
+        f" ORDER BY td.PEOPLE_CODE_ID, td.{TRACKED_KEY}"
+    )
+
+
+def snapshot_query(term_count: int) -> str:
+    """Every TRANSCRIPTDETAIL row of ``term_count`` (year, term) keys."""
+    _check_count(term_count, 2)
+    values = ", ".join(["(?, ?)"] * term_count)
+    return (
+        f"SELECT {_td_columns()} FROM {TRACKED_TABLE} AS td"
+        f" INNER JOIN (VALUES {values}) AS k (ACADEMIC_YEAR, ACADEMIC_TERM)"
+        " ON td.ACADEMIC_YEAR = k.ACADEMIC_YEAR"
+        " AND td.ACADEMIC_TERM = k.ACADEMIC_TERM"
+        f" ORDER BY td.{TRACKED_KEY}"
+    )
+
+
+#: Terms with a session whose dates include ``?`` (bound twice: the same date).
+LIVE_TERMS = (
+    "SELECT DISTINCT ac.ACADEMIC_YEAR, ac.ACADEMIC_TERM FROM dbo.ACADEMICCALENDAR AS ac"
+    " WHERE CAST(ac.START_DATE AS DATE) <= ? AND CAST(ac.END_DATE AS DATE) >= ?"
+    " ORDER BY ac.ACADEMIC_YEAR, ac.ACADEMIC_TERM"
+)
+
+# --- start-up checks ---------------------------------------------------------------
+
+#: Database name, snapshot_isolation_state (1 = ON) and CT's current version
+#: (NULL when change tracking is off for the database).
+DATABASE_STATE = (
+    "SELECT d.name, d.snapshot_isolation_state, d.snapshot_isolation_state_desc,"
+    " CHANGE_TRACKING_CURRENT_VERSION() AS current_version"
+    " FROM sys.databases AS d WHERE d.database_id = DB_ID()"
+)
+
+#: The table's object id (NULL: missing or not visible), whether CT tracks it,
+#: and its min valid version (NULL: CT off, or VIEW CHANGE TRACKING missing).
+TABLE_STATE = (
+    f"SELECT OBJECT_ID(N'{TRACKED_TABLE}') AS object_id,"
+    " (SELECT COUNT(*) FROM sys.change_tracking_tables AS t"
+    f" WHERE t.object_id = OBJECT_ID(N'{TRACKED_TABLE}')) AS tracked,"
+    f" CHANGE_TRACKING_MIN_VALID_VERSION(OBJECT_ID(N'{TRACKED_TABLE}'))"
+    " AS min_valid_version"
+)
+
+#: The primary-key columns of the tracked table, in key order.
+PRIMARY_KEY_COLUMNS = (
+    "SELECT c.name FROM sys.indexes AS i"
+    " INNER JOIN sys.index_columns AS ic"
+    " ON ic.object_id = i.object_id AND ic.index_id = i.index_id"
+    " INNER JOIN sys.columns AS c"
+    " ON c.object_id = ic.object_id AND c.column_id = ic.column_id"
+    f" WHERE i.object_id = OBJECT_ID(N'{TRACKED_TABLE}') AND i.is_primary_key = 1"
+    " ORDER BY ic.key_ordinal"
+)
+
+#: Zero-row reads proving SELECT on every column the source reads.
+READ_PROBES = (
+    f"SELECT TOP (0) {_td_columns()} FROM {TRACKED_TABLE} AS td",
+    (
+        "SELECT TOP (0) ac.ACADEMIC_YEAR, ac.ACADEMIC_TERM, ac.ACADEMIC_SESSION,"
+        " ac.START_DATE, ac.END_DATE FROM dbo.ACADEMICCALENDAR AS ac"
+    ),
+)
+
+
+def all_statements() -> dict[str, str]:
+    """Every statement the adapter can send, builders at their smallest and largest."""
+    return {
+        "SET_SNAPSHOT": SET_SNAPSHOT,
+        "SET_READ_COMMITTED": SET_READ_COMMITTED,
+        "BEGIN_TRANSACTION": BEGIN_TRANSACTION,
+        "COMMIT_TRANSACTION": COMMIT_TRANSACTION,
+        "ROLLBACK_IF_OPEN": ROLLBACK_IF_OPEN,
+        "MIN_VALID_VERSION": MIN_VALID_VERSION,
+        "CURRENT_VERSION": CURRENT_VERSION,
+        "CHANGES": CHANGES,
+        "term_state_query(1)": term_state_query(1),
+        "term_state_query(max)": term_state_query(KEYS_PER_CHUNK),
+        "snapshot_query(1)": snapshot_query(1),
+        "snapshot_query(max)": snapshot_query(TERMS_PER_CHUNK),
+        "LIVE_TERMS": LIVE_TERMS,
+        "DATABASE_STATE": DATABASE_STATE,
+        "TABLE_STATE": TABLE_STATE,
+        "PRIMARY_KEY_COLUMNS": PRIMARY_KEY_COLUMNS,
+        **{f"READ_PROBES[{index}]": probe for index, probe in enumerate(READ_PROBES)},
+    }
+
+
+def chunked(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    """``items`` in consecutive slices of at most ``size``."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _check_count(count: int, markers_each: int) -> None:
+    if count < 1 or count * markers_each > MAX_PARAMETERS:
+        raise ValueError(
+            f"{count} keys need {count * markers_each} parameters; "
+            f"SQL Server accepts 1..{MAX_PARAMETERS}"
+        )

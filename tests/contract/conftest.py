@@ -1,0 +1,224 @@
+"""Harnesses that run the ChangeSource contract against each implementation.
+
+A harness owns one fresh PowerCampus-shaped database with change tracking on
+TRANSCRIPTDETAIL: ``execute(statements)`` runs portable SQL in ONE transaction
+and returns the current version after it, ``make_source()`` builds the
+ChangeSource under test, ``invalidate_history()`` makes every version before
+now invalid (TRUNCATE TABLE: CT info resets, min valid version jumps).
+
+* sandbox: ``sandbox.powercampus`` (SQLite with CT reproduced), always runs.
+* sqlserver: SQL Server 2022 in testcontainers; skipped with the reason when no
+  Docker engine answers (as on our machines and CI).
+"""
+
+from __future__ import annotations
+
+import gc
+import uuid
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import pytest
+from pydantic import SecretStr
+
+from cdc.ports import ChangeSource
+from enrolstream.settings import SqlServerSettings
+
+SQLSERVER_IMAGE = "mcr.microsoft.com/mssql/server:2022-latest"
+SA_PASSWORD = "Contract!Pass1"  # noqa: S105 - throwaway container
+
+
+class ContractHarness(Protocol):
+    """One database under test, reachable through portable SQL and a ChangeSource."""
+
+    name: str
+
+    def execute(self, statements: Sequence[str]) -> int:
+        """Run ``statements`` in one transaction; the current version after it."""
+        ...
+
+    def current_version(self) -> int:
+        """CHANGE_TRACKING_CURRENT_VERSION()."""
+        ...
+
+    def make_source(self) -> ChangeSource:
+        """A new ChangeSource reading this database."""
+        ...
+
+    def invalidate_history(self) -> None:
+        """Make every version before now invalid (min valid version jumps)."""
+        ...
+
+
+class SandboxHarness:
+    """The PowerCampus sandbox (``sandbox.powercampus``)."""
+
+    name = "sandbox"
+
+    def __init__(self, path: Path) -> None:
+        from sandbox.powercampus.database import PowerCampusSandbox  # noqa: PLC0415
+
+        self.path = path
+        self.sandbox = PowerCampusSandbox(path)
+        self.sandbox.create()
+
+    def execute(self, statements: Sequence[str]) -> int:
+        self.sandbox.execute(";\n".join(statements))
+        return self.current_version()
+
+    def current_version(self) -> int:
+        return self.sandbox.current_version()
+
+    def make_source(self) -> ChangeSource:
+        from sandbox.powercampus.source import SandboxChangeSource  # noqa: PLC0415
+
+        source: ChangeSource = SandboxChangeSource(self.path, name="contract")
+        return source
+
+    def invalidate_history(self) -> None:
+        self.sandbox.truncate("TRANSCRIPTDETAIL")
+
+    def close(self) -> None:
+        self.sandbox.close()
+
+
+SQLSERVER_SCHEMA = (
+    (
+        "CREATE TABLE dbo.TRANSCRIPTDETAIL ("
+        " TranscriptDetailId int NOT NULL CONSTRAINT PK_TRANSCRIPTDETAIL PRIMARY KEY,"
+        " PEOPLE_CODE nvarchar(1) NOT NULL DEFAULT 'P', PEOPLE_ID nvarchar(9) NOT NULL,"
+        " PEOPLE_CODE_ID nvarchar(10) NOT NULL, ACADEMIC_YEAR nvarchar(4) NOT NULL,"
+        " ACADEMIC_TERM nvarchar(10) NOT NULL,"
+        " ACADEMIC_SESSION nvarchar(10) NOT NULL DEFAULT '',"
+        " EVENT_ID nvarchar(15) NOT NULL, EVENT_SUB_TYPE nvarchar(4) NOT NULL,"
+        " SECTION nvarchar(4) NOT NULL, CREDIT_TYPE nvarchar(6) NULL,"
+        " MID_GRADE nvarchar(4) NULL, FINAL_GRADE nvarchar(4) NULL,"
+        " ADD_DROP_WAIT nvarchar(1) NOT NULL)"
+    ),
+    (
+        "CREATE TABLE dbo.ACADEMICCALENDAR (ACADEMIC_YEAR nvarchar(4) NOT NULL,"
+        " ACADEMIC_TERM nvarchar(10) NOT NULL, ACADEMIC_SESSION nvarchar(10) NOT NULL,"
+        " START_DATE datetime NULL, END_DATE datetime NULL,"
+        " PRIMARY KEY (ACADEMIC_YEAR, ACADEMIC_TERM, ACADEMIC_SESSION))"
+    ),
+    "ALTER TABLE dbo.TRANSCRIPTDETAIL ENABLE CHANGE_TRACKING",
+)
+
+
+class SqlServerHarness:
+    """A fresh database with CT and snapshot isolation on, in a SQL Server container."""
+
+    name = "sqlserver"
+
+    def __init__(self, host: str, port: int) -> None:
+        from cdc.sqlserver import connect, installed_drivers  # noqa: PLC0415
+
+        driver = (
+            "ODBC Driver 18 for SQL Server"
+            if "ODBC Driver 18 for SQL Server" in installed_drivers()
+            else "FreeTDS"
+        )
+        self.database = f"ct_{uuid.uuid4().hex[:12]}"
+        self.settings = SqlServerSettings(
+            driver=driver,
+            server=host,
+            port=port,
+            database=self.database,
+            user="sa",
+            password=SecretStr(SA_PASSWORD),
+            trust_server_certificate=True,
+            login_timeout_s=10,
+        )
+        master = connect(self.settings.model_copy(update={"database": "master"}))
+        for statement in (
+            f"CREATE DATABASE {self.database}",
+            f"ALTER DATABASE {self.database} SET ALLOW_SNAPSHOT_ISOLATION ON",
+            (
+                f"ALTER DATABASE {self.database} SET CHANGE_TRACKING = ON "
+                "(CHANGE_RETENTION = 2 DAYS, AUTO_CLEANUP = ON)"
+            ),
+        ):
+            master.execute(statement)
+        master.close()
+        self.connection: Any = connect(self.settings)
+        for statement in SQLSERVER_SCHEMA:
+            self.connection.execute(statement)
+
+    def execute(self, statements: Sequence[str]) -> int:
+        body = ";\n".join(statements)
+        self.connection.execute(f"BEGIN TRANSACTION;\n{body};\nCOMMIT TRANSACTION")
+        return self.current_version()
+
+    def current_version(self) -> int:
+        row = self.connection.execute(sql_current()).fetchone()
+        return int(row[0])
+
+    def make_source(self) -> ChangeSource:
+        from cdc.sqlserver import SqlServerChangeSource  # noqa: PLC0415
+
+        return SqlServerChangeSource(self.settings, name="contract")
+
+    def invalidate_history(self) -> None:
+        self.connection.execute("TRUNCATE TABLE dbo.TRANSCRIPTDETAIL")
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def sql_current() -> str:
+    from cdc.sqlserver_sql import CURRENT_VERSION  # noqa: PLC0415
+
+    return CURRENT_VERSION
+
+
+def _docker_answers() -> str | None:
+    """None when a Docker engine answers, else why not."""
+    import docker  # noqa: PLC0415
+
+    # The docker SDK leaks its socket when the engine is absent; collect it here.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        try:
+            client = docker.from_env()  # type: ignore[attr-defined]
+            try:
+                client.ping()
+            finally:
+                client.close()
+        except Exception as exc:  # noqa: BLE001 - any failure means: no engine here
+            return (
+                f"no Docker engine answers ({type(exc).__name__}): "
+                "SQL Server contract skipped"
+            )
+        finally:
+            gc.collect()
+    return None
+
+
+@pytest.fixture(name="sqlserver_container", scope="session")
+def fixture_sqlserver_container() -> Iterator[tuple[str, int]]:
+    reason = _docker_answers()
+    if reason is not None:
+        pytest.skip(reason)
+    from testcontainers.community.mssql import SqlServerContainer  # noqa: PLC0415
+
+    container = SqlServerContainer(SQLSERVER_IMAGE, password=SA_PASSWORD)
+    with container:
+        yield container.get_container_host_ip(), int(container.get_exposed_port(1433))
+
+
+@pytest.fixture(name="harness", params=["sandbox", "sqlserver"])
+def fixture_harness(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[ContractHarness]:
+    harness: SandboxHarness | SqlServerHarness
+    if request.param == "sandbox":
+        harness = SandboxHarness(tmp_path / "powercampus.sqlite")
+    else:
+        host, port = request.getfixturevalue("sqlserver_container")
+        harness = SqlServerHarness(host, port)
+    try:
+        yield harness
+    finally:
+        harness.close()

@@ -1,0 +1,187 @@
+"""The ChangeSource contract: the same scenarios, the same batches, on every source.
+
+Each scenario is portable SQL: ``setup`` transactions run before the baseline
+(the version the poller saved, with a shadow map built from ``read_snapshot``),
+``window`` transactions run after it, each list in ONE transaction. The
+expected batch is what any ChangeSource must return for
+``fetch_since(baseline)``: net changes per key (CT gives state, not history)
+and the complete term state of every person a change touched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from cdc.errors import ChangeTrackingVersionTooOld
+from cdc.ports import ChangeBatch, ShadowEntry
+from schemas.events import TermKey
+
+WINTER = TermKey(academic_year="2021", academic_term="Winter")
+P1, P2 = "P000000001", "P000000002"
+
+
+def enrol(
+    tid: int, person: str, event: str, adw: str = "A", section: str = "01"
+) -> str:
+    """A portable INSERT of one TRANSCRIPTDETAIL row in 2021/Winter."""
+    return (
+        "INSERT INTO TRANSCRIPTDETAIL (TranscriptDetailId, PEOPLE_ID, PEOPLE_CODE_ID,"
+        " ACADEMIC_YEAR, ACADEMIC_TERM, ACADEMIC_SESSION, EVENT_ID, EVENT_SUB_TYPE,"
+        f" SECTION, ADD_DROP_WAIT) VALUES ({tid}, '{person[1:]}', '{person}', '2021',"
+        f" 'Winter', '01', '{event}', 'LEC', '{section}', '{adw}')"
+    )
+
+
+def set_adw(tid: int, adw: str) -> str:
+    """A portable UPDATE of one row's ADD_DROP_WAIT."""
+    return f"UPDATE TRANSCRIPTDETAIL SET ADD_DROP_WAIT = '{adw}' WHERE TranscriptDetailId = {tid}"
+
+
+def delete(tid: int) -> str:
+    """A portable DELETE of one row."""
+    return f"DELETE FROM TRANSCRIPTDETAIL WHERE TranscriptDetailId = {tid}"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """Portable SQL and the batch every ChangeSource must return for it."""
+
+    setup: Sequence[Sequence[str]]
+    window: Sequence[Sequence[str]]
+    #: (TranscriptDetailId, operation, shadow known) in key order
+    changes: Sequence[tuple[int, str, bool]] = ()
+    #: person -> {(TranscriptDetailId, EVENT_ID, ADD_DROP_WAIT)} in 2021/Winter
+    state: Mapping[str, set[tuple[int, str, str]]] = field(default_factory=dict)
+    #: keys whose changes share one change_version (one transaction)
+    same_version: Sequence[int] = ()
+    invalidate: bool = False
+
+
+SCENARIOS = {
+    "enrol": Scenario(
+        setup=[],
+        window=[[enrol(1, P1, "BSC5102")]],
+        changes=[(1, "I", False)],
+        state={P1: {(1, "BSC5102", "A")}},
+    ),
+    "drop A->D": Scenario(
+        setup=[[enrol(1, P1, "BSC5102")]],
+        window=[[set_adw(1, "D")]],
+        changes=[(1, "U", True)],
+        state={P1: {(1, "BSC5102", "D")}},
+    ),
+    "waitlist": Scenario(
+        setup=[[enrol(1, P1, "BSC5102")]],
+        window=[[enrol(2, P1, "COUN6552", adw="W")]],
+        changes=[(2, "I", False)],
+        state={P1: {(1, "BSC5102", "A"), (2, "COUN6552", "W")}},
+    ),
+    "delete row": Scenario(
+        setup=[[enrol(1, P1, "BSC5102"), enrol(2, P2, "BSC5102")]],
+        window=[[delete(1)]],
+        changes=[(1, "D", True)],
+        state={P1: set()},
+    ),
+    "A->D->A in one window": Scenario(
+        setup=[[enrol(1, P1, "BSC5102")]],
+        window=[[set_adw(1, "D")], [set_adw(1, "A")]],
+        changes=[(1, "U", True)],
+        state={P1: {(1, "BSC5102", "A")}},
+    ),
+    "insert then delete": Scenario(
+        setup=[],
+        window=[[enrol(1, P1, "BSC5102")], [delete(1)]],
+        changes=[(1, "D", False)],
+        state={},
+    ),
+    "cross-list swap in one transaction": Scenario(
+        setup=[[enrol(1, P1, "COUN6552", section="02")]],
+        window=[[set_adw(1, "D"), enrol(2, P1, "COUN8552", section="02")]],
+        changes=[(1, "U", True), (2, "I", False)],
+        state={P1: {(1, "COUN6552", "D"), (2, "COUN8552", "A")}},
+        same_version=[1, 2],
+    ),
+    "truncate below saved version": Scenario(
+        setup=[[enrol(1, P1, "BSC5102")]],
+        window=[[enrol(2, P2, "BSC5102")]],
+        invalidate=True,
+    ),
+}
+
+
+class DictShadow:
+    """The poller's shadow map as of the baseline."""
+
+    def __init__(self, entries: Sequence[ShadowEntry]) -> None:
+        self.entries = {entry.transcript_detail_id: entry for entry in entries}
+
+    def lookup(self, ids: Sequence[int]) -> Mapping[int, ShadowEntry]:
+        return {i: self.entries[i] for i in ids if i in self.entries}
+
+
+def _state(batch: ChangeBatch) -> dict[str, set[tuple[int, str, str]]]:
+    assert all(key.term.matches(WINTER) for key in batch.term_state)
+    return {
+        key.people_code_id: {
+            (row.transcript_detail_id, row.section.event_id, row.add_drop_wait)
+            for row in rows
+        }
+        for key, rows in batch.term_state.items()
+    }
+
+
+class TestChangeSourceContract:
+    """Every ChangeSource returns the same batch for the same PowerCampus history."""
+
+    @pytest.mark.parametrize("name", list(SCENARIOS))
+    async def test_scenario(self, harness: Any, name: str) -> None:
+        """The scenario's net changes and term state come back exactly."""
+        scenario = SCENARIOS[name]
+        for transaction in scenario.setup:
+            harness.execute(transaction)
+        source = harness.make_source()
+        try:
+            snapshot = await source.read_snapshot([WINTER])
+            baseline = snapshot.version
+            assert baseline == harness.current_version()
+            shadow = DictShadow(
+                [
+                    ShadowEntry(
+                        row.transcript_detail_id, row.people_code_id, row.section
+                    )
+                    for row in snapshot.rows
+                ]
+            )
+            for transaction in scenario.window:
+                harness.execute(transaction)
+            if scenario.invalidate:
+                harness.invalidate_history()
+                with pytest.raises(ChangeTrackingVersionTooOld):
+                    await source.fetch_since(baseline, shadow)
+                return
+            batch = await source.fetch_since(baseline, shadow)
+        finally:
+            await source.close()
+        assert (batch.from_version, batch.to_version) == (
+            baseline,
+            harness.current_version(),
+        )
+        got = sorted(
+            (c.transcript_detail_id, c.operation, c.shadow is not None)
+            for c in batch.changes
+        )
+        assert got == sorted(scenario.changes)
+        assert all(
+            baseline < c.change_version <= batch.to_version for c in batch.changes
+        )
+        assert _state(batch) == scenario.state
+        versions = {
+            c.change_version
+            for c in batch.changes
+            if c.transcript_detail_id in scenario.same_version
+        }
+        assert len(versions) <= 1
