@@ -1,0 +1,243 @@
+"""The consumer side's typed errors. Whether a retry is safe is a property of the type.
+
+::
+
+    ConsumerError
+    ├── MoodleError                     anything the Moodle web-service client raises
+    │   ├── MoodleUnavailable           retriable: refused/dropped connection,
+    │   │                               timeout, HTTP 5xx/408/429, maintenance mode
+    │   ├── MoodleAuthError             invalidtoken, accessexception,
+    │   │                               servicenotavailable: fix token or service
+    │   ├── MoodleBadResponse           not Moodle's REST JSON (wrong URL, a 4xx
+    │   │                               from a proxy, an HTML page): fix the URL
+    │   └── MoodleRejected              that row cannot be applied; carries
+    │       │                           errorcode, exception, message, debuginfo
+    │       ├── MoodleNotFound          invalidrecordunknown, invaliduser, ...
+    │       ├── MoodleNoManualInstance  wsnoinstance
+    │       ├── MoodleCannotAssignRole  wsusercannotassign
+    │       ├── MoodleInvalidParameter  invalidparameter
+    │       ├── MoodleGuestNotAllowed   guestsarenotallowed
+    │       └── MoodleCodingError       codingerror (the request is wrong, no row)
+    ├── MappingError(file, key, problem)  the mapping file must be fixed
+    ├── InvalidEvent(reason)            dead-letter the event
+    └── BrokerUnavailable               retriable: Kafka did not answer or ack
+
+Only ``MoodleUnavailable`` and ``BrokerUnavailable`` are retriable.
+
+Loops branch on ``retriable`` (back off and retry the same work) and on the type:
+a ``MoodleRejected`` dead-letters the rows it names; any other non-retriable
+``MoodleError`` stops applying until an operator acts. Never branch on message text.
+
+``classify_moodle_error`` turns a Moodle error body into the right type; extend it
+by adding entries to ``REJECTED_BY_ERRORCODE`` (or the auth/unavailable code sets).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import ClassVar, TypeGuard
+
+__all__ = [
+    "AUTH_ERRORCODES",
+    "REJECTED_BY_ERRORCODE",
+    "UNAVAILABLE_ERRORCODES",
+    "ConsumerError",
+    "InvalidEvent",
+    "MappingError",
+    "MoodleAuthError",
+    "MoodleBadResponse",
+    "MoodleCannotAssignRole",
+    "MoodleCodingError",
+    "MoodleError",
+    "MoodleGuestNotAllowed",
+    "MoodleInvalidParameter",
+    "MoodleNoManualInstance",
+    "MoodleNotFound",
+    "MoodleRejected",
+    "MoodleUnavailable",
+    "classify_moodle_error",
+    "is_moodle_error_body",
+]
+
+
+class ConsumerError(Exception):
+    """Root of every error the consumer side raises on purpose."""
+
+    retriable: ClassVar[bool] = False
+
+
+class MoodleError(ConsumerError):
+    """Root of the Moodle web-service client's errors."""
+
+
+class MoodleUnavailable(MoodleError):
+    """Moodle did not answer usefully now; the same request may succeed later.
+
+    Nothing sent in the failed request may be assumed applied (or not applied):
+    the request may have been cut after Moodle committed it, so retries rely on
+    enrol/unenrol being idempotent.
+    """
+
+    retriable: ClassVar[bool] = True
+
+    def __init__(self, reason: str, *, retry_after_s: float | None = None) -> None:
+        self.reason = reason
+        self.retry_after_s = retry_after_s
+        suffix = "" if retry_after_s is None else f" (retry after {retry_after_s:g} s)"
+        super().__init__(f"Moodle unavailable: {reason}{suffix}")
+
+
+class MoodleAuthError(MoodleError):
+    """The token or the external service is refused: an operator must fix it."""
+
+    def __init__(self, errorcode: str, message: str) -> None:
+        self.errorcode = errorcode
+        self.message = message
+        super().__init__(f"Moodle refused the token: {errorcode}: {message}")
+
+
+class MoodleBadResponse(MoodleError):
+    """Something that is not Moodle's REST server answered (check URL, proxies)."""
+
+    def __init__(self, reason: str, *, status: int | None = None) -> None:
+        self.reason = reason
+        self.status = status
+        where = "" if status is None else f" (HTTP {status})"
+        super().__init__(f"unexpected answer from Moodle{where}: {reason}")
+
+
+class MoodleRejected(MoodleError):
+    """Moodle refused the request's content; retrying the same rows cannot help.
+
+    ``row_level`` says whether one bad row can cause it, i.e. whether splitting a
+    batch can isolate the culprit and let the other rows land.
+    """
+
+    row_level: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        errorcode: str,
+        message: str,
+        *,
+        exception: str = "",
+        debuginfo: str | None = None,
+        function: str | None = None,
+    ) -> None:
+        self.errorcode = errorcode
+        self.exception = exception
+        self.message = message
+        self.debuginfo = debuginfo
+        self.function = function
+        where = f"{function}: " if function else ""
+        super().__init__(f"{where}{errorcode}: {message}")
+
+
+class MoodleNotFound(MoodleRejected):
+    """A user, course or record does not exist.
+
+    ``invalidrecordunknown`` (site debugging off) and ``invaliduser`` (debugging on)
+    are the same condition and both land here.
+    """
+
+
+class MoodleNoManualInstance(MoodleRejected):
+    """The course has no *enabled* manual enrolment instance (``wsnoinstance``)."""
+
+
+class MoodleCannotAssignRole(MoodleRejected):
+    """The token user may not assign that role there, or the role does not exist."""
+
+
+class MoodleInvalidParameter(MoodleRejected):
+    """Moodle's parameter validation failed (e.g. enrol into an unknown course)."""
+
+
+class MoodleGuestNotAllowed(MoodleRejected):
+    """The guest user cannot be enrolled."""
+
+
+class MoodleCodingError(MoodleRejected):
+    """Moodle reports a coding error: our request is wrong whatever the rows are."""
+
+    row_level: ClassVar[bool] = False
+
+
+class MappingError(ConsumerError):
+    """A mapping file is wrong; the message names the file, the key and the problem."""
+
+    def __init__(self, file: str, key: str, problem: str) -> None:
+        self.file = file
+        self.key = key
+        self.problem = problem
+        super().__init__(f"{file}: {key}: {problem}")
+
+
+class InvalidEvent(ConsumerError):
+    """An event cannot be acted on; it is dead-lettered and the partition moves on."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"invalid event: {reason}")
+
+
+#: errorcode -> its MoodleRejected subclass; other codes give plain MoodleRejected.
+REJECTED_BY_ERRORCODE: dict[str, type[MoodleRejected]] = {
+    "invalidrecordunknown": MoodleNotFound,
+    "invalidrecord": MoodleNotFound,
+    "invaliduser": MoodleNotFound,
+    "wsnoinstance": MoodleNoManualInstance,
+    "wsusercannotassign": MoodleCannotAssignRole,
+    "invalidparameter": MoodleInvalidParameter,
+    "guestsarenotallowed": MoodleGuestNotAllowed,
+    "codingerror": MoodleCodingError,
+}
+
+#: errorcodes meaning the token/service is refused, whatever the request says.
+AUTH_ERRORCODES: frozenset[str] = frozenset(
+    {"invalidtoken", "accessexception", "servicenotavailable", "invalidtokensession"}
+)
+
+#: errorcodes meaning "not now": retry later.
+UNAVAILABLE_ERRORCODES: frozenset[str] = frozenset({"sitemaintenance"})
+
+# Raised for any access-control failure of the web-service layer itself.
+_AUTH_EXCEPTION_CLASS = "webservice_access_exception"
+
+
+def is_moodle_error_body(body: object) -> TypeGuard[Mapping[str, object]]:
+    """True when a decoded body is Moodle's error object (sent with HTTP 200)."""
+    return isinstance(body, Mapping) and "exception" in body
+
+
+def classify_moodle_error(
+    body: Mapping[str, object], *, function: str | None = None
+) -> MoodleError:
+    """The typed error for a body ``{exception, errorcode, message[, debuginfo]}``.
+
+    Pure: it returns the error, the caller raises it. Exception class names may be
+    namespaced (``core\\exception\\moodle_exception``); only the last part counts.
+    """
+    errorcode = str(body.get("errorcode", ""))
+    exception = str(body.get("exception", ""))
+    message = str(body.get("message", ""))
+    debuginfo = body.get("debuginfo")
+    short_class = exception.rsplit("\\", 1)[-1]
+    if errorcode in AUTH_ERRORCODES or short_class == _AUTH_EXCEPTION_CLASS:
+        return MoodleAuthError(errorcode, message)
+    if errorcode in UNAVAILABLE_ERRORCODES:
+        return MoodleUnavailable(f"{errorcode}: {message}")
+    error_type = REJECTED_BY_ERRORCODE.get(errorcode, MoodleRejected)
+    return error_type(
+        errorcode,
+        message,
+        exception=exception,
+        debuginfo=None if debuginfo is None else str(debuginfo),
+        function=function,
+    )
+
+
+class BrokerUnavailable(ConsumerError):
+    """Kafka did not answer or acknowledge (fetch, commit, ledger/dead-letter write)."""
+
+    retriable: ClassVar[bool] = True

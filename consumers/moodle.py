@@ -1,0 +1,267 @@
+"""The Moodle web-service (REST) client; the one module of ``consumers`` using aiohttp.
+
+Contract:
+* every request is ``POST {url}/webservice/rest/server.php``, form-encoded, with
+  ``wstoken`` first (PHP drops fields past ``max_input_vars``; a dropped token
+  reads as ``invalidtoken``), then ``wsfunction`` and ``moodlewsrestformat=json``;
+* no request carries more than ``max_input_vars`` form fields;
+* at most ``concurrency`` requests are in flight; each has ``request_timeout_s``;
+* every answer is checked: Moodle reports errors as HTTP 200 with a JSON object
+  holding ``exception``; these, HTTP failures and transport failures become the
+  typed errors of ``consumers.errors`` (``raise ... from`` the driver's error);
+* the token never appears in a log line, an exception message or a ``repr``:
+  logs carry the function name and row/field counts only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Self
+from urllib.parse import urlencode
+
+import aiohttp
+import structlog
+from yarl import URL
+
+from consumers.errors import (
+    MoodleBadResponse,
+    MoodleUnavailable,
+    classify_moodle_error,
+    is_moodle_error_body,
+)
+from consumers.moodle_batch import (
+    ENROL_ROW_FIELDS,
+    UNENROL_ROW_FIELDS,
+    BatchResult,
+    EnrolRow,
+    UnenrolRow,
+    apply_rows,
+)
+from consumers.moodle_form import ROUTING_FIELDS, encode_params
+from consumers.moodle_reads import MoodleReads
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from pydantic import SecretStr
+
+# BatchResult, EnrolRow, UnenrolRow re-exported: one import for the client's words.
+__all__ = [
+    "REST_PATH",
+    "BatchResult",
+    "EnrolRow",
+    "MoodleClient",
+    "UnenrolRow",
+    "map_aiohttp_errors",
+]
+
+log = structlog.get_logger()
+
+REST_PATH = "/webservice/rest/server.php"
+_RETRY_STATUSES = frozenset({408, 429})
+_REDACTED = "<redacted>"
+
+
+@asynccontextmanager
+async def map_aiohttp_errors() -> AsyncIterator[None]:
+    """Translate transport failures into ``MoodleUnavailable`` (retriable).
+
+    Timeouts, refused or dropped connections, truncated bodies and every other
+    ``aiohttp.ClientError``: the request may or may not have been applied.
+    """
+    try:
+        yield
+    except TimeoutError as exc:  # aiohttp's timeouts subclass TimeoutError
+        raise MoodleUnavailable("request timed out") from exc
+    except aiohttp.ClientConnectionError as exc:
+        raise MoodleUnavailable(f"connection failed: {type(exc).__name__}") from exc
+    except aiohttp.ClientError as exc:
+        raise MoodleUnavailable(f"HTTP client error: {type(exc).__name__}") from exc
+
+
+def _retry_after_s(value: str | None) -> float | None:
+    """``Retry-After`` in seconds; the HTTP-date form is not honoured (None)."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return max(seconds, 0.0)
+
+
+class MoodleClient(MoodleReads):
+    """Async context manager around one ``aiohttp.ClientSession`` to one Moodle site.
+
+    ``async with MoodleClient(url, token) as moodle: await moodle.enrol(rows)``.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        token: SecretStr,
+        *,
+        max_input_vars: int = 1000,
+        concurrency: int = 4,
+        request_timeout_s: float = 30.0,
+    ) -> None:
+        base = URL(url)
+        if base.scheme not in {"http", "https"} or not base.host:
+            raise ValueError(f"Moodle URL must be http(s)://host[/path], got {url!r}")
+        if max_input_vars < ROUTING_FIELDS + ENROL_ROW_FIELDS:
+            raise ValueError("max_input_vars is too small for a single enrol row")
+        if concurrency < 1 or request_timeout_s <= 0:
+            raise ValueError("concurrency must be >= 1 and request_timeout_s > 0")
+        self._endpoint = base.with_path(base.path.rstrip("/") + REST_PATH)
+        self._token = token
+        self.max_input_vars = max_input_vars
+        self.concurrency = concurrency
+        self._timeout = aiohttp.ClientTimeout(total=request_timeout_s)
+        self._semaphore = asyncio.Semaphore(concurrency)
+        self._session: aiohttp.ClientSession | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"MoodleClient(url={str(self._endpoint)!r}, "
+            f"concurrency={self.concurrency}, max_input_vars={self.max_input_vars})"
+        )
+
+    async def __aenter__(self) -> Self:
+        # The semaphore, not the connector's pool limit, bounds requests in flight.
+        self._session = aiohttp.ClientSession(timeout=self._timeout)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def call(self, function: str, params: Mapping[str, object]) -> object:
+        """Call ``function`` once; return the decoded JSON answer (``None`` for null).
+
+        Raises ``ValueError`` if the request would exceed ``max_input_vars`` fields
+        (split it first), ``MoodleUnavailable``, ``MoodleAuthError``,
+        ``MoodleBadResponse`` or a ``MoodleRejected`` subclass.
+        """
+        fields = encode_params(params)
+        if ROUTING_FIELDS + len(fields) > self.max_input_vars:
+            raise ValueError(
+                f"{function}: {ROUTING_FIELDS + len(fields)} form fields exceed "
+                f"max_input_vars={self.max_input_vars}"
+            )
+        if self._session is None:
+            raise RuntimeError("MoodleClient used outside 'async with'")
+        token = self._token.get_secret_value()
+        body = urlencode(
+            [
+                ("wstoken", token),
+                ("wsfunction", function),
+                ("moodlewsrestformat", "json"),
+                *fields,
+            ]
+        )
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        async with self._semaphore, map_aiohttp_errors():
+            log.debug("moodle_request", function=function, fields=len(fields))
+            async with self._session.post(
+                self._endpoint, data=body, headers=headers
+            ) as resp:
+                status = resp.status
+                retry_after = resp.headers.get("Retry-After")
+                text = await resp.text()
+        return self._check(function, status, retry_after, self._redact(text, token))
+
+    @staticmethod
+    def _redact(text: str, token: str) -> str:
+        # A misbehaving proxy or debug page could echo the request; never let it out.
+        return text.replace(token, _REDACTED) if token else text
+
+    @staticmethod
+    def _check(
+        function: str, status: int, retry_after: str | None, text: str
+    ) -> object:
+        if status >= 500 or status in _RETRY_STATUSES:  # noqa: PLR2004 - HTTP 5xx class
+            log.warning("moodle_unavailable", function=function, status=status)
+            raise MoodleUnavailable(
+                f"{function}: HTTP {status}", retry_after_s=_retry_after_s(retry_after)
+            )
+        if status != 200:  # noqa: PLR2004 - core REST answers 200, errors included
+            raise MoodleBadResponse(
+                f"{function}: not Moodle's REST answer", status=status
+            )
+        try:
+            decoded: object = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise MoodleBadResponse(
+                f"{function}: body is not JSON", status=status
+            ) from exc
+        if is_moodle_error_body(decoded):
+            error = classify_moodle_error(decoded, function=function)
+            log.warning(
+                "moodle_error",
+                function=function,
+                error=type(error).__name__,
+                errorcode=decoded.get("errorcode"),
+            )
+            raise error
+        return decoded
+
+    async def enrol(self, rows: Sequence[EnrolRow]) -> BatchResult[EnrolRow]:
+        """Apply ``rows`` with ``enrol_manual_enrol_users``; bad rows never block good.
+
+        Each row is sent with ``suspend``, ``timestart`` and ``timeend``. Requests
+        hold at most ``(max_input_vars - 3) // 6`` rows (166 at 1000). Rejected rows
+        are returned with their ``MoodleRejected``; ``MoodleUnavailable`` and
+        ``MoodleAuthError`` propagate and nothing is reported applied from a
+        request that did not answer (re-sending is safe: enrol is idempotent, but
+        Moodle sends the welcome message again where the course has a contact).
+        """
+        result = await apply_rows(
+            rows,
+            lambda chunk: self._send_rows("enrol_manual_enrol_users", chunk),
+            max_rows=(self.max_input_vars - ROUTING_FIELDS) // ENROL_ROW_FIELDS,
+        )
+        self._log_batch("enrol_manual_enrol_users", result)
+        return result
+
+    async def unenrol(self, rows: Sequence[UnenrolRow]) -> BatchResult[UnenrolRow]:
+        """Apply ``rows`` with ``enrol_manual_unenrol_users``; contract as ``enrol``.
+
+        Unenrolling a user who is not enrolled is a silent no-op in Moodle.
+        """
+        result = await apply_rows(
+            rows,
+            lambda chunk: self._send_rows("enrol_manual_unenrol_users", chunk),
+            max_rows=(self.max_input_vars - ROUTING_FIELDS) // UNENROL_ROW_FIELDS,
+        )
+        self._log_batch("enrol_manual_unenrol_users", result)
+        return result
+
+    async def _send_rows(
+        self, function: str, rows: Sequence[EnrolRow] | Sequence[UnenrolRow]
+    ) -> None:
+        params = {"enrolments": [row.as_param() for row in rows]}
+        answer = await self.call(function, params)
+        if answer is not None:
+            raise MoodleBadResponse(
+                f"{function}: expected null, got {type(answer).__name__}"
+            )
+
+    @staticmethod
+    def _log_batch(
+        function: str, result: BatchResult[EnrolRow] | BatchResult[UnenrolRow]
+    ) -> None:
+        log.info(
+            "moodle_batch_applied",
+            function=function,
+            applied=len(result.applied),
+            rejected=len(result.rejected),
+        )

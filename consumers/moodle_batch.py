@@ -1,0 +1,167 @@
+"""Enrol/unenrol rows and the batching that lets good rows land past bad ones.
+
+Moodle runs ``enrol_manual_enrol_users`` / ``enrol_manual_unenrol_users`` in one
+transaction per request and throws at the first bad row, rolling back every row
+of the request. ``apply_rows`` therefore sends chunks, and when a chunk is
+rejected for a reason one row can cause, splits it in halves until each
+rejection is pinned on a single row. With k bad rows among n, that costs about
+2·k·log2(n/k) extra requests; the good rows still land.
+
+No aiohttp here: the sending is a callable, so this is tested without a server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+from consumers.errors import MoodleRejected
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Iterable, Sequence
+
+__all__ = [
+    "ENROL_ROW_FIELDS",
+    "UNENROL_ROW_FIELDS",
+    "BatchResult",
+    "EnrolRow",
+    "UnenrolRow",
+    "apply_rows",
+    "run_all",
+]
+
+_T = TypeVar("_T")
+RowT = TypeVar("RowT")
+
+#: Form fields per enrol row: userid, courseid, roleid, suspend, timestart, timeend.
+ENROL_ROW_FIELDS = 6
+#: Form fields per unenrol row: userid, courseid.
+UNENROL_ROW_FIELDS = 2
+
+
+@dataclass(frozen=True, slots=True)
+class EnrolRow:
+    """One manual enrolment as it must be after the call.
+
+    ``suspend``, ``timestart`` and ``timeend`` are always sent: Moodle treats a
+    missing key as "active, no dates" and would silently reactivate a suspended
+    enrolment or clear its dates. Times are Unix seconds, 0 meaning unset.
+    """
+
+    userid: int
+    courseid: int
+    roleid: int
+    suspend: bool = False
+    timestart: int = 0
+    timeend: int = 0
+
+    def as_param(self) -> dict[str, object]:
+        """The row as one ``enrolments[i]`` item, every optional key present."""
+        return {
+            "userid": self.userid,
+            "courseid": self.courseid,
+            "roleid": self.roleid,
+            "suspend": self.suspend,
+            "timestart": self.timestart,
+            "timeend": self.timeend,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class UnenrolRow:
+    """Remove the user's manual enrolment from the course (roles, groups, and, if it
+    was the last enrolment there, grades go too: prefer ``EnrolRow(suspend=True)``)."""
+
+    userid: int
+    courseid: int
+
+    def as_param(self) -> dict[str, object]:
+        """The row as one ``enrolments[i]`` item."""
+        return {"userid": self.userid, "courseid": self.courseid}
+
+
+@dataclass(slots=True)
+class BatchResult(Generic[RowT]):
+    """What Moodle confirmed: rows applied, and rows rejected with the reason.
+
+    Every input row is in exactly one of the two lists, in input order within each.
+    """
+
+    applied: list[RowT] = field(default_factory=list)
+    rejected: list[tuple[RowT, MoodleRejected]] = field(default_factory=list)
+
+    def extend(self, other: BatchResult[RowT]) -> None:
+        """Append ``other``'s rows after this result's."""
+        self.applied.extend(other.applied)
+        self.rejected.extend(other.rejected)
+
+
+async def run_all(coroutines: Iterable[Awaitable[_T]]) -> list[_T]:
+    """Await all concurrently; on the first failure cancel the rest and raise it.
+
+    Unlike ``asyncio.TaskGroup`` the caller sees the first error itself, not an
+    ``ExceptionGroup``. Results come back in input order.
+    """
+    pending = list(coroutines)
+    if len(pending) == 1:
+        return [await pending[0]]
+    tasks: list[asyncio.Task[_T]] = []
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks.extend(group.create_task(_as_coroutine(aw)) for aw in pending)
+    except BaseExceptionGroup as failures:
+        raise _first_leaf(failures) from None
+    return [task.result() for task in tasks]
+
+
+async def _as_coroutine(awaitable: Awaitable[_T]) -> _T:
+    return await awaitable
+
+
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
+
+
+async def apply_rows(
+    rows: Sequence[RowT],
+    send: Callable[[Sequence[RowT]], Awaitable[None]],
+    *,
+    max_rows: int,
+) -> BatchResult[RowT]:
+    """Send ``rows`` in chunks of at most ``max_rows`` and bisect rejected chunks.
+
+    ``send`` performs one request for the rows given and raises on failure. A
+    ``MoodleRejected`` with ``row_level`` makes the chunk split until the culprit
+    rows are alone; any other error (``MoodleUnavailable``, ``MoodleAuthError``,
+    ``MoodleCodingError``, ...) cancels the in-flight chunks and propagates, and no
+    row is reported from a request that did not answer. Chunks run concurrently;
+    ``send`` bounds the concurrency.
+    """
+    if max_rows < 1:
+        raise ValueError("max_rows must be at least 1")
+    chunks = [rows[start : start + max_rows] for start in range(0, len(rows), max_rows)]
+    result: BatchResult[RowT] = BatchResult()
+    for part in await run_all(_bisect(chunk, send) for chunk in chunks):
+        result.extend(part)
+    return result
+
+
+async def _bisect(
+    rows: Sequence[RowT], send: Callable[[Sequence[RowT]], Awaitable[None]]
+) -> BatchResult[RowT]:
+    try:
+        await send(rows)
+    except MoodleRejected as rejection:
+        if not rejection.row_level:
+            raise
+        if len(rows) == 1:
+            return BatchResult(rejected=[(rows[0], rejection)])
+        middle = len(rows) // 2
+        left, right = await run_all(
+            (_bisect(rows[:middle], send), _bisect(rows[middle:], send))
+        )
+        left.extend(right)
+        return left
+    return BatchResult(applied=list(rows))

@@ -1,0 +1,118 @@
+"""Chunking and bisection of enrol/unenrol rows, with a scripted all-or-nothing sender."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from consumers.errors import (
+    MoodleCodingError,
+    MoodleNotFound,
+    MoodleRejected,
+    MoodleUnavailable,
+)
+from consumers.moodle_batch import EnrolRow, apply_rows, run_all
+
+
+class AllOrNothing:
+    """Rejects a request if it holds any bad row, like Moodle's one transaction."""
+
+    def __init__(
+        self, bad: set[int], error: type[MoodleRejected] = MoodleNotFound
+    ) -> None:
+        self.bad = bad
+        self.error = error
+        self.requests: list[list[int]] = []
+        self.landed: list[int] = []
+
+    async def __call__(self, rows: Sequence[EnrolRow]) -> None:
+        """One request: all rows land, or none."""
+        ids = [row.userid for row in rows]
+        self.requests.append(ids)
+        if self.bad & set(ids):
+            raise self.error("invalidrecordunknown", "Can't find data record")
+        self.landed.extend(ids)
+
+
+def rows(count: int) -> list[EnrolRow]:
+    """count distinct rows with userid 0..count-1."""
+    return [EnrolRow(userid, 2, 5) for userid in range(count)]
+
+
+class TestApplyRows:
+    """Good rows land past bad ones; exactly the bad ones are reported."""
+
+    @pytest.mark.parametrize(
+        ("count", "max_rows", "bad"),
+        [
+            (10, 4, set()),
+            (10, 10, {3}),
+            (10, 10, {0, 9}),
+            (17, 5, {1, 2, 3, 16}),
+            (1, 1, {0}),
+            (64, 64, set(range(64))),
+        ],
+    )
+    async def test_bisects(self, count: int, max_rows: int, bad: set[int]) -> None:
+        """Applied + rejected partition the input; landed rows are exactly the good."""
+        sender = AllOrNothing(bad)
+        result = await apply_rows(rows(count), sender, max_rows=max_rows)
+        assert [row.userid for row in result.applied] == [
+            i for i in range(count) if i not in bad
+        ]
+        assert [row.userid for row, _ in result.rejected] == sorted(bad)
+        assert all(isinstance(error, MoodleNotFound) for _, error in result.rejected)
+        assert sorted(sender.landed) == [i for i in range(count) if i not in bad]
+        assert max(len(request) for request in sender.requests) <= max_rows
+
+    async def test_one_bad_row_costs_logarithmic_requests(self) -> None:
+        """One bad row among 128 needs 1 + 2*log2(128) requests, not 128."""
+        sender = AllOrNothing({77})
+        await apply_rows(rows(128), sender, max_rows=128)
+        assert len(sender.requests) == 1 + 2 * 7
+
+    async def test_request_level_rejection_propagates(self) -> None:
+        """A codingerror is not pinned on rows: it propagates without bisection."""
+        sender = AllOrNothing({0}, error=MoodleCodingError)
+        with pytest.raises(MoodleCodingError):
+            await apply_rows(rows(8), sender, max_rows=8)
+        assert len(sender.requests) == 1
+
+    async def test_unavailable_propagates(self) -> None:
+        """An unanswered request raises; nothing is reported applied from it."""
+
+        async def down(chunk: Sequence[EnrolRow]) -> None:
+            raise MoodleUnavailable("connection refused")
+
+        with pytest.raises(MoodleUnavailable):
+            await apply_rows(rows(3), down, max_rows=1)
+
+    async def test_rejects_nonpositive_chunk(self) -> None:
+        """max_rows below 1 is a programming error."""
+        with pytest.raises(ValueError, match="max_rows"):
+            await apply_rows(rows(1), AllOrNothing(set()), max_rows=0)
+
+
+class TestRunAll:
+    """Concurrent awaiting that raises the first error itself."""
+
+    async def test_results_in_order(self) -> None:
+        """Results come back in input order."""
+
+        async def value(item: int) -> int:
+            return item * 2
+
+        assert await run_all(value(i) for i in range(5)) == [0, 2, 4, 6, 8]
+
+    async def test_raises_leaf_not_group(self) -> None:
+        """The caller sees the typed error, not an ExceptionGroup."""
+
+        async def fail() -> int:
+            raise MoodleUnavailable("down")
+
+        async def ok() -> int:
+            return 1
+
+        with pytest.raises(MoodleUnavailable):
+            await run_all([ok(), fail()])
