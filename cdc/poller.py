@@ -4,7 +4,9 @@ Resume contract (see ``CheckpointStore``): the saved version is the last one who
 events Kafka acknowledged. One iteration (``run_once``):
 
 1. no saved version (first start) → initialise;
-2. ``fetch_since(saved)``; ``ChangeTrackingVersionTooOld`` → re-initialise, loudly;
+2. ``fetch_since(saved)``; ``ChangeTrackingVersionTooOld``, or a source whose
+   current version is below the saved one (restored from an older backup)
+   → re-initialise, loudly;
 3. translate (pure), publish, wait for every ack;
 4. only then save the batch's version and the shadow-map changes, together.
 
@@ -88,6 +90,13 @@ class Poller:
             batch = await self.source.fetch_since(last, self.store)
         except ChangeTrackingVersionTooOld as exc:
             return await self.initialise(reason=str(exc))
+        if batch.to_version < last:
+            # CHANGETABLE answers "nothing changed" here, but the database went
+            # back in time (restored from an older backup, or recreated).
+            return await self.initialise(
+                reason=f"the source's current version {batch.to_version} is below the "
+                f"saved version {last}: the database was restored or recreated"
+            )
         translation = to_events(
             batch, source=self.source.name, captured_at=self.clock()
         )

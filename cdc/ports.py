@@ -102,7 +102,10 @@ class Snapshot:
 
 
 class ShadowLookup(Protocol):
-    """Read access to the poller's shadow map, used inside the source's transaction."""
+    """Read access to the poller's shadow map, used inside the source's transaction.
+
+    Thread-safe: a source may call it from the event loop or from its worker thread.
+    """
 
     def lookup(self, transcript_detail_ids: Sequence[int]) -> Mapping[int, ShadowEntry]:
         """Entries for the ids the map knows; unknown ids are absent."""

@@ -31,6 +31,10 @@ def mask_secrets(
     return event_dict
 
 
+def _stderr_logger(*_args: Any) -> structlog.PrintLogger:
+    return structlog.PrintLogger(file=sys.stderr)
+
+
 def configure_logging(fmt: str = "console", level: str = "info") -> None:
     """Configure structlog (and the stdlib loggers of aiokafka/aiohttp) once."""
     numeric = getattr(logging, level.upper(), logging.INFO)
@@ -50,6 +54,8 @@ def configure_logging(fmt: str = "console", level: str = "info") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        # sys.stderr is looked up at each call, not bound once: a stream swapped in
+        # and closed later (test runners, daemonisers) must not break logging.
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )

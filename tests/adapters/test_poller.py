@@ -163,6 +163,24 @@ class TestRunOnce:
         assert publisher.published[-1].kind == "snapshot"
 
 
+class TestRestoredSource:
+    """A source that went back in time is re-read in full, not trusted to be quiet."""
+
+    async def test_current_version_below_saved_reinitialises(self, tmp_path: Path) -> None:
+        """A database restored from an older backup triggers a loud re-initialisation."""
+        source, publisher, store, poller = make(tmp_path)
+        await poller.run_once()
+        await poller.run_once()
+        assert store.load_version() == 12
+        source.snapshot = Snapshot(version=5, terms=[TERM], rows=[BOB_A])
+        source.batches[12] = ChangeBatch(12, 5, [], {})
+        with capture_logs() as logs:
+            result = await poller.run_once()
+        assert result.initialised
+        assert store.load_version() == 5
+        assert any("restored" in str(e.get("reason")) for e in logs)
+
+
 class TestRun:
     """The polling loop: retries transient failures, stops when asked."""
 

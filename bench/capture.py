@@ -1,0 +1,146 @@
+"""Capture benchmark: 50,000 changes in 100 transactions, sandbox → poller → broker.
+
+Prints two figures sets:
+
+* burst: all 100 transactions committed as fast as the sandbox takes them; the
+  time from the first commit to the last event acknowledged by Kafka, and
+  events per second (target ≥ 5,000/s);
+* paced: the same volume spread over ``--paced-seconds``; the latency from each
+  transaction's commit to the acknowledgement of its events, p50/p99, at the
+  poll interval (target p99 ≤ 1.5 × interval + 100 ms).
+
+Uses the embedded broker unless KAFKA_BOOTSTRAP_SERVERS is set.
+Run: ``.venv/bin/python bench/capture.py [--interval 1.0]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+from cdc.checkpoint import SqliteCheckpointStore
+from cdc.kafka import KafkaEventPublisher, ensure_topics
+from cdc.poller import Poller
+from sandbox.broker import kafka_bootstrap
+from sandbox.powercampus.database import PowerCampusSandbox
+from sandbox.powercampus.source import SandboxChangeSource
+from schemas.events import EnrolmentEvent, TermKey
+
+TERM = TermKey(academic_year="2021", academic_term="Winter")
+INSERT = (
+    "INSERT INTO TRANSCRIPTDETAIL (PEOPLE_CODE, PEOPLE_ID, PEOPLE_CODE_ID, ACADEMIC_YEAR, "
+    "ACADEMIC_TERM, ACADEMIC_SESSION, EVENT_ID, EVENT_SUB_TYPE, SECTION, ADD_DROP_WAIT) "
+    "VALUES ('P', ?, ?, '2021', 'Winter', '01', ?, 'LEC', '01', 'A')"
+)
+
+
+class TimedPublisher:
+    """Wraps the real publisher and notes when each change version was acknowledged."""
+
+    def __init__(self, inner: KafkaEventPublisher) -> None:
+        self.inner = inner
+        self.acked_at: dict[int, float] = {}
+        self.events = 0
+
+    async def publish(self, events: Sequence[EnrolmentEvent]) -> None:
+        await self.inner.publish(events)
+        now = time.perf_counter()
+        self.events += len(events)
+        for event in events:
+            if event.change is not None:
+                self.acked_at.setdefault(event.change.change_version, now)
+
+
+def commit(sandbox: PowerCampusSandbox, start: int, rows: int) -> int:
+    """One transaction of ``rows`` new registrations; returns its version."""
+    values = [
+        (f"{n:09d}", f"P{n:09d}", f"C{n % 400:04d}") for n in range(start, start + rows)
+    ]
+    with sandbox.transaction() as txn:
+        txn.executemany(INSERT, values)
+    assert txn.committed_version is not None  # noqa: S101 - inserts are tracked
+    return txn.committed_version
+
+
+async def run_phase(workdir: Path, bootstrap: str, *, transactions: int, rows: int,
+                    interval_s: float, spread_s: float) -> tuple[float, int, list[float]]:
+    """Commit the load, poll until every version is acked; (elapsed, events, latencies)."""
+    workdir.mkdir(parents=True)
+    sandbox = PowerCampusSandbox(workdir / "pc.sqlite")
+    sandbox.create()
+    topic = f"bench-{uuid.uuid4().hex[:8]}"
+    options = {"bootstrap_servers": bootstrap}
+    await ensure_topics(options, [topic], partitions=4, replication_factor=1)
+    source = SandboxChangeSource(workdir / "pc.sqlite", name="bench")
+    committed_at: dict[int, float] = {}
+    with SqliteCheckpointStore(workdir / "state.sqlite", "bench") as store:
+        async with KafkaEventPublisher(options, topic) as real:
+            publisher = TimedPublisher(real)
+            poller = Poller(source, publisher, store, live_terms=[TERM])
+            await poller.run_once()  # initialise on the empty term
+            stop = asyncio.Event()
+            polling = asyncio.create_task(
+                poller.run(stop, interval_s=interval_s, max_backoff_s=interval_s))
+            first = time.perf_counter()
+            for n in range(transactions):
+                version = await asyncio.to_thread(commit, sandbox, n * rows, rows)
+                committed_at[version] = time.perf_counter()
+                if spread_s:
+                    await asyncio.sleep(spread_s / transactions)
+            last_version = max(committed_at)
+            while last_version not in publisher.acked_at:
+                await asyncio.sleep(0.01)
+            stop.set()
+            await polling
+    await source.close()
+    sandbox.close()
+    elapsed = max(publisher.acked_at.values()) - first
+    latencies = [publisher.acked_at[v] - t for v, t in committed_at.items()]
+    return elapsed, publisher.events, latencies
+
+
+def percentile(values: list[float], share: float) -> float:
+    """The nearest-rank percentile."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(share * len(ordered)) - 1))]
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--interval", type=float, default=1.0, help="poll interval, s")
+    parser.add_argument("--transactions", type=int, default=100)
+    parser.add_argument("--rows", type=int, default=500, help="changes per transaction")
+    parser.add_argument("--paced-seconds", type=float, default=20.0)
+    args = parser.parse_args()
+    total = args.transactions * args.rows
+    configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    with tempfile.TemporaryDirectory() as tmp:
+        async with kafka_bootstrap(configured, Path(tmp) / "broker.log") as bootstrap:
+            burst, events, burst_lat = await run_phase(
+                Path(tmp) / "burst", bootstrap, transactions=args.transactions,
+                rows=args.rows, interval_s=args.interval, spread_s=0)
+            _, _, paced = await run_phase(
+                Path(tmp) / "paced", bootstrap, transactions=args.transactions,
+                rows=args.rows, interval_s=args.interval, spread_s=args.paced_seconds)
+    target = 1.5 * args.interval + 0.1
+    print(f"capture benchmark: {total:,} changes in {args.transactions} transactions, "
+          f"poll interval {args.interval:.2f} s, broker "
+          f"{'external' if configured else 'embedded (Tansu)'}")
+    print(f"  burst: first commit -> last event acknowledged {burst:.2f} s, "
+          f"{events:,} events, {events / burst:,.0f} events/s (target >= 5,000/s)")
+    print(f"  burst latency commit -> ack: p50 {statistics.median(burst_lat):.3f} s, "
+          f"p99 {percentile(burst_lat, 0.99):.3f} s")
+    print(f"  paced over {args.paced_seconds:.0f} s, latency commit -> ack: "
+          f"p50 {statistics.median(paced):.3f} s, p99 {percentile(paced, 0.99):.3f} s "
+          f"(target p99 <= {target:.2f} s)")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
