@@ -1,10 +1,112 @@
-"""Sub-commands (placeholder until this package's commands land)."""
+"""``enrolstream moodle-sim``: run the Moodle web-service simulator until Ctrl-C."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
+import secrets
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
 import typer
+
+from sandbox.moodle_sim.faults import LatencyModel
+from sandbox.moodle_sim.server import ENDPOINT, MoodleSimulator
+from sandbox.moodle_sim.state import MoodleState
 
 
 def register(app: typer.Typer) -> None:
     """Add this package's sub-commands to the root command."""
-    del app
+    app.command("moodle-sim")(moodle_sim)
+
+
+def load_state(path: Path) -> MoodleState:
+    """A site preloaded from JSON: ``{"users": [{username, …}], "courses": [{shortname, …}]}``.
+
+    Users take ``username`` plus optional ``firstname``, ``lastname``, ``email``,
+    ``idnumber``, ``suspended``; courses ``shortname`` plus optional ``fullname``,
+    ``idnumber`` and ``manual`` (``enabled``/``disabled``/``absent``). Ids are
+    given in file order after the built-in guest (1), admin (2), wsclient (3)
+    and front page (course 1).
+    """
+    data: dict[str, Any] = json.loads(path.read_text())
+    state = MoodleState()
+    for user in data.get("users", []):
+        state.add_user(
+            user["username"],
+            email=user.get("email"),
+            firstname=user.get("firstname", ""),
+            lastname=user.get("lastname", ""),
+            idnumber=user.get("idnumber", ""),
+            suspended=bool(user.get("suspended", False)),
+        )
+    for course in data.get("courses", []):
+        state.add_course(
+            course["shortname"],
+            course.get("fullname"),
+            idnumber=course.get("idnumber", ""),
+            manual=course.get("manual", "enabled"),
+        )
+    return state
+
+
+def moodle_sim(
+    *,
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port; 0 picks a free one")] = 8081,
+    token: Annotated[
+        str | None, typer.Option(help="wsclient token (default: random)")
+    ] = None,
+    admin_token: Annotated[
+        str | None, typer.Option(help="also issue an admin token")
+    ] = None,
+    latency: Annotated[
+        Literal["zero", "real"],
+        typer.Option(help="real: the recorded Moodle 5.1 timings"),
+    ] = "zero",
+    workers: Annotated[int, typer.Option(help="simulated PHP workers")] = 1,
+    debug: Annotated[
+        bool, typer.Option(help="site debugging: debuginfo in errors")
+    ] = False,
+    max_input_vars: Annotated[
+        int | None,
+        typer.Option(help="PHP max_input_vars (default: settings moodle section)"),
+    ] = None,
+    state_from: Annotated[
+        Path | None, typer.Option(help="JSON file with users/courses to preload")
+    ] = None,
+) -> None:
+    """Run the Moodle web-service simulator (memory only) until Ctrl-C."""
+    from enrolstream.cli import settings  # noqa: PLC0415 - settings are read at run time
+
+    limit = max_input_vars or settings().moodle.max_input_vars
+    model = (
+        LatencyModel.recorded(workers=workers)
+        if latency == "real"
+        else LatencyModel(0.0, 0.0, workers)
+    )
+    state = load_state(state_from) if state_from else MoodleState()
+    wstoken = token or secrets.token_hex(16)
+
+    async def serve() -> None:
+        async with MoodleSimulator(
+            state,
+            token=wstoken,
+            host=host,
+            port=port,
+            latency=model,
+            debug=debug,
+            max_input_vars=limit,
+            admin_token=admin_token,
+        ) as sim:
+            typer.echo(f"Moodle simulator: {sim.url}{ENDPOINT}")
+            typer.echo(f"wwwroot: {sim.url}")
+            typer.echo(f"token: {sim.token}")
+            if admin_token:
+                typer.echo(f"admin token: {admin_token}")
+            typer.echo("(Ctrl-C stops it; memory only)")
+            await asyncio.Event().wait()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve())

@@ -1,0 +1,148 @@
+"""How slow and how unreliable the simulated Moodle is.
+
+``LatencyModel`` is the cost of a call, fitted from ``latency.json`` (a real
+Moodle 5.1 on ``php -S``): a fixed cost per call plus a cost per enrolment row,
+served by ``workers`` PHP workers (one worker: requests queue behind each other).
+
+``FaultPlan`` injects what proxies and overloaded servers do, for the next N
+requests or for a time window: an HTTP status (503/502/500) instead of the
+answer, a delay before the answer (longer than the client timeout makes a
+timeout), or a connection closed without any answer. ``after=True`` faults hit
+*after* Moodle committed the call: the client sees a failure for work that was
+done, which is what idempotent retries must survive.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+FaultKind = Literal["status", "delay", "drop"]
+
+_FIT_SMALL = ("enrol_batch_1", "unenrol_batch_1")
+_FIT_LARGE = (
+    ("enrol_batch_100", "enrol_batch_1000"),
+    ("unenrol_batch_100", "unenrol_batch_1000"),
+)
+_READ_BASE, _READ_1000 = "site_info_baseline", "get_enrolled_users_1000_default"
+
+
+@dataclass(frozen=True)
+class LatencyModel:
+    """Simulated cost: ``per_call_s + per_row_s * rows (+ per_read_row_s * users read)``."""
+
+    per_call_s: float
+    per_row_s: float
+    workers: int = 1
+    per_read_row_s: float = 0.0
+
+    @classmethod
+    def zero(cls) -> LatencyModel:
+        """No simulated cost (tests of behaviour, not of timing)."""
+        return cls(0.0, 0.0)
+
+    @classmethod
+    def recorded(cls, *, workers: int = 1) -> LatencyModel:
+        """``from_golden`` applied to the shared ``latency.json`` (values kept here)."""
+        return cls(0.0336918, 0.0073082, workers, 0.0044057)
+
+    @classmethod
+    def from_golden(cls, path: Path, *, workers: int = 1) -> LatencyModel:
+        """Fit the model to a recorded ``latency.json``.
+
+        ``per_row_s`` is the slope between the 100- and 1000-row medians (enrol
+        and unenrol averaged); ``per_call_s`` is what a 1-row call costs beyond
+        one row; ``per_read_row_s`` the slope of a 1000-user roster read.
+        """
+        results = json.loads(path.read_text())["results"]
+
+        def median(name: str) -> float:
+            return float(results[name]["median_s"])
+
+        slopes = [(median(big) - median(small)) / 900 for small, big in _FIT_LARGE]
+        per_row = sum(slopes) / len(slopes)
+        per_call = sum(median(name) for name in _FIT_SMALL) / len(_FIT_SMALL) - per_row
+        per_read_row = (median(_READ_1000) - median(_READ_BASE)) / 1000
+        return cls(per_call, per_row, workers, per_read_row)
+
+    def cost(self, rows: int) -> float:
+        """Seconds a call carrying ``rows`` items takes before it commits."""
+        return self.per_call_s + self.per_row_s * rows
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One injected fault: what happens and whether Moodle did the work first."""
+
+    kind: FaultKind
+    status: int = 503
+    seconds: float = 0.0
+    after: bool = False
+
+
+@dataclass
+class _Window:
+    fault: Fault
+    until: float
+
+
+class FaultPlan:
+    """Faults for the next N requests and/or a time window; safe to change while serving."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._queue: deque[Fault] = deque()
+        self._window: _Window | None = None
+        self.injected: list[Fault] = []
+
+    def fail_next(self, n: int, status: int = 503, *, after: bool = False) -> None:
+        """Answer the next ``n`` requests with HTTP ``status`` (body: a short HTML page)."""
+        self._queue.extend([Fault("status", status=status, after=after)] * n)
+
+    def delay_next(self, n: int, seconds: float) -> None:
+        """Hold the next ``n`` requests ``seconds`` before Moodle handles them."""
+        self._queue.extend([Fault("delay", seconds=seconds)] * n)
+
+    def hang_next(self, n: int, seconds: float = 3600.0) -> None:
+        """Hold longer than any client timeout; Moodle still does the work afterwards."""
+        self.delay_next(n, seconds)
+
+    def drop_next(self, n: int, *, after: bool = False) -> None:
+        """Close the connection of the next ``n`` requests without any response."""
+        self._queue.extend([Fault("drop", after=after)] * n)
+
+    def fail_for(self, seconds: float, status: int = 503) -> None:
+        """Answer every request with ``status`` for the next ``seconds``."""
+        self._window = _Window(Fault("status", status=status), self._clock() + seconds)
+
+    def drop_for(self, seconds: float) -> None:
+        """Drop every connection for the next ``seconds``."""
+        self._window = _Window(Fault("drop"), self._clock() + seconds)
+
+    def clear(self) -> None:
+        """Forget every pending fault and window."""
+        self._queue.clear()
+        self._window = None
+
+    @property
+    def pending(self) -> int:
+        """Queued one-shot faults not yet used."""
+        return len(self._queue)
+
+    def take(self) -> Fault | None:
+        """The fault for the request arriving now, if any (consumes a queued one)."""
+        if self._window is not None:
+            if self._clock() < self._window.until:
+                self.injected.append(self._window.fault)
+                return self._window.fault
+            self._window = None
+        if not self._queue:
+            return None
+        fault = self._queue.popleft()
+        self.injected.append(fault)
+        return fault

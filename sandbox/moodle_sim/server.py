@@ -1,0 +1,237 @@
+"""An aiohttp server speaking Moodle's REST web-service protocol.
+
+``POST``/``GET {url}/webservice/rest/server.php`` with the params in the query
+string or a form body, answered as Moodle 5.1 answers (always HTTP 200; JSON
+with ``moodlewsrestformat=json``, XML otherwise). Order of checks as recorded:
+token, ``wsfunction`` present, function exists on the site, function in the
+token's service, parameters, then the function itself.
+
+    async with MoodleSimulator(token="t0k") as sim:
+        ...  # sim.url, sim.state, sim.calls, sim.faults.fail_next(2)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections import Counter
+from dataclasses import dataclass
+from http import HTTPStatus
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+
+from sandbox.moodle_sim import errors
+from sandbox.moodle_sim.api import CallContext, WsFunction
+from sandbox.moodle_sim.external import validate_parameters
+from sandbox.moodle_sim.faults import Fault, FaultPlan, LatencyModel
+from sandbox.moodle_sim.protocol import (
+    Rendered,
+    decode_php_vars,
+    render_error,
+    render_success,
+    truncate_input_vars,
+)
+from sandbox.moodle_sim.state import (
+    ADMIN_ASSIGNABLE_ROLES,
+    ADMIN_USER_ID,
+    WSCLIENT_USER_ID,
+    MoodleState,
+)
+from sandbox.moodle_sim.ws_core import all_functions
+
+ENDPOINT = "/webservice/rest/server.php"
+_ROUTING_KEYS = ("wstoken", "wsfunction", "moodlewsrestformat")
+# Real functions of the site that the simulator does not implement: calling
+# one is "not in the service" (accessexception), not "unknown function".
+OTHER_SITE_FUNCTIONS = frozenset(
+    {
+        "core_enrol_get_users_courses",
+        "core_role_assign_roles",
+        "core_role_unassign_roles",
+        "core_user_update_users",
+        "core_user_delete_users",
+        "core_course_get_courses",
+        "core_course_get_categories",
+        "core_group_add_group_members",
+    }
+)
+_URLENCODED = "application/x-www-form-urlencoded"
+_MULTIPART = "multipart/form-data"
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One call naming a simulated function: rows carried, error code (None: success)."""
+
+    function: str
+    rows: int
+    errorcode: str | None
+
+
+class MoodleSimulator:
+    """The simulated site on a local port; an async context manager."""
+
+    def __init__(
+        self,
+        state: MoodleState | None = None,
+        *,
+        token: str | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        latency: LatencyModel | None = None,
+        faults: FaultPlan | None = None,
+        debug: bool = False,
+        max_input_vars: int = 1000,
+        admin_token: str | None = None,
+    ) -> None:
+        self.state = state or MoodleState()
+        self.token = token or secrets.token_hex(16)
+        if self.state.token(self.token) is None:
+            self.state.add_token(self.token, WSCLIENT_USER_ID)
+        if admin_token is not None:
+            self.state.add_token(
+                admin_token, ADMIN_USER_ID, assignable_roles=ADMIN_ASSIGNABLE_ROLES
+            )
+        self.admin_token = admin_token
+        self.latency = latency or LatencyModel.zero()
+        self.faults = faults or FaultPlan()
+        self.debug = debug
+        self.max_input_vars = max_input_vars
+        self.calls: list[CallRecord] = []
+        self._host, self._port = host, port
+        self._functions = all_functions()
+        self._workers = asyncio.Semaphore(self.latency.workers)
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def __aenter__(self) -> Self:
+        app = web.Application(client_max_size=256 * 1024 * 1024)
+        app.router.add_route("GET", ENDPOINT, self._handle)
+        app.router.add_route("POST", ENDPOINT, self._handle)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._host, self._port)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.url = f"http://{self._host}:{port}"
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def call_counts(self) -> Counter[str]:
+        """Calls per function name (calls Moodle answered, errors included)."""
+        return Counter(call.function for call in self.calls)
+
+    def rows_per_call(self, function: str) -> list[int]:
+        """Rows carried by each call of ``function``, in arrival order."""
+        return [call.rows for call in self.calls if call.function == function]
+
+    # -- request handling -------------------------------------------------------
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        fault = self.faults.take()
+        if fault is not None and not fault.after:
+            early = await self._before(request, fault)
+            if early is not None:
+                return early
+        params = await self._read_params(request)
+        json_format = params.get("moodlewsrestformat") == "json"
+        async with self._workers:
+            rendered = await self._serve(params, json_format=json_format)
+        if fault is not None and fault.after:
+            return await self._fail(request, fault)
+        return web.Response(
+            body=rendered.body.encode(), headers={"Content-Type": rendered.content_type}
+        )
+
+    async def _before(
+        self, request: web.Request, fault: Fault
+    ) -> web.StreamResponse | None:
+        if fault.kind == "delay":
+            await asyncio.sleep(fault.seconds)
+            return None
+        return await self._fail(request, fault)
+
+    @staticmethod
+    async def _fail(request: web.Request, fault: Fault) -> web.StreamResponse:
+        if fault.kind == "drop":
+            transport = request.transport
+            if transport is not None:
+                transport.abort()
+            raise web.HTTPServiceUnavailable  # never written: the socket is gone
+        page = f"<html><body><h1>{fault.status}</h1>Service unavailable</body></html>"
+        return web.Response(
+            status=fault.status,
+            text=page,
+            content_type="text/html",
+            headers={"Retry-After": "1"}
+            if fault.status == HTTPStatus.SERVICE_UNAVAILABLE
+            else None,
+        )
+
+    async def _read_params(self, request: web.Request) -> dict[str, Any]:
+        """PHP's ``$_GET`` + ``$_POST`` (POST wins), each cut at max_input_vars."""
+        limit = self.max_input_vars
+        query = decode_php_vars(truncate_input_vars(list(request.query.items()), limit))
+        body: dict[str, Any] = {}
+        pairs: list[tuple[str, str]] = []
+        if request.method == "POST" and request.content_type == _URLENCODED:
+            # Parsed here, not by request.post(): aiohttp refuses > 1000 fields
+            # with 413, where PHP silently keeps max_input_vars + 1 of them.
+            text = (await request.read()).decode("utf-8", errors="replace")
+            pairs = parse_qsl(text, keep_blank_values=True)
+        elif request.method == "POST" and request.content_type == _MULTIPART:
+            form = await request.post()
+            pairs = [(k, v) for k, v in form.items() if isinstance(v, str)]
+        if pairs:
+            body = decode_php_vars(truncate_input_vars(pairs, limit))
+        return {**query, **body}
+
+    async def _serve(self, params: dict[str, Any], *, json_format: bool) -> Rendered:
+        name = params.get("wsfunction")
+        function: WsFunction | None = None
+        rows = 0
+        try:
+            ctx, function, args = self._resolve(params)
+            rows = function.rows(args)
+            await asyncio.sleep(self.latency.cost(rows))
+            result = function.handler(ctx, args)
+            if isinstance(result, list) and self.latency.per_read_row_s:
+                await asyncio.sleep(self.latency.per_read_row_s * len(result))
+        except errors.MoodleError as error:
+            if function is None:
+                await asyncio.sleep(self.latency.per_call_s)
+            self._record(name, rows, error.errorcode)
+            return render_error(error, json_format=json_format, debug=self.debug)
+        self._record(name, rows, None)
+        return render_success(function.returns, result, json_format=json_format)
+
+    def _resolve(self, params: dict[str, Any]) -> tuple[CallContext, WsFunction, Any]:
+        token = self.state.token(str(params.get("wstoken", "")))
+        if token is None or isinstance(params.get("wstoken"), dict):
+            raise errors.invalid_token()
+        name = params.get("wsfunction")
+        if not isinstance(name, str) or not name:
+            raise errors.invalid_parameter("Missing wsfunction")
+        function = self._functions.get(name)
+        if function is None and name not in OTHER_SITE_FUNCTIONS:
+            raise errors.missing_record("external_functions", name, "name")
+        if function is None or name not in token.functions:
+            raise errors.access_exception(name)
+        args = {k: v for k, v in params.items() if k not in _ROUTING_KEYS}
+        validated = validate_parameters(function.parameters, args)
+        return CallContext(self.state, token, self.url), function, validated
+
+    def _record(self, name: Any, rows: int, errorcode: str | None) -> None:
+        if isinstance(name, str) and name in self._functions:
+            self.calls.append(CallRecord(name, rows, errorcode))
