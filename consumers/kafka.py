@@ -69,11 +69,14 @@ class KafkaEventConsumer:
         group_id: str,
         *,
         max_records: int = 2000,
+        session_timeout_s: float = 10.0,
     ) -> None:
         self.topic = topic
         self._options = {
             **options,
             "group_id": group_id,
+            "session_timeout_ms": int(session_timeout_s * 1000),
+            "heartbeat_interval_ms": int(session_timeout_s * 1000 / 3),
             "enable_auto_commit": False,
             "auto_offset_reset": "earliest",
             "max_poll_records": max_records,

@@ -82,7 +82,12 @@ async def open_runner(
         await ledger.load()
         await parked.load()
         stream = await stack.enter_async_context(
-            KafkaEventConsumer(options, kafka.events_topic, settings.consumer.group_id)
+            KafkaEventConsumer(
+                options,
+                kafka.events_topic,
+                settings.consumer.group_id,
+                session_timeout_s=settings.consumer.session_timeout_s,
+            )
         )
         yield ApplyRunner(
             stream=stream,

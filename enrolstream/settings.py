@@ -138,6 +138,12 @@ class ConsumerSettings(_Section):
     """The apply side: mapping, decisions and delivery."""
 
     group_id: str = "enrolstream-apply"
+    session_timeout_s: float = Field(
+        default=10.0,
+        ge=1.0,
+        description="consumer-group session timeout; a join waits about half of it on "
+        "some brokers, so short values restart faster (clusters may enforce >= 6 s)",
+    )
     mappings: dict[str, Path] = Field(
         default_factory=lambda: {"2021/Winter": Path("data/mapping.example.json")},
         description="term (YEAR/TERM) -> mapping file in campus-enrollment-sync's "

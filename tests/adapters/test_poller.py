@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,7 +18,14 @@ from cdc.errors import (
     SourceUnavailable,
 )
 from cdc.poller import Poller, parse_terms
-from cdc.ports import ChangeBatch, ChangeRow, PersonTerm, Snapshot, TranscriptRow
+from cdc.ports import (
+    ChangeBatch,
+    ChangeRow,
+    PersonTerm,
+    ShadowEntry,
+    Snapshot,
+    TranscriptRow,
+)
 from schemas.events import SectionKey, TermKey
 from tests.fakes import RecordingPublisher, ScriptedChangeSource
 
@@ -44,8 +52,13 @@ class CrashingStore(SqliteCheckpointStore):
     crash = False
 
     def commit(
-        self, version: int, upserts, deletes, *, replace_all: bool = False
-    ) -> None:  # type: ignore[no-untyped-def]
+        self,
+        version: int,
+        upserts: Sequence[ShadowEntry],
+        deletes: Sequence[int],
+        *,
+        replace_all: bool = False,
+    ) -> None:
         if self.crash:
             raise Crash
         super().commit(version, upserts, deletes, replace_all=replace_all)
@@ -166,9 +179,11 @@ class TestRunOnce:
 class TestRestoredSource:
     """A source that went back in time is re-read in full, not trusted to be quiet."""
 
-    async def test_current_version_below_saved_reinitialises(self, tmp_path: Path) -> None:
+    async def test_current_version_below_saved_reinitialises(
+        self, tmp_path: Path
+    ) -> None:
         """A database restored from an older backup triggers a loud re-initialisation."""
-        source, publisher, store, poller = make(tmp_path)
+        source, _, store, poller = make(tmp_path)
         await poller.run_once()
         await poller.run_once()
         assert store.load_version() == 12

@@ -1,0 +1,297 @@
+"""Apply end to end: each test ends with Moodle's rosters equal to PowerCampus's truth."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from consumers.moodle_batch import BatchResult, EnrolRow
+from enrolstream import cli
+from tests.integration.conftest import CaptureStack, delete, registration, set_status
+from tests.integration.pipeline import (
+    ALICE,
+    BOB,
+    CAROL,
+    DAVE,
+    NO_ACCOUNT,
+    STUDENT,
+    open_pipeline,
+)
+
+pytestmark = pytest.mark.integration
+
+WITHDRAW = "UPDATE TRANSCRIPTDETAIL SET FINAL_GRADE = 'W' WHERE TranscriptDetailId = {}"
+
+# scenario: rounds; a round is transactions (each a tuple of statements) then one sync
+SCENARIOS: dict[str, list[list[tuple[str, ...]]]] = {
+    "enroll": [[(registration(1, ALICE, "BSC5102"),)]],
+    "drop by update": [[(registration(1, ALICE, "BSC5102"),)], [(set_status(1, "D"),)]],
+    "waitlist, then promoted": [
+        [(registration(1, ALICE, "BSC5102", adw="W"),)],
+        [(set_status(1, "A"),)],
+    ],
+    "delete row": [
+        [(registration(1, ALICE, "BSC5102"), registration(2, ALICE, "COUN6552", "02"))],
+        [(delete(1),)],
+    ],
+    "A->D->A inside one interval": [
+        [(registration(1, ALICE, "BSC5102"),)],
+        [(set_status(1, "D"),), (set_status(1, "A"),)],
+    ],
+    "insert then delete inside one interval": [
+        [
+            (registration(1, ALICE, "BSC5102"),),
+            (delete(1),),
+            (registration(2, BOB, "BSC5102"),),
+        ]
+    ],
+    "cross-list swap in one transaction": [
+        [(registration(1, ALICE, "COUN6552", "02"),)],
+        [(set_status(1, "D"), registration(2, ALICE, "COUN8552", "02"))],
+    ],
+    "withdrawal grade": [
+        [(registration(1, ALICE, "BSC5102"),)],
+        [(WITHDRAW.format(1),)],
+    ],
+    "another section of a section-mapped course": [
+        [
+            (
+                registration(1, ALICE, "COUN6552", "01"),
+                registration(2, BOB, "COUN6552", "02"),
+            )
+        ]
+    ],
+}
+
+
+class TestScenarios:
+    """Every capture scenario lands in Moodle as PowerCampus says it should."""
+
+    @pytest.mark.parametrize("scenario", list(SCENARIOS))
+    async def test_rosters_match_powercampus(
+        self, scenario: str, capture: CaptureStack, tmp_path: Path
+    ) -> None:
+        """After each round of changes, Moodle's active rosters equal PowerCampus's truth."""
+        async with open_pipeline(capture, tmp_path) as pipe, pipe.runner() as runner:
+            for round_ in SCENARIOS[scenario]:
+                for transaction in round_:
+                    capture.sql(*transaction)
+                await pipe.sync(runner)
+                assert pipe.moodle() == pipe.truth()
+            assert runner.stats.dead_lettered == 0
+
+    async def test_drop_suspends_and_keeps_the_enrolment(
+        self, capture: CaptureStack, tmp_path: Path
+    ) -> None:
+        """A drop suspends (grades survive) instead of unenrolling."""
+        async with open_pipeline(capture, tmp_path) as pipe, pipe.runner() as runner:
+            capture.sql(registration(1, ALICE, "BSC5102"))
+            await pipe.sync(runner)
+            capture.sql(set_status(1, "D"))
+            await pipe.sync(runner)
+            [view] = pipe.sim.state.enrolments(pipe.course("BSC5102"))
+            assert (view.userid, view.status, view.roleids) == (
+                pipe.userid(ALICE),
+                1,
+                (STUDENT,),
+            )
+
+    async def test_cross_list_swap_never_unenrols(
+        self, capture: CaptureStack, tmp_path: Path
+    ) -> None:
+        """A swap between cross-listed courses makes no Moodle call at all: still enrolled."""
+        async with open_pipeline(capture, tmp_path) as pipe, pipe.runner() as runner:
+            capture.sql(registration(1, ALICE, "COUN6552", "02"))
+            await pipe.sync(runner)
+            calls_before = len(pipe.sim.calls)
+            capture.sql(set_status(1, "D"), registration(2, ALICE, "COUN8552", "02"))
+            await pipe.sync(runner)
+            writes = [
+                c
+                for c in pipe.sim.calls[calls_before:]
+                if c.function.startswith("enrol_")
+            ]
+            assert writes == []
+            assert (runner.stats.suspended, runner.stats.unenrolled) == (0, 0)
+            assert pipe.userid(ALICE) in pipe.moodle()[pipe.course("COUN6552")]
+
+    async def test_replayed_events_send_no_second_welcome(
+        self, capture: CaptureStack, tmp_path: Path
+    ) -> None:
+        """Events seen again (a re-initialisation) make no Moodle call: no repeated welcome."""
+        async with open_pipeline(capture, tmp_path) as pipe, pipe.runner() as runner:
+            capture.sql(
+                registration(1, ALICE, "BSC5102"), registration(2, BOB, "BSC5102")
+            )
+            await pipe.sync(runner)
+            enrol_calls = pipe.sim.call_counts()["enrol_manual_enrol_users"]
+            capture.sandbox.cleanup(retain_versions=0)
+            capture.sql(registration(3, CAROL, "BSC5102"))
+            await pipe.sync(runner)  # re-initialises: snapshot of everyone
+            assert pipe.sim.call_counts()["enrol_manual_enrol_users"] == enrol_calls + 1
+            assert pipe.moodle() == pipe.truth()
+
+
+class Crash(Exception):
+    """Raised where the consumer process dies."""
+
+
+class TestDelivery:
+    """At least once, nothing skipped, nothing dropped."""
+
+    async def test_killed_mid_batch_and_restarted(
+        self, capture: CaptureStack, tmp_path: Path
+    ) -> None:
+        """Killed after Moodle applied, before the commit: the restart loses and doubles nothing."""
+        people = tuple(f"P{n:09d}" for n in range(1, 41))
+        async with open_pipeline(
+            capture, tmp_path, people=people, max_input_vars=63
+        ) as pipe:
+            capture.sql(
+                *(
+                    registration(n, person, "BSC5102")
+                    for n, person in enumerate(people, start=1)
+                )
+            )
+            async with pipe.runner() as runner:
+                real_enrol = runner.moodle.enrol
+
+                async def enrol_then_die(rows: Sequence[EnrolRow]) -> BatchResult[EnrolRow]:
+                    await real_enrol(rows)
+                    raise Crash
+
+                runner.moodle.enrol = enrol_then_die  # type: ignore[method-assign]
+                with pytest.raises(Crash):
+                    await pipe.sync(runner)
+            assert len(pipe.sim.state.enrolments(pipe.course("BSC5102"))) == 40
+            async with pipe.runner() as restarted:
+                await pipe.sync(restarted)
+                assert restarted.stats.enrolled == 40  # the unrecorded batch, once more
+            views = pipe.sim.state.enrolments(pipe.course("BSC5102"))
+            assert sorted(v.userid for v in views) == sorted({v.userid for v in views})
+            assert all(v.roleids == (STUDENT,) and v.status == 0 for v in views)
+            assert pipe.moodle() == pipe.truth()
+
+    async def test_moodle_503_and_timeouts_for_a_while(
+        self, capture: CaptureStack, tmp_path: Path
+    ) -> None:
+        """Moodle failing with 503s and hanging requests: all caught up, nothing dead-lettered."""
+        async with (
+            open_pipeline(capture, tmp_path, request_timeout_s=0.5) as pipe,
+            pipe.runner() as runner,
+        ):
+            capture.sql(
+                registration(1, ALICE, "BSC5102"),
+                registration(2, BOB, "COUN8552", "02"),
+            )
+            pipe.sim.faults.fail_next(3, status=503)
+            pipe.sim.faults.hang_next(1, seconds=2)
+            pipe.sim.faults.drop_next(1)
+            await pipe.sync(runner)
+            assert pipe.moodle() == pipe.truth()
+            assert runner.stats.retries >= 1
+            assert runner.stats.dead_lettered == 0
+            assert await pipe.dead_letters() == []
+
+    async def test_one_bad_row_in_a_batch(
+        self, capture: CaptureStack, tmp_path: Path
+    ) -> None:
+        """The good rows land; the row Moodle rejects goes to the dead-letter topic."""
+        async with open_pipeline(capture, tmp_path) as pipe, pipe.runner() as runner:
+            capture.sql(
+                registration(1, ALICE, "BSC5102"),
+                registration(2, BOB, "NOMAN101"),
+                registration(3, CAROL, "BSC5102"),
+            )
+            await pipe.sync(runner)
+            assert pipe.moodle()[pipe.course("BSC5102")] == {
+                pipe.userid(ALICE),
+                pipe.userid(CAROL),
+            }
+            [letter] = await pipe.dead_letters()
+            assert (letter.errorcode, letter.key) == ("wsnoinstance", BOB)
+            assert letter.action is not None
+            assert letter.action["courseid"] == pipe.course("NOMANUAL101")
+
+    async def test_missing_moodle_user_enrolled_on_retry(
+        self, capture: CaptureStack, tmp_path: Path
+    ) -> None:
+        """A student with no Moodle account is parked, then enrolled once the account exists."""
+        async with open_pipeline(capture, tmp_path) as pipe, pipe.runner() as runner:
+            capture.sql(
+                registration(1, NO_ACCOUNT, "BSC5102"),
+                registration(2, ALICE, "BSC5102"),
+            )
+            await pipe.sync(runner)
+            assert len(runner.parked) == 1
+            assert list(runner.parked.reasons().values()) == [1]
+            pipe.sim.state.add_user("p000000009", idnumber=NO_ACCOUNT[1:])
+            assert await runner.retry_parked() == 0
+            assert pipe.userid(NO_ACCOUNT) in pipe.moodle()[pipe.course("BSC5102")]
+            assert pipe.moodle() == pipe.truth()
+
+    async def test_parked_survives_a_restart(
+        self, capture: CaptureStack, tmp_path: Path
+    ) -> None:
+        """Parked persons are kept on their topic and retried by the next consumer process."""
+        async with open_pipeline(capture, tmp_path) as pipe:
+            capture.sql(registration(1, NO_ACCOUNT, "BSC5102"))
+            async with pipe.runner() as runner:
+                await pipe.sync(runner)
+            pipe.sim.state.add_user("p000000009", idnumber=NO_ACCOUNT[1:])
+            async with pipe.runner() as restarted:
+                assert len(restarted.parked) == 1
+                await restarted.retry_parked()
+            assert pipe.moodle() == pipe.truth()
+
+    async def test_teachers_own_enrolment_is_left_alone(
+        self, capture: CaptureStack, tmp_path: Path
+    ) -> None:
+        """A student a teacher enrolled by hand, unknown to PowerCampus, is never touched."""
+        async with open_pipeline(capture, tmp_path) as pipe, pipe.runner() as runner:
+            course = pipe.course("BSC5102")
+            guest, dropped = pipe.userid(DAVE), pipe.userid(CAROL)
+            pipe.sim.state.enrol(course, guest, STUDENT)  # not in PowerCampus at all
+            pipe.sim.state.enrol(course, dropped, STUDENT)  # dropped there, never ours
+            capture.sql(
+                registration(1, ALICE, "BSC5102"),
+                registration(2, CAROL, "BSC5102", adw="D"),
+            )
+            await pipe.sync(runner)
+            capture.sandbox.cleanup(retain_versions=0)
+            capture.sql(set_status(1, "D"))
+            await pipe.sync(runner)  # a re-initialisation: the whole term again
+            for userid in (guest, dropped):
+                assert pipe.sim.state.is_active(course, userid)
+                assert pipe.sim.state.roles_of(course, userid) == {STUDENT}
+            assert not pipe.sim.state.is_active(course, pipe.userid(ALICE))
+
+
+class TestStartUp:
+    """A malformed mapping stops the consumer before it reads anything."""
+
+    def test_malformed_mapping_refuses_to_start(
+        self, tmp_path: Path, bootstrap_servers: str
+    ) -> None:
+        """`enrolstream consume` exits 2 naming the file, the key and the problem."""
+        bad = tmp_path / "mapping.json"
+        bad.write_text(
+            json.dumps({"BSC5102Winter2021": {"courses": "BSC5102", "id": 7}})
+        )
+        cli._register_subcommands()
+        result = CliRunner().invoke(
+            cli.app,
+            ["consume", "--until-idle"],
+            env={
+                "KAFKA_BOOTSTRAP_SERVERS": bootstrap_servers,
+                "ENROLSTREAM_CONSUMER__MAPPINGS": json.dumps({"2021/Winter": str(bad)}),
+            },
+        )
+        assert result.exit_code == 2
+        assert str(bad) in result.output
+        assert "BSC5102Winter2021" in result.output
+        assert "courses" in result.output
