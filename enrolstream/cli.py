@@ -57,6 +57,42 @@ def config_show() -> None:
     typer.echo(json.dumps(masked(settings()), indent=2))
 
 
+@app.command("demo")
+def demo(
+    keep_running: Annotated[
+        bool,
+        typer.Option(
+            "--keep-running", help="leave the stack up afterwards and say how to use it"
+        ),
+    ] = False,
+    latency: Annotated[
+        str,
+        typer.Option(
+            help="Moodle simulator latency: zero, or real (fitted on real Moodle timings)"
+        ),
+    ] = "zero",
+    people: Annotated[int, typer.Option(help="people in the seeded term")] = 200,
+    workdir: Annotated[
+        Path, typer.Option(help="where the demo keeps its files")
+    ] = Path("var/demo"),
+) -> None:
+    """The whole pipeline on the embedded stack, playing a registrar's morning."""
+    import asyncio  # noqa: PLC0415
+
+    from enrolstream.demo import DemoOptions, run_demo  # noqa: PLC0415
+
+    if latency not in {"zero", "real"}:
+        raise typer.BadParameter("zero or real", param_hint="--latency")
+    current = settings()
+    if current.log_level == "info" and not keep_running:
+        configure_logging(current.log_format, "error")  # the demo prints its own story
+    options = DemoOptions(
+        workdir=workdir, people=people, latency=latency, keep_running=keep_running
+    )
+    ok = asyncio.run(run_demo(current, options))
+    raise typer.Exit(0 if ok else 1)
+
+
 def _register_subcommands() -> None:
     # Imported here so that each group's heavy imports stay local to it.
     from cdc.cli import register as register_cdc  # noqa: PLC0415

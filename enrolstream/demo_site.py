@@ -1,0 +1,108 @@
+"""The demo's world: a seeded PowerCampus term, its mapping file and a matching Moodle site.
+
+Built from the sandbox seed: one Moodle course per PowerCampus course (all its
+sections), and one per cross-listed group (its shared section only), exactly as
+campus-enrollment-sync's mapping files describe them. Every person gets a Moodle
+account (idnumber = PEOPLE_CODE_ID without the P) except the ones held back to
+show a student whose account is created later.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cdc.changes import to_registration
+from cdc.ports import TranscriptRow
+from consumers.decisions import EnrolmentPolicy, is_enrolled
+from consumers.mapping import MappingSet
+from sandbox.moodle_sim.state import MoodleState
+from sandbox.powercampus.seed import SeedSummary
+
+EDITING_TEACHER = 3
+
+
+@dataclass(frozen=True, slots=True)
+class DemoSite:
+    """What the demo built: the mapping file and the Moodle ids it refers to."""
+
+    mapping_file: Path
+    course_ids: dict[str, int]
+    held_back: tuple[str, ...]
+
+
+def mapping_entries(summary: SeedSummary) -> dict[str, dict[str, object]]:
+    """The term's mapping in campus-enrollment-sync's format, without Moodle ids yet."""
+    term = summary.term
+    entries: dict[str, dict[str, object]] = {}
+    crosslisted = {
+        event_id for group in summary.crosslisted for event_id in group.event_ids
+    }
+    for group in summary.crosslisted:
+        entries[group.shortname(term)] = {
+            "courses": list(group.event_ids),
+            "section": group.section,
+        }
+    for event_id in sorted({s.event_id.strip() for s in summary.sections}):
+        if event_id not in crosslisted:
+            entries[f"{event_id}{term.academic_term}{term.academic_year}"] = {
+                "courses": [event_id]
+            }
+    return entries
+
+
+def build_site(
+    summary: SeedSummary, state: MoodleState, workdir: Path, *, held_back: Sequence[str]
+) -> DemoSite:
+    """Create the Moodle users and courses and write the mapping file."""
+    for person in summary.people:
+        if person.people_code_id in held_back:
+            continue
+        state.add_user(
+            person.people_code_id.lower(),
+            idnumber=person.people_code_id[1:],
+            firstname=person.first_name,
+            lastname=person.last_name,
+        )
+    teacher = state.add_user("teacher", firstname="Course", lastname="Teacher")
+    entries = mapping_entries(summary)
+    course_ids: dict[str, int] = {}
+    for shortname, entry in entries.items():
+        course_ids[shortname] = state.add_course(shortname, f"{shortname} (demo)")
+        state.enrol(
+            course_ids[shortname], teacher, EDITING_TEACHER
+        )  # the welcome sender
+        entry["id"] = course_ids[shortname]
+    mapping_file = workdir / "mapping.json"
+    mapping_file.write_text(json.dumps(entries, indent=2))
+    return DemoSite(
+        mapping_file=mapping_file, course_ids=course_ids, held_back=tuple(held_back)
+    )
+
+
+def expected_active(
+    rows: Sequence[TranscriptRow], mapping: MappingSet, policy: EnrolmentPolicy
+) -> dict[int, set[str]]:
+    """PowerCampus's truth: who should be active in each mapped Moodle course."""
+    expected: dict[int, set[str]] = {course.id: set() for course in mapping}
+    for row in rows:
+        if not is_enrolled(to_registration(row), policy):
+            continue
+        for course in mapping.courses_for(row.section):
+            expected[course.id].add(row.people_code_id)
+    return expected
+
+
+def moodle_active(state: MoodleState, course_ids: Sequence[int]) -> dict[int, set[str]]:
+    """What Moodle holds: active enrolments per course, as PEOPLE_CODE_IDs."""
+    people = {user.id: f"P{user.idnumber}" for user in state.users() if user.idnumber}
+    return {
+        courseid: {
+            people[e.userid]
+            for e in state.enrolments(courseid)
+            if e.userid in people and state.is_active(courseid, e.userid)
+        }
+        for courseid in course_ids
+    }
