@@ -52,8 +52,12 @@ class Translation:
 
 
 def to_registration(row: TranscriptRow) -> Registration:
-    """The event's view of one TRANSCRIPTDETAIL row."""
-    return Registration(
+    """The event's view of one TRANSCRIPTDETAIL row.
+
+    ``model_construct``: the row is already typed and normalised by the adapter,
+    and a burst builds hundreds of thousands of these.
+    """
+    return Registration.model_construct(
         transcript_detail_id=row.transcript_detail_id,
         section=row.section,
         add_drop_wait=row.add_drop_wait,
@@ -86,6 +90,8 @@ def _moved_from(change: ChangeRow, section: SectionKey) -> SectionKey | None:
 def to_events(batch: ChangeBatch, *, source: str, captured_at: datetime) -> Translation:
     """The events of one poll, in change order, and the shadow-map changes to save."""
     translation = Translation(events=[])
+    # A person changed in several rows carries the same state in each event.
+    states: dict[PersonTerm, tuple[Registration, ...]] = {}
     for change in sorted(
         batch.changes, key=lambda c: (c.change_version, c.transcript_detail_id)
     ):
@@ -105,7 +111,9 @@ def to_events(batch: ChangeBatch, *, source: str, captured_at: datetime) -> Tran
             translation.unresolved_deletes.append(change.transcript_detail_id)
             continue
         operation = OPERATIONS[change.operation]
-        state = batch.term_state.get(PersonTerm(person, section.term), ())
+        key = PersonTerm(person, section.term)
+        if key not in states:
+            states[key] = _registrations(batch.term_state.get(key, ()))
         translation.events.append(
             EnrolmentEvent(
                 event_id=change_event_id(
@@ -119,7 +127,7 @@ def to_events(batch: ChangeBatch, *, source: str, captured_at: datetime) -> Tran
                 people_code_id=person,
                 term=section.term,
                 state_version=batch.to_version,
-                registrations=_registrations(state),
+                registrations=states[key],
                 change=RowChange(
                     transcript_detail_id=change.transcript_detail_id,
                     operation=operation,

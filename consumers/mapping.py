@@ -121,6 +121,8 @@ class MappingSet:
         self._entries = tuple(entries)
         self._by_id = {entry.course.id: entry for entry in self._entries}
         self._by_event: dict[tuple[tuple[str, str], str], list[MappingEntry]] = {}
+        # Sections recur in every event of a term: decide each one once.
+        self._courses_for: dict[SectionKey, tuple[MoodleCourse, ...]] = {}
         for entry in self._entries:
             term = _term_norm(entry.course.term)
             self._terms.setdefault(term, entry.course.term)
@@ -129,10 +131,15 @@ class MappingSet:
 
     def courses_for(self, section: SectionKey) -> tuple[MoodleCourse, ...]:
         """The Moodle courses ``section``'s registrations feed, in file order."""
+        known = self._courses_for.get(section)
+        if known is not None:
+            return known
         candidates = self._by_event.get(
             (_term_norm(section.term), normalise(section.event_id)), []
         )
-        return tuple(entry.course for entry in candidates if entry.feeds(section))
+        found = tuple(entry.course for entry in candidates if entry.feeds(section))
+        self._courses_for[section] = found
+        return found
 
     def course(self, course_id: int) -> MoodleCourse | None:
         """The mapped Moodle course with this id, or None."""

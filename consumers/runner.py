@@ -245,22 +245,30 @@ class ApplyRunner:
 
     def _count_applied(self, applied: Sequence[PlannedAction]) -> None:
         now = time.monotonic()
+        counts = {"enrol": 0, "suspend": 0, "unenrol": 0}
         for planned in applied:
             kind = planned.action.kind
-            if kind == "enrol":
-                self.stats.enrolled += 1
-            elif kind == "suspend":
-                self.stats.suspended += 1
-            else:
-                self.stats.unenrolled += 1
+            counts[kind] += 1
             self.stats.applied_at[planned.action.key()] = now
-            log.info(
+            # One line per row at debug (the ledger topic is the durable record);
+            # a start-of-term burst would otherwise print tens of thousands of lines.
+            log.debug(
                 "moodle_applied",
                 action=kind,
                 courseid=planned.action.courseid,
                 userid=planned.action.userid,
                 people_code_id=planned.decision.desired.people_code_id,
                 reason=planned.decision.desired.reason,
+            )
+        self.stats.enrolled += counts["enrol"]
+        self.stats.suspended += counts["suspend"]
+        self.stats.unenrolled += counts["unenrol"]
+        if applied:
+            log.info(
+                "moodle_batch_applied",
+                enrolled=counts["enrol"],
+                suspended=counts["suspend"],
+                unenrolled=counts["unenrol"],
             )
 
     def _invalid_letter(self, bad: Undecodable) -> DeadLetter:

@@ -84,8 +84,9 @@ def demo(
     if latency not in {"zero", "real"}:
         raise typer.BadParameter("zero or real", param_hint="--latency")
     current = settings()
-    if current.log_level == "info" and not keep_running:
-        configure_logging(current.log_format, "error")  # the demo prints its own story
+    if current.log_level == "info":
+        # The demo prints its own story; with --keep-running it shows every row applied.
+        configure_logging(current.log_format, "debug" if keep_running else "error")
     options = DemoOptions(
         workdir=workdir, people=people, latency=latency, keep_running=keep_running
     )

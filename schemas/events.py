@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from functools import cached_property
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -74,9 +75,9 @@ class SectionKey(_Frozen):
     event_sub_type: str = Field(description="EVENT_SUB_TYPE, e.g. LEC or LAB.")
     section: str = Field(description="SECTION, e.g. '01'.")
 
-    @property
+    @cached_property
     def term(self) -> TermKey:
-        """The term this section belongs to."""
+        """The term this section belongs to (computed once: it is on every hot path)."""
         return TermKey(
             academic_year=self.academic_year, academic_term=self.academic_term
         )
