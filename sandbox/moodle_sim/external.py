@@ -67,6 +67,8 @@ _CLEANERS: dict[str, re.Pattern[str]] = {
     "username": re.compile(r"[^-.@_a-z0-9]"),
 }
 _TAG = re.compile(r"<[^>]*>")
+# PHP's (string)(int)$param === (string)$param: "8.0", "05", "abc" fail.
+_PHP_INT = re.compile(r"-?(0|[1-9][0-9]*)")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
@@ -88,20 +90,17 @@ def _validate_value(desc: Value, raw: Any) -> Any:
     if isinstance(raw, dict):
         raise invalid_parameter("Scalar type expected, array or object received.")
     text = str(int(raw)) if isinstance(raw, bool) else str(raw)
-    if desc.type == "bool" and text in {"0", "1"}:
-        return text == "1"
-    debuginfo = (
-        f'Invalid external api parameter: the value is "{text}", '
-        f'the server was expecting "{desc.type}" type'
-    )
-    if desc.type in {"int", "bool"}:
-        # PHP: (string)(int)$param !== (string)$param, so "8.0", "05", "abc" fail.
-        if not re.fullmatch(r"-?(0|[1-9][0-9]*)", text) or desc.type == "bool":
-            raise invalid_parameter(debuginfo)
+    param_type = desc.type
+    if param_type == "int" and _PHP_INT.fullmatch(text):
         return int(text)
-    if clean_param(text, desc.type) != text:
-        raise invalid_parameter(debuginfo)
-    return text
+    if param_type == "bool" and text in {"0", "1"}:
+        return text == "1"
+    if param_type not in {"int", "bool"} and clean_param(text, param_type) == text:
+        return text
+    raise invalid_parameter(
+        f'Invalid external api parameter: the value is "{text}", '
+        f'the server was expecting "{param_type}" type'
+    )
 
 
 def _nested(key: str, err_debuginfo: str | None) -> MoodleError:

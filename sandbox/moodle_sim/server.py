@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from types import TracebackType
 from typing import Any, Self
-from urllib.parse import parse_qsl
 
 from aiohttp import web
 
@@ -30,6 +29,7 @@ from sandbox.moodle_sim.faults import Fault, FaultPlan, LatencyModel
 from sandbox.moodle_sim.protocol import (
     Rendered,
     decode_php_vars,
+    parse_form,
     render_error,
     render_success,
     truncate_input_vars,
@@ -189,7 +189,7 @@ class MoodleSimulator:
             # Parsed here, not by request.post(): aiohttp refuses > 1000 fields
             # with 413, where PHP silently keeps max_input_vars + 1 of them.
             text = (await request.read()).decode("utf-8", errors="replace")
-            pairs = parse_qsl(text, keep_blank_values=True)
+            pairs = parse_form(text)
         elif request.method == "POST" and request.content_type == _MULTIPART:
             form = await request.post()
             pairs = [(k, v) for k, v in form.items() if isinstance(v, str)]

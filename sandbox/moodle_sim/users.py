@@ -162,14 +162,13 @@ _AUTH_PLUGINS = {
 }
 
 
-def _check_new_user(ctx: CallContext, row: dict[str, Any]) -> None:
-    taken = {u.username for u in ctx.state.users()}
-    if row["username"] in taken:
+def _check_new_user(row: dict[str, Any], usernames: set[str], emails: set[str]) -> None:
+    if row["username"] in usernames:
         raise errors.invalid_parameter(f"Username already exists: {row['username']}")
     email = row["email"]
     if not clean_param(email, "email"):
         raise errors.invalid_parameter(f"Email address is invalid: {email}")
-    if email.lower() in {u.email.lower() for u in ctx.state.users()}:
+    if email.lower() in emails:
         raise errors.invalid_parameter(f"Email address already exists: {email}")
     if row["auth"] not in _AUTH_PLUGINS:
         raise errors.invalid_parameter(f"Invalid authentication type: {row['auth']}")
@@ -182,9 +181,13 @@ def _check_new_user(ctx: CallContext, row: dict[str, Any]) -> None:
 def create_users(ctx: CallContext, params: dict[str, Any]) -> list[dict[str, Any]]:
     """Create all users or none; returns ``[{id, username}]`` in request order."""
     created = []
+    # Taken names and addresses, gathered once per call (not per row) and
+    # grown with each row, so a later row sees the earlier rows' users.
+    usernames = {u.username for u in ctx.state.users()}
+    emails = {u.email.lower() for u in ctx.state.users()}
     with ctx.state.transaction():
         for row in params["users"]:
-            _check_new_user(ctx, row)
+            _check_new_user(row, usernames, emails)
             userid = ctx.state.add_user(
                 row["username"],
                 email=row["email"],
@@ -193,6 +196,8 @@ def create_users(ctx: CallContext, params: dict[str, Any]) -> list[dict[str, Any
                 idnumber=row["idnumber"],
                 auth=row["auth"],
             )
+            usernames.add(row["username"])
+            emails.add(row["email"].lower())
             created.append({"id": userid, "username": row["username"]})
     return created
 

@@ -166,11 +166,11 @@ def _participant(
         }
         for rid in sorted(state.roles_of(courseid, userid))
     ]
-    enrolled = [c for c in state.courses() if state.is_active(c.id, userid)]
-    enrolled.sort(key=lambda c: state.sortorder(c.id))
-    details["enrolledcourses"] = [
-        {"id": c.id, "fullname": c.fullname, "shortname": c.shortname} for c in enrolled
-    ]
+    if fields is None or "enrolledcourses" in fields:
+        details["enrolledcourses"] = [
+            {"id": c.id, "fullname": c.fullname, "shortname": c.shortname}
+            for c in state.enrolled_courses(userid)
+        ]
     if fields is not None:
         details = {k: v for k, v in details.items() if k in fields}
     return details

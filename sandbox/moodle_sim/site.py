@@ -1,0 +1,63 @@
+"""Site-wide facts of the simulated Moodle: well-known ids, roles, tokens, settings.
+
+The values are those of the recorded site (see ``shared/moodle-golden``):
+guest (1), admin (2) and wsclient (3) users, the front page as course 1, and a
+web service whose wsclient role may assign editingteacher, teacher and student.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ROLE_SHORTNAMES: dict[int, str] = {
+    1: "manager",
+    2: "coursecreator",
+    3: "editingteacher",
+    4: "teacher",
+    5: "student",
+    6: "guest",
+    7: "user",
+    8: "frontpage",
+}
+EDITING_TEACHER = 3
+GUEST_USER_ID = 1
+ADMIN_USER_ID = 2
+WSCLIENT_USER_ID = 3
+SITE_COURSE_ID = 1
+
+DEFAULT_SERVICE_FUNCTIONS: tuple[str, ...] = (
+    "enrol_manual_enrol_users",
+    "enrol_manual_unenrol_users",
+    "core_enrol_get_enrolled_users",
+    "core_user_get_users_by_field",
+    "core_course_get_courses_by_field",
+    "core_user_create_users",
+    "core_course_create_courses",
+    "core_webservice_get_site_info",
+    "core_enrol_get_course_enrolment_methods",
+)
+# The recorded wsclient role may assign these; an admin may assign every role
+# whose context levels include "course" (coursecreator is category/system only).
+WSCLIENT_ASSIGNABLE_ROLES = frozenset({3, 4, 5})
+ADMIN_ASSIGNABLE_ROLES = frozenset({1, 3, 4, 5})
+
+
+@dataclass(frozen=True)
+class Token:
+    """A web-service token: its user, its service's functions, the roles it may assign."""
+
+    token: str
+    userid: int
+    functions: tuple[str, ...] = DEFAULT_SERVICE_FUNCTIONS
+    assignable_roles: frozenset[int] = WSCLIENT_ASSIGNABLE_ROLES
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    """Site-wide settings that show up in answers (defaults: the recorded site)."""
+
+    sitename: str = "Moodle WS Harness"
+    release: str = "5.1+ (Build: 20251017)"
+    version: str = "2025100600.02"
+    themerev: int = 1795398843
+    category_name: str = "Category 1"
