@@ -17,11 +17,11 @@ log = structlog.get_logger()
 
 def register(app: typer.Typer) -> None:
     """Add ``poll`` and the ``source`` group to the root command."""
+    from cdc.snapshot_cli import register as register_snapshot  # noqa: PLC0415
+    from cdc.source_cli import register as register_source  # noqa: PLC0415
+
     app.command("poll")(poll)
-    try:
-        from cdc.source_cli import register as register_source  # noqa: PLC0415
-    except ImportError:
-        return
+    register_snapshot(app)
     register_source(app)
 
 

@@ -1,6 +1,8 @@
 """The capture side's Kafka adapter: topic creation and the acknowledged publisher.
 
-The only module of ``cdc/`` that imports aiokafka. ``KafkaEventPublisher.publish``
+The only module of ``cdc/`` that imports aiokafka. ``KafkaSnapshotSink`` sends
+on-demand snapshots: the events through the publisher, the begin/end markers
+(not events) on its producer. ``KafkaEventPublisher.publish``
 returns only when the broker acknowledged every event (``acks="all"``: all in-sync
 replicas); any failure or timeout raises ``PublishFailed`` and the poller then
 does not advance its saved version.
@@ -21,6 +23,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from cdc.errors import PublishFailed
 from schemas.events import EnrolmentEvent
+from schemas.snapshot import MARKER_KEY, SnapshotMarker
 
 log = structlog.get_logger()
 
@@ -135,4 +138,33 @@ class KafkaEventPublisher:
             raise PublishFailed(
                 f"{len(events)} events to {self.topic} not acknowledged: "
                 f"{type(exc).__name__}: {exc}"
+            ) from exc
+
+
+class KafkaSnapshotSink:
+    """A ``SnapshotSink`` on an entered ``KafkaEventPublisher`` (its topic, its producer)."""
+
+    def __init__(self, publisher: KafkaEventPublisher) -> None:
+        self.publisher = publisher
+
+    @property
+    def topic(self) -> str:
+        """The snapshot topic (the publisher's)."""
+        return self.publisher.topic
+
+    async def publish(self, events: Sequence[EnrolmentEvent]) -> None:
+        """Send the events keyed by person; ``PublishFailed`` unless all are acked."""
+        await self.publisher.publish(events)
+
+    async def publish_marker(self, marker: SnapshotMarker) -> None:
+        """Send one marker keyed ``MARKER_KEY``; ``PublishFailed`` unless acked."""
+        try:
+            async with asyncio.timeout(self.publisher.ack_timeout_s):
+                await self.publisher.producer.send_and_wait(
+                    self.topic, value=marker.model_dump_json().encode(), key=MARKER_KEY
+                )
+        except (KafkaError, TimeoutError) as exc:
+            raise PublishFailed(
+                f"{marker.marker} marker of {marker.snapshot_id} to {self.topic} not "
+                f"acknowledged: {type(exc).__name__}: {exc}"
             ) from exc

@@ -18,10 +18,14 @@ dlq_app = typer.Typer(help="Show and re-queue dead letters.", no_args_is_help=Tr
 def register(app: typer.Typer) -> None:
     """Add the apply side's commands to the root command."""
     from consumers.mapping_cli import register as register_mapping  # noqa: PLC0415
+    from consumers.reconcile_cli import register as register_reconcile  # noqa: PLC0415
+    from consumers.replay_cli import register as register_replay  # noqa: PLC0415
 
     app.command("consume")(consume)
     app.add_typer(dlq_app, name="dlq")
     register_mapping(app)
+    register_reconcile(app)
+    register_replay(app)
 
 
 def _bootstrap(config: Settings) -> str:

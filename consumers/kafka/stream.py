@@ -48,6 +48,24 @@ class RawMessage:
         return (self.topic, self.partition)
 
 
+def _leave_even_at_generation_zero(consumer: AIOKafkaConsumer) -> None:
+    """Make ``stop()`` send LeaveGroup for a member of generation 0.
+
+    aiokafka 0.14 leaves the group on stop only when its generation is above 0;
+    Apache Kafka numbers generations from 1, but some Kafka-protocol brokers (the
+    embedded one) start at 0, and there a stopped consumer would stay listed as a
+    live member (replay then refuses to move the group). LeaveGroup carries no
+    generation, so presenting 1 only lets aiokafka's own leave path run.
+    """
+    coordinator = getattr(consumer, "_coordinator", None)
+    if (
+        coordinator is not None
+        and getattr(coordinator, "generation", None) == 0
+        and getattr(coordinator, "member_id", "")
+    ):
+        coordinator.generation = 1
+
+
 def _raw(message: Any) -> RawMessage:
     return RawMessage(
         topic=message.topic,
@@ -106,6 +124,7 @@ class KafkaEventConsumer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        _leave_even_at_generation_zero(self._consumer)
         await self._consumer.stop()
 
     async def getmany(self, timeout_ms: int) -> dict[Partition, list[RawMessage]]:

@@ -1,0 +1,163 @@
+"""Replay's ledger check: make the ledger tell the truth about a restored Moodle.
+
+Why: the consumer skips a Moodle call when the ledger shows the desired state
+already held. After Moodle is restored from a backup taken at time T, the
+ledger still records what was applied after T, which Moodle has lost; a plain
+replay from T would skip exactly those enrolments as "already in state".
+
+What: every ledger entry whose latest record was written at or after T (the
+ledger topic's record timestamps) is compared with Moodle's roster of its
+course, read-only (``consumers.rosters.read_rosters``), and rewritten to what
+Moodle holds: active → ``active`` with the role Moodle shows, inactive →
+``suspended``, absent → ``unenrolled``. ``owned``, ``event_id`` and
+``state_version`` are kept, so the events replayed from T (which include the
+ones that wrote these entries) are not stale and re-apply what was lost.
+Entries already accurate are left alone, so a second check corrects nothing.
+
+``latest_entries`` and ``correct_entry`` are pure; ``verify_ledger`` adds the
+reads. An active enrolment holding none of its roles is recorded ``suspended``
+(keeping the ledger's role), so that a replayed enrolment re-assigns the role.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from consumers.errors import ConsumerError
+from consumers.kafka import RawMessage
+from consumers.rosters import RosterEntry, RosterReads, read_rosters
+from schemas.actions import LedgerEntry, LedgerStatus
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerRecord:
+    """The latest ledger value of one (course, user) and when it was written."""
+
+    entry: LedgerEntry
+    written_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Correction:
+    """A ledger entry that did not match Moodle, and what it becomes."""
+
+    before: LedgerEntry
+    after: LedgerEntry
+    moodle: str
+
+    def describe(self) -> str:
+        """One line for the operator."""
+        return (
+            f"course {self.before.courseid} user {self.before.userid}: ledger "
+            f"{_label(self.before)} -> {_label(self.after)} (Moodle: {self.moodle})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerCheck:
+    """What the check examined and what it would correct (or corrected)."""
+
+    since_ms: int
+    examined: int
+    corrections: list[Correction]
+
+
+def _label(entry: LedgerEntry) -> str:
+    return f"{entry.status} (role {entry.roleid})"
+
+
+def latest_entries(
+    records: Iterable[RawMessage],
+) -> dict[tuple[int, int], LedgerRecord]:
+    """The ledger as a table: latest value per key, tombstones delete (compaction aside)."""
+    table: dict[bytes, LedgerRecord] = {}
+    for record in sorted(records, key=lambda r: (r.partition, r.offset)):
+        if record.key is None:
+            continue
+        if record.value is None:
+            table.pop(record.key, None)
+        else:
+            entry = LedgerEntry.model_validate_json(record.value)
+            table[record.key] = LedgerRecord(entry, record.timestamp_ms)
+    return {(r.entry.courseid, r.entry.userid): r for r in table.values()}
+
+
+def _moodle_holds(
+    entry: LedgerEntry, roster: Mapping[int, RosterEntry]
+) -> tuple[LedgerStatus, int, str]:
+    held = roster.get(entry.userid)
+    if held is None:
+        return "unenrolled", entry.roleid, "no enrolment"
+    if held.status == "inactive":
+        return "suspended", entry.roleid, "enrolment not active"
+    if entry.roleid in held.roleids:
+        return "active", entry.roleid, f"active with role {entry.roleid}"
+    if held.roleids:
+        role = min(held.roleids)
+        return "active", role, f"active with roles {sorted(held.roleids)}"
+    return "suspended", entry.roleid, "active without any role"
+
+
+def correct_entry(
+    entry: LedgerEntry, roster: Mapping[int, RosterEntry]
+) -> Correction | None:
+    """The correction that makes ``entry`` say what ``roster`` holds, or None."""
+    status, roleid, moodle = _moodle_holds(entry, roster)
+    if (status, roleid) == (entry.status, entry.roleid):
+        return None
+    after = entry.model_copy(update={"status": status, "roleid": roleid})
+    return Correction(before=entry, after=after, moodle=moodle)
+
+
+def recorded_since(
+    table: Mapping[tuple[int, int], LedgerRecord], since_ms: int
+) -> list[LedgerEntry]:
+    """Entries whose latest value was written at or after ``since_ms``."""
+    return [r.entry for r in table.values() if r.written_at_ms >= since_ms]
+
+
+async def verify_ledger(
+    table: Mapping[tuple[int, int], LedgerRecord],
+    client: RosterReads,
+    *,
+    since_ms: int,
+    concurrency: int = 8,
+) -> LedgerCheck:
+    """Compare the entries written since ``since_ms`` with Moodle's rosters (read-only)."""
+    entries = recorded_since(table, since_ms)
+    rosters = await _read_rosters(
+        client, sorted({e.courseid for e in entries}), concurrency=concurrency
+    )
+    corrections = [
+        correction
+        for entry in sorted(entries, key=lambda e: (e.courseid, e.userid))
+        if (correction := correct_entry(entry, rosters.get(entry.courseid, {})))
+        is not None
+    ]
+    return LedgerCheck(
+        since_ms=since_ms, examined=len(entries), corrections=corrections
+    )
+
+
+async def _read_rosters(
+    client: RosterReads, course_ids: Sequence[int], *, concurrency: int
+) -> dict[int, dict[int, RosterEntry]]:
+    try:
+        return await read_rosters(client, course_ids, concurrency=concurrency)
+    except ExceptionGroup as group:
+        # read_rosters runs a TaskGroup; surface the first typed error as itself.
+        first = group.exceptions[0]
+        if isinstance(first, ConsumerError):
+            raise first from group
+        raise
+
+
+def apply_corrections(
+    table: Mapping[tuple[int, int], LedgerRecord], corrections: Sequence[Correction]
+) -> dict[tuple[int, int], LedgerEntry]:
+    """The ledger view after the corrections (for a dry run's plan)."""
+    view = {key: record.entry for key, record in table.items()}
+    for correction in corrections:
+        view[(correction.after.courseid, correction.after.userid)] = correction.after
+    return view
