@@ -1,0 +1,262 @@
+"""Reconcile benchmark: 2,000 courses x 25 students (50,000 enrolments), 5 % drift.
+
+Builds the Moodle state directly (``MoodleState``), the snapshot events and the
+ledger in memory (the Kafka reads are not timed: they are the same for any
+Moodle), then times, through the real ``MoodleClient`` over HTTP against
+``MoodleSimulator``:
+
+* gather: identity look-ups + two roster listings per course (the dry run's cost);
+* plan: the pure planner;
+* apply: the planned changes through enrol/unenrol, ledger written;
+* a second dry run after apply, which must plan nothing (convergence).
+
+Latency models: ``zero`` and ``real`` (fitted from the shared ``latency.json``),
+both with the simulator's ``workers`` = client concurrency = 8 (8 PHP workers,
+8 requests in flight). Target: dry run <= 60 s with the real model.
+
+Run: ``.venv/bin/python bench/reconcile.py [--courses 2000] [--latency both]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import structlog
+from pydantic import SecretStr
+
+from consumers.decisions import EnrolmentPolicy
+from consumers.identity import IdentityResolver
+from consumers.ledger import Ledger
+from consumers.mapping import MappingEntry, MappingSet, MoodleCourse
+from consumers.moodle import MoodleClient
+from consumers.reconcile import gather_inputs, reconcile
+from consumers.reconcile_guard import GuardLimits
+from consumers.snapshot_reader import LoadedSnapshot
+from sandbox.moodle_sim.faults import LatencyModel
+from sandbox.moodle_sim.server import MoodleSimulator
+from sandbox.moodle_sim.state import MoodleState
+from schemas.actions import LedgerEntry
+from schemas.events import EnrolmentEvent, Registration, SectionKey, TermKey
+from schemas.snapshot import SnapshotMarker
+
+TERM = TermKey(academic_year="2021", academic_term="Winter")
+STUDENT, TEACHER = 5, 4
+GOLDEN = (
+    Path(__file__).resolve().parents[2] / "shared" / "moodle-golden" / "latency.json"
+)
+WORKERS = CONCURRENCY = 8
+POLICY = EnrolmentPolicy(student_role_id=STUDENT, audit_role_id=STUDENT)
+DRIFTS = (
+    "unenrolled_by_hand",
+    "suspended_by_hand",
+    "role_changed",
+    "missed",
+    "dropped",
+)
+
+
+class MemoryTable:
+    """An in-memory stand-in for the ledger topic."""
+
+    def __init__(self) -> None:
+        self.rows: dict[bytes, bytes] = {}
+
+    async def load(self) -> dict[bytes, bytes]:
+        return dict(self.rows)
+
+    async def put(self, rows: Sequence[tuple[bytes, bytes | None]]) -> None:
+        for key, value in rows:
+            if value is None:
+                self.rows.pop(key, None)
+            else:
+                self.rows[key] = value
+
+
+class Site:
+    """The benchmark's Moodle state, snapshot, mapping and ledger."""
+
+    def __init__(self, courses: int, per_course: int, drift: float, seed: int) -> None:
+        rng = random.Random(seed)
+        self.state = MoodleState()
+        persons = courses * per_course // 4  # each student takes four courses
+        self.userids = [
+            self.state.add_user(f"s{n}", idnumber=f"{n:09d}") for n in range(persons)
+        ]
+        self.course_ids = [
+            self.state.add_course(f"C{i:04d}W21") for i in range(courses)
+        ]
+        self.mapping = MappingSet(
+            [TERM],
+            [
+                MappingEntry(
+                    MoodleCourse(cid, f"C{i:04d}W21", TERM),
+                    (f"C{i:04d}",),
+                    None,
+                    Path(),
+                )
+                for i, cid in enumerate(self.course_ids)
+            ],
+        )
+        seats = [(c, p) for c in range(courses) for p in range(per_course)]
+        pairs = [(c, (c * per_course + p) % persons) for c, p in seats]
+        drifted = rng.sample(range(len(pairs)), int(len(pairs) * drift))
+        kinds = {index: DRIFTS[n % len(DRIFTS)] for n, index in enumerate(drifted)}
+        self.table = MemoryTable()
+        registrations: dict[int, list[Registration]] = {}
+        entries: list[LedgerEntry] = []
+        for index, (course, person) in enumerate(pairs):
+            kind = kinds.get(index)
+            cid, uid = self.course_ids[course], self.userids[person]
+            registrations.setdefault(person, []).append(
+                _registration(index, course, "D" if kind == "dropped" else "A")
+            )
+            if kind == "missed":
+                continue
+            entries.append(_entry(cid, uid))
+            if kind == "unenrolled_by_hand":
+                continue
+            role = TEACHER if kind == "role_changed" else STUDENT
+            self.state.enrol(
+                cid, uid, role, status=1 if kind == "suspended_by_hand" else 0
+            )
+        self.drift = len(drifted)
+        self.enrolments = len(pairs)
+        now = datetime(2021, 2, 1, tzinfo=UTC)
+        events = tuple(
+            EnrolmentEvent(
+                event_id=f"e{person}",
+                kind="snapshot",
+                source="bench",
+                people_code_id=f"P{person:09d}",
+                term=TERM,
+                state_version=100,
+                registrations=tuple(regs),
+                snapshot_id="bench",
+                captured_at=now,
+            )
+            for person, regs in registrations.items()
+        )
+        marker = SnapshotMarker(
+            marker="end",
+            snapshot_id="bench",
+            source="bench",
+            state_version=100,
+            terms=(TERM,),
+            events=len(events),
+            created_at=now,
+        )
+        self.snapshot = LoadedSnapshot(marker, events)
+        self._entries = entries
+
+    async def ledger(self) -> Ledger:
+        ledger = Ledger(self.table)
+        await ledger.record(self._entries)
+        return ledger
+
+
+def _registration(row: int, course: int, adw: str) -> Registration:
+    section = SectionKey(
+        academic_year="2021",
+        academic_term="Winter",
+        academic_session="01",
+        event_id=f"C{course:04d}",
+        event_sub_type="LEC",
+        section="01",
+    )
+    return Registration(transcript_detail_id=row, section=section, add_drop_wait=adw)
+
+
+def _entry(courseid: int, userid: int) -> LedgerEntry:
+    return LedgerEntry(
+        courseid=courseid,
+        userid=userid,
+        roleid=STUDENT,
+        status="active",
+        event_id="bench",
+        state_version=50,
+    )
+
+
+async def run(site: Site, latency: LatencyModel, label: str) -> None:
+    ledger = await site.ledger()
+    limits = GuardLimits(per_course=0.3, overall=0.05)
+    async with (
+        MoodleSimulator(site.state, latency=latency) as sim,
+        MoodleClient(sim.url, SecretStr(sim.token), concurrency=CONCURRENCY) as client,
+    ):
+        resolver = IdentityResolver(client)
+        options = {
+            "mapping": site.mapping,
+            "policy": POLICY,
+            "ledger": ledger,
+            "limits": limits,
+            "resolver": resolver,
+            "moodle": client,
+        }
+        started = time.perf_counter()
+        inputs = await gather_inputs(
+            client, resolver, site.snapshot, site.mapping, concurrency=CONCURRENCY
+        )
+        gathered = time.perf_counter()
+        dry = await reconcile(inputs, **options)  # type: ignore[arg-type]
+        planned = time.perf_counter()
+        applied = await reconcile(inputs, apply=True, **options)  # type: ignore[arg-type]
+        done = time.perf_counter()
+        calls = sum(sim.call_counts().values())
+        after = await gather_inputs(
+            client,
+            IdentityResolver(client),
+            site.snapshot,
+            site.mapping,
+            concurrency=CONCURRENCY,
+        )
+        again = await reconcile(after, **options)  # type: ignore[arg-type]
+    kinds: dict[str, int] = {}
+    for change in dry.plan.changes:
+        kinds[change.kind] = kinds.get(change.kind, 0) + 1
+    outcomes = {o.split(":")[0] for o in applied.outcomes}
+    print(
+        f"[{label}] {len(site.course_ids)} courses, {site.enrolments} enrolments, "
+        f"drift {site.drift}: planned {len(dry.plan.changes)} {kinds}; "
+        f"guard tripped {dry.plan.guard.tripped}"
+    )
+    print(
+        f"[{label}] dry run {planned - started:6.1f} s "
+        f"(gather {gathered - started:.1f} s, plan {planned - gathered:.2f} s); "
+        f"apply {done - planned:6.1f} s (outcomes {sorted(outcomes)}); "
+        f"{calls} Moodle calls; next run plans {len(again.plan.changes)}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--courses", type=int, default=2000)
+    parser.add_argument("--students", type=int, default=25)
+    parser.add_argument("--drift", type=float, default=0.05)
+    parser.add_argument("--latency", choices=("zero", "real", "both"), default="both")
+    args = parser.parse_args()
+    # Per-request debug lines would cost more than the simulator; keep warnings.
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING)
+    )
+    models = {
+        "zero": LatencyModel(0.0, 0.0, WORKERS),
+        "real": LatencyModel.from_golden(GOLDEN, workers=WORKERS),
+    }
+    chosen = list(models) if args.latency == "both" else [args.latency]
+    for name in chosen:
+        started = time.perf_counter()
+        site = Site(args.courses, args.students, args.drift, seed=7)
+        print(f"[{name}] site built in {time.perf_counter() - started:.1f} s")
+        asyncio.run(run(site, models[name], f"{name}, workers={WORKERS}"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,376 @@
+"""The nightly reconcile's decision, pure: snapshot, ledger and rosters in, changes out.
+
+Two views are compared per (mapped course, Moodle user): what PowerCampus says
+(the snapshot, through ``desired_enrolments``), what we own (the ledger) and what
+Moodle holds (the roster). The rules, in order:
+
+* The ledger entry is newer than the snapshot (``state_version``): the consumer
+  already applied later PowerCampus state; nothing is planned (``stale``).
+* PowerCampus says enrolled:
+  - Moodle holds nothing → ``enrol`` (missed while the consumer was down, or
+    unenrolled by hand when the ledger says active);
+  - Moodle holds it suspended → ``reactivate`` when we own the entry (we, or
+    someone by hand, suspended it); not ours → unowned difference;
+  - Moodle holds it active without the desired role → ``fix_role`` when ours
+    (enrol with the role; the old role stays, enrol_users only adds roles);
+    not ours → unowned difference;
+  - otherwise in step.
+* PowerCampus does not say enrolled (dropped, or the person is absent from the
+  snapshot altogether): when we own an active-in-Moodle enrolment, ``suspend``
+  or ``unenrol`` per ``policy.drop_action``; Moodle-active enrolments we do not
+  own are listed as unowned differences and left alone.
+* Persons without exactly one Moodle account are listed, never acted on.
+
+Only courses of the snapshot's terms are decided: a snapshot of Fall says
+nothing about Winter. The mass-drop guard (``GuardLimits``) compares drops with
+the owned enrolments Moodle holds active; a term for which the snapshot carries
+no event at all while we own active enrolments there is an empty source, which
+even ``force`` does not override (an empty or broken source never empties Moodle).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from consumers.decisions import EnrolmentPolicy, desired_enrolments
+from consumers.identity import Found, Resolution, Transform, transform_people_code_id
+from consumers.mapping import MappingSet, MoodleCourse
+from consumers.reconcile_guard import GuardLimits, GuardReport, check_guard
+from consumers.reconcile_model import (
+    CachedMapping,
+    ChangeKind,
+    CourseCounts,
+    PlannedChange,
+    ReconcilePlan,
+    UnownedDifference,
+    UnresolvedPerson,
+)
+from consumers.rosters import RosterEntry
+from schemas.actions import (
+    CourseRef,
+    DesiredEnrolment,
+    EnrolAction,
+    LedgerEntry,
+    MoodleAction,
+    SuspendAction,
+    UnenrolAction,
+)
+from schemas.events import EnrolmentEvent, TermKey
+
+__all__ = [
+    "CachedMapping",
+    "ChangeKind",
+    "CourseCounts",
+    "GuardLimits",
+    "GuardReport",
+    "PlannedChange",
+    "ReconcilePlan",
+    "UnownedDifference",
+    "UnresolvedPerson",
+    "plan_reconcile",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class _Wanted:
+    desired: DesiredEnrolment
+    event: EnrolmentEvent
+
+
+@dataclass(frozen=True, slots=True)
+class _Pair:
+    """Everything known about one (course, user)."""
+
+    course: CourseRef
+    userid: int
+    wanted: _Wanted | None
+    ledger: LedgerEntry | None
+    roster: RosterEntry | None
+    idnumber: str
+
+
+def plan_reconcile(
+    *,
+    snapshot_id: str,
+    state_version: int,
+    terms: Sequence[TermKey],
+    events: Sequence[EnrolmentEvent],
+    mapping: MappingSet,
+    policy: EnrolmentPolicy,
+    identities: Mapping[str, Resolution],
+    rosters: Mapping[int, Mapping[int, RosterEntry]],
+    ledger: Iterable[LedgerEntry],
+    limits: GuardLimits,
+    transform: Transform = "strip_p",
+) -> ReconcilePlan:
+    """Plan the changes that bring every mapped course of ``terms`` in step.
+
+    ``identities`` must hold a resolution for every person of ``events`` (a
+    person without one is treated as unresolved); ``rosters`` every mapped
+    course of ``terms`` (a course without one is listed in ``missing_rosters``
+    and not decided). See the module docstring for the rules.
+    """
+    result = ReconcilePlan(snapshot_id=snapshot_id, state_version=state_version)
+    mapping = mapping if isinstance(mapping, CachedMapping) else CachedMapping(mapping)
+    courses = [c for c in mapping if any(c.term.matches(t) for t in terms)]
+    wanted, unresolved = _wanted(events, mapping, policy, identities)
+    result.unresolved = unresolved
+    owned = _ledger_by_course(ledger)
+    events_per_term = _events_per_term(events, terms)
+    for course in courses:
+        ref = CourseRef(id=course.id, shortname=course.shortname)
+        roster = rosters.get(course.id)
+        if roster is None:
+            result.missing_rosters.append(ref)
+            continue
+        counts = CourseCounts(course=ref)
+        result.counts[course.id] = counts
+        for pair in _pairs(ref, wanted.get(course.id, {}), owned, roster, transform):
+            _decide(pair, state_version, policy, result, counts)
+    result.guard = check_guard(
+        result.counts.values(),
+        result.changes,
+        limits,
+        empty_terms=_empty_terms(courses, events_per_term, result.counts),
+    )
+    return result
+
+
+def _wanted(
+    events: Iterable[EnrolmentEvent],
+    mapping: MappingSet,
+    policy: EnrolmentPolicy,
+    identities: Mapping[str, Resolution],
+) -> tuple[dict[int, dict[int, _Wanted]], list[UnresolvedPerson]]:
+    by_course: dict[int, dict[int, _Wanted]] = {}
+    unresolved: dict[str, UnresolvedPerson] = {}
+    for event in events:
+        desired = desired_enrolments(event, mapping, policy)
+        person = event.people_code_id
+        resolution = identities.get(person)
+        if not isinstance(resolution, Found):
+            active = tuple(d.course.shortname for d in desired if d.active)
+            if active:
+                reason = resolution.reason if resolution else "not looked up"
+                known = unresolved.get(person)
+                courses = (known.courses if known else ()) + active
+                unresolved[person] = UnresolvedPerson(person, reason, courses)
+            continue
+        for item in desired:
+            by_course.setdefault(item.course.id, {})[resolution.userid] = _Wanted(
+                item, event
+            )
+    return by_course, sorted(unresolved.values(), key=lambda u: u.people_code_id)
+
+
+def _ledger_by_course(
+    ledger: Iterable[LedgerEntry],
+) -> dict[int, dict[int, LedgerEntry]]:
+    by_course: dict[int, dict[int, LedgerEntry]] = {}
+    for entry in ledger:
+        by_course.setdefault(entry.courseid, {})[entry.userid] = entry
+    return by_course
+
+
+def _events_per_term(
+    events: Iterable[EnrolmentEvent], terms: Sequence[TermKey]
+) -> dict[str, int]:
+    counts = {term.label(): 0 for term in terms}
+    for event in events:
+        for term in terms:
+            if event.term.matches(term):
+                counts[term.label()] += 1
+    return counts
+
+
+def _empty_terms(
+    courses: Sequence[MoodleCourse],
+    events_per_term: Mapping[str, int],
+    counts: Mapping[int, CourseCounts],
+) -> list[tuple[str, int]]:
+    owned: dict[str, int] = {}
+    for course in courses:
+        label = next(t for t in events_per_term if course.term.matches(_term(t)))
+        known = counts.get(course.id)
+        owned[label] = owned.get(label, 0) + (known.owned_active if known else 0)
+    return sorted(
+        (t, owned[t]) for t, n in events_per_term.items() if n == 0 and owned.get(t)
+    )
+
+
+def _term(label: str) -> TermKey:
+    year, _, term = label.partition("/")
+    return TermKey(academic_year=year, academic_term=term)
+
+
+def _pairs(
+    course: CourseRef,
+    wanted: Mapping[int, _Wanted],
+    owned: Mapping[int, Mapping[int, LedgerEntry]],
+    roster: Mapping[int, RosterEntry],
+    transform: Transform,
+) -> list[_Pair]:
+    entries = owned.get(course.id, {})
+    users = sorted(set(wanted) | set(entries) | set(roster))
+    pairs = []
+    for userid in users:
+        held, want = roster.get(userid), wanted.get(userid)
+        if held is not None and held.idnumber:
+            idnumber = held.idnumber
+        elif want is not None:
+            idnumber = transform_people_code_id(want.desired.people_code_id, transform)
+        else:
+            idnumber = f"userid:{userid}"
+        pairs.append(_Pair(course, userid, want, entries.get(userid), held, idnumber))
+    return pairs
+
+
+def _roles(roleids: Iterable[int]) -> str:
+    return ",".join(str(r) for r in sorted(roleids)) or "none"
+
+
+def _moodle_view(roster: RosterEntry | None) -> str:
+    if roster is None:
+        return "not enrolled"
+    return f"{roster.status} (roles {_roles(roster.roleids)})"
+
+
+def _decide(
+    pair: _Pair,
+    state_version: int,
+    policy: EnrolmentPolicy,
+    result: ReconcilePlan,
+    counts: CourseCounts,
+) -> None:
+    ledger, roster, want = pair.ledger, pair.roster, pair.wanted
+    owns = ledger is not None and ledger.owned and ledger.status != "unenrolled"
+    if owns and roster is not None and roster.status == "active":
+        counts.owned_active += 1
+    if ledger is not None and ledger.state_version > state_version:
+        counts.stale += 1
+        return
+    if want is not None and want.desired.active:
+        _decide_enrolled(pair, want, owns=owns, result=result, counts=counts)
+    else:
+        _decide_dropped(pair, owns=owns, policy=policy, result=result, counts=counts)
+
+
+def _decide_enrolled(
+    pair: _Pair,
+    want: _Wanted,
+    *,
+    owns: bool,
+    result: ReconcilePlan,
+    counts: CourseCounts,
+) -> None:
+    roster, ledger, desired = pair.roster, pair.ledger, want.desired
+    role = desired.role_id
+    if roster is None:
+        how = (
+            "unenrolled by hand in Moodle"
+            if ledger is not None and ledger.status == "active"
+            else "missing in Moodle"
+        )
+        _add(pair, "enrol", role, f"{how}; PowerCampus: {desired.reason}", result)
+    elif roster.status == "inactive":
+        if not owns:
+            _unowned(pair, "enrolled: " + desired.reason, result, counts)
+            return
+        how = (
+            "suspended by hand in Moodle"
+            if ledger is not None and ledger.status == "active"
+            else "suspended by us"
+        )
+        _add(pair, "reactivate", role, f"{how}; PowerCampus: {desired.reason}", result)
+    elif role not in roster.roleids:
+        if not owns:
+            _unowned(pair, f"enrolled with role {role}", result, counts)
+            return
+        reason = (
+            f"Moodle holds roles {_roles(roster.roleids)}, PowerCampus says "
+            f"{role} ({desired.reason}); the old role stays"
+        )
+        _add(pair, "fix_role", role, reason, result)
+    else:
+        counts.in_step += 1
+        return
+    _count(result, counts)
+
+
+def _decide_dropped(
+    pair: _Pair,
+    *,
+    owns: bool,
+    policy: EnrolmentPolicy,
+    result: ReconcilePlan,
+    counts: CourseCounts,
+) -> None:
+    roster, ledger, want = pair.roster, pair.ledger, pair.wanted
+    powercampus = (
+        want.desired.reason
+        if want is not None
+        else "no registration in the term (absent from the snapshot)"
+    )
+    if roster is None or roster.status != "active":
+        counts.in_step += 1
+        return
+    if not owns or ledger is None:
+        _unowned(pair, powercampus, result, counts)
+        return
+    if policy.drop_action == "unenrol":
+        _add(pair, "unenrol", ledger.roleid, powercampus, result)
+    else:
+        role = ledger.roleid if ledger.roleid in roster.roleids else None
+        role = role or min(roster.roleids, default=ledger.roleid)
+        _add(pair, "suspend", role, powercampus, result)
+    _count(result, counts)
+
+
+def _count(result: ReconcilePlan, counts: CourseCounts) -> None:
+    kind = result.changes[-1].kind
+    counts.planned[kind] = counts.planned.get(kind, 0) + 1
+
+
+def _unowned(
+    pair: _Pair, powercampus: str, result: ReconcilePlan, counts: CourseCounts
+) -> None:
+    counts.unowned += 1
+    result.unowned.append(
+        UnownedDifference(
+            course=pair.course,
+            userid=pair.userid,
+            user_idnumber=pair.idnumber,
+            people_code_id=pair.wanted.desired.people_code_id if pair.wanted else None,
+            moodle=_moodle_view(pair.roster),
+            powercampus=powercampus,
+        )
+    )
+
+
+def _add(
+    pair: _Pair, kind: ChangeKind, roleid: int, reason: str, result: ReconcilePlan
+) -> None:
+    courseid, userid = pair.course.id, pair.userid
+    action: MoodleAction
+    if kind == "unenrol":
+        action = UnenrolAction(courseid=courseid, userid=userid)
+    elif kind == "suspend":
+        action = SuspendAction(courseid=courseid, userid=userid, roleid=roleid)
+    else:
+        action = EnrolAction(courseid=courseid, userid=userid, roleid=roleid)
+    want = pair.wanted
+    result.changes.append(
+        PlannedChange(
+            kind=kind,
+            action=action,
+            course=pair.course,
+            userid=userid,
+            user_idnumber=pair.idnumber,
+            people_code_id=want.desired.people_code_id if want else None,
+            roleid=roleid,
+            reason=reason,
+            previous=pair.ledger,
+            event_id=want.event.event_id if want else f"reconcile:{result.snapshot_id}",
+        )
+    )

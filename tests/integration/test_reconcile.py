@@ -1,0 +1,303 @@
+"""The nightly reconcile and ``ledger adopt`` on the embedded stack.
+
+PowerCampus sandbox → consumer → Moodle simulator builds the ledger; then Moodle
+drifts by hand, a snapshot is published (``cdc.snapshot.publish_snapshot``) and
+the reconcile finds and fixes exactly the drift it owns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from cdc.kafka import KafkaEventPublisher, ensure_topics
+from cdc.snapshot import publish_snapshot
+from cdc.kafka import KafkaSnapshotSink
+from consumers.reconcile import ReconcileResult
+from consumers.reconcile_cli import register, run_adopt, run_reconcile
+from consumers.reconcile_report import write_report
+from enrolstream import cli
+from enrolstream.settings import ReconcileSettings, Settings
+from schemas.actions import LedgerEntry
+from schemas.snapshot import SnapshotMarker
+from tests.integration.conftest import TERM, CaptureStack, delete, registration
+from tests.integration.pipeline import (
+    ALICE,
+    BOB,
+    CAROL,
+    DAVE,
+    ERIN,
+    PEOPLE,
+    STUDENT,
+    Pipeline,
+    open_pipeline,
+)
+
+pytestmark = pytest.mark.integration
+
+FRANK, GINA = "P000000006", "P000000007"
+TEACHER = 4
+LENIENT = ReconcileSettings(max_drop_share_per_course=0.5, max_drop_share_overall=0.5)
+
+
+async def publish(pipe: Pipeline) -> SnapshotMarker:
+    """Publish a snapshot of the sandbox's term on the pipeline's snapshot topic."""
+    options = pipe.capture.options
+    topic = pipe.settings.kafka.snapshot_topic
+    await ensure_topics(options, [topic], partitions=4, replication_factor=1)
+    async with KafkaEventPublisher(options, topic, ack_timeout_s=4.0) as publisher:
+        return await publish_snapshot(
+            pipe.capture.source, KafkaSnapshotSink(publisher), terms=[TERM]
+        )
+
+
+def fingerprint(pipe: Pipeline) -> object:
+    """Every manual enrolment (status, window, roles) and every message sent."""
+    state = pipe.sim.state
+    return (
+        [state.enrolments(c.id) for c in state.courses()],
+        len(state.notifications),
+    )
+
+
+async def reconcile(
+    pipe: Pipeline,
+    settings: Settings | None = None,
+    *,
+    apply: bool = False,
+    force: bool = False,
+) -> ReconcileResult:
+    """One reconcile run against the pipeline's topics and simulator."""
+    return await run_reconcile(
+        settings or pipe.settings, pipe.bootstrap, apply=apply, force=force
+    )
+
+
+def kinds(result: ReconcileResult) -> dict[tuple[str, int], str]:
+    """Planned change per (course shortname, Moodle user id)."""
+    return {(c.course.shortname, c.userid): c.kind for c in result.plan.changes}
+
+
+class TestDrift:
+    """Hand-made drift in Moodle is found, reported and fixed where we own it."""
+
+    async def test_drift_found_and_fixed(
+        self, capture: CaptureStack, tmp_path: Path
+    ) -> None:
+        """Dry run changes nothing; apply converges; the next run plans nothing."""
+        people = (*PEOPLE, FRANK, GINA)
+        async with open_pipeline(capture, tmp_path, people=people) as pipe:
+            settings = pipe.settings.model_copy(update={"reconcile": LENIENT})
+            capture.sql(
+                *(registration(n, p, "BSC5102") for n, p in enumerate(PEOPLE[:4], 1)),
+                registration(5, ERIN, "COUN6552", "02"),
+            )
+            async with pipe.runner() as runner:
+                await pipe.sync(runner)
+                bsc, coun = pipe.course("BSC"), pipe.course("COUN")
+                alice, bob, carol, dave, erin, frank, gina = (
+                    pipe.userid(p) for p in people
+                )
+                state = pipe.sim.state
+                state.unenrol(bsc, alice)  # unenrolled by hand
+                state.enrol(bsc, bob, STUDENT, status=1)  # suspended by hand
+                state.unenrol(bsc, carol)
+                state.enrol(bsc, carol, TEACHER)  # role changed by hand
+                state.enrol(bsc, frank, STUDENT)  # hand-made, but in our ledger
+                await runner.ledger.record(
+                    [
+                        LedgerEntry(
+                            courseid=bsc,
+                            userid=frank,
+                            roleid=STUDENT,
+                            status="active",
+                            event_id="adopted",
+                            state_version=1,
+                        )
+                    ]
+                )
+                state.enrol(bsc, gina, STUDENT)  # hand-made, not ours
+            # missed while the consumer was down: in PowerCampus only
+            capture.sql(registration(6, DAVE, "COUN8552", "02"))
+            await publish(pipe)
+
+            before = fingerprint(pipe)
+            dry = await reconcile(pipe, settings)
+            assert fingerprint(pipe) == before
+            expected = {
+                ("BSC5102Winter2021", alice): "enrol",
+                ("BSC5102Winter2021", bob): "reactivate",
+                ("BSC5102Winter2021", carol): "fix_role",
+                ("COUN6552COUN855202Winter2021", dave): "enrol",
+                ("BSC5102Winter2021", frank): "suspend",
+            }
+            assert kinds(dry) == expected
+            assert set(dry.outcomes) == {"planned"}
+            assert [(d.userid, d.course.id) for d in dry.plan.unowned] == [(gina, bsc)]
+            assert dry.exit_code == 0
+
+            applied = await reconcile(pipe, settings, apply=True)
+            assert kinds(applied) == expected
+            assert set(applied.outcomes) == {"applied"}
+            for userid in (alice, bob, carol):
+                assert state.is_active(bsc, userid)
+            assert state.roles_of(bsc, carol) == {TEACHER, STUDENT}
+            assert state.is_active(coun, dave)
+            assert state.is_active(coun, erin)
+            assert not state.is_active(bsc, frank)
+            assert state.enrolment(bsc, frank) is not None  # suspended, not removed
+            assert state.is_active(bsc, gina)  # not ours: left alone
+
+            again = await reconcile(pipe, settings, apply=True)
+            assert again.plan.changes == []
+            assert [d.userid for d in again.plan.unowned] == [gina]
+
+            written = write_report(tmp_path / "report", applied)
+            assert [p.name for p in written] == [
+                "actions.csv",
+                "summary.json",
+                "report.html",
+            ]
+            summary = json.loads(written[1].read_text())
+            assert summary["totals"]["by_outcome"] == {"applied": 5}
+            assert summary["unowned_differences"][0]["userid"] == gina
+
+
+class TestGuard:
+    """A source that lost a section trips the guard; an empty one cannot be forced."""
+
+    async def test_lost_section(
+        self, capture: CaptureStack, tmp_path: Path, bootstrap_servers: str
+    ) -> None:
+        """`reconcile --apply` exits 3 and applies nothing; `--force` applies."""
+        async with open_pipeline(capture, tmp_path) as pipe:
+            capture.sql(
+                registration(1, ALICE, "COUN6552", "02"),
+                registration(2, BOB, "COUN6552", "02"),
+                registration(3, CAROL, "COUN8552", "02"),
+                registration(4, DAVE, "BSC5102"),
+                registration(5, ERIN, "BSC5102"),
+            )
+            async with pipe.runner() as runner:
+                await pipe.sync(runner)
+            capture.sql(delete(1), delete(2), delete(3))  # the section vanished
+            await publish(pipe)
+            before = fingerprint(pipe)
+            env = cli_env(pipe, bootstrap_servers, tmp_path)
+            tripped = await invoke(["reconcile", "--apply"], env)
+            assert tripped.exit_code == 3, tripped.output
+            assert "GUARD course COUN6552COUN855202Winter2021" in tripped.output
+            assert fingerprint(pipe) == before
+            with (tmp_path / "reports" / "actions.csv").open() as handle:
+                outcomes = [row["outcome"] for row in csv.DictReader(handle)]
+            assert outcomes == ["skipped: guard"] * 3
+
+            forced = await invoke(["reconcile", "--apply", "--force"], env)
+            assert forced.exit_code == 0, forced.output
+            coun = pipe.course("COUN")
+            assert not any(
+                pipe.sim.state.is_active(coun, pipe.userid(p))
+                for p in (ALICE, BOB, CAROL)
+            )
+
+    async def test_empty_source_never_empties_moodle(
+        self, capture: CaptureStack, tmp_path: Path
+    ) -> None:
+        """A snapshot with no registration at all is refused even with force."""
+        async with open_pipeline(capture, tmp_path) as pipe:
+            capture.sql(registration(1, ALICE, "BSC5102"))
+            async with pipe.runner() as runner:
+                await pipe.sync(runner)
+            capture.sql(delete(1))
+            await publish(pipe)
+            before = fingerprint(pipe)
+            result = await reconcile(pipe, apply=True, force=True)
+            assert [t.scope for t in result.plan.guard.trips] == [
+                "course",
+                "overall",
+                "empty_term",
+            ]
+            assert result.exit_code == 3
+            assert fingerprint(pipe) == before
+
+
+async def invoke(args: list[str], env: dict[str, str]) -> Result:
+    """Run the CLI in a thread: it runs its own event loop; the simulator serves here."""
+    register_once()
+    return await asyncio.to_thread(CliRunner().invoke, cli.app, args, env=env)
+
+
+def register_once() -> None:
+    """Add the reconcile commands to the root command (the lead wires them in main)."""
+    if not any(c.name == "reconcile" for c in cli.app.registered_commands):
+        register(cli.app)
+
+
+def cli_env(pipe: Pipeline, bootstrap_servers: str, tmp_path: Path) -> dict[str, str]:
+    """The pipeline's settings as the environment the CLI reads."""
+    kafka, moodle = pipe.settings.kafka, pipe.settings.moodle
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap_servers,
+        "ENROLSTREAM_KAFKA__SNAPSHOT_TOPIC": kafka.snapshot_topic,
+        "ENROLSTREAM_KAFKA__LEDGER_TOPIC": kafka.ledger_topic,
+        "ENROLSTREAM_KAFKA__EVENTS_TOPIC": kafka.events_topic,
+        "ENROLSTREAM_KAFKA__PARKED_TOPIC": kafka.parked_topic,
+        "ENROLSTREAM_KAFKA__DEAD_LETTER_TOPIC": kafka.dead_letter_topic,
+        "ENROLSTREAM_MOODLE__URL": moodle.url,
+        "ENROLSTREAM_MOODLE__TOKEN": moodle.token.get_secret_value(),
+        "ENROLSTREAM_CONSUMER__MAPPINGS": json.dumps(
+            {k: str(v) for k, v in pipe.settings.consumer.mappings.items()}
+        ),
+        "ENROLSTREAM_RECONCILE__REPORT_DIR": str(tmp_path / "reports"),
+        "ENROLSTREAM_LOG_FORMAT": "json",
+    }
+
+
+class TestAdopt:
+    """Adopting an existing site makes the first reconcile plan only true differences."""
+
+    async def test_adopt_then_reconcile(
+        self, capture: CaptureStack, tmp_path: Path
+    ) -> None:
+        """Matching enrolments become owned; the reconcile enrols, reactivates, reports."""
+        async with open_pipeline(capture, tmp_path) as pipe:
+            capture.sql(
+                registration(1, ALICE, "BSC5102"),
+                registration(2, BOB, "BSC5102"),
+                registration(3, CAROL, "BSC5102"),
+            )
+            bsc = pipe.course("BSC")
+            alice, bob, carol, dave = (
+                pipe.userid(p) for p in (ALICE, BOB, CAROL, DAVE)
+            )
+            state = pipe.sim.state
+            state.enrol(bsc, alice, STUDENT)
+            state.enrol(bsc, bob, STUDENT, status=1)
+            state.enrol(bsc, dave, STUDENT)  # Moodle only
+            await publish(pipe)
+
+            preview = await run_adopt(pipe.settings, pipe.bootstrap, dry_run=True)
+            first = await reconcile(pipe)
+            assert first.plan.changes[0].kind == "enrol"  # nothing owned yet
+            assert len(first.plan.unowned) == 2  # bob suspended, dave Moodle-only
+
+            plan = await run_adopt(pipe.settings, pipe.bootstrap)
+            assert preview.entries == plan.entries
+            assert [(e.userid, e.status) for e in plan.entries] == [
+                (alice, "active"),
+                (bob, "suspended"),
+            ]
+            assert [n.userid for n in plan.moodle_only] == [dave]
+            assert [n.userid for n in plan.powercampus_only] == [carol]
+
+            result = await reconcile(pipe)
+            assert kinds(result) == {
+                ("BSC5102Winter2021", bob): "reactivate",
+                ("BSC5102Winter2021", carol): "enrol",
+            }
+            assert [d.userid for d in result.plan.unowned] == [dave]

@@ -1,0 +1,206 @@
+"""The pure parts around the reconcile: snapshot picking, the report, adoption."""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from consumers.adopt import plan_adoption
+from consumers.identity import Found
+from consumers.kafka import RawMessage
+from consumers.reconcile import ReconcileInputs, ReconcileResult
+from consumers.reconcile_plan import plan_reconcile
+from consumers.reconcile_report import CSV_COLUMNS, write_report
+from consumers.snapshot_reader import LoadedSnapshot, SnapshotUnavailable, pick_snapshot
+from schemas.actions import LedgerEntry
+from schemas.snapshot import MARKER_KEY, SnapshotMarker
+from tests.unit.test_reconcile_plan import (
+    COURSE,
+    MAPPING,
+    OPEN,
+    POLICY,
+    STUDENT,
+    TEACHER,
+    VERSION,
+    WINTER,
+    _event,
+    _roster,
+)
+
+T0 = datetime(2021, 2, 1, tzinfo=UTC)
+
+
+def _marker(snapshot_id: str, kind: str, events: int | None, minute: int) -> RawMessage:
+    marker = SnapshotMarker.model_validate(
+        {
+            "marker": kind,
+            "snapshot_id": snapshot_id,
+            "source": "pc",
+            "state_version": VERSION,
+            "terms": [WINTER.model_dump()],
+            "events": events,
+            "created_at": T0 + timedelta(minutes=minute),
+        }
+    )
+    return RawMessage("t", 0, minute, MARKER_KEY, marker.model_dump_json().encode(), 0)
+
+
+def _records(
+    snapshot_id: str, persons: int, announced: int, minute: int
+) -> list[RawMessage]:
+    events = [
+        _event(f"P{n:09d}", "enrolled").model_copy(
+            update={"snapshot_id": snapshot_id, "event_id": f"{snapshot_id}-{n}"}
+        )
+        for n in range(persons)
+    ]
+    return [
+        _marker(snapshot_id, "begin", None, minute),
+        *(
+            RawMessage("t", 1, n, e.kafka_key(), e.model_dump_json().encode(), 0)
+            for n, e in enumerate(events)
+        ),
+        _marker(snapshot_id, "end", announced, minute + 1),
+    ]
+
+
+class TestPickSnapshot:
+    """The latest complete snapshot is picked; incomplete ones are refused."""
+
+    def test_latest_complete(self) -> None:
+        """Of two complete snapshots the later is used, incomplete later ones skipped."""
+        records = (
+            _records("old", 2, 2, 0)
+            + _records("new", 3, 3, 10)
+            + _records("torn", 2, 5, 20)
+        )
+        loaded = pick_snapshot(records)
+        assert (loaded.snapshot_id, len(loaded.events)) == ("new", 3)
+
+    @pytest.mark.parametrize(
+        ("records", "name", "message"),
+        [
+            ([], None, "no complete snapshot"),
+            (_records("torn", 2, 5, 0), None, "announces 5 events, the topic holds 2"),
+            (_records("torn", 2, 5, 0), "torn", "announces 5 events"),
+            (_records("ok", 2, 2, 0)[:-1], "ok", "no end marker"),
+            (_records("ok", 2, 2, 0), "other", "no snapshot other"),
+        ],
+    )
+    def test_refused(
+        self, records: list[RawMessage], name: str | None, message: str
+    ) -> None:
+        """Missing or incomplete snapshots raise SnapshotUnavailable with the reason."""
+        with pytest.raises(SnapshotUnavailable, match=message):
+            pick_snapshot(records, name)
+
+    def test_named(self) -> None:
+        """A named complete snapshot is used even when a newer one exists."""
+        records = _records("old", 2, 2, 0) + _records("new", 3, 3, 10)
+        assert pick_snapshot(records, "old").snapshot_id == "old"
+
+
+def _loaded(events: int = 1) -> LoadedSnapshot:
+    marker = SnapshotMarker.model_validate_json(
+        _marker("snap", "end", events, 0).value or b""
+    )
+    return LoadedSnapshot(marker, (_event("P000000501", "enrolled"),))
+
+
+class TestReport:
+    """The report files hold every change, escaped, with the documented columns."""
+
+    def test_files(self, tmp_path: Path) -> None:
+        """actions.csv, summary.json and report.html agree and escape values."""
+        evil = "<script>alert(1)</script>"
+        loaded = _loaded()
+        plan = plan_reconcile(
+            snapshot_id="snap",
+            state_version=VERSION,
+            terms=[WINTER],
+            events=loaded.events,
+            mapping=MAPPING,
+            policy=POLICY,
+            identities={"P000000501": Found(501)},
+            rosters={COURSE: {502: _roster("active", STUDENT)}},
+            ledger=[],
+            limits=OPEN,
+        )
+        change = plan.changes[0]
+        plan.changes[0] = type(change)(
+            **{**{f: getattr(change, f) for f in change.__slots__}, "reason": evil}
+        )
+        result = ReconcileResult(
+            plan=plan,
+            outcomes=["rejected: wsnoinstance"],
+            applied=True,
+            forced=False,
+            blocked=False,
+        )
+        write_report(tmp_path, result)
+        with (tmp_path / "actions.csv").open(encoding="utf-8") as handle:
+            rows = list(csv.reader(handle))
+        assert tuple(rows[0]) == CSV_COLUMNS
+        assert rows[1][:6] == [
+            "enrol",
+            "BSC5102Winter2021",
+            "000000501",
+            str(STUDENT),
+            evil,
+            "rejected: wsnoinstance",
+        ]
+        summary = json.loads((tmp_path / "summary.json").read_text())
+        assert summary["totals"]["by_outcome"] == {"rejected": 1}
+        assert summary["courses"]["BSC5102Winter2021"]["planned"] == {"enrol": 1}
+        assert [d["userid"] for d in summary["unowned_differences"]] == [502]
+        page = (tmp_path / "report.html").read_text()
+        assert evil not in page
+        assert "&lt;script&gt;" in page
+        assert result.exit_code == 1
+
+
+class TestPlanAdoption:
+    """Adoption owns the Moodle enrolments PowerCampus also wants, nothing else."""
+
+    def test_adopts_matching_only(self) -> None:
+        """Matching role → adopted with roster status; others reported by kind."""
+        events = tuple(
+            _event(p, "enrolled")
+            for p in ("P000000501", "P000000502", "P000000503", "P000000504")
+        )
+        marker = _loaded().marker
+        inputs = ReconcileInputs(
+            snapshot=LoadedSnapshot(marker, events),
+            identities={f"P000000{u}": Found(u) for u in (501, 502, 503, 504)},
+            rosters={
+                COURSE: {
+                    501: _roster("active", STUDENT),
+                    502: _roster("inactive", STUDENT),
+                    503: _roster("active", TEACHER),
+                    600: _roster("active", STUDENT),
+                }
+            },
+        )
+        owned = LedgerEntry(
+            courseid=COURSE,
+            userid=501,
+            roleid=STUDENT,
+            status="active",
+            event_id="x",
+            state_version=1,
+        )
+        plan = plan_adoption(inputs, MAPPING, POLICY, [])
+        assert [(e.userid, e.status, e.roleid) for e in plan.entries] == [
+            (501, "active", STUDENT),
+            (502, "suspended", STUDENT),
+        ]
+        assert [n.userid for n in plan.role_differs] == [503]
+        assert [n.userid for n in plan.moodle_only] == [600]
+        assert [n.userid for n in plan.powercampus_only] == [504]
+        again = plan_adoption(inputs, MAPPING, POLICY, [owned])
+        assert again.already_owned == 1
+        assert [e.userid for e in again.entries] == [502]
