@@ -228,6 +228,7 @@ class MoodleClient(MoodleReads):
             rows,
             lambda chunk: self._send_rows("enrol_manual_enrol_users", chunk),
             max_rows=(self.max_input_vars - ROUTING_FIELDS) // ENROL_ROW_FIELDS,
+            lanes=self.concurrency,
         )
         self._log_batch("enrol_manual_enrol_users", result)
         return result
@@ -241,6 +242,7 @@ class MoodleClient(MoodleReads):
             rows,
             lambda chunk: self._send_rows("enrol_manual_unenrol_users", chunk),
             max_rows=(self.max_input_vars - ROUTING_FIELDS) // UNENROL_ROW_FIELDS,
+            lanes=self.concurrency,
         )
         self._log_batch("enrol_manual_unenrol_users", result)
         return result

@@ -28,6 +28,7 @@ __all__ = [
     "EnrolRow",
     "UnenrolRow",
     "apply_rows",
+    "balanced_chunks",
     "run_all",
 ]
 
@@ -124,13 +125,46 @@ def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
 
 
+def balanced_chunks(
+    items: Sequence[_T], max_items: int, *, lanes: int = 1, min_items: int = 1
+) -> list[Sequence[_T]]:
+    """Split ``items`` into chunks of at most ``max_items``, sized to keep ``lanes`` busy.
+
+    As few chunks as ``max_items`` allows, rounded up to a multiple of ``lanes``
+    (the requests in flight) so that concurrent requests finish together instead
+    of one straggler holding a worker while the others idle, but never chunks
+    smaller than ``min_items`` (each request has a fixed cost). Sizes differ by
+    at most one; order is kept.
+    """
+    if max_items < 1 or lanes < 1 or min_items < 1:
+        raise ValueError("max_items, lanes and min_items must be at least 1")
+    if not items:
+        return []
+    count = -(-len(items) // max_items)
+    if lanes > 1:
+        spread = -(-count // lanes) * lanes
+        count = max(count, min(spread, len(items) // min_items))
+    size, extra = divmod(len(items), count)
+    chunks: list[Sequence[_T]] = []
+    start = 0
+    for index in range(count):
+        end = start + size + (1 if index < extra else 0)
+        chunks.append(items[start:end])
+        start = end
+    return chunks
+
+
 async def apply_rows(
     rows: Sequence[RowT],
     send: Callable[[Sequence[RowT]], Awaitable[None]],
     *,
     max_rows: int,
+    lanes: int = 1,
+    min_rows: int = 25,
 ) -> BatchResult[RowT]:
     """Send ``rows`` in chunks of at most ``max_rows`` and bisect rejected chunks.
+
+    Chunks are balanced over ``lanes`` concurrent requests (``balanced_chunks``).
 
     ``send`` performs one request for the rows given and raises on failure. A
     ``MoodleRejected`` with ``row_level`` makes the chunk split until the culprit
@@ -141,7 +175,7 @@ async def apply_rows(
     """
     if max_rows < 1:
         raise ValueError("max_rows must be at least 1")
-    chunks = [rows[start : start + max_rows] for start in range(0, len(rows), max_rows)]
+    chunks = balanced_chunks(rows, max_rows, lanes=lanes, min_items=min_rows)
     result: BatchResult[RowT] = BatchResult()
     for part in await run_all(_bisect(chunk, send) for chunk in chunks):
         result.extend(part)

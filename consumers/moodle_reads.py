@@ -18,6 +18,7 @@ from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Literal
 
 from consumers.errors import MoodleBadResponse
+from consumers.moodle_batch import balanced_chunks, run_all
 from consumers.moodle_form import ROUTING_FIELDS, chunk_by_fields, encode_params
 
 if TYPE_CHECKING:
@@ -48,6 +49,8 @@ class MoodleReads(ABC):
     """Read and create calls; subclasses provide ``call`` and ``max_input_vars``."""
 
     max_input_vars: int
+    #: Requests the subclass lets run at once; look-ups are spread over them.
+    concurrency: int = 1
 
     @abstractmethod
     async def call(self, function: str, params: Mapping[str, object]) -> object:
@@ -67,8 +70,8 @@ class MoodleReads(ABC):
         """Users whose ``field`` equals one of ``values`` (exact, case-sensitive).
 
         Unknown values are simply absent, and one value may match several users.
-        Values are de-duplicated and sent in as few requests as ``max_input_vars``
-        allows (one at a time, in order). For ``username``, values with an
+        Values are de-duplicated and spread over ``concurrency`` concurrent requests
+        (each within ``max_input_vars``; results in input order). For ``username``, values with an
         uppercase letter are not sent (no username has one, and Moodle would
         reject the whole request); empty values are never sent.
         """
@@ -79,11 +82,15 @@ class MoodleReads(ABC):
             if value and not (field == "username" and value != value.lower())
         ]
         budget = self.max_input_vars - ROUTING_FIELDS - 1  # the ``field`` field
-        users: list[Record] = []
-        for chunk in chunk_by_fields(wanted, [1] * len(wanted), budget):
-            answer = await self.call(function, {"field": field, "values": chunk})
-            users.extend(_records(function, answer))
-        return users
+        chunks = balanced_chunks(wanted, budget, lanes=self.concurrency, min_items=50)
+
+        async def lookup(chunk: Sequence[str]) -> list[Record]:
+            answer = await self.call(function, {"field": field, "values": list(chunk)})
+            return _records(function, answer)
+
+        return [
+            user for part in await run_all(lookup(c) for c in chunks) for user in part
+        ]
 
     async def get_courses_by_field(
         self, field: CourseField, value: str | int

@@ -94,6 +94,19 @@ class TestWireFormat:
             "timeend": 200,
         }
 
+    async def test_enrol_chunks_balanced_over_concurrent_requests(
+        self, stub: MoodleStub
+    ) -> None:
+        """167 rows at concurrency 4 go as 4 requests of 41-42 rows, not 166 + 1."""
+        for courseid in range(10, 15):
+            stub.add_course(courseid, f"K{courseid}")
+        rows = [EnrolRow(4 + i % 40, 10 + i // 40, 5) for i in range(167)]
+        async with client_for(stub, concurrency=4) as moodle:
+            result = await moodle.enrol(rows)
+        sizes = sorted((len(r.fields) - 3) // 6 for r in stub.requests)
+        assert sizes == [41, 42, 42, 42]
+        assert result.applied == rows
+
     @pytest.mark.parametrize(
         ("max_input_vars", "count", "requests"),
         [(1000, 40, 1), (1000, 166, 1), (1000, 167, 2), (63, 40, 4), (21, 40, 14)],
@@ -106,7 +119,9 @@ class TestWireFormat:
         for courseid in range(10, 15):
             stub.add_course(courseid, f"K{courseid}")
         rows = [EnrolRow(4 + i % 40, 10 + i // 40, 5) for i in range(count)]
-        async with client_for(stub, max_input_vars=max_input_vars) as moodle:
+        async with client_for(
+            stub, max_input_vars=max_input_vars, concurrency=1
+        ) as moodle:
             result = await moodle.enrol(rows)
         assert len(stub.requests) == requests
         assert max(len(r.fields) for r in stub.requests) <= max_input_vars

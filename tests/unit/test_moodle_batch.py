@@ -12,7 +12,7 @@ from consumers.errors import (
     MoodleRejected,
     MoodleUnavailable,
 )
-from consumers.moodle_batch import EnrolRow, apply_rows, run_all
+from consumers.moodle_batch import EnrolRow, apply_rows, balanced_chunks, run_all
 
 
 class AllOrNothing:
@@ -116,3 +116,30 @@ class TestRunAll:
 
         with pytest.raises(MoodleUnavailable):
             await run_all([ok(), fail()])
+
+
+class TestBalancedChunks:
+    """Chunks sized so concurrent requests finish together, within the field budget."""
+
+    @pytest.mark.parametrize(
+        ("items", "max_items", "lanes", "min_items", "sizes"),
+        [
+            (0, 166, 4, 25, []),
+            (10, 166, 4, 25, [10]),
+            (100, 166, 4, 25, [25, 25, 25, 25]),
+            (167, 166, 1, 25, [84, 83]),
+            (167, 166, 4, 25, [42, 42, 42, 41]),
+            (2000, 166, 4, 25, [125] * 16),
+            (60, 166, 4, 25, [30, 30]),
+            (7, 3, 4, 1, [2, 2, 2, 1]),
+        ],
+    )
+    def test_sizes(
+        self, items: int, max_items: int, lanes: int, min_items: int, sizes: list[int]
+    ) -> None:
+        """Sizes are even, within max_items, a multiple of lanes unless chunks get too small."""
+        chunks = balanced_chunks(
+            list(range(items)), max_items, lanes=lanes, min_items=min_items
+        )
+        assert [len(chunk) for chunk in chunks] == sizes
+        assert [x for chunk in chunks for x in chunk] == list(range(items))
