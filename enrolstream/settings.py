@@ -14,6 +14,7 @@ Secrets are ``SecretStr``: ``repr`` and ``enrolstream config show`` mask them.
 from __future__ import annotations
 
 import os
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
@@ -203,7 +204,16 @@ class Settings(BaseSettings):
         return tuple(sources)
 
 
+#: The file ``load_settings`` was given, for the duration of that call only.
+_CHOSEN_FILE: ContextVar[Path | None] = ContextVar("enrolstream_config", default=None)
+
+
 def _config_file() -> Path | None:
+    chosen = _CHOSEN_FILE.get()
+    if chosen is not None:
+        if not chosen.is_file():
+            raise FileNotFoundError(f"--config names {chosen}, which does not exist")
+        return chosen
     named = os.environ.get("ENROLSTREAM_CONFIG")
     if named:
         path = Path(named)
@@ -221,9 +231,11 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     ``KAFKA_BOOTSTRAP_SERVERS``, the variable every Kafka tool knows, is honoured
     unless ``ENROLSTREAM_KAFKA__BOOTSTRAP_SERVERS`` is set too.
     """
-    if config_file is not None:
-        os.environ["ENROLSTREAM_CONFIG"] = str(config_file)
-    settings = Settings(**overrides)
+    chosen = _CHOSEN_FILE.set(config_file)
+    try:
+        settings = Settings(**overrides)
+    finally:
+        _CHOSEN_FILE.reset(chosen)
     plain = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if plain and settings.kafka.bootstrap_servers is None:
         kafka = settings.kafka.model_copy(update={"bootstrap_servers": plain})

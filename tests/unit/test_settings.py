@@ -76,7 +76,7 @@ class TestSources:
     ) -> None:
         """ENROLSTREAM_CONFIG naming no file stops with that name."""
         monkeypatch.setenv("ENROLSTREAM_CONFIG", "/nowhere/enrolstream.toml")
-        with pytest.raises(FileNotFoundError, match="/nowhere/enrolstream.toml"):
+        with pytest.raises(FileNotFoundError, match=r"/nowhere/enrolstream\.toml"):
             load_settings()
 
     def test_unknown_keys_are_refused(self, tmp_path: Path) -> None:
@@ -85,6 +85,17 @@ class TestSources:
         path.write_text("[moodle]\ntokn = 'x'\n")
         with pytest.raises(ValidationError, match="tokn"):
             load_settings(path)
+
+
+class TestNoLeaks:
+    """Reading settings changes nothing for the next reader."""
+
+    def test_config_file_does_not_stick(self, tmp_path: Path) -> None:
+        """A file given to one call is not used by the next one."""
+        path = tmp_path / "site.toml"
+        path.write_text(TOML)
+        assert load_settings(path).kafka.partitions == 8
+        assert load_settings().kafka.partitions == 4
 
 
 class TestSecrets:
@@ -98,7 +109,7 @@ class TestSecrets:
         shown = str(masked(settings)) + repr(settings)
         assert "0123456789abcdef" not in shown
         assert "hunter2" not in shown
-        assert masked(settings)["moodle"]["token"] == "**********"
+        assert masked(settings)["moodle"]["token"] == "*" * 10
 
     def test_config_show(self, tmp_path: Path) -> None:
         """`enrolstream config show` prints the effective settings with secrets masked."""
