@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -160,7 +161,9 @@ class TestDelivery:
             async with pipe.runner() as runner:
                 real_enrol = runner.moodle.enrol
 
-                async def enrol_then_die(rows: Sequence[EnrolRow]) -> BatchResult[EnrolRow]:
+                async def enrol_then_die(
+                    rows: Sequence[EnrolRow],
+                ) -> BatchResult[EnrolRow]:
                     await real_enrol(rows)
                     raise Crash
 
@@ -216,6 +219,39 @@ class TestDelivery:
             assert (letter.errorcode, letter.key) == ("wsnoinstance", BOB)
             assert letter.action is not None
             assert letter.action["courseid"] == pipe.course("NOMANUAL101")
+
+    async def test_dead_letters_listed_and_redriven(
+        self, capture: CaptureStack, tmp_path: Path
+    ) -> None:
+        """`dlq list` shows the rejection; after the fix `dlq redrive` gets it applied."""
+        async with open_pipeline(capture, tmp_path) as pipe, pipe.runner() as runner:
+            capture.sql(registration(1, BOB, "NOMAN101"))
+            await pipe.sync(runner)
+            kafka = pipe.settings.kafka
+            env = {
+                "KAFKA_BOOTSTRAP_SERVERS": pipe.bootstrap,
+                "ENROLSTREAM_KAFKA__EVENTS_TOPIC": kafka.events_topic,
+                "ENROLSTREAM_KAFKA__DEAD_LETTER_TOPIC": kafka.dead_letter_topic,
+            }
+            cli._register_subcommands()
+            listed = await asyncio.to_thread(
+                CliRunner().invoke, cli.app, ["dlq", "list"], env=env
+            )
+            assert listed.exit_code == 0, listed.output
+            assert "MoodleNoManualInstance" in listed.output
+            assert BOB in listed.output
+            course = pipe.course("NOMANUAL101")
+            pipe.sim.state.set_manual_instance(course, "enabled")  # the admin's fix
+            redriven = await asyncio.to_thread(
+                CliRunner().invoke, cli.app, ["dlq", "redrive"], env=env
+            )
+            assert "re-queued 1 events" in redriven.output, redriven.output
+            await runner.run(asyncio.Event(), until_idle=True, poll_timeout_ms=300)
+            assert pipe.sim.state.is_active(course, pipe.userid(BOB))
+            again = await asyncio.to_thread(
+                CliRunner().invoke, cli.app, ["dlq", "redrive"], env=env
+            )
+            assert "re-queued 0 events" in again.output
 
     async def test_missing_moodle_user_enrolled_on_retry(
         self, capture: CaptureStack, tmp_path: Path
