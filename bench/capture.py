@@ -69,8 +69,15 @@ def commit(sandbox: PowerCampusSandbox, start: int, rows: int) -> int:
     return txn.committed_version
 
 
-async def run_phase(workdir: Path, bootstrap: str, *, transactions: int, rows: int,
-                    interval_s: float, spread_s: float) -> tuple[float, int, list[float]]:
+async def run_phase(
+    workdir: Path,
+    bootstrap: str,
+    *,
+    transactions: int,
+    rows: int,
+    interval_s: float,
+    spread_s: float,
+) -> tuple[float, int, list[float]]:
     """Commit the load, poll until every version is acked; (elapsed, events, latencies)."""
     workdir.mkdir(parents=True)
     sandbox = PowerCampusSandbox(workdir / "pc.sqlite")
@@ -87,7 +94,8 @@ async def run_phase(workdir: Path, bootstrap: str, *, transactions: int, rows: i
             await poller.run_once()  # initialise on the empty term
             stop = asyncio.Event()
             polling = asyncio.create_task(
-                poller.run(stop, interval_s=interval_s, max_backoff_s=interval_s))
+                poller.run(stop, interval_s=interval_s, max_backoff_s=interval_s)
+            )
             first = time.perf_counter()
             for n in range(transactions):
                 version = await asyncio.to_thread(commit, sandbox, n * rows, rows)
@@ -124,22 +132,40 @@ async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         async with kafka_bootstrap(configured, Path(tmp) / "broker.log") as bootstrap:
             burst, events, burst_lat = await run_phase(
-                Path(tmp) / "burst", bootstrap, transactions=args.transactions,
-                rows=args.rows, interval_s=args.interval, spread_s=0)
+                Path(tmp) / "burst",
+                bootstrap,
+                transactions=args.transactions,
+                rows=args.rows,
+                interval_s=args.interval,
+                spread_s=0,
+            )
             _, _, paced = await run_phase(
-                Path(tmp) / "paced", bootstrap, transactions=args.transactions,
-                rows=args.rows, interval_s=args.interval, spread_s=args.paced_seconds)
+                Path(tmp) / "paced",
+                bootstrap,
+                transactions=args.transactions,
+                rows=args.rows,
+                interval_s=args.interval,
+                spread_s=args.paced_seconds,
+            )
     target = 1.5 * args.interval + 0.1
-    print(f"capture benchmark: {total:,} changes in {args.transactions} transactions, "
-          f"poll interval {args.interval:.2f} s, broker "
-          f"{'external' if configured else 'embedded (Tansu)'}")
-    print(f"  burst: first commit -> last event acknowledged {burst:.2f} s, "
-          f"{events:,} events, {events / burst:,.0f} events/s (target >= 5,000/s)")
-    print(f"  burst latency commit -> ack: p50 {statistics.median(burst_lat):.3f} s, "
-          f"p99 {percentile(burst_lat, 0.99):.3f} s")
-    print(f"  paced over {args.paced_seconds:.0f} s, latency commit -> ack: "
-          f"p50 {statistics.median(paced):.3f} s, p99 {percentile(paced, 0.99):.3f} s "
-          f"(target p99 <= {target:.2f} s)")
+    print(
+        f"capture benchmark: {total:,} changes in {args.transactions} transactions, "
+        f"poll interval {args.interval:.2f} s, broker "
+        f"{'external' if configured else 'embedded (Tansu)'}"
+    )
+    print(
+        f"  burst: first commit -> last event acknowledged {burst:.2f} s, "
+        f"{events:,} events, {events / burst:,.0f} events/s (target >= 5,000/s)"
+    )
+    print(
+        f"  burst latency commit -> ack: p50 {statistics.median(burst_lat):.3f} s, "
+        f"p99 {percentile(burst_lat, 0.99):.3f} s"
+    )
+    print(
+        f"  paced over {args.paced_seconds:.0f} s, latency commit -> ack: "
+        f"p50 {statistics.median(paced):.3f} s, p99 {percentile(paced, 0.99):.3f} s "
+        f"(target p99 <= {target:.2f} s)"
+    )
 
 
 if __name__ == "__main__":

@@ -15,9 +15,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-from cdc.kafka import KafkaEventPublisher, ensure_topics
+from cdc.kafka import KafkaEventPublisher, KafkaSnapshotSink, ensure_topics
 from cdc.snapshot import publish_snapshot
-from cdc.kafka import KafkaSnapshotSink
 from consumers.reconcile import ReconcileResult
 from consumers.reconcile_cli import register, run_adopt, run_reconcile
 from consumers.reconcile_report import write_report

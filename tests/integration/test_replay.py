@@ -18,9 +18,9 @@ import pytest
 from pydantic import SecretStr
 
 from consumers.kafka import read_topic
+from consumers.kafka.groups import GroupOffsets
 from consumers.replay import ReplayReport, replay
 from consumers.replay_cli import summary_lines
-from consumers.kafka.groups import GroupOffsets
 from consumers.replay_offsets import (
     FromBeginning,
     InvalidReplayOffsets,

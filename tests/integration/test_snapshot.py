@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 
 from cdc.errors import PublishFailed
-from cdc.kafka import KafkaEventPublisher, ensure_topics
+from cdc.kafka import KafkaEventPublisher, KafkaSnapshotSink, ensure_topics
 from cdc.snapshot import publish_snapshot
 from cdc.snapshot_cli import describe, run_snapshot
-from cdc.kafka import KafkaSnapshotSink
 from consumers.kafka import RawMessage, read_topic
 from enrolstream.settings import (
     KafkaSettings,
