@@ -31,17 +31,11 @@ def poll(
     ] = False,
 ) -> None:
     """Capture PowerCampus changes and publish them to Kafka until SIGTERM."""
-    from enrolstream.cli import settings  # noqa: PLC0415
+    from enrolstream.cli import require_bootstrap, settings  # noqa: PLC0415
 
     config = settings()
-    if not config.kafka.bootstrap_servers:
-        typer.echo(
-            "poll needs a Kafka cluster: set KAFKA_BOOTSTRAP_SERVERS (or run "
-            "`enrolstream broker` for the embedded one, or `enrolstream demo`)",
-            err=True,
-        )
-        raise typer.Exit(2)
-    asyncio.run(run_poller(config, config.kafka.bootstrap_servers, once=once))
+    bootstrap = require_bootstrap(config, "poll")
+    asyncio.run(run_poller(config, bootstrap, once=once))
 
 
 async def run_poller(

@@ -1,27 +1,27 @@
 """The capture side's Kafka adapter: topic creation and the acknowledged publisher.
 
-The only module of ``cdc/`` that imports aiokafka. ``KafkaSnapshotSink`` sends
-on-demand snapshots: the events through the publisher, the begin/end markers
-(not events) on its producer. ``KafkaEventPublisher.publish``
-returns only when the broker acknowledged every event (``acks="all"``: all in-sync
-replicas); any failure or timeout raises ``PublishFailed`` and the poller then
-does not advance its saved version.
+The only module of ``cdc/`` that imports aiokafka; the acknowledged producer it
+publishes with is shared with the consumers (``enrolstream/kafka_producer.py``).
+``KafkaEventPublisher.publish`` returns only when the broker acknowledged every
+event (``acks="all"``: all in-sync replicas); any failure or timeout raises
+``PublishFailed`` and the poller then does not advance its saved version.
+``KafkaSnapshotSink`` sends on-demand snapshots: the events through the
+publisher, the begin/end markers (not events) as raw records.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Any, Self
 
 import structlog
-from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError
 
 from cdc.errors import PublishFailed
+from enrolstream.kafka_producer import AckedProducer, ProducerFailed, Record
 from schemas.events import EnrolmentEvent
 from schemas.snapshot import MARKER_KEY, SnapshotMarker
 
@@ -84,31 +84,15 @@ class KafkaEventPublisher:
     ) -> None:
         self.topic = topic
         self.ack_timeout_s = ack_timeout_s
-        self._options = {
-            **options,
-            "acks": "all",
-            "enable_idempotence": enable_idempotence,
-            "linger_ms": 5,
-            "max_batch_size": 1 << 20,
-            "max_request_size": 4 << 20,
-        }
-        self._producer: AIOKafkaProducer | None = None
-
-    @property
-    def producer(self) -> AIOKafkaProducer:
-        """The started producer (only inside ``async with``)."""
-        if self._producer is None:
-            raise RuntimeError("use the publisher inside `async with`")
-        return self._producer
+        self._producer = AckedProducer(
+            options, ack_timeout_s=ack_timeout_s, enable_idempotence=enable_idempotence
+        )
 
     async def __aenter__(self) -> Self:
-        # Created here, not in __init__: a publisher never entered holds nothing open.
-        self._producer = AIOKafkaProducer(**self._options)
         try:
-            await self._producer.start()
-        except KafkaError as exc:
-            await self._producer.stop()
-            raise PublishFailed(f"cannot connect to Kafka: {exc}") from exc
+            await self._producer.__aenter__()
+        except ProducerFailed as exc:
+            raise PublishFailed(str(exc)) from exc
         return self
 
     async def __aexit__(
@@ -117,28 +101,20 @@ class KafkaEventPublisher:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.producer.stop()
+        await self._producer.__aexit__(exc_type, exc, tb)
 
     async def publish(self, events: Sequence[EnrolmentEvent]) -> None:
         """Send every event and return once all are acknowledged; else ``PublishFailed``."""
-        if not events:
-            return
+        await self.send_records(
+            [(event.kafka_key(), event.model_dump_json().encode()) for event in events]
+        )
+
+    async def send_records(self, records: Sequence[Record]) -> None:
+        """Send raw (key, value) records to the topic, acknowledged; else ``PublishFailed``."""
         try:
-            async with asyncio.timeout(self.ack_timeout_s):
-                futures = [
-                    await self.producer.send(
-                        self.topic,
-                        value=event.model_dump_json().encode(),
-                        key=event.kafka_key(),
-                    )
-                    for event in events
-                ]
-                await asyncio.gather(*futures)
-        except (KafkaError, TimeoutError) as exc:
-            raise PublishFailed(
-                f"{len(events)} events to {self.topic} not acknowledged: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
+            await self._producer.send_all(self.topic, records)
+        except ProducerFailed as exc:
+            raise PublishFailed(str(exc)) from exc
 
 
 class KafkaSnapshotSink:
@@ -158,13 +134,6 @@ class KafkaSnapshotSink:
 
     async def publish_marker(self, marker: SnapshotMarker) -> None:
         """Send one marker keyed ``MARKER_KEY``; ``PublishFailed`` unless acked."""
-        try:
-            async with asyncio.timeout(self.publisher.ack_timeout_s):
-                await self.publisher.producer.send_and_wait(
-                    self.topic, value=marker.model_dump_json().encode(), key=MARKER_KEY
-                )
-        except (KafkaError, TimeoutError) as exc:
-            raise PublishFailed(
-                f"{marker.marker} marker of {marker.snapshot_id} to {self.topic} not "
-                f"acknowledged: {type(exc).__name__}: {exc}"
-            ) from exc
+        await self.publisher.send_records(
+            [(MARKER_KEY, marker.model_dump_json().encode())]
+        )

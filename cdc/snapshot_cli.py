@@ -36,24 +36,16 @@ def snapshot(
 ) -> None:
     """Publish the enrolment state of the terms as one snapshot, bracketed by markers."""
     from cdc.poller import parse_terms  # noqa: PLC0415
-    from enrolstream.cli import settings  # noqa: PLC0415 - set by the root callback
+    from enrolstream.cli import require_bootstrap, settings  # noqa: PLC0415
 
     config = settings()
-    if not config.kafka.bootstrap_servers:
-        typer.echo(
-            "snapshot needs a Kafka cluster: set KAFKA_BOOTSTRAP_SERVERS (or run "
-            "`enrolstream broker` for the embedded one)",
-            err=True,
-        )
-        raise typer.Exit(2)
+    bootstrap = require_bootstrap(config, "snapshot")
     try:
         terms = parse_terms(term or [])
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--term") from exc
     try:
-        end = asyncio.run(
-            run_snapshot(config, config.kafka.bootstrap_servers, terms=terms)
-        )
+        end = asyncio.run(run_snapshot(config, bootstrap, terms=terms))
     except (CdcError, ValueError) as exc:
         typer.echo(f"snapshot failed: {exc}", err=True)
         raise typer.Exit(1) from None

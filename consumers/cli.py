@@ -29,14 +29,9 @@ def register(app: typer.Typer) -> None:
 
 
 def _bootstrap(config: Settings) -> str:
-    if not config.kafka.bootstrap_servers:
-        typer.echo(
-            "this command needs a Kafka cluster: set KAFKA_BOOTSTRAP_SERVERS (or run "
-            "`enrolstream broker` for the embedded one, or `enrolstream demo`)",
-            err=True,
-        )
-        raise typer.Exit(2)
-    return config.kafka.bootstrap_servers
+    from enrolstream.cli import require_bootstrap  # noqa: PLC0415
+
+    return require_bootstrap(config, "this command")
 
 
 def consume(

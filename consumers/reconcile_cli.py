@@ -50,14 +50,9 @@ def register(app: typer.Typer) -> None:
 
 
 def _bootstrap(config: Settings) -> str:
-    if not config.kafka.bootstrap_servers:
-        typer.echo(
-            "reconcile reads the snapshot and the ledger from Kafka: set "
-            "KAFKA_BOOTSTRAP_SERVERS (or kafka.bootstrap_servers in the settings)",
-            err=True,
-        )
-        raise typer.Exit(1)
-    return config.kafka.bootstrap_servers
+    from enrolstream.cli import require_bootstrap  # noqa: PLC0415
+
+    return require_bootstrap(config, "reconcile")
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:

@@ -82,14 +82,10 @@ def replay_command(  # noqa: PLR0917 - typer maps each parameter to an option
 ) -> None:
     """Move the consumer group back so `enrolstream consume` applies events again."""
     from consumers.replay import replay  # noqa: PLC0415
-    from enrolstream.cli import settings  # noqa: PLC0415 - set by the root callback
+    from enrolstream.cli import require_bootstrap, settings  # noqa: PLC0415
 
     config = settings()
-    if not config.kafka.bootstrap_servers:
-        typer.echo(
-            "replay needs a Kafka cluster: set KAFKA_BOOTSTRAP_SERVERS", err=True
-        )
-        raise typer.Exit(2)
+    bootstrap = require_bootstrap(config, "replay")
     try:
         start = choose_start(since, from_beginning, to_offsets, now=datetime.now(UTC))
     except InvalidReplayOffsets as exc:
@@ -99,7 +95,7 @@ def replay_command(  # noqa: PLR0917 - typer maps each parameter to an option
         report = asyncio.run(
             replay(
                 config,
-                config.kafka.bootstrap_servers,
+                bootstrap,
                 start,
                 group=group,
                 dry_run=dry_run,

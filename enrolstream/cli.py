@@ -51,6 +51,19 @@ def settings() -> Settings:
     return STATE.settings
 
 
+def require_bootstrap(config: Settings, command: str) -> str:
+    """The Kafka cluster ``command`` needs; says how to get one and exits 2 if unset."""
+    if not config.kafka.bootstrap_servers:
+        typer.echo(
+            f"{command} needs a Kafka cluster: set KAFKA_BOOTSTRAP_SERVERS (or "
+            "kafka.bootstrap_servers in the settings), or run `enrolstream broker` "
+            "for the embedded one",
+            err=True,
+        )
+        raise typer.Exit(2)
+    return config.kafka.bootstrap_servers
+
+
 @config_app.command("show")
 def config_show() -> None:
     """Print the effective settings as JSON, secrets masked."""

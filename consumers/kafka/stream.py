@@ -14,17 +14,17 @@ The only module of ``consumers/`` that imports aiokafka. The runner sees plain
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from consumers.errors import BrokerUnavailable
+from enrolstream.kafka_producer import AckedProducer, ProducerFailed
 
 log = structlog.get_logger()
 
@@ -179,25 +179,15 @@ class KafkaRecordSink:
         self, options: dict[str, Any], topic: str, *, ack_timeout_s: float = 30.0
     ) -> None:
         self.topic = topic
-        self.ack_timeout_s = ack_timeout_s
-        self._options = {**options, "acks": "all", "linger_ms": 2}
-        self._producer: AIOKafkaProducer | None = None
-
-    @property
-    def producer(self) -> AIOKafkaProducer:
-        """The started producer (only inside ``async with``)."""
-        if self._producer is None:
-            raise RuntimeError("use the sink inside `async with`")
-        return self._producer
+        self._producer = AckedProducer(
+            options, ack_timeout_s=ack_timeout_s, linger_ms=2
+        )
 
     async def __aenter__(self) -> Self:
-        # Created here, not in __init__: a sink never entered holds nothing open.
-        self._producer = AIOKafkaProducer(**self._options)
         try:
-            await self._producer.start()
-        except KafkaError as exc:
-            await self._producer.stop()
-            raise BrokerUnavailable(f"cannot connect to Kafka: {exc}") from exc
+            await self._producer.__aenter__()
+        except ProducerFailed as exc:
+            raise BrokerUnavailable(str(exc)) from exc
         return self
 
     async def __aexit__(
@@ -206,25 +196,16 @@ class KafkaRecordSink:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.producer.stop()
+        await self._producer.__aexit__(exc_type, exc, tb)
 
     async def append(
         self, records: Sequence[tuple[bytes | None, bytes | None]]
     ) -> None:
         """Send (key, value) records and wait until all are acknowledged."""
-        if not records:
-            return
         try:
-            async with asyncio.timeout(self.ack_timeout_s):
-                futures = [
-                    await self.producer.send(self.topic, key=key, value=value)
-                    for key, value in records
-                ]
-                await asyncio.gather(*futures)
-        except (KafkaError, TimeoutError) as exc:
-            raise BrokerUnavailable(
-                f"{len(records)} records to {self.topic} not acknowledged: {exc}"
-            ) from exc
+            await self._producer.send_all(self.topic, records)
+        except ProducerFailed as exc:
+            raise BrokerUnavailable(str(exc)) from exc
 
 
 async def read_topic(options: dict[str, Any], topic: str) -> list[RawMessage]:

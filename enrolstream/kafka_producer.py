@@ -1,0 +1,85 @@
+"""The acknowledged producer both sides publish with: nothing counts as sent until acked.
+
+``AckedProducer.send_all`` hands every record to aiokafka and returns only when
+the broker acknowledged all of them (``acks="all"``: every in-sync replica), or
+raises ``ProducerFailed`` (connection refused, broker error, no answer within
+``ack_timeout_s``). Callers translate that into their own typed error
+(``cdc.errors.PublishFailed``, ``consumers.errors.BrokerUnavailable``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any, Self
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+Record = tuple[bytes | None, bytes | None]
+
+
+class ProducerFailed(Exception):
+    """The broker could not be reached or did not acknowledge every record."""
+
+
+class AckedProducer:
+    """An aiokafka producer with ``acks="all"``, used as an async context manager."""
+
+    def __init__(
+        self,
+        options: dict[str, Any],
+        *,
+        ack_timeout_s: float = 30.0,
+        enable_idempotence: bool = False,
+        linger_ms: int = 5,
+    ) -> None:
+        self.ack_timeout_s = ack_timeout_s
+        self._options = {
+            **options,
+            "acks": "all",
+            "enable_idempotence": enable_idempotence,
+            "linger_ms": linger_ms,
+            "max_batch_size": 1 << 20,
+            "max_request_size": 4 << 20,
+        }
+        self._producer: AIOKafkaProducer | None = None
+
+    async def __aenter__(self) -> Self:
+        # Created here, not in __init__: a producer never entered holds nothing open.
+        self._producer = AIOKafkaProducer(**self._options)
+        try:
+            await self._producer.start()
+        except KafkaError as exc:
+            await self._producer.stop()
+            raise ProducerFailed(f"cannot connect to Kafka: {exc}") from exc
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+
+    async def send_all(self, topic: str, records: Sequence[Record]) -> None:
+        """Send (key, value) records and return once every one is acknowledged."""
+        if self._producer is None:
+            raise RuntimeError("use the producer inside `async with`")
+        if not records:
+            return
+        try:
+            async with asyncio.timeout(self.ack_timeout_s):
+                futures = [
+                    await self._producer.send(topic, key=key, value=value)
+                    for key, value in records
+                ]
+                await asyncio.gather(*futures)
+        except (KafkaError, TimeoutError) as exc:
+            raise ProducerFailed(
+                f"{len(records)} records to {topic} not acknowledged: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
