@@ -359,13 +359,22 @@ async def _script(demo: Demo, started: float, options: DemoOptions) -> bool:
     )
     scenes = registrar_morning(demo)
     latencies = await play(demo, scenes, options.timeout_s)
-    converged = demo.moodle() == await demo.truth()
+    truth, moodle = await demo.truth(), demo.moodle()
+    converged = moodle == truth
     print_summary(demo, latencies, initial_s)
-    console.print(
-        "[green]Moodle matches PowerCampus.[/green]"
-        if converged
-        else "[red]Moodle does NOT match PowerCampus.[/red]"
-    )
+    if converged:
+        console.print("[green]Moodle matches PowerCampus.[/green]")
+    else:
+        console.print("[red]Moodle does NOT match PowerCampus:[/red]")
+        names = {cid: name for name, cid in demo.course_ids.items()}
+        for courseid in sorted(truth):
+            missing = truth[courseid] - moodle.get(courseid, set())
+            extra = moodle.get(courseid, set()) - truth[courseid]
+            if missing or extra:
+                console.print(
+                    f"  {names[courseid]}: missing {sorted(missing)}, "
+                    f"not expected {sorted(extra)}"
+                )
     return converged and len(latencies) == len(scenes)
 
 
