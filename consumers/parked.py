@@ -58,6 +58,14 @@ class ParkedEvents:
     def __len__(self) -> int:
         return len(self._parked)
 
+    def holds(self, event: EnrolmentEvent) -> bool:
+        """Whether the event's person-term is parked (it has decisions pending)."""
+        return parked_key(event) in self._parked
+
+    def get(self, people_code_id: str, term_label: str) -> ParkedEvent | None:
+        """The parked entry of one person-term, if any."""
+        return self._parked.get(f"{people_code_id}|{term_label}".encode())
+
     def all(self) -> list[ParkedEvent]:
         """Every parked person-term."""
         return list(self._parked.values())

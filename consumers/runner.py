@@ -48,7 +48,7 @@ log = structlog.get_logger()
 class RunnerStats:
     """Counters since start, for logs, the demo summary and tests."""
 
-    events: int = 0
+    events: int = 0  # events done with: applied, parked or dead-lettered, committed
     enrolled: int = 0
     suspended: int = 0
     unenrolled: int = 0
@@ -150,7 +150,6 @@ class ApplyRunner:
         """Apply one batch, then commit each partition past it."""
         messages = [message for msgs in batches.values() for message in msgs]
         decoded = decode(messages)
-        self.stats.events += len(decoded.events)
         origins = {
             event.event_id: _origin(message) for message, event in decoded.events
         }
@@ -160,6 +159,7 @@ class ApplyRunner:
         await self.stream.commit(
             {tp: msgs[-1].offset + 1 for tp, msgs in batches.items()}
         )
+        self.stats.events += len(decoded.events)  # applied, parked or dead-lettered
 
     async def retry_parked(self) -> int:
         """Try every parked person-term again; returns how many are still parked."""
@@ -181,6 +181,10 @@ class ApplyRunner:
     async def _apply(
         self, events: Sequence[EnrolmentEvent], origins: Mapping[str, Origin]
     ) -> list[DeadLetter]:
+        # A parked person-term has decisions pending in every course, not only in
+        # the changed section's: decide it in full, or releasing it below would
+        # drop the courses its earlier events were about.
+        events = [full_state(e) if self.parked.holds(e) else e for e in events]
         decisions = collapse_desired(events, self.mapping, self.policy)
         persons = {decision.desired.people_code_id for decision in decisions}
         identities = await self.identities.resolve(persons) if persons else {}

@@ -82,6 +82,14 @@ def _pending(_: Demo) -> bool:
     return False
 
 
+def _parked_with(demo: Demo, person: str, event_id: str) -> bool:
+    """The person waits, and what waits already includes the new registration."""
+    entry = demo.runner.parked.get(person, demo.summary.term.label())
+    return entry is not None and any(
+        r.section.event_id.strip() == event_id for r in entry.event.registrations
+    )
+
+
 def _consumed(demo: Demo, scene: Scene, extra: int) -> bool:
     return demo.runner.stats.events >= scene.baseline.get("events", 0) + extra
 
@@ -209,5 +217,5 @@ def registrar_morning(demo: Demo) -> list[Scene]:
     swap.before = _note_events(swap)
     swap.done = lambda d: _consumed(d, swap, 2) and d.active(crosslisted, swapper)
     parked.before = _note_events(parked)
-    parked.done = lambda d: _consumed(d, parked, 1) and len(d.runner.parked) >= 1
+    parked.done = lambda d: _parked_with(d, late, late_event)
     return scenes

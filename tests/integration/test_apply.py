@@ -270,6 +270,22 @@ class TestDelivery:
             assert pipe.userid(NO_ACCOUNT) in pipe.moodle()[pipe.course("BSC5102")]
             assert pipe.moodle() == pipe.truth()
 
+    async def test_parked_person_decided_in_full_by_a_later_change(
+        self, capture: CaptureStack, tmp_path: Path
+    ) -> None:
+        """A parked person whose next change arrives after the account exists gets every course."""
+        async with open_pipeline(capture, tmp_path) as pipe, pipe.runner() as runner:
+            capture.sql(registration(1, NO_ACCOUNT, "BSC5102"))
+            await pipe.sync(runner)
+            assert len(runner.parked) == 1
+            pipe.sim.state.add_user("p000000009", idnumber=NO_ACCOUNT[1:])
+            # the account exists; before any parked retry, another change arrives
+            capture.sql(registration(2, NO_ACCOUNT, "COUN8552", "02"))
+            await pipe.sync(runner)
+            assert len(runner.parked) == 0
+            assert pipe.userid(NO_ACCOUNT) in pipe.moodle()[pipe.course("BSC5102")]
+            assert pipe.moodle() == pipe.truth()
+
     async def test_parked_survives_a_restart(
         self, capture: CaptureStack, tmp_path: Path
     ) -> None:
