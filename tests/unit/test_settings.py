@@ -71,6 +71,13 @@ class TestSources:
         monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "kafka-1:9092,kafka-2:9092")
         assert load_settings().kafka.bootstrap_servers == "kafka-1:9092,kafka-2:9092"
 
+    def test_the_shipped_example_loads(self) -> None:
+        """enrolstream.example.toml stays valid as the settings change."""
+        example = Path(__file__).resolve().parents[2] / "enrolstream.example.toml"
+        settings = load_settings(example)
+        assert settings.source.kind == "sqlserver"
+        assert settings.moodle.token.get_secret_value() == ""
+
     def test_missing_config_file_is_named(
         self, monkeypatch: pytest.MonkeyPatch
     ) -> None:
