@@ -15,10 +15,10 @@ import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from cdc.ports import ShadowEntry
-from schemas.events import SectionKey
+from schemas.events import SectionKey, TermKey
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS checkpoint (
@@ -40,6 +40,25 @@ CREATE TABLE IF NOT EXISTS shadow (
 );
 """
 _LOOKUP_CHUNK = 500
+_SAME_TERM = (
+    "rtrim(academic_year) = rtrim(?) COLLATE NOCASE "
+    "AND rtrim(academic_term) = rtrim(?) COLLATE NOCASE"
+)
+
+
+def _entry(row: Sequence[Any]) -> ShadowEntry:
+    return ShadowEntry(
+        transcript_detail_id=row[0],
+        people_code_id=row[1],
+        section=SectionKey(
+            academic_year=row[2],
+            academic_term=row[3],
+            academic_session=row[4],
+            event_id=row[5],
+            event_sub_type=row[6],
+            section=row[7],
+        ),
+    )
 
 
 class SqliteCheckpointStore:
@@ -98,18 +117,21 @@ class SqliteCheckpointStore:
                     (self.source, *chunk),
                 ).fetchall()
                 for row in rows:
-                    found[row[0]] = ShadowEntry(
-                        transcript_detail_id=row[0],
-                        people_code_id=row[1],
-                        section=SectionKey(
-                            academic_year=row[2],
-                            academic_term=row[3],
-                            academic_session=row[4],
-                            event_id=row[5],
-                            event_sub_type=row[6],
-                            section=row[7],
-                        ),
-                    )
+                    found[row[0]] = _entry(row)
+        return found
+
+    def entries(self, terms: Sequence[TermKey]) -> list[ShadowEntry]:
+        """The shadow map's entries in these terms."""
+        found: list[ShadowEntry] = []
+        with self._lock:
+            for term in terms:
+                rows = self._db.execute(
+                    "SELECT transcript_detail_id, people_code_id, academic_year, "
+                    "academic_term, academic_session, event_id, event_sub_type, section "
+                    f"FROM shadow WHERE source = ? AND {_SAME_TERM}",
+                    (self.source, term.academic_year, term.academic_term),
+                ).fetchall()
+                found.extend(_entry(row) for row in rows)
         return found
 
     def shadow_size(self) -> int:
@@ -126,16 +148,23 @@ class SqliteCheckpointStore:
         upserts: Sequence[ShadowEntry],
         deletes: Sequence[int],
         *,
-        replace_all: bool = False,
+        replace_terms: Sequence[TermKey] = (),
     ) -> None:
-        """Atomically save ``version`` and the shadow-map changes."""
+        """Atomically save ``version`` and the shadow-map changes.
+
+        ``replace_terms`` first removes those terms' entries (compared as the
+        PowerCampus collation does: case and trailing spaces ignored).
+        """
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                if replace_all:
-                    self._db.execute(
-                        "DELETE FROM shadow WHERE source = ?", (self.source,)
-                    )
+                self._db.executemany(
+                    f"DELETE FROM shadow WHERE source = ? AND {_SAME_TERM}",
+                    [
+                        (self.source, t.academic_year, t.academic_term)
+                        for t in replace_terms
+                    ],
+                )
                 self._db.executemany(
                     "DELETE FROM shadow WHERE source = ? AND transcript_detail_id = ?",
                     [(self.source, key) for key in deletes],

@@ -30,7 +30,7 @@ from datetime import UTC, date, datetime
 
 import structlog
 
-from cdc.changes import shadow_entry, snapshot_events, to_events
+from cdc.changes import shadow_entry, snapshot_events, to_events, vanished_events
 from cdc.checkpoint import SqliteCheckpointStore
 from cdc.errors import CdcError, ChangeTrackingVersionTooOld
 from cdc.ports import ChangeSource, EventPublisher
@@ -134,32 +134,42 @@ class Poller:
             reason=reason,
             terms=[term.label() for term in terms],
             consequence="publishing the full state of every person in these "
-            "terms as snapshot events; the shadow map is rebuilt",
+            "terms as snapshot events; the shadow map is rebuilt for them",
         )
         snapshot = await self.source.read_snapshot(terms)
+        captured_at = self.clock()
         events = snapshot_events(
             snapshot,
             source=self.source.name,
-            captured_at=self.clock(),
+            captured_at=captured_at,
             snapshot_id=f"init-{self.source.name}-{snapshot.version}",
         )
-        await self.publisher.publish(events)
+        # Rows deleted or moved while changes could not be read incrementally:
+        # only the shadow map remembers them, so say so before it is replaced.
+        vanished = vanished_events(
+            self.store.entries(snapshot.terms),
+            snapshot,
+            source=self.source.name,
+            captured_at=captured_at,
+        )
+        await self.publisher.publish([*events, *vanished])
         self.store.commit(
             snapshot.version,
             [shadow_entry(row) for row in snapshot.rows],
             [],
-            replace_all=True,
+            replace_terms=snapshot.terms,
         )
         log.warning(
             "reinitialised",
             version=snapshot.version,
             events=len(events),
+            vanished_rows=len(vanished),
             rows=len(snapshot.rows),
         )
         return PollResult(
             from_version=None,
             to_version=snapshot.version,
-            events=len(events),
+            events=len(events) + len(vanished),
             initialised=True,
         )
 

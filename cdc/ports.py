@@ -160,16 +160,21 @@ class CheckpointStore(Protocol):
         """The saved version, or None before the first initialisation."""
         ...
 
+    def entries(self, terms: Sequence[TermKey]) -> list[ShadowEntry]:
+        """The shadow map's entries in these terms (re-initialisation compares them)."""
+        ...
+
     def commit(
         self,
         version: int,
         upserts: Sequence[ShadowEntry],
         deletes: Sequence[int],
         *,
-        replace_all: bool = False,
+        replace_terms: Sequence[TermKey] = (),
     ) -> None:
         """Atomically save ``version`` and apply shadow-map changes.
 
-        ``replace_all`` clears the shadow map first (re-initialisation).
+        ``replace_terms`` first removes those terms' entries: a re-initialisation
+        replaces the terms it read and leaves the others' entries alone.
         """
         ...

@@ -57,11 +57,11 @@ class CrashingStore(SqliteCheckpointStore):
         upserts: Sequence[ShadowEntry],
         deletes: Sequence[int],
         *,
-        replace_all: bool = False,
+        replace_terms: Sequence[TermKey] = (),
     ) -> None:
         if self.crash:
             raise Crash
-        super().commit(version, upserts, deletes, replace_all=replace_all)
+        super().commit(version, upserts, deletes, replace_terms=replace_terms)
 
 
 def make(
@@ -164,7 +164,7 @@ class TestRunOnce:
         assert store2.load_version() == 12
 
     async def test_version_too_old_reinitialises(self, tmp_path: Path) -> None:
-        """Below the min valid version the poller publishes a snapshot and resumes from it."""
+        """Below the min valid version: a snapshot, deletes for rows gone meanwhile."""
         source, publisher, store, poller = make(tmp_path)
         await poller.run_once()
         source.errors.append(ChangeTrackingVersionTooOld(10, 15))
@@ -173,7 +173,14 @@ class TestRunOnce:
         assert result.initialised
         assert store.load_version() == 30
         assert set(store.lookup([1, 2])) == {2}
-        assert publisher.published[-1].kind == "snapshot"
+        reinit = publisher.published[1:]
+        assert [(e.kind, e.people_code_id) for e in reinit] == [
+            ("snapshot", "P000000002"),
+            ("change", "P000000001"),
+        ]
+        vanished = reinit[1]
+        assert vanished.change is not None
+        assert (vanished.change.operation, vanished.registrations) == ("delete", ())
 
 
 class TestRestoredSource:

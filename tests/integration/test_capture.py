@@ -154,6 +154,51 @@ class TestResume:
         bobs = [e for e in await capture.changes() if e.people_code_id == BOB]
         assert summary(bobs[-1]) == (BOB, "delete", frozenset())
 
+    async def test_rows_deleted_during_the_gap_are_published(
+        self, capture: CaptureStack
+    ) -> None:
+        """Deletes that history no longer shows still reach consumers at re-initialisation."""
+        capture.sql(
+            registration(1, ALICE, "BSC5102"),
+            registration(2, BOB, "BSC5102"),
+            registration(3, BOB, "COUN6552", "02"),
+        )
+        await capture.poll()
+        capture.sql(delete(1), delete(3))
+        capture.sandbox.cleanup(retain_versions=0)
+        result = await capture.poll()
+        assert result.initialised
+        deletes = [
+            e
+            for e in await capture.changes()
+            if e.change is not None and e.change.operation == "delete"
+        ]
+        assert {
+            (e.people_code_id, e.change.section.event_id) for e in deletes if e.change
+        } == {(ALICE, "BSC5102"), (BOB, "COUN6552")}
+        assert {summary(e) for e in deletes} == {
+            (ALICE, "delete", frozenset()),
+            (BOB, "delete", frozenset({("BSC5102", "01", "A")})),
+        }
+
+    async def test_delete_of_a_row_only_carried_in_state(
+        self, capture: CaptureStack
+    ) -> None:
+        """A row first seen inside another row's event (not live, not changed) resolves later."""
+        spring = registration(7, ALICE, "BSC5102").replace("'Winter'", "'Spring'")
+        other = registration(8, ALICE, "COUN6552", "02").replace("'Winter'", "'Spring'")
+        capture.sql(spring, other)
+        capture.sandbox.cleanup(retain_versions=0)
+        assert (await capture.poll()).initialised  # live terms: Winter only
+        capture.sql(set_status(7, "D"))  # the event carries rows 7 and 8
+        await capture.poll()
+        capture.sql(delete(8))
+        result = await capture.poll()
+        assert result.unresolved_deletes == 0
+        last = (await capture.changes())[-1]
+        assert last.change is not None
+        assert (last.people_code_id, last.change.operation) == (ALICE, "delete")
+
     async def test_killed_between_publish_and_save(self, capture: CaptureStack) -> None:
         """A crash after the acks republishes at most that batch, same ids, nothing missing."""
         capture.sql(registration(1, ALICE, "BSC5102"), registration(2, BOB, "BSC5102"))

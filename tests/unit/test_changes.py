@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from cdc.changes import snapshot_events, to_events
+from cdc.changes import Translation, snapshot_events, to_events, vanished_events
 from cdc.ports import (
     ChangeBatch,
     ChangeRow,
@@ -269,3 +269,141 @@ class TestSnapshotEvents:
         assert {(e.kind, e.state_version, e.snapshot_id, e.change) for e in events} == {
             ("snapshot", 42, "init-42", None)
         }
+
+
+SPRING_BSC = SectionKey(
+    academic_year="2021",
+    academic_term="Spring",
+    academic_session="01",
+    event_id="BSC5102",
+    event_sub_type="LEC",
+    section="01",
+)
+SPRING = TermKey(academic_year="2021", academic_term="Spring")
+
+
+def changes_of(result: Translation) -> list[tuple[str, str, str, tuple[int, ...]]]:
+    """(operation, person, term, registration ids) of each event."""
+    return [
+        (
+            e.change.operation if e.change else "-",
+            e.people_code_id,
+            e.term.academic_term,
+            tuple(r.transcript_detail_id for r in e.registrations),
+        )
+        for e in result.events
+    ]
+
+
+class TestMovedRows:
+    """A row that leaves a person-term tells that person-term too."""
+
+    def test_row_moved_to_another_person(self) -> None:
+        """The old person gets a delete with their remaining state."""
+        moved = row(1, "P000000002", BSC5102)
+        kept = row(5, "P000000001", COUN6552)
+        batch_ = ChangeBatch(
+            10,
+            20,
+            [ChangeRow(1, "U", 12, None, moved, shadow(1, "P000000001", BSC5102))],
+            {
+                PersonTerm("P000000002", TERM): [moved],
+                PersonTerm("P000000001", TERM): [kept],
+            },
+        )
+        result = to_events(batch_, source="pc", captured_at=NOW)
+        assert changes_of(result) == [
+            ("update", "P000000002", "Winter", (1,)),
+            ("delete", "P000000001", "Winter", (5,)),
+        ]
+        assert len({e.event_id for e in result.events}) == 2
+
+    def test_row_moved_to_another_term(self) -> None:
+        """The term the row left is re-decided with what is left there."""
+        moved = row(1, "P000000001", SPRING_BSC)
+        batch_ = ChangeBatch(
+            10,
+            20,
+            [ChangeRow(1, "U", 12, None, moved, shadow(1, "P000000001", BSC5102))],
+            {
+                PersonTerm("P000000001", SPRING): [moved],
+                PersonTerm("P000000001", TERM): [],
+            },
+        )
+        assert changes_of(to_events(batch_, source="pc", captured_at=NOW)) == [
+            ("update", "P000000001", "Spring", (1,)),
+            ("delete", "P000000001", "Winter", ()),
+        ]
+
+
+class TestCollation:
+    """Person-terms compare as PowerCampus does: case and padding do not split them."""
+
+    def test_case_variants_share_one_state(self) -> None:
+        """Rows stored as 'WINTER ' and 'Winter' are one term with both rows."""
+        upper = SectionKey(
+            academic_year="2021",
+            academic_term="WINTER ",
+            academic_session="01",
+            event_id="COUN6552",
+            event_sub_type="LEC",
+            section="02",
+        )
+        first, second = row(1, "P1", upper), row(2, "P1", BSC5102)
+        batch_ = ChangeBatch(
+            10,
+            20,
+            [ChangeRow(1, "U", 12, None, first), ChangeRow(2, "I", 13, 13, second)],
+            {PersonTerm("P1", upper.term): [first], PersonTerm("P1", TERM): [second]},
+        )
+        result = to_events(batch_, source="pc", captured_at=NOW)
+        assert [ids for *_, ids in changes_of(result)] == [(1, 2), (1, 2)]
+
+    def test_every_carried_row_enters_the_shadow_map(self) -> None:
+        """Rows an event carries can be deleted later: the shadow map must know them."""
+        changed, other = row(1, "P1", BSC5102), row(7, "P1", COUN6552)
+        batch_ = ChangeBatch(
+            10,
+            20,
+            [ChangeRow(1, "U", 12, None, changed)],
+            {PersonTerm("P1", TERM): [changed, other]},
+        )
+        result = to_events(batch_, source="pc", captured_at=NOW)
+        assert sorted(e.transcript_detail_id for e in result.shadow_upserts) == [1, 7]
+
+
+class TestVanishedEvents:
+    """Re-initialisation: rows the shadow map knew that are gone or moved."""
+
+    def test_deleted_and_moved_rows_become_deletes(self) -> None:
+        """Gone rows and rows now elsewhere yield deletes carrying the snapshot state."""
+        previous = [
+            shadow(1, "P1", BSC5102),
+            shadow(2, "P1", COUN6552),
+            shadow(3, "P2", BSC5102),
+        ]
+        now = [row(2, "P1", COUN6552), row(3, "P2", COUN8552)]
+        events = vanished_events(
+            previous,
+            Snapshot(version=40, terms=[TERM], rows=now),
+            source="pc",
+            captured_at=NOW,
+        )
+        assert changes_of(Translation(events=events)) == [
+            ("delete", "P1", "Winter", (2,)),
+            ("delete", "P2", "Winter", (3,)),
+        ]
+        assert [e.change.section.event_id for e in events if e.change] == [
+            "BSC5102",
+            "BSC5102",
+        ]
+
+    def test_nothing_vanished(self) -> None:
+        """A shadow map that matches the snapshot yields nothing."""
+        events = vanished_events(
+            [shadow(1, "P1", BSC5102)],
+            Snapshot(version=40, terms=[TERM], rows=[row(1, "P1", BSC5102)]),
+            source="pc",
+            captured_at=NOW,
+        )
+        assert events == []
