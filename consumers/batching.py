@@ -76,15 +76,26 @@ class Decision:
 
 
 def collapse_desired(
-    events: Sequence[EnrolmentEvent], mapping: MappingSet, policy: EnrolmentPolicy
+    events: Sequence[EnrolmentEvent],
+    mapping: MappingSet,
+    policy: EnrolmentPolicy,
+    *,
+    in_full: Callable[[EnrolmentEvent], bool] = lambda _: False,
 ) -> list[Decision]:
-    """Desired states per (course, person), the last event's winning, in first-seen order."""
+    """Desired states per (course, person), the last event's winning, in first-seen order.
+
+    ``in_full`` events (a parked person's) are decided for every course of their
+    registrations as well as for their changed sections.
+    """
     latest: dict[tuple[int, str], Decision] = {}
     for event in events:
-        for desired in desired_enrolments(event, mapping, policy):
-            latest[(desired.course.id, desired.people_code_id)] = Decision(
-                desired, event
-            )
+        desired = desired_enrolments(event, mapping, policy)
+        if in_full(event):
+            # every course of every registration, and still the changed sections
+            # (a deleted row's course is in no registration any more)
+            desired += desired_enrolments(full_state(event), mapping, policy)
+        for one in desired:
+            latest[(one.course.id, one.people_code_id)] = Decision(one, event)
     return list(latest.values())
 
 
@@ -121,7 +132,7 @@ def plan(
     term) with their latest event and the reason, to be parked.
     """
     result = Plan()
-    resolved: dict[str, EnrolmentEvent] = {}
+    resolved: dict[tuple[str, str], EnrolmentEvent] = {}
     for decision in decisions:
         person = decision.desired.people_code_id
         resolution = identities[person]
@@ -134,7 +145,7 @@ def plan(
             ):
                 result.unresolved[slot] = (decision.event, resolution.reason)
             continue
-        resolved[person] = decision.event
+        resolved[(person, decision.event.term.label())] = decision.event
         before = ledger(decision.desired.course.id, resolution.userid)
         action = plan_action(
             decision.desired,

@@ -220,7 +220,8 @@ def plan_action(
         ):
             return None  # Moodle holds it already: no call, no second welcome
         return EnrolAction(courseid=courseid, userid=userid, roleid=desired.role_id)
-    if ledger is None or not ledger.owned or ledger.status != "active":
+    # A pending entry may or may not have reached Moodle: it is ours, so drop it.
+    if ledger is None or not ledger.owned or ledger.status not in {"active", "pending"}:
         return None
     if policy.drop_action == "unenrol":
         return UnenrolAction(courseid=courseid, userid=userid)

@@ -25,6 +25,14 @@ class EventStream(Protocol):
         """Seek back to where an unfinished batch began."""
         ...
 
+    def take_reassigned(self) -> bool:
+        """True once after a rebalance changed this member's partitions."""
+        ...
+
+    def owns(self, key: bytes) -> bool:
+        """Whether records with this key are on this member's partitions."""
+        ...
+
     async def lag(self) -> int:
         """Records not yet read on the assigned partitions (-1: none assigned yet)."""
         ...

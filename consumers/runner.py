@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import structlog
@@ -37,7 +37,7 @@ from consumers.mapping import MappingSet
 from consumers.moodle_batch import BatchResult, EnrolRow, UnenrolRow
 from consumers.parked import ParkedEvents
 from consumers.ports import EventStream, Identities, MoodleGateway, RecordSink
-from schemas.actions import EnrolAction, SuspendAction
+from schemas.actions import EnrolAction, LedgerEntry, SuspendAction
 from schemas.dead_letter import DeadLetter
 from schemas.events import EnrolmentEvent
 
@@ -115,6 +115,11 @@ class ApplyRunner:
         next_parked_retry = time.monotonic() + self.parked_retry_s
         while not stop.is_set():
             batches = await self.stream.getmany(timeout_ms=poll_timeout_ms)
+            if self.stream.take_reassigned():
+                # Another member may have written the ledger and parked tables for
+                # the partitions this one now holds: read them again.
+                await self.ledger.load()
+                await self.parked.load()
             if batches:
                 try:
                     await self.process(batches)
@@ -163,10 +168,15 @@ class ApplyRunner:
 
     async def retry_parked(self) -> int:
         """Try every parked person-term again; returns how many are still parked."""
-        waiting = self.parked.all()
+        # Only the persons of this member's partitions: another member retries its own.
+        waiting = [
+            p for p in self.parked.all() if self.stream.owns(p.event.kafka_key())
+        ]
         if waiting:
             log.info("parked_retry", count=len(waiting))
-            letters = await self._apply([full_state(p.event) for p in waiting], {})
+            letters = await self._apply(
+                [p.event for p in waiting], {}, in_full=lambda _: True
+            )
             await self._dead_letter(letters)
         return len(self.parked)
 
@@ -179,13 +189,18 @@ class ApplyRunner:
             log.warning("parked_retry_failed", error=str(exc))
 
     async def _apply(
-        self, events: Sequence[EnrolmentEvent], origins: Mapping[str, Origin]
+        self,
+        events: Sequence[EnrolmentEvent],
+        origins: Mapping[str, Origin],
+        *,
+        in_full: Callable[[EnrolmentEvent], bool] | None = None,
     ) -> list[DeadLetter]:
         # A parked person-term has decisions pending in every course, not only in
         # the changed section's: decide it in full, or releasing it below would
         # drop the courses its earlier events were about.
-        events = [full_state(e) if self.parked.holds(e) else e for e in events]
-        decisions = collapse_desired(events, self.mapping, self.policy)
+        decisions = collapse_desired(
+            events, self.mapping, self.policy, in_full=in_full or self.parked.holds
+        )
         persons = {decision.desired.people_code_id for decision in decisions}
         identities = await self.identities.resolve(persons) if persons else {}
         batch_plan = plan(decisions, identities, self.ledger.get, self.policy)
@@ -223,25 +238,21 @@ class ApplyRunner:
                 unenrols[UnenrolRow(userid=action.userid, courseid=action.courseid)] = (
                     planned
                 )
+        # Ours before Moodle sees it: if the call is cut off after Moodle applied
+        # it, the entry still says we own the enrolment (a later drop suspends it,
+        # a replay re-sends it) instead of leaving it unowned in Moodle.
+        await self.ledger.record([_pending(p) for p in enrols.values() if _new(p)])
         enrolled: BatchResult[EnrolRow] = (
             await self.moodle.enrol(list(enrols)) if enrols else BatchResult()
         )
+        applied = [enrols[row] for row in enrolled.applied]
+        await self.ledger.record([_entry(p) for p in applied])  # before the unenrols
         unenrolled: BatchResult[UnenrolRow] = (
             await self.moodle.unenrol(list(unenrols)) if unenrols else BatchResult()
         )
-        applied = [enrols[row] for row in enrolled.applied]
-        applied += [unenrols[row] for row in unenrolled.applied]
-        await self.ledger.record(
-            [
-                next_ledger_entry(
-                    p.action,
-                    p.previous,
-                    event_id=p.decision.event.event_id,
-                    state_version=p.decision.event.state_version,
-                )
-                for p in applied
-            ]
-        )
+        applied_unenrols = [unenrols[row] for row in unenrolled.applied]
+        await self.ledger.record([_entry(p) for p in applied_unenrols])
+        applied += applied_unenrols
         self._count_applied(applied)
         rejected = [(enrols[row], error) for row, error in enrolled.rejected]
         rejected += [(unenrols[row], error) for row, error in unenrolled.rejected]
@@ -292,8 +303,12 @@ class ApplyRunner:
             partition=-1,
             offset=-1,
             key=event.kafka_key(),
-            value=event.model_dump_json().encode(),
+            value=None,
         )
+        # The letter carries the person-term's state as a full-state event: the
+        # rejected course may not be the one the event changed (a parked person is
+        # decided in full), and a redrive must decide it again.
+        origin = replace(origin, value=full_state(event).model_dump_json().encode())
         return self._letter(
             origin,
             reason=f"Moodle rejected {planned.action.kind} of user "
@@ -349,6 +364,35 @@ class ApplyRunner:
                 source_offset=letter.source_offset,
                 event_id=letter.event_id,
             )
+
+
+def _new(planned: PlannedAction) -> bool:
+    """An enrolment we do not own yet: it becomes ours when the call is sent."""
+    return isinstance(planned.action, EnrolAction) and (
+        planned.previous is None or not planned.previous.owned
+    )
+
+
+def _pending(planned: PlannedAction) -> LedgerEntry:
+    action = planned.action
+    assert isinstance(action, EnrolAction)  # noqa: S101 - only new enrolments
+    return LedgerEntry(
+        courseid=action.courseid,
+        userid=action.userid,
+        roleid=action.roleid,
+        status="pending",
+        event_id=planned.decision.event.event_id,
+        state_version=planned.decision.event.state_version,
+    )
+
+
+def _entry(planned: PlannedAction) -> LedgerEntry:
+    return next_ledger_entry(
+        planned.action,
+        planned.previous,
+        event_id=planned.decision.event.event_id,
+        state_version=planned.decision.event.state_version,
+    )
 
 
 def _origin(message: RawMessage) -> Origin:

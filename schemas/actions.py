@@ -19,7 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from schemas.events import TermKey
 
-LedgerStatus = Literal["active", "suspended", "unenrolled"]
+LedgerStatus = Literal["active", "suspended", "unenrolled", "pending"]
+"""``pending``: written before an enrolment is sent to Moodle; whether Moodle
+applied it is unknown until the entry is rewritten (it is ours either way)."""
 
 
 class _Frozen(BaseModel):

@@ -20,8 +20,9 @@ from types import TracebackType
 from typing import Any, Self
 
 import structlog
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
+from aiokafka.partitioner import DefaultPartitioner
 
 from consumers.errors import BrokerUnavailable
 from enrolstream.kafka_producer import AckedProducer, ProducerFailed
@@ -46,6 +47,24 @@ class RawMessage:
     def tp(self) -> Partition:
         """(topic, partition)."""
         return (self.topic, self.partition)
+
+
+class _AssignmentListener(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Notes when a rebalance gave this member other partitions than before."""
+
+    def __init__(self) -> None:
+        self.changed = False
+        self._held: frozenset[Any] | None = None
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        """Nothing to flush: offsets are committed per batch."""
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        """The first assignment is the start; later different ones are rebalances."""
+        now = frozenset(assigned)
+        if self._held is not None and now != self._held:
+            self.changed = True
+        self._held = now
 
 
 def _leave_even_at_generation_zero(consumer: AIOKafkaConsumer) -> None:
@@ -101,6 +120,7 @@ class KafkaEventConsumer:
             "isolation_level": "read_committed",
         }
         self._started: AIOKafkaConsumer | None = None
+        self._listener = _AssignmentListener()
 
     @property
     def _consumer(self) -> AIOKafkaConsumer:
@@ -110,7 +130,8 @@ class KafkaEventConsumer:
 
     async def __aenter__(self) -> Self:
         # Created here, not in __init__: a consumer never entered holds nothing open.
-        self._started = AIOKafkaConsumer(self.topic, **self._options)
+        self._started = AIOKafkaConsumer(**self._options)
+        self._started.subscribe([self.topic], listener=self._listener)
         try:
             await self._consumer.start()
         except KafkaError as exc:
@@ -126,6 +147,22 @@ class KafkaEventConsumer:
     ) -> None:
         _leave_even_at_generation_zero(self._consumer)
         await self._consumer.stop()
+
+    def take_reassigned(self) -> bool:
+        """True once after each rebalance that changed this member's partitions."""
+        changed, self._listener.changed = self._listener.changed, False
+        return changed
+
+    def owns(self, key: bytes) -> bool:
+        """Whether the record keyed ``key`` lives on a partition this member holds.
+
+        Uses the default partitioner the publishers use (murmur2 of the key).
+        """
+        partitions = sorted(self._consumer.partitions_for_topic(self.topic) or ())
+        if not partitions:
+            return True
+        partition = DefaultPartitioner()(key, partitions, partitions)
+        return TopicPartition(self.topic, partition) in self._consumer.assignment()
 
     async def getmany(self, timeout_ms: int) -> dict[Partition, list[RawMessage]]:
         """The next records per partition (empty when none arrived within the timeout)."""

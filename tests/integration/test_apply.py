@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from consumers.moodle_batch import BatchResult, EnrolRow
 from enrolstream import cli
+from schemas.events import EnrolmentEvent
 from tests.integration.conftest import CaptureStack, delete, registration, set_status
 from tests.integration.pipeline import (
     ALICE,
@@ -179,6 +180,32 @@ class TestDelivery:
             assert all(v.roleids == (STUDENT,) and v.status == 0 for v in views)
             assert pipe.moodle() == pipe.truth()
 
+    async def test_killed_before_recording_then_dropped(
+        self, capture: CaptureStack, tmp_path: Path
+    ) -> None:
+        """Moodle applied, the ledger not yet: a later drop still suspends (it is ours)."""
+        async with open_pipeline(capture, tmp_path) as pipe:
+            capture.sql(registration(1, ALICE, "BSC5102"))
+            async with pipe.runner() as runner:
+                real_enrol = runner.moodle.enrol
+
+                async def enrol_then_die(
+                    rows: Sequence[EnrolRow],
+                ) -> BatchResult[EnrolRow]:
+                    await real_enrol(rows)
+                    raise Crash
+
+                runner.moodle.enrol = enrol_then_die  # type: ignore[method-assign]
+                with pytest.raises(Crash):
+                    await pipe.sync(runner)
+            assert pipe.userid(ALICE) in pipe.moodle()[pipe.course("BSC5102")]
+            capture.sql(set_status(1, "D"))
+            async with pipe.runner() as restarted:
+                await pipe.sync(restarted)
+            assert pipe.moodle() == pipe.truth()
+            [view] = pipe.sim.state.enrolments(pipe.course("BSC5102"))
+            assert view.status == 1  # suspended, not left active and unowned
+
     async def test_moodle_503_and_timeouts_for_a_while(
         self, capture: CaptureStack, tmp_path: Path
     ) -> None:
@@ -217,6 +244,8 @@ class TestDelivery:
             }
             [letter] = await pipe.dead_letters()
             assert (letter.errorcode, letter.key) == ("wsnoinstance", BOB)
+            redrivable = EnrolmentEvent.model_validate_json(letter.value or "")
+            assert (redrivable.kind, redrivable.people_code_id) == ("snapshot", BOB)
             assert letter.action is not None
             assert letter.action["courseid"] == pipe.course("NOMANUAL101")
 
@@ -285,6 +314,23 @@ class TestDelivery:
             assert len(runner.parked) == 0
             assert pipe.userid(NO_ACCOUNT) in pipe.moodle()[pipe.course("BSC5102")]
             assert pipe.moodle() == pipe.truth()
+
+    async def test_parked_person_dropped_while_waiting(
+        self, capture: CaptureStack, tmp_path: Path
+    ) -> None:
+        """A registration removed while its person waits for an account is not enrolled."""
+        async with open_pipeline(capture, tmp_path) as pipe, pipe.runner() as runner:
+            capture.sql(
+                registration(1, NO_ACCOUNT, "BSC5102"),
+                registration(2, NO_ACCOUNT, "COUN8552", "02"),
+            )
+            await pipe.sync(runner)
+            capture.sql(delete(1))
+            await pipe.sync(runner)
+            pipe.sim.state.add_user("p000000009", idnumber=NO_ACCOUNT[1:])
+            assert await runner.retry_parked() == 0
+            assert pipe.moodle() == pipe.truth()
+            assert pipe.userid(NO_ACCOUNT) not in pipe.moodle()[pipe.course("BSC5102")]
 
     async def test_parked_survives_a_restart(
         self, capture: CaptureStack, tmp_path: Path

@@ -1,0 +1,72 @@
+"""Pure steps of a consumer batch: which persons resolve, which wait."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from consumers.batching import Decision, plan
+from consumers.decisions import EnrolmentPolicy
+from consumers.identity import Found, Missing
+from schemas.actions import CourseRef, DesiredEnrolment
+from schemas.events import EnrolmentEvent, TermKey
+
+FALL = TermKey(academic_year="2021", academic_term="Fall")
+WINTER = TermKey(academic_year="2021", academic_term="Winter")
+POLICY = EnrolmentPolicy(student_role_id=5, audit_role_id=5)
+
+
+def decision(person: str, term: TermKey, course: int, version: int) -> Decision:
+    event = EnrolmentEvent(
+        event_id=f"{person}-{term.label()}-{version}",
+        kind="snapshot",
+        source="pc",
+        people_code_id=person,
+        term=term,
+        state_version=version,
+        registrations=(),
+        captured_at=datetime(2021, 1, 11, tzinfo=UTC),
+    )
+    desired = DesiredEnrolment(
+        course=CourseRef(id=course, shortname=f"C{course}"),
+        people_code_id=person,
+        term=term,
+        active=True,
+        role_id=5,
+        reason="test",
+    )
+    return Decision(desired, event)
+
+
+class TestPlan:
+    """Resolution and waiting are per person and term."""
+
+    def test_resolved_events_are_kept_per_person_term(self) -> None:
+        """A person resolved in two terms releases both terms' parked entries."""
+        result = plan(
+            [decision("P1", FALL, 1, 5), decision("P1", WINTER, 2, 6)],
+            {"P1": Found(userid=7)},
+            lambda _c, _u: None,
+            POLICY,
+        )
+        assert sorted(e.term.academic_term for e in result.resolved_events) == [
+            "Fall",
+            "Winter",
+        ]
+        assert len(result.actions) == 2
+
+    def test_unresolved_wait_per_person_term_with_the_newest_event(self) -> None:
+        """A missing person waits once per term, with that term's newest state."""
+        result = plan(
+            [
+                decision("P1", FALL, 1, 5),
+                decision("P1", FALL, 3, 8),
+                decision("P1", WINTER, 2, 6),
+            ],
+            {"P1": Missing(reason="no account")},
+            lambda _c, _u: None,
+            POLICY,
+        )
+        assert {
+            slot: event.state_version for slot, (event, _) in result.unresolved.items()
+        } == {("P1", "2021/Fall"): 8, ("P1", "2021/Winter"): 6}
+        assert result.actions == []
