@@ -102,7 +102,12 @@ def dlq_redrive(
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
 ) -> None:
-    """Re-queue the original events of dead letters onto the event topic."""
+    """Re-queue dead letters onto the event topic as their person-term's newest state.
+
+    Letters of one person and term become one full-state event built from the
+    newest event of that person-term; letters that are not valid events are
+    re-queued as they were.
+    """
     from consumers.dead_letters import redrive  # noqa: PLC0415
     from enrolstream.cli import settings  # noqa: PLC0415
 
@@ -112,4 +117,7 @@ def dlq_redrive(
             config.kafka, _bootstrap(config), error_type=error_type, dry_run=dry_run
         )
     )
-    typer.echo(f"{'would re-queue' if dry_run else 're-queued'} {count} events")
+    typer.echo(
+        f"{'would re-queue' if dry_run else 're-queued'} {count.events} events "
+        f"for {count.letters} dead letters"
+    )

@@ -4,7 +4,8 @@
 adds the look-up (one ``get_users_by_field`` call per ``resolve``, which the
 client splits into requests within ``max_input_vars``) and a cache of users found.
 Misses and ambiguities are not cached: an account created or fixed later must be
-found on the next attempt.
+found on the next attempt. A found id that Moodle later says does not exist (an
+account merged or recreated) is dropped with ``forget``.
 
 Ids are compared as strings only: ``P000123456`` becomes ``000123456`` under
 ``strip_p`` and keeps its leading zeros.
@@ -115,8 +116,9 @@ def classify_lookup(
 class IdentityResolver:
     """Resolve PEOPLE_CODE_IDs to Moodle user ids through ``field`` and ``transform``.
 
-    Found users are cached for the resolver's lifetime (an id does not move to
-    another account in normal operation; build a new resolver to forget).
+    Found users are cached (an id does not move to another account in normal
+    operation) until ``forget`` drops one: the caller does so when Moodle answers
+    that the cached user does not exist, so the next ``resolve`` looks it up again.
     """
 
     def __init__(
@@ -156,3 +158,11 @@ class IdentityResolver:
                 self._found[people_code_id] = resolution.userid
             result[people_code_id] = resolution
         return result
+
+    def forget(self, people_code_id: str) -> None:
+        """Drop the cached user id of ``people_code_id`` (no-op when none is cached).
+
+        For an account an operator merged or recreated: the next ``resolve`` asks
+        Moodle again instead of answering with an id that no longer exists.
+        """
+        self._found.pop(people_code_id, None)

@@ -6,6 +6,10 @@ Contract:
   reads as ``invalidtoken``), then ``wsfunction`` and ``moodlewsrestformat=json``;
 * no request carries more than ``max_input_vars`` form fields;
 * at most ``concurrency`` requests are in flight; each has ``request_timeout_s``;
+* redirects are never followed: on a 307/308 aiohttp would re-post the body, token
+  included, to whatever host ``Location`` names. A 3xx is ``MoodleBadResponse``
+  (configure the final address); an ``http://`` URL to a host other than loopback
+  is warned about once at start-up (the token then travels in clear);
 * every answer is checked: Moodle reports errors as HTTP 200 with a JSON object
   holding ``exception``; these, HTTP failures and transport failures become the
   typed errors of ``consumers.errors`` (``raise ... from`` the driver's error);
@@ -16,6 +20,7 @@ Contract:
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -56,6 +61,7 @@ __all__ = [
     "MoodleClient",
     "UnenrolRow",
     "map_aiohttp_errors",
+    "sends_token_in_clear",
 ]
 
 log = structlog.get_logger()
@@ -63,6 +69,7 @@ log = structlog.get_logger()
 REST_PATH = "/webservice/rest/server.php"
 _RETRY_STATUSES = frozenset({408, 429})
 _REDACTED = "<redacted>"
+_LOOPBACK_NAMES = frozenset({"localhost", "localhost."})
 
 
 @asynccontextmanager
@@ -80,6 +87,36 @@ async def map_aiohttp_errors() -> AsyncIterator[None]:
         raise MoodleUnavailable(f"connection failed: {type(exc).__name__}") from exc
     except aiohttp.ClientError as exc:
         raise MoodleUnavailable(f"HTTP client error: {type(exc).__name__}") from exc
+
+
+def sends_token_in_clear(url: URL | str) -> bool:
+    """True when requests to ``url`` carry the token unencrypted over a network.
+
+    That is plain ``http`` to any host but loopback (127.0.0.0/8, ::1, localhost).
+    """
+    url = URL(url)
+    if url.scheme != "http":
+        return False
+    host = (url.host or "").lower()
+    if host in _LOOPBACK_NAMES:
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it resolves somewhere on the network
+        return True
+
+
+def _redirect_target(endpoint: URL, location: str | None) -> str:
+    """Where a redirect points, resolved, without query, fragment or credentials."""
+    if not location:
+        return "(no Location header)"
+    try:
+        target = endpoint.join(URL(location))
+    except ValueError:
+        return "(an unparseable Location header)"
+    return str(
+        target.with_query(None).with_fragment(None).with_user(None).with_password(None)
+    )
 
 
 def _retry_after_s(value: str | None) -> float | None:
@@ -130,6 +167,12 @@ class MoodleClient(MoodleReads):
         )
 
     async def __aenter__(self) -> Self:
+        if sends_token_in_clear(self._endpoint):
+            log.warning(
+                "moodle_token_in_clear",
+                url=str(self._endpoint),
+                hint="use https:// for a Moodle that is not on this machine",
+            )
         # The semaphore, not the connector's pool limit, bounds requests in flight.
         self._session = aiohttp.ClientSession(timeout=self._timeout)
         return self
@@ -171,12 +214,22 @@ class MoodleClient(MoodleReads):
         headers = {"Content-Type": "application/x-www-form-urlencoded"}
         async with self._semaphore, map_aiohttp_errors():
             log.debug("moodle_request", function=function, fields=len(fields))
+            # Never follow: a 307/308 would re-post the token to another address.
             async with self._session.post(
-                self._endpoint, data=body, headers=headers
+                self._endpoint, data=body, headers=headers, allow_redirects=False
             ) as resp:
                 status = resp.status
                 retry_after = resp.headers.get("Retry-After")
+                location = resp.headers.get("Location")
                 text = await resp.text()
+        if 300 <= status < 400:  # noqa: PLR2004 - the HTTP 3xx class
+            target = self._redact(_redirect_target(self._endpoint, location), token)
+            log.warning("moodle_redirect", function=function, status=status)
+            raise MoodleBadResponse(
+                f"{function}: Moodle answered a redirect to {target}; "
+                "set moodle.url to the final address",
+                status=status,
+            )
         return self._check(function, status, retry_after, self._redact(text, token))
 
     @staticmethod

@@ -57,6 +57,10 @@ class Identities(Protocol):
         """A resolution for every id given."""
         ...
 
+    def forget(self, people_code_id: str) -> None:
+        """Drop the cached user id (Moodle said that user does not exist)."""
+        ...
+
 
 class RecordSink(Protocol):
     """Acknowledged appends of (key, value) records (the dead-letter topic)."""

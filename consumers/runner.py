@@ -30,7 +30,7 @@ from consumers.batching import (
     plan,
 )
 from consumers.decisions import EnrolmentPolicy, next_ledger_entry
-from consumers.errors import ConsumerError, MoodleRejected
+from consumers.errors import ConsumerError, MoodleNotFound, MoodleRejected
 from consumers.kafka import Partition, RawMessage
 from consumers.ledger import Ledger
 from consumers.mapping import MappingSet
@@ -256,6 +256,10 @@ class ApplyRunner:
         self._count_applied(applied)
         rejected = [(enrols[row], error) for row, error in enrolled.rejected]
         rejected += [(unenrols[row], error) for row, error in unenrolled.rejected]
+        for planned, error in rejected:
+            if isinstance(error, MoodleNotFound):
+                # merged or recreated account: look the person up afresh next time
+                self.identities.forget(planned.decision.desired.people_code_id)
         return [self._rejected_letter(p, error, origins) for p, error in rejected]
 
     def _count_applied(self, applied: Sequence[PlannedAction]) -> None:

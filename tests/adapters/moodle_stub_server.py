@@ -6,7 +6,8 @@ batches all-or-nothing (the first bad row rolls back the request), and can be
 told to misbehave on the next requests: ``Fault.HTTP_503``, ``DROP`` (close the
 connection), ``HANG`` (never answer), ``HTML`` (a 200 page that is not JSON),
 ``HTTP_404``, ``ECHO`` (an error whose debuginfo echoes the raw request,
-as a debug page might). Shapes and error codes follow /work/shared/moodle-golden.
+as a debug page might), ``REDIRECT`` (``redirect_status`` to ``redirect_to``).
+Shapes and error codes follow /work/shared/moodle-golden.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class Fault(enum.Enum):
     HTML = "html"
     HTTP_404 = "404"
     ECHO = "echo"
+    REDIRECT = "redirect"
 
 
 @dataclass
@@ -108,6 +110,8 @@ class MoodleStub:
     in_flight: int = 0
     max_in_flight: int = 0
     url: str = ""
+    redirect_to: str = ""
+    redirect_status: int = 307
     _release: asyncio.Event = field(default_factory=asyncio.Event)
 
     def add_user(self, userid: int, idnumber: str, username: str | None = None) -> None:
@@ -138,18 +142,9 @@ class MoodleStub:
             return web.Response()
         if fault is Fault.HANG:
             await self._release.wait()
-        if fault is Fault.HTTP_503:
-            return web.Response(status=503, headers={"Retry-After": "7"}, text="busy")
-        if fault is Fault.HTTP_404:
-            return web.Response(status=404, text="<html>Not found</html>")
-        if fault is Fault.ECHO:
-            echo = {"exception": "moodle_exception", "errorcode": "echo"}
-            echo |= {"message": "debug", "debuginfo": repr(fields)}
-            return web.json_response(echo)
-        if fault is Fault.HTML:
-            return web.Response(
-                text="<html>Fatal error</html>", content_type="text/html"
-            )
+        canned = self._canned(fault, fields)
+        if canned is not None:
+            return canned
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
@@ -160,6 +155,27 @@ class MoodleStub:
         finally:
             self.in_flight -= 1
         return web.Response(text=json.dumps(body), content_type="application/json")
+
+    def _canned(
+        self, fault: Fault | None, fields: list[tuple[str, str]]
+    ) -> web.Response | None:
+        """The answer a misbehaving fault gives instead of Moodle's, if any."""
+        if fault is Fault.HTTP_503:
+            return web.Response(status=503, headers={"Retry-After": "7"}, text="busy")
+        if fault is Fault.HTTP_404:
+            return web.Response(status=404, text="<html>Not found</html>")
+        if fault is Fault.ECHO:
+            echo = {"exception": "moodle_exception", "errorcode": "echo"}
+            echo |= {"message": "debug", "debuginfo": repr(fields)}
+            return web.json_response(echo)
+        if fault is Fault.REDIRECT:
+            headers = {"Location": self.redirect_to}
+            return web.Response(status=self.redirect_status, headers=headers)
+        if fault is Fault.HTML:
+            return web.Response(
+                text="<html>Fatal error</html>", content_type="text/html"
+            )
+        return None
 
     def _answer(self, fields: list[tuple[str, str]]) -> object:
         params = dict(fields)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import socket
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 
 import pytest
+from aiohttp import web
 from pydantic import SecretStr
 from structlog.testing import capture_logs
 
@@ -19,7 +21,13 @@ from consumers.errors import (
     MoodleUnavailable,
 )
 from consumers.identity import Ambiguous, Found, IdentityResolver, Missing
-from consumers.moodle import EnrolRow, MoodleClient, UnenrolRow
+from consumers.moodle import (
+    REST_PATH,
+    EnrolRow,
+    MoodleClient,
+    UnenrolRow,
+    sends_token_in_clear,
+)
 from consumers.moodle_reads import has_enabled_manual_instance
 from tests.adapters.moodle_stub_server import Fault, MoodleStub, start
 
@@ -54,6 +62,35 @@ def _free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
     return port
+
+
+@dataclass
+class Elsewhere:
+    """Another local server that records whatever reaches it."""
+
+    url: str = ""
+    received: list[tuple[str, str, bytes]] = field(default_factory=list)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        """Record method, path and body; answer like Moodle would, to tempt a client."""
+        self.received.append((request.method, request.path, await request.read()))
+        return web.json_response({"sitename": "elsewhere", "userid": 3})
+
+
+@pytest.fixture(name="elsewhere")
+async def _elsewhere() -> AsyncIterator[Elsewhere]:
+    """A recording server on its own port (a redirect target)."""
+    server = Elsewhere()
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", server.handle)
+    runner = web.AppRunner(app, shutdown_timeout=0.5)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    server.url = f"http://{host}:{port}"
+    yield server
+    await runner.cleanup()
 
 
 class TestWireFormat:
@@ -293,6 +330,88 @@ class TestSecrecy:
                 "rejected": 1,
             }
         ]
+
+
+class TestRedirects:
+    """A redirect is reported, never followed: the token stays with the configured URL."""
+
+    @pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+    async def test_redirect_not_followed(
+        self, stub: MoodleStub, elsewhere: Elsewhere, status: int
+    ) -> None:
+        """A 3xx to another port delivers nothing there and raises MoodleBadResponse."""
+        stub.redirect_to = f"{elsewhere.url}{REST_PATH}?next=1#top"
+        stub.redirect_status = status
+        stub.faults.append(Fault.REDIRECT)
+        async with client_for(stub) as moodle:
+            with pytest.raises(MoodleBadResponse) as caught:
+                await moodle.get_site_info()
+        assert elsewhere.received == []
+        assert len(stub.requests) == 1
+        assert caught.value.status == status
+        assert caught.value.reason == (
+            f"core_webservice_get_site_info: Moodle answered a redirect to "
+            f"{elsewhere.url}{REST_PATH}; set moodle.url to the final address"
+        )
+        assert TOKEN not in str(caught.value)
+
+    async def test_relative_location_resolved(self, stub: MoodleStub) -> None:
+        """A relative Location is shown as the absolute address it names."""
+        stub.redirect_to = "/moodle/webservice/rest/server.php?wstoken=" + TOKEN
+        stub.faults.append(Fault.REDIRECT)
+        async with client_for(stub) as moodle:
+            with pytest.raises(MoodleBadResponse) as caught:
+                await moodle.get_site_info()
+        assert f"redirect to {stub.url}/moodle/webservice/rest/server.php;" in str(
+            caught.value
+        )
+        assert TOKEN not in str(caught.value)
+
+
+class TestCleartextWarning:
+    """An http:// URL to a host off this machine is warned about at start-up."""
+
+    @pytest.mark.parametrize(
+        ("url", "in_clear"),
+        [
+            ("http://moodle.example.invalid", True),
+            ("http://moodle.example.invalid/moodle", True),
+            ("http://10.1.2.3:8080", True),
+            ("http://[2001:db8::1]", True),
+            ("http://127.0.0.1:8080", False),
+            ("http://127.3.2.1", False),
+            ("http://[::1]:8080", False),
+            ("http://localhost:8080", False),
+            ("http://LOCALHOST", False),
+            ("https://moodle.example.invalid", False),
+            ("https://10.1.2.3", False),
+        ],
+    )
+    def test_sends_token_in_clear(self, url: str, *, in_clear: bool) -> None:
+        """Plain http counts as clear text unless the host is loopback."""
+        assert sends_token_in_clear(url) is in_clear
+
+    async def test_warned_once_at_start_up(self) -> None:
+        """Entering a client for http://moodle.example.invalid logs one warning."""
+        client = MoodleClient("http://moodle.example.invalid", SecretStr(TOKEN))
+        with capture_logs() as logs:
+            async with client:  # no request: nothing connects
+                pass
+        assert logs == [
+            {
+                "event": "moodle_token_in_clear",
+                "log_level": "warning",
+                "url": f"http://moodle.example.invalid{REST_PATH}",
+                "hint": "use https:// for a Moodle that is not on this machine",
+            }
+        ]
+
+    async def test_loopback_not_warned(self, stub: MoodleStub) -> None:
+        """The local stub (http://127.0.0.1) starts without a warning."""
+        with capture_logs() as logs:
+            async with client_for(stub) as moodle:
+                await moodle.get_site_info()
+        assert [e for e in logs if e["log_level"] == "warning"] == []
 
 
 class TestConcurrency:

@@ -136,3 +136,31 @@ class TestIdentityResolver:
         result = await IdentityResolver(lookup).resolve(["P"])
         assert isinstance(result["P"], Missing)
         assert lookup.calls == []
+
+    async def test_forget_looks_up_again(self) -> None:
+        """After forget, a recreated account's new id is found instead of the cached one."""
+        lookup = FakeLookup([{"id": 5, "idnumber": "000123457"}])
+        resolver = IdentityResolver(lookup)
+        assert await resolver.resolve(["P000123457"]) == {"P000123457": Found(5)}
+        lookup.users = [{"id": 77, "idnumber": "000123457"}]  # merged into a new one
+        assert await resolver.resolve(["P000123457"]) == {"P000123457": Found(5)}
+        resolver.forget("P000123457")
+        assert await resolver.resolve(["P000123457"]) == {"P000123457": Found(77)}
+        assert lookup.calls == [["000123457"], ["000123457"]]
+
+    async def test_forget_gone_account_is_missing(self) -> None:
+        """A forgotten id whose account was deleted resolves Missing, not the stale id."""
+        lookup = FakeLookup([{"id": 5, "idnumber": "000123457"}])
+        resolver = IdentityResolver(lookup)
+        await resolver.resolve(["P000123457"])
+        lookup.users = []
+        resolver.forget("P000123457")
+        assert isinstance(
+            (await resolver.resolve(["P000123457"]))["P000123457"], Missing
+        )
+
+    def test_forget_unknown_id_is_a_no_op(self) -> None:
+        """Forgetting an id never resolved (or forgotten twice) raises nothing."""
+        resolver = IdentityResolver(FakeLookup([]))
+        resolver.forget("P000000001")
+        resolver.forget("P000000001")
