@@ -114,10 +114,18 @@ def snapshot_query(term_count: int) -> str:
     )
 
 
-#: Terms with a session whose dates include ``?`` (bound twice: the same date).
+#: A session's last day: the later of END_DATE and FINAL_END_DATE (exams run past
+#: END_DATE), whichever is not NULL when one is; NULL only when both are.
+SESSION_LAST_DAY = (
+    "CAST(CASE WHEN ac.FINAL_END_DATE IS NULL OR ac.FINAL_END_DATE < ac.END_DATE"
+    " THEN ac.END_DATE ELSE ac.FINAL_END_DATE END AS DATE)"
+)
+
+#: Terms with a session whose dates include ``?`` (bound twice: the same date):
+#: START_DATE <= day <= the session's last day, as the sandbox source reads them.
 LIVE_TERMS = (
     "SELECT DISTINCT ac.ACADEMIC_YEAR, ac.ACADEMIC_TERM FROM dbo.ACADEMICCALENDAR AS ac"
-    " WHERE CAST(ac.START_DATE AS DATE) <= ? AND CAST(ac.END_DATE AS DATE) >= ?"
+    f" WHERE CAST(ac.START_DATE AS DATE) <= ? AND {SESSION_LAST_DAY} >= ?"
     " ORDER BY ac.ACADEMIC_YEAR, ac.ACADEMIC_TERM"
 )
 
@@ -157,7 +165,8 @@ READ_PROBES = (
     f"SELECT TOP (0) {_td_columns()} FROM {TRACKED_TABLE} AS td",
     (
         "SELECT TOP (0) ac.ACADEMIC_YEAR, ac.ACADEMIC_TERM, ac.ACADEMIC_SESSION,"
-        " ac.START_DATE, ac.END_DATE FROM dbo.ACADEMICCALENDAR AS ac"
+        " ac.START_DATE, ac.END_DATE, ac.FINAL_END_DATE"
+        " FROM dbo.ACADEMICCALENDAR AS ac"
     ),
 )
 

@@ -15,7 +15,8 @@ Every function takes a connection that is already inside the right transaction;
   last insert still in the side table (NULL once cleanup removed it);
 * cleanup removes side-table entries and commits up to a version and raises the
   min valid version to it (a client at that version still misses nothing);
-* TRUNCATE is not tracked row by row and resets the table's CT info.
+* TRUNCATE is not tracked row by row and resets the table's CT info; so does
+  (re-)enabling tracking on a table, which consumes a version (see ``enable``).
 """
 
 from __future__ import annotations
@@ -155,8 +156,23 @@ def changes(
 def enable(conn: sqlite3.Connection, table: str) -> bool:
     """ALTER TABLE … ENABLE CHANGE_TRACKING; False when it was already enabled.
 
-    The table's begin and min valid versions are the current version: no client
-    can sync incrementally across the moment tracking started.
+    Enabling consumes a version of its own (as ``truncate`` does) and makes it the
+    table's begin and min valid version. Writes made while tracking was off
+    consumed no version, so without that a client that had caught up before a
+    disable (saved version == current) would still pass ``last >= min valid``
+    afterwards and silently miss them; with it every client synced before the
+    enable must re-initialise, and one that reads ``current_version`` afterwards
+    is valid. The version gets no ``CT_COMMIT`` entry: no tracked row changed,
+    so there is nothing at it for retention to purge.
+
+    Exception: on a database that has never consumed a version (current 0, e.g.
+    ``PowerCampusSandbox.create()`` on a new file) enabling keeps version 0, so a
+    fresh sandbox starts at 0 and its first write is version 1. No tracked change
+    exists yet, so a client's saved version can only be 0 from an initial load
+    taken while tracking was on; the one case that misses is a disable → untracked
+    write → enable cycle before the database's first tracked commit.
+
+    Call it outside a tracked transaction (not between ``begin`` and ``finish``).
     """
     spec = trackable(table)
     if min_valid_version(conn, spec.name) is not None:
@@ -164,6 +180,9 @@ def enable(conn: sqlite3.Connection, table: str) -> bool:
     for statement in split_statements(side_table_ddl(spec)):
         conn.execute(statement)
     version = current_version(conn)
+    if version > 0:
+        version += 1
+        conn.execute("UPDATE CT_STATE SET current_version = ? WHERE id = 1", (version,))
     conn.execute(
         "INSERT INTO CT_TABLES (table_name, begin_version, min_valid_version, "
         "cleanup_version) VALUES (?, ?, ?, ?)",

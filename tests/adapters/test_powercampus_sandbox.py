@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from cdc.errors import ChangeTrackingVersionTooOld
+from cdc.ports import ShadowEntry
 from sandbox.powercampus.changetracking import ChangeTableRow, ChangeTrackingNotEnabled
 from sandbox.powercampus.database import (
     PowerCampusSandbox,
     SandboxError,
     StatementFailed,
 )
+from sandbox.powercampus.source import SandboxChangeSource
+from schemas.events import TermKey
 
 COLUMNS = (
     "TranscriptDetailId, PEOPLE_ID, PEOPLE_CODE_ID, ACADEMIC_YEAR, ACADEMIC_TERM, "
@@ -163,20 +167,20 @@ class TestNetChanges:
     def test_composite_primary_key_tables_can_be_tracked(
         self, sandbox: PowerCampusSandbox
     ) -> None:
-        """SECTIONS (six-column key) is tracked once enabled, from the current version."""
+        """SECTIONS (six-column key) is tracked once enabled, from the enabling version."""
         sandbox.execute(ins(1))
         assert sandbox.min_valid_version("SECTIONS") is None
         assert sandbox.enable_change_tracking("SECTIONS") is True
-        assert sandbox.min_valid_version("SECTIONS") == 1
+        assert sandbox.min_valid_version("SECTIONS") == sandbox.current_version() == 2
         version = sandbox.execute(
             "INSERT INTO SECTIONS (ACADEMIC_YEAR, ACADEMIC_TERM, ACADEMIC_SESSION, "
             "EVENT_ID, EVENT_SUB_TYPE, SECTION, SectionId) "
             "VALUES ('2021', 'Winter', '01', 'BSC5102', 'LEC', '01', 10)"
         )
-        assert sandbox.changes_since(1, "SECTIONS") == [
-            ChangeTableRow(2, 2, "I", ("2021", "Winter", "01", "BSC5102", "LEC", "01"))
+        assert sandbox.changes_since(2, "SECTIONS") == [
+            ChangeTableRow(3, 3, "I", ("2021", "Winter", "01", "BSC5102", "LEC", "01"))
         ]
-        assert version == 2
+        assert version == 3
         assert sandbox.changes_since(1) == []
         sandbox.disable_change_tracking("SECTIONS")
         with pytest.raises(ChangeTrackingNotEnabled):
@@ -352,6 +356,83 @@ class TestTruncate:
         assert sandbox.query("SELECT COUNT(*) FROM TRANSCRIPTDETAIL") == [(0,)]
         assert sandbox.execute(ins(1).replace("(1, ", "(NULL, ")) == 4
         assert sandbox.changes_since(3) == [row(1, "I", 4, 4)]
+
+
+class TestReEnable:
+    """(Re-)enabling CT resets the table's CT info: min valid moves above every saved version."""
+
+    def test_fresh_database_starts_at_version_zero(
+        self, sandbox: PowerCampusSandbox
+    ) -> None:
+        """create() enables before any version exists: 0 is current and min valid."""
+        assert sandbox.current_version() == sandbox.min_valid_version() == 0
+        assert sandbox.enable_change_tracking("TRANSCRIPTDETAIL") is False
+        assert sandbox.current_version() == 0
+
+    def test_re_enable_consumes_a_version(self, sandbox: PowerCampusSandbox) -> None:
+        """The enabling version becomes current and min valid; later writes follow it."""
+        sandbox.execute(ins(1))
+        sandbox.disable_change_tracking("TRANSCRIPTDETAIL")
+        assert sandbox.execute(dele(1)) is None  # untracked: no version
+        assert sandbox.enable_change_tracking("TRANSCRIPTDETAIL") is True
+        assert sandbox.current_version() == sandbox.min_valid_version() == 2
+        assert sandbox.changes_since(None) == []
+        assert sandbox.execute(ins(1)) == 3
+        assert sandbox.changes_since(2) == [row(1, "I", 3, 3)]
+
+    def test_cleanup_keeps_the_enabling_version_valid(
+        self, sandbox: PowerCampusSandbox, clock: FakeClock
+    ) -> None:
+        """The enabling version has no commit to purge; age cleanup never lowers min valid."""
+        sandbox.execute(ins(1))
+        sandbox.disable_change_tracking("TRANSCRIPTDETAIL")
+        sandbox.enable_change_tracking("TRANSCRIPTDETAIL")
+        clock.now += timedelta(days=3)
+        sandbox.execute(upd(1, "D"))
+        assert sandbox.cleanup(older_than=timedelta(days=1)).cleanup_version == 1
+        assert sandbox.min_valid_version() == 2
+        assert sandbox.changes_since(2) == [row(1, "U", 3, None)]
+
+    @pytest.mark.parametrize("write_while_off", [True, False])
+    async def test_caught_up_poller_must_reinitialise(
+        self, sandbox: PowerCampusSandbox, write_while_off: bool
+    ) -> None:
+        """disable → delete → enable: a poller saved at current gets VersionTooOld.
+
+        Without a version for the enable the saved version would still be valid
+        and the delete, made while nothing tracked it, would be lost. Even with no
+        write while off the poller re-initialises: it cannot know that.
+        """
+        sandbox.execute(ins(1))
+        sandbox.execute(ins(2, section="02"))
+        source = SandboxChangeSource(sandbox.path)
+        try:
+            saved = (await source.fetch_since(0, _NoShadow())).to_version
+            assert saved == sandbox.current_version() == 2
+            sandbox.disable_change_tracking("TRANSCRIPTDETAIL")
+            if write_while_off:
+                sandbox.execute(dele(1))
+            sandbox.enable_change_tracking("TRANSCRIPTDETAIL")
+            with pytest.raises(ChangeTrackingVersionTooOld) as caught:
+                await source.fetch_since(saved, _NoShadow())
+            assert (caught.value.last_version, caught.value.min_valid_version) == (2, 3)
+            snapshot = await source.read_snapshot(
+                [TermKey(academic_year="2021", academic_term="Winter")]
+            )
+            assert snapshot.version == 3
+            expected = [2] if write_while_off else [1, 2]
+            assert [r.transcript_detail_id for r in snapshot.rows] == expected
+            batch = await source.fetch_since(snapshot.version, _NoShadow())
+            assert batch.changes == ()
+        finally:
+            await source.close()
+
+
+class _NoShadow:
+    """A shadow map that knows no row."""
+
+    def lookup(self, ids: Sequence[int]) -> Mapping[int, ShadowEntry]:
+        return {}
 
 
 class TestCli:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 import pytest
@@ -185,3 +186,53 @@ class TestChangeSourceContract:
             if c.transcript_detail_id in scenario.same_version
         }
         assert len(versions) <= 1
+
+
+def session(
+    period: int, year: str, term: str, start: str, end: str | None, final: str | None
+) -> str:
+    """A portable INSERT of one ACADEMICCALENDAR session (ISO 8601 with T: any DATEFORMAT)."""
+
+    def when(day: str | None) -> str:
+        return "NULL" if day is None else f"'{day}T00:00:00'"
+
+    return (
+        "INSERT INTO ACADEMICCALENDAR (ACADEMIC_YEAR, ACADEMIC_TERM, ACADEMIC_SESSION,"
+        " SessionPeriodId, START_DATE, END_DATE, FINAL_END_DATE) VALUES"
+        f" ('{year}', '{term}', '01', {period}, {when(start)}, {when(end)},"
+        f" {when(final)})"
+    )
+
+
+CALENDAR = [
+    # exams: past END_DATE, before FINAL_END_DATE -> live
+    session(1, "2021", "Winter", "2021-01-04", "2021-04-16", "2021-04-30"),
+    # no FINAL_END_DATE: END_DATE alone -> live
+    session(2, "2021", "Spring", "2021-04-19", "2021-06-25", None),
+    # FINAL_END_DATE before END_DATE: END_DATE, the later, -> live
+    session(3, "2020", "Annual", "2020-09-08", "2021-04-30", "2021-04-16"),
+    # over, even counting FINAL_END_DATE -> not live
+    session(4, "2020", "Fall", "2020-09-08", "2020-12-11", "2020-12-22"),
+    # not started -> not live
+    session(5, "2021", "Summer", "2021-05-03", "2021-08-13", "2021-08-20"),
+    # no end date at all -> not live
+    session(6, "2021", "Open", "2021-01-04", None, None),
+]
+
+
+class TestLiveTermsContract:
+    """Every ChangeSource reads the same live terms from the same ACADEMICCALENDAR."""
+
+    async def test_live_until_the_later_end_date(self, harness: Any) -> None:
+        """A session is live from START_DATE to the later of END_DATE and FINAL_END_DATE."""
+        harness.execute(CALENDAR)
+        source = harness.make_source()
+        try:
+            terms = await source.live_terms(date(2021, 4, 23))
+        finally:
+            await source.close()
+        assert sorted(t.label() for t in terms) == [
+            "2020/Annual",
+            "2021/Spring",
+            "2021/Winter",
+        ]

@@ -9,6 +9,7 @@ records the gap, so the day sqlglot parses them itself the suite says so.
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any, ClassVar
 
 import pytest
@@ -177,3 +178,63 @@ class TestStatementContent:
         chunks = list(sql.chunked(items, sql.KEYS_PER_CHUNK))
         assert [len(chunk) for chunk in chunks] == [600, 600, 301]
         assert [item for chunk in chunks for item in chunk] == items
+
+
+#: START_DATE of every LIVE_TERMS case.
+_START = "2021-01-04T00:00:00"
+#: END_DATE, FINAL_END_DATE, the day asked, whether the term is live that day.
+LIVE_TERMS_CASES = [
+    ("2021-04-16T00:00:00", "2021-04-30T00:00:00", "2021-04-23", True),
+    ("2021-04-16T00:00:00", "2021-04-30T00:00:00", "2021-04-30", True),
+    ("2021-04-16T00:00:00", "2021-04-30T23:59:00", "2021-04-30", True),
+    ("2021-04-16T00:00:00", "2021-04-30T00:00:00", "2021-05-01", False),
+    ("2021-04-16T00:00:00", None, "2021-04-16", True),
+    ("2021-04-16T00:00:00", None, "2021-04-17", False),
+    (None, "2021-04-30T00:00:00", "2021-04-23", True),
+    (None, None, "2021-01-05", False),
+    ("2021-04-30T00:00:00", "2021-04-16T00:00:00", "2021-04-23", True),
+    ("2021-04-30T00:00:00", "2021-04-16T00:00:00", "2021-05-01", False),
+    ("2021-04-16T00:00:00", "2021-04-30T00:00:00", "2021-01-03", False),
+]
+
+
+class TestLiveTerms:
+    """LIVE_TERMS: START_DATE <= day <= the later of END_DATE and FINAL_END_DATE."""
+
+    def test_reads_both_end_dates_with_two_markers(self) -> None:
+        """The day is bound twice; END_DATE and FINAL_END_DATE are both read and probed."""
+        tree = _parse(sql.LIVE_TERMS)
+        assert len(list(tree.find_all(exp.Placeholder))) == 2
+        read = {column.name for column in tree.find_all(exp.Column)}
+        assert {"START_DATE", "END_DATE", "FINAL_END_DATE"} <= read
+        probe = _parse(sql.READ_PROBES[1])
+        assert isinstance(probe, exp.Select)
+        probed = {column.name for column in probe.selects}
+        assert read <= probed
+
+    @pytest.mark.parametrize(("end", "final", "day", "live"), LIVE_TERMS_CASES)
+    def test_session_last_day(
+        self, end: str | None, final: str | None, day: str, live: bool
+    ) -> None:
+        """The statement, run as SQLite via sqlglot, keeps a term live until its last day.
+
+        Same rule as the sandbox source (``sandbox/powercampus/source.py``): the
+        later of the two dates, the other when one is NULL, never when both are.
+        """
+        conn = sqlite3.connect(":memory:")
+        try:
+            conn.execute("ATTACH DATABASE ':memory:' AS dbo")
+            conn.execute(
+                "CREATE TABLE dbo.ACADEMICCALENDAR (ACADEMIC_YEAR TEXT,"
+                " ACADEMIC_TERM TEXT, ACADEMIC_SESSION TEXT, START_DATE DATETIME,"
+                " END_DATE DATETIME, FINAL_END_DATE DATETIME)"
+            )
+            conn.execute(
+                "INSERT INTO dbo.ACADEMICCALENDAR VALUES ('2021', 'Winter', '01', ?, ?, ?)",
+                (_START, end, final),
+            )
+            (query,) = sqlglot.transpile(sql.LIVE_TERMS, read="tsql", write="sqlite")
+            found = conn.execute(query, (day, day)).fetchall()
+        finally:
+            conn.close()
+        assert found == ([("2021", "Winter")] if live else [])
