@@ -27,7 +27,7 @@ from consumers.decisions import EnrolmentPolicy, desired_enrolments
 from consumers.identity import Found
 from consumers.ledger import Ledger
 from consumers.mapping import MappingSet
-from consumers.reconcile import ReconcileInputs
+from consumers.reconcile import BeforeWriting, ReconcileInputs
 from consumers.reconcile_model import CachedMapping
 from consumers.rosters import RosterEntry
 from schemas.actions import CourseRef, LedgerEntry
@@ -150,10 +150,17 @@ async def adopt(
     ledger: Ledger,
     *,
     dry_run: bool = False,
+    before_writing: BeforeWriting | None = None,
 ) -> AdoptionPlan:
-    """Plan the adoption and, unless ``dry_run``, record it in the ledger."""
+    """Plan the adoption and, unless ``dry_run``, record it in the ledger.
+
+    ``before_writing`` is awaited just before the ledger is written (never on a
+    dry run); what it raises (``LiveConsumerRefused``) propagates, nothing written.
+    """
     plan = plan_adoption(inputs, mapping, policy, ledger)
     if not dry_run:
+        if before_writing is not None:
+            await before_writing()
         await ledger.record(plan.entries)
     log.info(
         "ledger_adopted" if not dry_run else "ledger_adopt_planned",

@@ -13,19 +13,26 @@ sends nothing but reads. A tripped guard applies nothing (see
 Rows Moodle rejects are reported with Moodle's error and the run goes on; a
 failure of Moodle itself (unreachable, token refused) stops applying, keeps
 what was applied and recorded, and marks the rest ``error``.
+
+Applying (and ``ledger adopt``) writes the ledger, so it must not run beside
+``enrolstream consume``: the consumer holds its own copy of the ledger in memory
+and would overwrite our entries (a lost drop) or re-enrol from a stale view (a
+second welcome message). The caller passes ``before_writing``, which raises
+``LiveConsumerRefused`` while the apply group has live members; it runs after
+planning, just before the first write.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import structlog
 
 from consumers.decisions import EnrolmentPolicy, next_ledger_entry
-from consumers.errors import MoodleError
+from consumers.errors import ConsumerError, MoodleError
 from consumers.identity import IdentityResolver, Resolution
 from consumers.ledger import Ledger
 from consumers.mapping import MappingSet
@@ -37,6 +44,8 @@ from consumers.snapshot_reader import LoadedSnapshot
 from schemas.actions import LedgerEntry, UnenrolAction
 
 __all__ = [
+    "BeforeWriting",
+    "LiveConsumerRefused",
     "ProgressTask",
     "ReconcileInputs",
     "ReconcileMoodle",
@@ -52,6 +61,30 @@ log = structlog.get_logger()
 
 #: Start a progress task of ``total`` steps named ``description``; returns ``advance``.
 ProgressTask = Callable[[str, int], Callable[[int], None]]
+#: Raises (``LiveConsumerRefused``) when the ledger must not be written now.
+BeforeWriting = Callable[[], Awaitable[None]]
+
+
+class LiveConsumerRefused(ConsumerError):
+    """The apply consumer group has live members: writing the ledger now is unsafe.
+
+    Not retriable by the command itself: an operator stops the consumer (or
+    waits for the maintenance window) and runs it again.
+    """
+
+    def __init__(
+        self, command: str, group: str, state: str, members: Sequence[str]
+    ) -> None:
+        self.command = command
+        self.group = group
+        self.state = state
+        self.members = tuple(members)
+        super().__init__(
+            f"{command} refused: consumer group {group!r} is {state} with live "
+            f"members {', '.join(members) or '(none listed)'}; both write the "
+            "ownership ledger: stop `enrolstream consume` first (or run the "
+            "reconcile in its maintenance window)"
+        )
 
 
 class ReconcileMoodle(RosterReads, Protocol):
@@ -179,6 +212,7 @@ def make_plan(
         ledger=ledger,
         limits=limits,
         transform=resolver.transform,
+        user_field=resolver.field,
     )
 
 
@@ -274,8 +308,14 @@ async def reconcile(
     apply: bool = False,
     force: bool = False,
     progress: ProgressTask | None = None,
+    before_writing: BeforeWriting | None = None,
 ) -> ReconcileResult:
-    """Plan from ``inputs`` and the loaded ledger; apply unless dry run or blocked."""
+    """Plan from ``inputs`` and the loaded ledger; apply unless dry run or blocked.
+
+    ``before_writing`` is awaited once before the first Moodle or ledger write
+    (never on a dry run or a blocked plan); what it raises propagates and
+    nothing is applied.
+    """
     plan = make_plan(
         inputs,
         mapping=mapping,
@@ -309,6 +349,8 @@ async def reconcile(
     if blocked:
         result.outcomes = ["skipped: guard"] * len(plan.changes)
         return result
+    if before_writing is not None:
+        await before_writing()
     result.outcomes, errors = await apply_plan(plan, moodle, ledger, progress=progress)
     result.applied = True
     result.errors.extend(errors)

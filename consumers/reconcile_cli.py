@@ -2,7 +2,14 @@
 
 Exit codes: 0 ok; 3 the mass-drop guard tripped and nothing was applied;
 1 errors (no usable snapshot, Kafka or Moodle failing, rows Moodle rejected,
-mapping invalid, no Kafka configured).
+mapping invalid, no Kafka configured, ``enrolstream consume`` running).
+
+``reconcile --apply`` and ``ledger adopt`` write the ownership ledger, which the
+running consumer holds in memory and would overwrite: while the apply group
+(``consumer.group_id``) has live members they refuse (``LiveConsumerRefused``),
+before reading anything and again just before the first write. There is
+deliberately no override: stop ``enrolstream consume`` first, or run the
+reconcile in its maintenance window. Dry runs only read and are always allowed.
 
 A progress bar (rich) is drawn on stderr when it is a terminal; otherwise the
 stages are logged (structlog), which is what cron and containers want.
@@ -33,7 +40,13 @@ if TYPE_CHECKING:
     from consumers.moodle import MoodleClient
     from consumers.reconcile import ReconcileInputs, ReconcileResult
 
-__all__ = ["open_session", "register", "run_adopt", "run_reconcile"]
+__all__ = [
+    "open_session",
+    "refuse_live_consumer",
+    "register",
+    "run_adopt",
+    "run_reconcile",
+]
 
 log = structlog.get_logger()
 T = TypeVar("T")
@@ -174,6 +187,26 @@ async def open_session(
         )
 
 
+async def refuse_live_consumer(config: Settings, bootstrap: str, command: str) -> None:
+    """Raise ``LiveConsumerRefused`` while the apply group has live members."""
+    from consumers.kafka.groups import describe_consumer_group  # noqa: PLC0415
+    from consumers.reconcile import LiveConsumerRefused  # noqa: PLC0415
+    from enrolstream.kafka_options import client_options  # noqa: PLC0415
+
+    group_id = config.consumer.group_id
+    options = client_options(config.kafka, bootstrap)
+    state = await describe_consumer_group(options, group_id)
+    if state.live:
+        log.warning(
+            "ledger_write_refused",
+            command=command,
+            group=group_id,
+            state=state.state,
+            members=list(state.members),
+        )
+        raise LiveConsumerRefused(command, group_id, state.state, state.members)
+
+
 async def run_reconcile(
     config: Settings,
     bootstrap: str,
@@ -183,10 +216,19 @@ async def run_reconcile(
     snapshot_id: str | None = None,
     progress: ProgressTask | None = None,
 ) -> ReconcileResult:
-    """One reconcile run as the command does it, without the report or exit code."""
+    """One reconcile run as the command does it, without the report or exit code.
+
+    With ``apply``, ``LiveConsumerRefused`` while ``enrolstream consume`` runs
+    (checked before reading and again before the first write).
+    """
     from consumers.reconcile import reconcile  # noqa: PLC0415
     from consumers.reconcile_guard import GuardLimits  # noqa: PLC0415
 
+    async def before_writing() -> None:
+        await refuse_live_consumer(config, bootstrap, "reconcile --apply")
+
+    if apply:
+        await before_writing()
     async with open_session(config, bootstrap, snapshot_id, progress) as session:
         return await reconcile(
             session.inputs,
@@ -199,6 +241,7 @@ async def run_reconcile(
             apply=apply,
             force=force,
             progress=progress,
+            before_writing=before_writing,
         )
 
 
@@ -210,9 +253,18 @@ async def run_adopt(
     snapshot_id: str | None = None,
     progress: ProgressTask | None = None,
 ) -> AdoptionPlan:
-    """One ``ledger adopt`` run as the command does it."""
+    """One ``ledger adopt`` run as the command does it.
+
+    Unless ``dry_run``, ``LiveConsumerRefused`` while ``enrolstream consume``
+    runs (checked before reading and again before writing the ledger).
+    """
     from consumers.adopt import adopt  # noqa: PLC0415
 
+    async def before_writing() -> None:
+        await refuse_live_consumer(config, bootstrap, "ledger adopt")
+
+    if not dry_run:
+        await before_writing()
     async with open_session(config, bootstrap, snapshot_id, progress) as session:
         return await adopt(
             session.inputs,
@@ -220,12 +272,18 @@ async def run_adopt(
             session.policy,
             session.ledger,
             dry_run=dry_run,
+            before_writing=before_writing,
         )
 
 
 def reconcile_command(
     apply: Annotated[
-        bool, typer.Option("--apply", help="change Moodle (default: dry run)")
+        bool,
+        typer.Option(
+            "--apply",
+            help="change Moodle and the ledger (default: dry run); refused while "
+            "`enrolstream consume` runs",
+        ),
     ] = False,
     force: Annotated[
         bool,
@@ -242,7 +300,13 @@ def reconcile_command(
         ),
     ] = None,
 ) -> None:
-    """Compare PowerCampus (a snapshot), the ledger and Moodle; plan or apply the fix."""
+    """Compare PowerCampus (a snapshot), the ledger and Moodle; plan or apply the fix.
+
+    --apply writes the ownership ledger, which a running consumer would
+    overwrite: it is refused (exit 1, naming the live members) while the apply
+    consumer group has any. Stop `enrolstream consume` first, or run the
+    reconcile in its maintenance window; there is no override.
+    """
     from consumers.reconcile_report import write_report  # noqa: PLC0415
     from enrolstream.cli import settings  # noqa: PLC0415
 
@@ -291,14 +355,23 @@ def _echo_summary(result: ReconcileResult, directory: Path) -> None:
 @ledger_app.command("adopt")
 def adopt_command(
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="show what would be adopted")
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="show what would be adopted (allowed while the consumer runs)",
+        ),
     ] = False,
     snapshot: Annotated[
         str | None,
         typer.Option("--snapshot", help="snapshot id (default: latest complete)"),
     ] = None,
 ) -> None:
-    """Record as owned the Moodle enrolments PowerCampus also says should exist."""
+    """Record as owned the Moodle enrolments PowerCampus also says should exist.
+
+    Writes the ownership ledger, which a running consumer would overwrite: it
+    is refused (exit 1, naming the live members) while the apply consumer group
+    has any. Stop `enrolstream consume` first; there is no override.
+    """
     from enrolstream.cli import settings  # noqa: PLC0415
 
     config = settings()

@@ -19,7 +19,13 @@ Moodle holds (the roster). The rules, in order:
   snapshot altogether): when we own an active-in-Moodle enrolment, ``suspend``
   or ``unenrol`` per ``policy.drop_action``; Moodle-active enrolments we do not
   own are listed as unowned differences and left alone.
-* Persons without exactly one Moodle account are listed, never acted on.
+* Persons without exactly one Moodle account are listed, never acted on. No
+  drop is planned for an account that may be theirs: any of an ``Ambiguous``
+  person's accounts, and any roster entry whose ``user_field`` value (idnumber
+  by default) is an unresolved person's transformed id. Without a resolution
+  they get no desired state, so their enrolments would otherwise look "absent
+  from the snapshot". Such an enrolment is kept, and named in the person's
+  ``UnresolvedPerson.reason``.
 
 Only courses of the snapshot's terms are decided: a snapshot of Fall says
 nothing about Winter. The mass-drop guard (``GuardLimits``) compares drops with
@@ -31,11 +37,18 @@ even ``force`` does not override (an empty or broken source never empties Moodle
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from consumers.decisions import EnrolmentPolicy, desired_enrolments
-from consumers.identity import Found, Resolution, Transform, transform_people_code_id
+from consumers.identity import (
+    Ambiguous,
+    Found,
+    Resolution,
+    Transform,
+    transform_people_code_id,
+)
 from consumers.mapping import MappingSet, MoodleCourse
+from consumers.moodle_reads import UserField
 from consumers.reconcile_guard import GuardLimits, GuardReport, check_guard
 from consumers.reconcile_model import (
     CachedMapping,
@@ -88,6 +101,66 @@ class _Pair:
     ledger: LedgerEntry | None
     roster: RosterEntry | None
     idnumber: str
+    unresolved_person: str | None = None
+    """The unresolved person this account may belong to: never dropped."""
+
+
+@dataclass(slots=True)
+class _Unresolved:
+    """One person without a single Moodle account, as the plan learns about them."""
+
+    people_code_id: str
+    reason: str
+    courses: tuple[str, ...] = ()
+    kept: list[str] = field(default_factory=list)
+
+    def listed(self) -> UnresolvedPerson:
+        reason = self.reason
+        if self.kept:
+            reason += "; not dropped (may be theirs): " + ", ".join(self.kept)
+        return UnresolvedPerson(self.people_code_id, reason, self.courses)
+
+
+@dataclass(slots=True)
+class _UnresolvedPersons:
+    """The unresolved persons, and which Moodle accounts may be theirs."""
+
+    user_field: UserField
+    persons: dict[str, _Unresolved] = field(default_factory=dict)
+    by_userid: dict[int, str] = field(default_factory=dict)
+    by_value: dict[str, str] = field(default_factory=dict)
+
+    def owner(self, userid: int, held: RosterEntry | None) -> str | None:
+        """The unresolved person whose account ``userid`` may be, if any."""
+        if userid in self.by_userid:
+            return self.by_userid[userid]
+        value = _field_value(held, self.user_field)
+        return self.by_value.get(value) if value else None
+
+    def keep(self, pair: _Pair) -> None:
+        """Record that a drop was withheld for ``pair`` (it may be the person's)."""
+        if pair.unresolved_person is not None:
+            person = self.persons[pair.unresolved_person]
+            person.kept.append(f"{pair.course.shortname} (user {pair.userid})")
+
+    def listed(self) -> list[UnresolvedPerson]:
+        """Persons PowerCampus enrols somewhere, or whose enrolments were kept."""
+        return [
+            person.listed()
+            for _, person in sorted(self.persons.items())
+            if person.courses or person.kept
+        ]
+
+
+def _field_value(held: RosterEntry | None, user_field: UserField) -> str | None:
+    # Rosters carry idnumber and username; other fields are matched by user id only.
+    if held is None:
+        return None
+    if user_field == "idnumber":
+        return held.idnumber
+    if user_field == "username":
+        return held.username
+    return None
 
 
 def plan_reconcile(
@@ -103,19 +176,29 @@ def plan_reconcile(
     ledger: Iterable[LedgerEntry],
     limits: GuardLimits,
     transform: Transform = "strip_p",
+    user_field: UserField = "idnumber",
 ) -> ReconcilePlan:
     """Plan the changes that bring every mapped course of ``terms`` in step.
 
     ``identities`` must hold a resolution for every person of ``events`` (a
     person without one is treated as unresolved); ``rosters`` every mapped
     course of ``terms`` (a course without one is listed in ``missing_rosters``
-    and not decided). See the module docstring for the rules.
+    and not decided). ``transform`` and ``user_field`` are the resolver's: they say
+    which roster entries may belong to an unresolved person. See the module
+    docstring for the rules.
     """
     result = ReconcilePlan(snapshot_id=snapshot_id, state_version=state_version)
     mapping = mapping if isinstance(mapping, CachedMapping) else CachedMapping(mapping)
     courses = [c for c in mapping if any(c.term.matches(t) for t in terms)]
-    wanted, unresolved = _wanted(events, mapping, policy, identities)
-    result.unresolved = unresolved
+    unresolved = _UnresolvedPersons(user_field)
+    wanted = _wanted(
+        events,
+        mapping,
+        policy,
+        identities,
+        unresolved=unresolved,
+        transform=transform,
+    )
     owned = _ledger_by_course(ledger)
     events_per_term = _events_per_term(events, terms)
     for course in courses:
@@ -126,8 +209,17 @@ def plan_reconcile(
             continue
         counts = CourseCounts(course=ref)
         result.counts[course.id] = counts
-        for pair in _pairs(ref, wanted.get(course.id, {}), owned, roster, transform):
-            _decide(pair, state_version, policy, result, counts)
+        pairs = _pairs(
+            ref,
+            wanted.get(course.id, {}),
+            owned,
+            roster,
+            transform=transform,
+            unresolved=unresolved,
+        )
+        for pair in pairs:
+            _decide(pair, state_version, policy, result, unresolved)
+    result.unresolved = unresolved.listed()
     result.guard = check_guard(
         result.counts.values(),
         result.changes,
@@ -142,26 +234,31 @@ def _wanted(
     mapping: MappingSet,
     policy: EnrolmentPolicy,
     identities: Mapping[str, Resolution],
-) -> tuple[dict[int, dict[int, _Wanted]], list[UnresolvedPerson]]:
+    *,
+    unresolved: _UnresolvedPersons,
+    transform: Transform,
+) -> dict[int, dict[int, _Wanted]]:
+    """Desired state per course and user; fills ``unresolved`` with the rest."""
     by_course: dict[int, dict[int, _Wanted]] = {}
-    unresolved: dict[str, UnresolvedPerson] = {}
     for event in events:
         desired = desired_enrolments(event, mapping, policy)
         person = event.people_code_id
         resolution = identities.get(person)
         if not isinstance(resolution, Found):
-            active = tuple(d.course.shortname for d in desired if d.active)
-            if active:
-                reason = resolution.reason if resolution else "not looked up"
-                known = unresolved.get(person)
-                courses = (known.courses if known else ()) + active
-                unresolved[person] = UnresolvedPerson(person, reason, courses)
+            reason = resolution.reason if resolution else "not looked up"
+            known = unresolved.persons.setdefault(person, _Unresolved(person, reason))
+            known.courses += tuple(d.course.shortname for d in desired if d.active)
+            if isinstance(resolution, Ambiguous):
+                unresolved.by_userid.update(dict.fromkeys(resolution.userids, person))
+            value = transform_people_code_id(person, transform)
+            if value:
+                unresolved.by_value[value] = person
             continue
         for item in desired:
             by_course.setdefault(item.course.id, {})[resolution.userid] = _Wanted(
                 item, event
             )
-    return by_course, sorted(unresolved.values(), key=lambda u: u.people_code_id)
+    return by_course
 
 
 def _ledger_by_course(
@@ -209,7 +306,9 @@ def _pairs(
     wanted: Mapping[int, _Wanted],
     owned: Mapping[int, Mapping[int, LedgerEntry]],
     roster: Mapping[int, RosterEntry],
+    *,
     transform: Transform,
+    unresolved: _UnresolvedPersons,
 ) -> list[_Pair]:
     entries = owned.get(course.id, {})
     users = sorted(set(wanted) | set(entries) | set(roster))
@@ -222,7 +321,17 @@ def _pairs(
             idnumber = transform_people_code_id(want.desired.people_code_id, transform)
         else:
             idnumber = f"userid:{userid}"
-        pairs.append(_Pair(course, userid, want, entries.get(userid), held, idnumber))
+        pairs.append(
+            _Pair(
+                course,
+                userid,
+                want,
+                entries.get(userid),
+                held,
+                idnumber,
+                unresolved.owner(userid, held),
+            )
+        )
     return pairs
 
 
@@ -241,9 +350,10 @@ def _decide(
     state_version: int,
     policy: EnrolmentPolicy,
     result: ReconcilePlan,
-    counts: CourseCounts,
+    unresolved: _UnresolvedPersons,
 ) -> None:
     ledger, roster, want = pair.ledger, pair.roster, pair.wanted
+    counts = result.counts[pair.course.id]
     owns = ledger is not None and ledger.owned and ledger.status != "unenrolled"
     if owns and roster is not None and roster.status == "active":
         counts.owned_active += 1
@@ -252,6 +362,14 @@ def _decide(
         return
     if want is not None and want.desired.active:
         _decide_enrolled(pair, want, owns=owns, result=result, counts=counts)
+    elif (
+        pair.unresolved_person is not None
+        and roster is not None
+        and roster.status == "active"
+    ):
+        # Perhaps the unresolved person's own enrolment: never dropped, never
+        # reported as "absent from the snapshot" (it is not; they are unresolved).
+        unresolved.keep(pair)
     else:
         _decide_dropped(pair, owns=owns, policy=policy, result=result, counts=counts)
 

@@ -7,10 +7,14 @@ Steps, in this order (the order is what makes a crash part-way harmless):
    its next commit;
 2. compute the target offset per partition (``--since``: ``offsets_for_times``;
    ``--from-beginning``; ``--to-offsets``: checked against the topic);
-3. ``--since`` only, unless ``verify_ledger=False``: check the ledger entries
-   written since then against Moodle's rosters (``consumers/replay_ledger.py``)
-   and write the corrections. Written before the offsets move: if the replay
-   stops in between, the ledger is merely more accurate;
+3. unless ``verify_ledger_first=False``: check the ledger entries written since
+   the start against Moodle's rosters (``consumers/replay_ledger.py``) and write
+   the corrections. "Since the start" is ``--since``'s time, every entry for
+   ``--from-beginning``, and the earliest timestamp of the records at the target
+   offsets for ``--to-offsets`` (every entry if unknown): after a Moodle restore,
+   any start would otherwise skip what the ledger remembers but Moodle lost as
+   "already in state". Written before the offsets move: if the replay stops in
+   between, the ledger is merely more accurate;
 4. commit the targets for the group.
 
 A dry run does 1-3 read-only and shows what the events from the targets to the
@@ -45,6 +49,7 @@ from consumers.replay_ledger import (
     LedgerCheck,
     LedgerRecord,
     apply_corrections,
+    check_since_ms,
     latest_entries,
     verify_ledger,
 )
@@ -54,6 +59,7 @@ from consumers.replay_offsets import (
     ReplayRefused,
     ReplayStart,
     Since,
+    ToOffsets,
     check_offsets,
     plan_moves,
     time_targets,
@@ -107,6 +113,20 @@ async def _targets(offsets: GroupOffsets, start: ReplayStart) -> list[PartitionM
     return plan_moves(targets, await offsets.committed(), end)
 
 
+async def _check_since(
+    offsets: GroupOffsets, start: ReplayStart, moves: Sequence[PartitionMove]
+) -> int:
+    """``check_since_ms`` for ``start``, reading the records at the target offsets."""
+    if not isinstance(start, ToOffsets):
+        return check_since_ms(start)
+    wanted = {m.partition: m.target for m in moves if m.target < m.end}
+    found = await offsets.read(wanted, {p: o + 1 for p, o in wanted.items()})
+    stamps = {
+        r.partition: r.timestamp_ms for r in found if r.offset == wanted[r.partition]
+    }
+    return check_since_ms(start, [stamps.get(p) for p in wanted])
+
+
 async def replay(
     settings: Settings,
     bootstrap_servers: str,
@@ -135,16 +155,16 @@ async def replay(
             report.notes.append(
                 str(ReplayRefused(group_id, state.state, state.members))
             )
-        check_ledger = isinstance(start, Since) and verify_ledger_first
-        if not (check_ledger or dry_run):
+        if not (verify_ledger_first or dry_run):
             await offsets.commit({m.partition: m.target for m in moves})
             log.info("replay_committed", group=group_id, events=report.events)
             return report
         table = latest_entries(await read_topic(options, kafka.ledger_topic))
         async with moodle_client(settings) as client:
             check = None
-            if check_ledger and isinstance(start, Since):
-                check = await verify_ledger(table, client, since_ms=start.timestamp_ms)
+            if verify_ledger_first:
+                since_ms = await _check_since(offsets, start, moves)
+                check = await verify_ledger(table, client, since_ms=since_ms)
             corrections = check.corrections if check else []
             records: list[RawMessage] = []
             if dry_run or corrections:
@@ -183,15 +203,16 @@ def uncovered_notes(
 ) -> list[str]:
     """Corrections whose writing event is not among the replayed records.
 
-    An event published before ``--since`` but applied after it (consumer lag)
-    wrote its ledger entry after T, yet is not replayed: the entry is corrected,
-    but nothing re-applies it unless a later event re-decides that course.
+    An event published before the start but applied after it (consumer lag), or
+    one the topic no longer holds, wrote a checked entry yet is not replayed: the
+    entry is corrected, but nothing re-applies it unless a later event
+    re-decides that course.
     """
     replayed = {event.event_id for _, event in decode(records).events}
     return [
-        f"{c.describe()}: the event that wrote it ({c.before.event_id}) is older "
-        "than --since and is not replayed; use an earlier --since, or let "
-        "reconcile repair it"
+        f"{c.describe()}: the event that wrote it ({c.before.event_id}) is not "
+        "replayed (older than the start, or no longer on the topic); use an "
+        "earlier start, or let reconcile repair it"
         for c in corrections
         if c.before.event_id not in replayed
     ]

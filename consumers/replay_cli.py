@@ -76,7 +76,9 @@ def replay_command(  # noqa: PLR0917 - typer maps each parameter to an option
         bool,
         typer.Option(
             "--no-verify-ledger",
-            help="--since: skip checking the ledger against Moodle's rosters",
+            help="skip checking the ledger against Moodle's rosters (every "
+            "start checks it: --since from that time, --from-beginning every "
+            "entry, --to-offsets from the target records' time)",
         ),
     ] = False,
 ) -> None:
@@ -129,9 +131,13 @@ def summary_lines(report: ReplayReport) -> list[str]:
     if check is not None:
         since = datetime.fromtimestamp(check.since_ms / 1000, UTC)
         verb = "would correct" if report.dry_run else "corrected"
+        which = (
+            f"entries written since {since:%Y-%m-%d %H:%M:%S}Z"
+            if check.since_ms > 0
+            else "entries (the whole ledger)"
+        )
         lines.append(
-            f"ledger check: {check.examined} entries written since "
-            f"{since:%Y-%m-%d %H:%M:%S}Z, {verb} {len(check.corrections)}"
+            f"ledger check: {check.examined} {which}, {verb} {len(check.corrections)}"
         )
         lines += [f"  {c.describe()}" for c in check.corrections]
     if report.plan is not None:

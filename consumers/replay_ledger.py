@@ -6,7 +6,8 @@ ledger still records what was applied after T, which Moodle has lost; a plain
 replay from T would skip exactly those enrolments as "already in state".
 
 What: every ledger entry whose latest record was written at or after T (the
-ledger topic's record timestamps) is compared with Moodle's roster of its
+ledger topic's record timestamps; ``check_since_ms`` derives T from the replay's
+start) is compared with Moodle's roster of its
 course, read-only (``consumers.rosters.read_rosters``), and rewritten to what
 Moodle holds: active → ``active`` with the role Moodle shows, inactive →
 ``suspended``, absent → ``unenrolled``. ``owned``, ``event_id`` and
@@ -14,9 +15,10 @@ Moodle holds: active → ``active`` with the role Moodle shows, inactive →
 ones that wrote these entries) are not stale and re-apply what was lost.
 Entries already accurate are left alone, so a second check corrects nothing.
 
-``latest_entries`` and ``correct_entry`` are pure; ``verify_ledger`` adds the
-reads. An active enrolment holding none of its roles is recorded ``suspended``
-(keeping the ledger's role), so that a replayed enrolment re-assigns the role.
+``check_since_ms``, ``latest_entries`` and ``correct_entry`` are pure;
+``verify_ledger`` adds the reads. An active enrolment holding none of its roles
+is recorded ``suspended`` (keeping the ledger's role), so that a replayed
+enrolment re-assigns the role.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 
 from consumers.errors import ConsumerError
 from consumers.kafka import RawMessage
+from consumers.replay_offsets import FromBeginning, ReplayStart, Since
 from consumers.rosters import RosterEntry, RosterReads, read_rosters
 from schemas.actions import LedgerEntry, LedgerStatus
 
@@ -108,6 +111,28 @@ def correct_entry(
         return None
     after = entry.model_copy(update={"status": status, "roleid": roleid})
     return Correction(before=entry, after=after, moodle=moodle)
+
+
+def check_since_ms(
+    start: ReplayStart, target_timestamps: Iterable[int | None] = ()
+) -> int:
+    """From when the ledger check examines entries, for a replay from ``start``.
+
+    Every start needs the check: whatever is replayed, the entries its events
+    wrote may describe a Moodle since restored. ``--since T``: T.
+    ``--from-beginning``: 0 (every entry). ``--to-offsets``: the earliest of
+    ``target_timestamps``, the timestamps of the records at the target offsets
+    (an entry those events wrote was written after they were published); 0 when
+    any is unknown (None, or negative: no timestamp), or none was given.
+    """
+    if isinstance(start, Since):
+        return start.timestamp_ms
+    if isinstance(start, FromBeginning):
+        return 0
+    stamps = list(target_timestamps)
+    if not stamps or any(stamp is None or stamp < 0 for stamp in stamps):
+        return 0
+    return min(stamp for stamp in stamps if stamp is not None)
 
 
 def recorded_since(

@@ -1,5 +1,8 @@
 """Kafka for ``replay``: a consumer group's offsets on the event topic, and range reads.
 
+Also the live-member check (``describe_consumer_group``) that ``reconcile --apply``
+and ``ledger adopt`` make before writing the ledger.
+
 Imports aiokafka, like ``consumers/kafka.py``; kept apart only because that
 module has another owner. What is used, and why, given the brokers we meet:
 
@@ -56,6 +59,35 @@ def _member_label(member: Mapping[str, Any]) -> str:
         if part
     )
     return f"{member.get('member_id')}" + (f" ({where})" if where else "")
+
+
+async def _describe(admin: AIOKafkaAdminClient, group_id: str) -> GroupState:
+    try:
+        responses = await admin.describe_consumer_groups([group_id])
+    except KafkaError as exc:
+        raise BrokerUnavailable(f"cannot describe {group_id}: {exc}") from exc
+    for response in responses:
+        for group in response.to_object()["groups"]:
+            if group["group"] == group_id:
+                members = tuple(_member_label(m) for m in group["members"])
+                return GroupState(group_id, str(group["state"]), members)
+    return GroupState(group_id, "Dead", ())
+
+
+async def describe_consumer_group(options: dict[str, Any], group_id: str) -> GroupState:
+    """``group_id``'s state and members, through a short-lived admin client.
+
+    Joins nothing and commits nothing. ``BrokerUnavailable`` when Kafka does not
+    answer.
+    """
+    admin = AIOKafkaAdminClient(**options)
+    try:
+        await admin.start()
+        return await _describe(admin, group_id)
+    except KafkaError as exc:
+        raise BrokerUnavailable(f"cannot reach Kafka: {exc}") from exc
+    finally:
+        await admin.close()
 
 
 class GroupOffsets:
@@ -115,16 +147,7 @@ class GroupOffsets:
         """The group's state and members."""
         if self._admin is None:
             raise RuntimeError("use GroupOffsets inside `async with`")
-        try:
-            responses = await self._admin.describe_consumer_groups([self.group_id])
-        except KafkaError as exc:
-            raise BrokerUnavailable(f"cannot describe {self.group_id}: {exc}") from exc
-        for response in responses:
-            for group in response.to_object()["groups"]:
-                if group["group"] == self.group_id:
-                    members = tuple(_member_label(m) for m in group["members"])
-                    return GroupState(self.group_id, str(group["state"]), members)
-        return GroupState(self.group_id, "Dead", ())
+        return await _describe(self._admin, self.group_id)
 
     async def beginning_offsets(self) -> dict[int, int]:
         """The first offset still held, per partition."""

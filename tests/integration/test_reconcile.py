@@ -17,8 +17,17 @@ from typer.testing import CliRunner, Result
 
 from cdc.kafka import KafkaEventPublisher, KafkaSnapshotSink, ensure_topics
 from cdc.snapshot import publish_snapshot
-from consumers.reconcile import ReconcileResult
-from consumers.reconcile_cli import register, run_adopt, run_reconcile
+from consumers.kafka import read_topic
+from consumers.reconcile import LiveConsumerRefused, ReconcileResult
+from consumers.reconcile import reconcile as reconcile_inputs
+from consumers.reconcile_cli import (
+    open_session,
+    refuse_live_consumer,
+    register,
+    run_adopt,
+    run_reconcile,
+)
+from consumers.reconcile_guard import GuardLimits
 from consumers.reconcile_report import write_report
 from enrolstream import cli
 from enrolstream.settings import ReconcileSettings, Settings
@@ -247,6 +256,7 @@ def cli_env(pipe: Pipeline, bootstrap_servers: str, tmp_path: Path) -> dict[str,
         "ENROLSTREAM_KAFKA__EVENTS_TOPIC": kafka.events_topic,
         "ENROLSTREAM_KAFKA__PARKED_TOPIC": kafka.parked_topic,
         "ENROLSTREAM_KAFKA__DEAD_LETTER_TOPIC": kafka.dead_letter_topic,
+        "ENROLSTREAM_CONSUMER__GROUP_ID": pipe.settings.consumer.group_id,
         "ENROLSTREAM_MOODLE__URL": moodle.url,
         "ENROLSTREAM_MOODLE__TOKEN": moodle.token.get_secret_value(),
         "ENROLSTREAM_CONSUMER__MAPPINGS": json.dumps(
@@ -300,3 +310,88 @@ class TestAdopt:
                 ("BSC5102Winter2021", carol): "enrol",
             }
             assert [d.userid for d in result.plan.unowned] == [dave]
+
+
+async def ledger_records(pipe: Pipeline) -> int:
+    """Records on the pipeline's ledger topic."""
+    options = {"bootstrap_servers": pipe.bootstrap}
+    return len(await read_topic(options, pipe.settings.kafka.ledger_topic))
+
+
+class TestLiveConsumer:
+    """`reconcile --apply` and `ledger adopt` refuse while `enrolstream consume` runs."""
+
+    async def test_refused_while_a_member_is_live(
+        self, capture: CaptureStack, tmp_path: Path, bootstrap_servers: str
+    ) -> None:
+        """Both name the live member and write nothing; dry runs still plan."""
+        async with open_pipeline(capture, tmp_path) as pipe:
+            capture.sql(
+                registration(1, ALICE, "BSC5102"), registration(2, BOB, "BSC5102")
+            )
+            async with pipe.runner() as runner:
+                await pipe.sync(runner)
+            bsc, alice = pipe.course("BSC"), pipe.userid(ALICE)
+            pipe.sim.state.unenrol(bsc, alice)  # drift the reconcile would fix
+            await publish(pipe)
+            before, ledger = fingerprint(pipe), await ledger_records(pipe)
+            env = cli_env(pipe, bootstrap_servers, tmp_path)
+            async with pipe.runner() as runner:
+                await runner.run(asyncio.Event(), until_idle=True, poll_timeout_ms=200)
+                with pytest.raises(
+                    LiveConsumerRefused, match="stop `enrolstream consume` first"
+                ) as err:
+                    await reconcile(pipe, apply=True)
+                assert len(err.value.members) == 1
+                assert err.value.members[0] in str(err.value)
+                assert "maintenance window" in str(err.value)
+                with pytest.raises(LiveConsumerRefused, match="ledger adopt refused"):
+                    await run_adopt(pipe.settings, pipe.bootstrap)
+                refused = await invoke(["reconcile", "--apply"], env)
+                assert refused.exit_code == 1, refused.output
+                assert "stop `enrolstream consume` first" in refused.output
+                dry = await reconcile(pipe)
+                assert kinds(dry) == {("BSC5102Winter2021", alice): "enrol"}
+                preview = await run_adopt(pipe.settings, pipe.bootstrap, dry_run=True)
+                assert preview.already_owned == 1
+                assert fingerprint(pipe) == before
+                assert await ledger_records(pipe) == ledger
+            applied = await reconcile(pipe, apply=True)
+            assert set(applied.outcomes) == {"applied"}
+            assert pipe.sim.state.is_active(bsc, alice)
+
+    async def test_consumer_started_after_planning(
+        self, capture: CaptureStack, tmp_path: Path
+    ) -> None:
+        """A consumer that joins while the reconcile reads is caught before any write."""
+        async with open_pipeline(capture, tmp_path) as pipe:
+            capture.sql(registration(1, ALICE, "BSC5102"))
+            async with pipe.runner() as runner:
+                await pipe.sync(runner)
+            pipe.sim.state.unenrol(pipe.course("BSC"), pipe.userid(ALICE))
+            await publish(pipe)
+            before, ledger = fingerprint(pipe), await ledger_records(pipe)
+
+            async def before_writing() -> None:
+                await refuse_live_consumer(pipe.settings, pipe.bootstrap, "reconcile")
+
+            # The session reads everything first; the consumer starts afterwards.
+            async with (
+                open_session(pipe.settings, pipe.bootstrap) as session,
+                pipe.runner() as runner,
+            ):
+                await runner.run(asyncio.Event(), until_idle=True, poll_timeout_ms=200)
+                with pytest.raises(LiveConsumerRefused):
+                    await reconcile_inputs(
+                        session.inputs,
+                        mapping=session.mapping,
+                        policy=session.policy,
+                        ledger=session.ledger,
+                        limits=GuardLimits.from_settings(pipe.settings.reconcile),
+                        resolver=session.resolver,
+                        moodle=session.moodle,
+                        apply=True,
+                        before_writing=before_writing,
+                    )
+            assert fingerprint(pipe) == before
+            assert await ledger_records(pipe) == ledger

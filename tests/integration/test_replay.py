@@ -183,6 +183,34 @@ class TestReplayAfterRestore:
         await stack.consume()
         assert stack.moodle() == TRUTH
 
+    @pytest.mark.parametrize("how", ["from-beginning", "to-offsets"])
+    async def test_every_start_checks_the_ledger(
+        self, stack: ReplayStack, how: str
+    ) -> None:
+        """--from-beginning and --to-offsets also correct the ledger, then re-apply."""
+        # Where the consumer stood before day two (0: a partition it never read).
+        before_day_two = {p: o or 0 for p, o in (await stack.committed()).items()}
+        since = await restored_after_day_two(stack)
+        start: ReplayStart = (
+            FromBeginning() if how == "from-beginning" else ToOffsets(before_day_two)
+        )
+        report = await stack.replay(start)
+        check = report.ledger_check
+        assert check is not None
+        if how == "from-beginning":
+            assert (check.since_ms, check.examined) == (0, 4)
+        else:  # the day-two records were published after T
+            assert check.since_ms >= int(since.timestamp() * 1000)
+            assert check.examined == 2
+        assert {
+            (c.after.userid, c.before.status, c.after.status) for c in check.corrections
+        } == {
+            (stack.users[CAROL], "active", "unenrolled"),
+            (stack.users[BOB], "suspended", "active"),
+        }
+        await stack.consume()
+        assert stack.moodle() == TRUTH
+
     async def test_second_replay_changes_nothing(self, stack: ReplayStack) -> None:
         """Replaying the same window again makes no Moodle write and sends no welcome."""
         since = await restored_after_day_two(stack)

@@ -312,6 +312,159 @@ class TestPlanReconcile:
         assert "BSC5102/01" in plan.changes[0].reason
 
 
+OTHER_ACCOUNT = 502
+
+
+def _plan_unresolved(
+    pc: str,
+    identity: Resolution | None,
+    roster: dict[int, RosterEntry],
+    *,
+    owned: tuple[int, ...] = (USER,),
+    policy: EnrolmentPolicy = POLICY,
+    person: str = PERSON,
+) -> ReconcilePlan:
+    """A plan where ``person`` is unresolved (``identity`` None: not looked up)."""
+    identities: dict[str, Resolution] = {"P000000999": Found(999)}
+    if identity is not None:
+        identities[person] = identity
+    return plan_reconcile(
+        snapshot_id="snap",
+        state_version=VERSION,
+        terms=[WINTER],
+        events=[_event(person, pc), _event("P000000999", "dropped")],
+        mapping=MAPPING,
+        policy=policy,
+        identities=identities,
+        rosters={COURSE: roster},
+        ledger=[_ledger("active").model_copy(update={"userid": u}) for u in owned],
+        limits=OPEN,
+    )
+
+
+def _held(userid: int, idnumber: str, status: str = "active") -> RosterEntry:
+    return RosterEntry(
+        userid=userid,
+        idnumber=idnumber,
+        username=f"u{userid}",
+        roleids=frozenset({STUDENT}),
+        status="active" if status == "active" else "inactive",
+    )
+
+
+UNRESOLVED: dict[str, Resolution | None] = {
+    "missing": Missing("no Moodle user has idnumber='000000501'"),
+    "ambiguous": Ambiguous((USER, OTHER_ACCOUNT), "2 Moodle users share idnumber"),
+    "not looked up": None,
+}
+
+
+class TestUnresolvedPersonsKeepTheirEnrolments:
+    """An unresolved person's owned enrolments are never dropped; they are listed."""
+
+    @pytest.mark.parametrize("policy", [POLICY, UNENROL], ids=["suspend", "unenrol"])
+    @pytest.mark.parametrize("pc", ["enrolled", "dropped"])
+    @pytest.mark.parametrize(
+        "identity", UNRESOLVED.values(), ids=list(UNRESOLVED.keys())
+    )
+    def test_owned_enrolment_kept(
+        self, identity: Resolution | None, pc: str, policy: EnrolmentPolicy
+    ) -> None:
+        """The roster entry carrying the person's id is not dropped, and is named."""
+        plan = _plan_unresolved(
+            pc, identity, {USER: _held(USER, "000000501")}, policy=policy
+        )
+        assert plan.changes == []
+        assert plan.unowned == []
+        (person,) = plan.unresolved
+        assert person.people_code_id == PERSON
+        assert f"not dropped (may be theirs): BSC5102Winter2021 (user {USER})" in (
+            person.reason
+        )
+        assert person.courses == (("BSC5102Winter2021",) if pc == "enrolled" else ())
+        assert plan.counts[COURSE].owned_active == 1
+
+    def test_every_ambiguous_account_kept(self) -> None:
+        """Each account of an Ambiguous person is kept, whatever idnumber it holds now."""
+        roster = {
+            USER: _held(USER, "changed-by-hand"),
+            OTHER_ACCOUNT: _held(OTHER_ACCOUNT, "000000501"),
+        }
+        plan = _plan_unresolved(
+            "enrolled",
+            UNRESOLVED["ambiguous"],
+            roster,
+            owned=(USER, OTHER_ACCOUNT),
+        )
+        assert plan.changes == []
+        (person,) = plan.unresolved
+        assert person.reason.endswith(
+            f"(user {USER}), BSC5102Winter2021 (user {OTHER_ACCOUNT})"
+        )
+        assert not plan.guard.tripped
+
+    def test_hand_made_enrolment_not_reported_as_absent(self) -> None:
+        """A Moodle-only enrolment of theirs is kept without an "absent" difference."""
+        plan = _plan_unresolved(
+            "enrolled",
+            UNRESOLVED["missing"],
+            {USER: _held(USER, "000000501")},
+            owned=(),
+        )
+        assert plan.changes == []
+        assert plan.unowned == []
+        assert "not dropped" in plan.unresolved[0].reason
+
+    def test_other_users_still_dropped(self) -> None:
+        """Only accounts that may be the unresolved person's are spared."""
+        plan = _plan_unresolved(
+            "enrolled",
+            Missing("no user"),
+            {USER: _held(USER, "000000501")},
+            person="P000000777",
+        )
+        assert [(c.kind, c.userid) for c in plan.changes] == [("suspend", USER)]
+        (person,) = plan.unresolved
+        assert person.people_code_id == "P000000777"
+        assert "not dropped" not in person.reason
+
+    def test_suspended_enrolment_needs_no_note(self) -> None:
+        """An enrolment Moodle already holds inactive is in step, not named."""
+        plan = _plan_unresolved(
+            "enrolled",
+            UNRESOLVED["missing"],
+            {USER: _held(USER, "000000501", status="inactive")},
+        )
+        assert plan.changes == []
+        assert "not dropped" not in plan.unresolved[0].reason
+
+    def test_matched_on_the_resolver_field(self) -> None:
+        """With user_field=username the roster's username is what is compared."""
+        held = RosterEntry(
+            userid=USER,
+            idnumber="",
+            username="p000000501",
+            roleids=frozenset({STUDENT}),
+            status="active",
+        )
+        plan = plan_reconcile(
+            snapshot_id="snap",
+            state_version=VERSION,
+            terms=[WINTER],
+            events=[_event(PERSON, "dropped"), _event("P000000999", "dropped")],
+            mapping=MAPPING,
+            policy=POLICY,
+            identities={PERSON: Missing("no user"), "P000000999": Found(999)},
+            rosters={COURSE: {USER: held}},
+            ledger=[_ledger("active")],
+            limits=OPEN,
+            transform="lower",
+            user_field="username",
+        )
+        assert plan.changes == []
+        assert "not dropped" in plan.unresolved[0].reason
+
+
 def _owned_course(
     students: int, dropped: int, *, limits: GuardLimits, empty: bool = False
 ) -> ReconcilePlan:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from consumers.kafka import RawMessage
@@ -9,10 +11,12 @@ from consumers.replay import uncovered_notes
 from consumers.replay_ledger import (
     LedgerRecord,
     apply_corrections,
+    check_since_ms,
     correct_entry,
     latest_entries,
     recorded_since,
 )
+from consumers.replay_offsets import FromBeginning, ReplayStart, Since, ToOffsets
 from consumers.rosters import RosterEntry, RosterStatus
 from schemas.actions import LedgerEntry, LedgerStatus
 
@@ -134,4 +138,40 @@ class TestUncoveredNotes:
         assert correction is not None
         (note,) = uncovered_notes([correction], [])
         assert "course 10 user 7" in note
-        assert "older than --since" in note
+        assert "is not replayed (older than the start" in note
+
+
+T = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
+T_MS = 1_714_550_400_000
+TO = ToOffsets({0: 3, 1: 5})
+
+
+class TestCheckSinceMs:
+    """Every replay start checks the ledger, from a time its records justify."""
+
+    @pytest.mark.parametrize(
+        ("start", "stamps", "since_ms"),
+        [
+            (Since(T), [], T_MS),
+            (FromBeginning(), [], 0),
+            (FromBeginning(), [T_MS], 0),
+            (TO, [T_MS + 5, T_MS], T_MS),
+            (TO, [T_MS, None], 0),
+            (TO, [T_MS, -1], 0),
+            (TO, [], 0),
+        ],
+        ids=[
+            "since: its time",
+            "from-beginning: every entry",
+            "from-beginning ignores records",
+            "to-offsets: earliest target record",
+            "to-offsets: a record not found",
+            "to-offsets: a record without timestamp",
+            "to-offsets: nothing known",
+        ],
+    )
+    def test_since(
+        self, start: ReplayStart, stamps: list[int | None], since_ms: int
+    ) -> None:
+        """The check starts at the time named, 0 for the beginning or unknown times."""
+        assert check_since_ms(start, stamps) == since_ms
