@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Sequence
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import structlog
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from cdc.errors import PublishFailed
-from enrolstream.kafka_producer import AckedProducer, ProducerFailed, Record
+from enrolstream.kafka_producer import AckedProducer, Record
 from schemas.events import EnrolmentEvent
 from schemas.snapshot import MARKER_KEY, SnapshotMarker
 
@@ -71,8 +70,10 @@ async def ensure_topics(
         await admin.close()
 
 
-class KafkaEventPublisher:
+class KafkaEventPublisher(AckedProducer):
     """Publishes enrolment events keyed by person and waits for the acknowledgements."""
+
+    failure = PublishFailed
 
     def __init__(
         self,
@@ -82,26 +83,10 @@ class KafkaEventPublisher:
         enable_idempotence: bool = False,
         ack_timeout_s: float = 30.0,
     ) -> None:
-        self.topic = topic
-        self.ack_timeout_s = ack_timeout_s
-        self._producer = AckedProducer(
+        super().__init__(
             options, ack_timeout_s=ack_timeout_s, enable_idempotence=enable_idempotence
         )
-
-    async def __aenter__(self) -> Self:
-        try:
-            await self._producer.__aenter__()
-        except ProducerFailed as exc:
-            raise PublishFailed(str(exc)) from exc
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._producer.__aexit__(exc_type, exc, tb)
+        self.topic = topic
 
     async def publish(self, events: Sequence[EnrolmentEvent]) -> None:
         """Send every event and return once all are acknowledged; else ``PublishFailed``."""
@@ -111,10 +96,7 @@ class KafkaEventPublisher:
 
     async def send_records(self, records: Sequence[Record]) -> None:
         """Send raw (key, value) records to the topic, acknowledged; else ``PublishFailed``."""
-        try:
-            await self._producer.send_all(self.topic, records)
-        except ProducerFailed as exc:
-            raise PublishFailed(str(exc)) from exc
+        await self.send_all(self.topic, records)
 
 
 class KafkaSnapshotSink:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -25,7 +25,12 @@ class ProducerFailed(Exception):
 
 
 class AckedProducer:
-    """An aiokafka producer with ``acks="all"``, used as an async context manager."""
+    """An aiokafka producer with ``acks="all"``, used as an async context manager.
+
+    Subclasses set ``failure`` to the typed error their side raises.
+    """
+
+    failure: ClassVar[type[Exception]] = ProducerFailed
 
     def __init__(
         self,
@@ -53,7 +58,7 @@ class AckedProducer:
             await self._producer.start()
         except KafkaError as exc:
             await self._producer.stop()
-            raise ProducerFailed(f"cannot connect to Kafka: {exc}") from exc
+            raise self.failure(f"cannot connect to Kafka: {exc}") from exc
         return self
 
     async def __aexit__(
@@ -79,7 +84,7 @@ class AckedProducer:
                 ]
                 await asyncio.gather(*futures)
         except (KafkaError, TimeoutError) as exc:
-            raise ProducerFailed(
+            raise self.failure(
                 f"{len(records)} records to {topic} not acknowledged: "
                 f"{type(exc).__name__}: {exc}"
             ) from exc

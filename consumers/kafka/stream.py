@@ -25,7 +25,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
 from consumers.errors import BrokerUnavailable
-from enrolstream.kafka_producer import AckedProducer, ProducerFailed
+from enrolstream.kafka_producer import AckedProducer
 
 log = structlog.get_logger()
 
@@ -209,40 +209,22 @@ class KafkaEventConsumer:
         return behind
 
 
-class KafkaRecordSink:
+class KafkaRecordSink(AckedProducer):
     """Acknowledged appends to one topic (dead letters, redrives, table writes)."""
+
+    failure = BrokerUnavailable
 
     def __init__(
         self, options: dict[str, Any], topic: str, *, ack_timeout_s: float = 30.0
     ) -> None:
+        super().__init__(options, ack_timeout_s=ack_timeout_s, linger_ms=2)
         self.topic = topic
-        self._producer = AckedProducer(
-            options, ack_timeout_s=ack_timeout_s, linger_ms=2
-        )
-
-    async def __aenter__(self) -> Self:
-        try:
-            await self._producer.__aenter__()
-        except ProducerFailed as exc:
-            raise BrokerUnavailable(str(exc)) from exc
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._producer.__aexit__(exc_type, exc, tb)
 
     async def append(
         self, records: Sequence[tuple[bytes | None, bytes | None]]
     ) -> None:
         """Send (key, value) records and wait until all are acknowledged."""
-        try:
-            await self._producer.send_all(self.topic, records)
-        except ProducerFailed as exc:
-            raise BrokerUnavailable(str(exc)) from exc
+        await self.send_all(self.topic, records)
 
 
 async def read_topic(options: dict[str, Any], topic: str) -> list[RawMessage]:

@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from consumers.moodle_batch import BatchResult, EnrolRow
+from consumers.runner import ApplyRunner
 from enrolstream import cli
 from schemas.events import EnrolmentEvent
 from tests.integration.conftest import CaptureStack, delete, registration, set_status
@@ -142,6 +143,17 @@ class Crash(Exception):
     """Raised where the consumer process dies."""
 
 
+def die_after_moodle_enrols(runner: ApplyRunner) -> None:
+    """The consumer process dies right after Moodle applied its enrolments."""
+    real_enrol = runner.moodle.enrol
+
+    async def enrol_then_die(rows: Sequence[EnrolRow]) -> BatchResult[EnrolRow]:
+        await real_enrol(rows)
+        raise Crash
+
+    runner.moodle.enrol = enrol_then_die  # type: ignore[method-assign]
+
+
 class TestDelivery:
     """At least once, nothing skipped, nothing dropped."""
 
@@ -160,15 +172,7 @@ class TestDelivery:
                 )
             )
             async with pipe.runner() as runner:
-                real_enrol = runner.moodle.enrol
-
-                async def enrol_then_die(
-                    rows: Sequence[EnrolRow],
-                ) -> BatchResult[EnrolRow]:
-                    await real_enrol(rows)
-                    raise Crash
-
-                runner.moodle.enrol = enrol_then_die  # type: ignore[method-assign]
+                die_after_moodle_enrols(runner)
                 with pytest.raises(Crash):
                     await pipe.sync(runner)
             assert len(pipe.sim.state.enrolments(pipe.course("BSC5102"))) == 40
@@ -187,15 +191,7 @@ class TestDelivery:
         async with open_pipeline(capture, tmp_path) as pipe:
             capture.sql(registration(1, ALICE, "BSC5102"))
             async with pipe.runner() as runner:
-                real_enrol = runner.moodle.enrol
-
-                async def enrol_then_die(
-                    rows: Sequence[EnrolRow],
-                ) -> BatchResult[EnrolRow]:
-                    await real_enrol(rows)
-                    raise Crash
-
-                runner.moodle.enrol = enrol_then_die  # type: ignore[method-assign]
+                die_after_moodle_enrols(runner)
                 with pytest.raises(Crash):
                     await pipe.sync(runner)
             assert pipe.userid(ALICE) in pipe.moodle()[pipe.course("BSC5102")]
