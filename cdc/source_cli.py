@@ -11,13 +11,11 @@ never a traceback.
 from __future__ import annotations
 
 import asyncio
-import importlib
-import inspect
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
-from cdc.errors import SourceError
+from cdc.errors import SourceError, SourceMisconfigured
 
 if TYPE_CHECKING:
     from enrolstream.settings import SourceSettings
@@ -69,23 +67,18 @@ async def _check_sqlserver(source: SourceSettings) -> str:
 
 
 async def _check_sandbox(source: SourceSettings) -> str:
-    try:
-        module = importlib.import_module("sandbox.powercampus.source")
-    except ModuleNotFoundError as exc:
-        raise SourceError(
-            "the sandbox change source (sandbox/powercampus/source.py) is not "
-            "available in this build"
-        ) from exc
-    sandbox_source: Any = module.SandboxChangeSource(
-        source.sandbox.path, name=source.name
-    )
+    from sandbox.powercampus.source import SandboxChangeSource  # noqa: PLC0415
+
+    path = source.sandbox.path
+    if not path.is_file():
+        raise SourceMisconfigured(
+            f"no PowerCampus sandbox at {path}: create one with `enrolstream sandbox "
+            "init` (and `enrolstream sandbox seed`), or set source.sandbox.path"
+        )
+    sandbox_source = SandboxChangeSource(path, name=source.name)
     try:
         snapshot = await sandbox_source.read_snapshot(())
-        min_valid = getattr(sandbox_source, "min_valid_version", None)
-        if callable(min_valid):
-            min_valid = min_valid()
-        if inspect.isawaitable(min_valid):
-            min_valid = await min_valid
+        min_valid = await sandbox_source.min_valid_version()
     finally:
         await sandbox_source.close()
     return (

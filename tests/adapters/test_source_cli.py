@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
+from pathlib import Path
 
 import pytest
 import typer
@@ -78,3 +79,20 @@ class TestSourceCheck:
         assert result.exit_code == 1
         assert "'ODBC Driver 99 for SQL Server' is not installed" in result.output
         assert "installed: FreeTDS" in result.output
+
+
+class TestSandboxSourceCheck:
+    """`source check` on the sandbox says how to create one when there is none."""
+
+    def test_missing_sandbox_names_the_command(
+        self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        """No sandbox file: exit 1 with the path and `enrolstream sandbox init`."""
+        monkeypatch.delenv("ENROLSTREAM_CONFIG", raising=False)
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.setenv("ENROLSTREAM_SOURCE__KIND", "sandbox")
+        result = CliRunner().invoke(_app(), ["source", "check"])
+        assert result.exit_code == 1
+        assert "var/powercampus.sqlite" in result.output
+        assert "enrolstream sandbox init" in result.output
+        assert "Traceback" not in result.output
