@@ -35,6 +35,7 @@ from cdc.errors import (
     SourceUnavailable,
 )
 from cdc.ports import ChangeBatch, ShadowLookup, Snapshot, TranscriptRow
+from cdc.rows import transcript_row
 from cdc.sqlserver_checks import (
     CheckReport,
     check_driver,
@@ -216,7 +217,7 @@ class SqlServerChangeSource:
         for chunk in sql.chunked(keys, sql.KEYS_PER_CHUNK):
             query = sql.term_state_query(len(chunk))
             result = cursor.execute(query, *rows.term_key_params(chunk)).fetchall()
-            found += [rows.transcript_row(row) for row in result]
+            found += [transcript_row(row) for row in result]
         self._commit(cursor)
         return found
 
@@ -234,7 +235,7 @@ class SqlServerChangeSource:
         for chunk in sql.chunked(terms, sql.TERMS_PER_CHUNK):
             query = sql.snapshot_query(len(chunk))
             result = cursor.execute(query, *rows.term_params(chunk)).fetchall()
-            found += [rows.transcript_row(row) for row in result]
+            found += [transcript_row(row) for row in result]
         self._commit(cursor)
         return int(current), found
 

@@ -1,8 +1,8 @@
 """Pure conversions from the rows SQL Server returns to the port's value objects.
 
-Values are normalised as PowerCampus compares them: trailing spaces removed
-(``nvarchar`` padding), case kept. Keys are matched case-insensitively, as the
-``..._CI_AS`` collation does.
+Rows become ``TranscriptRow`` through ``cdc.rows``, shared with the sandbox:
+trailing spaces removed (``nvarchar`` padding), case kept. Keys are matched
+case-insensitively, as the ``..._CI_AS`` collation does.
 """
 
 from __future__ import annotations
@@ -11,42 +11,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
 from cdc.ports import ChangeRow, CtOperation, PersonTerm, ShadowEntry, TranscriptRow
-from schemas.events import SectionKey, TermKey
+from cdc.rows import text, transcript_row
+from schemas.events import TermKey
 
 Row = Sequence[Any]
 _CHANGE_PREFIX = 4  # SYS_CHANGE_VERSION, CREATION_VERSION, OPERATION, key
 _OPERATIONS = frozenset({"I", "U", "D"})
-
-
-def text(value: object) -> str:
-    """A PowerCampus string as compared: trailing spaces removed, NULL as ''."""
-    return "" if value is None else str(value).rstrip()
-
-
-def optional_text(value: object) -> str | None:
-    """Like ``text`` but NULL stays None."""
-    return None if value is None else str(value).rstrip()
-
-
-def transcript_row(values: Row) -> TranscriptRow:
-    """A TRANSCRIPTDETAIL row in ``sqlserver_sql.TRANSCRIPT_COLUMNS`` order."""
-    section = SectionKey(
-        academic_year=text(values[2]),
-        academic_term=text(values[3]),
-        academic_session=text(values[4]),
-        event_id=text(values[5]),
-        event_sub_type=text(values[6]),
-        section=text(values[7]),
-    )
-    return TranscriptRow(
-        transcript_detail_id=int(values[0]),
-        people_code_id=text(values[1]),
-        section=section,
-        add_drop_wait=text(values[8]),
-        final_grade=optional_text(values[9]),
-        mid_grade=optional_text(values[10]),
-        credit_type=optional_text(values[11]),
-    )
 
 
 def change_row(values: Row, shadow: Mapping[int, ShadowEntry]) -> ChangeRow:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, TypeVar
 
+from cdc.rows import TRANSCRIPT_COLUMNS
+
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
@@ -29,22 +31,6 @@ MAX_PARAMETERS = 2100
 KEYS_PER_CHUNK = 600
 #: Terms per snapshot query: 2 markers each.
 TERMS_PER_CHUNK = 500
-
-#: The TRANSCRIPTDETAIL columns read, in the order ``sqlserver_rows`` expects.
-TRANSCRIPT_COLUMNS = (
-    "TranscriptDetailId",
-    "PEOPLE_CODE_ID",
-    "ACADEMIC_YEAR",
-    "ACADEMIC_TERM",
-    "ACADEMIC_SESSION",
-    "EVENT_ID",
-    "EVENT_SUB_TYPE",
-    "SECTION",
-    "ADD_DROP_WAIT",
-    "FINAL_GRADE",
-    "MID_GRADE",
-    "CREDIT_TYPE",
-)
 
 
 def _td_columns() -> str:

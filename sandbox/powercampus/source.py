@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
-from typing import Any, Self, TypeVar, cast
+from typing import Self, TypeVar, cast
 
 from cdc.errors import (
     ChangeTrackingVersionTooOld,
@@ -37,9 +37,10 @@ from cdc.ports import (
     Snapshot,
     TranscriptRow,
 )
+from cdc.rows import TRANSCRIPT_COLUMNS, text, transcript_row
 from sandbox.powercampus import changetracking as ct
 from sandbox.powercampus.schema import TRACKABLE_TABLES, ci
-from schemas.events import SectionKey, TermKey
+from schemas.events import TermKey
 
 T = TypeVar("T")
 TABLE = "TRANSCRIPTDETAIL"
@@ -58,21 +59,7 @@ UNAVAILABLE_CODES = frozenset(
     }
 )
 
-_ROW_COLUMNS = (
-    "TranscriptDetailId",
-    "PEOPLE_CODE_ID",
-    "ACADEMIC_YEAR",
-    "ACADEMIC_TERM",
-    "ACADEMIC_SESSION",
-    "EVENT_ID",
-    "EVENT_SUB_TYPE",
-    "SECTION",
-    "ADD_DROP_WAIT",
-    "FINAL_GRADE",
-    "MID_GRADE",
-    "CREDIT_TYPE",
-)
-_SELECT_ROW = ", ".join(f"td.{c}" for c in _ROW_COLUMNS)
+_SELECT_ROW = ", ".join(f"td.{c}" for c in TRANSCRIPT_COLUMNS)
 
 
 def translate_sqlite_error(
@@ -95,30 +82,6 @@ def map_sqlite_errors() -> Iterator[None]:
         yield
     except sqlite3.Error as exc:
         raise translate_sqlite_error(exc) from exc
-
-
-def _text(value: Any) -> Any:
-    return value.rstrip(" ") if isinstance(value, str) else value
-
-
-def _transcript_row(values: Sequence[Any]) -> TranscriptRow:
-    v = [_text(x) for x in values]
-    return TranscriptRow(
-        transcript_detail_id=int(v[0]),
-        people_code_id=v[1],
-        section=SectionKey(
-            academic_year=v[2],
-            academic_term=v[3],
-            academic_session=v[4],
-            event_id=v[5],
-            event_sub_type=v[6],
-            section=v[7],
-        ),
-        add_drop_wait=v[8],
-        final_grade=v[9],
-        mid_grade=v[10],
-        credit_type=v[11],
-    )
 
 
 def _fold(people_code_id: str, term: TermKey) -> tuple[str, str, str]:
@@ -231,7 +194,7 @@ class SandboxChangeSource:
                 operation=cast("CtOperation", row[2]),
                 change_version=int(row[0]),
                 creation_version=None if row[1] is None else int(row[1]),
-                current=None if row[2] == "D" else _transcript_row(row[4:]),
+                current=None if row[2] == "D" else transcript_row(row[4:]),
                 shadow=known.get(int(row[3])),
             )
             for row in found
@@ -259,7 +222,7 @@ class SandboxChangeSource:
         return Snapshot(
             version=version,
             terms=tuple(terms),
-            rows=tuple(_transcript_row(r) for r in rows),
+            rows=tuple(transcript_row(r) for r in rows),
         )
 
     @staticmethod
@@ -274,7 +237,7 @@ class SandboxChangeSource:
         ).fetchall()
         terms: dict[tuple[str, str], TermKey] = {}
         for year, term in rows:
-            key = TermKey(academic_year=_text(year), academic_term=_text(term))
+            key = TermKey(academic_year=text(year), academic_term=text(term))
             terms.setdefault(_fold("", key)[1:], key)
         return list(terms.values())
 
@@ -316,7 +279,7 @@ def _person_term_rows(
     ).fetchall()
     state: dict[PersonTerm, list[TranscriptRow]] = {pt: [] for pt in wanted}
     for values in found:
-        row = _transcript_row(values)
+        row = transcript_row(values)
         for person_term in by_fold.get(_fold(row.people_code_id, row.term), []):
             state[person_term].append(row)
     return {pt: tuple(rows) for pt, rows in state.items()}
