@@ -67,7 +67,7 @@ def plan_adoption(
     """Decide which Moodle enrolments become owned ledger entries."""
     snapshot = inputs.snapshot
     terms = snapshot.marker.terms
-    known = {(e.courseid, e.userid) for e in ledger}
+    known = {(e.courseid, e.userid) for e in ledger if e.owned}
     wanted: dict[tuple[int, int], tuple[int, str, str]] = {}
     plan = AdoptionPlan()
     mapping = CachedMapping(mapping)

@@ -108,6 +108,37 @@ class PlannedAction:
     previous: LedgerEntry | None
 
 
+def watermark(
+    decision: Decision, userid: int, before: LedgerEntry | None
+) -> LedgerEntry | None:
+    """The ledger entry a no-call decision leaves, or None when nothing is newer.
+
+    Without it an add and a drop collapsed in one batch leave no trace, and the
+    add seen again later (a replay reads batch by batch) would enrol the student
+    and send the welcome message. An existing entry keeps its status, role and
+    ownership at the newer version; a course we never enrolled gets a not-owned
+    ``unenrolled`` entry, which is never suspended or removed.
+    """
+    event = decision.event
+    if before is None:
+        if decision.desired.active:
+            return None  # cannot happen: an active decision with no entry enrols
+        return LedgerEntry(
+            courseid=decision.desired.course.id,
+            userid=userid,
+            roleid=decision.desired.role_id,
+            status="unenrolled",
+            event_id=event.event_id,
+            state_version=event.state_version,
+            owned=False,
+        )
+    if before.state_version >= event.state_version:
+        return None
+    return before.model_copy(
+        update={"event_id": event.event_id, "state_version": event.state_version}
+    )
+
+
 @dataclass(slots=True)
 class Plan:
     """What to do with a batch once identities are known."""
@@ -118,6 +149,9 @@ class Plan:
     )
     resolved_events: list[EnrolmentEvent] = field(default_factory=list)
     already_in_state: int = 0
+    #: Ledger entries for decisions that needed no call: the version they were
+    #: decided at, so an older event seen again later is recognised as stale.
+    watermarks: list[LedgerEntry] = field(default_factory=list)
 
 
 def plan(
@@ -156,6 +190,9 @@ def plan(
         )
         if action is None:
             result.already_in_state += 1
+            mark = watermark(decision, resolution.userid, before)
+            if mark is not None:
+                result.watermarks.append(mark)
         else:
             result.actions.append(PlannedAction(action, decision, before))
     result.resolved_events = list(resolved.values())

@@ -54,7 +54,7 @@ from schemas.actions import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Sequence
 
     from consumers.mapping import MappingSet, MoodleCourse
     from enrolstream.settings import ConsumerSettings
@@ -254,25 +254,10 @@ def next_ledger_entry(
     )
 
 
-def collapse(actions: Iterable[MoodleAction]) -> list[MoodleAction]:
-    """One action per (courseid, userid): the last, in the order of the last ones.
-
-    Sound only when each action was planned against the ledger as updated by the
-    batch's earlier actions (``next_ledger_entry``); events are in order per
-    person, so the last action carries the latest state.
-    """
-    last: dict[tuple[int, int], MoodleAction] = {}
-    for action in actions:
-        last.pop(action.key(), None)
-        last[action.key()] = action
-    return list(last.values())
-
-
 __all__ = [
     "DropAction",
     "EnrolmentPolicy",
     "LedgerEntry",
-    "collapse",
     "desired_enrolments",
     "is_enrolled",
     "next_ledger_entry",

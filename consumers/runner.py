@@ -206,6 +206,7 @@ class ApplyRunner:
         batch_plan = plan(decisions, identities, self.ledger.get, self.policy)
         self.stats.already_in_state += batch_plan.already_in_state
         letters = await self._execute(batch_plan.actions, origins)
+        await self.ledger.record(batch_plan.watermarks)
         if batch_plan.unresolved:
             await self.parked.park(list(batch_plan.unresolved.values()), self.clock())
             self.stats.parked += len(batch_plan.unresolved)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from consumers.batching import Decision, plan
+from consumers.batching import Decision, plan, watermark
 from consumers.decisions import EnrolmentPolicy
 from consumers.identity import Found, Missing
-from schemas.actions import CourseRef, DesiredEnrolment
+from schemas.actions import CourseRef, DesiredEnrolment, LedgerEntry, LedgerStatus
 from schemas.events import EnrolmentEvent, TermKey
 
 FALL = TermKey(academic_year="2021", academic_term="Fall")
@@ -70,3 +70,52 @@ class TestPlan:
             slot: event.state_version for slot, (event, _) in result.unresolved.items()
         } == {("P1", "2021/Fall"): 8, ("P1", "2021/Winter"): 6}
         assert result.actions == []
+
+
+def inactive(version: int) -> Decision:
+    base = decision("P1", WINTER, 1, version)
+    return Decision(base.desired.model_copy(update={"active": False}), base.event)
+
+
+def entry(
+    version: int, *, status: LedgerStatus = "active", owned: bool = True
+) -> LedgerEntry:
+    return LedgerEntry(
+        courseid=1,
+        userid=7,
+        roleid=5,
+        status=status,
+        event_id="old",
+        state_version=version,
+        owned=owned,
+    )
+
+
+class TestWatermark:
+    """A decision that needs no call still records the version it was made at."""
+
+    def test_never_enrolled_gets_a_not_owned_entry(self) -> None:
+        """Dropped where we never enrolled: an entry that owns nothing but dates the state."""
+        mark = watermark(inactive(9), 7, None)
+        assert mark is not None
+        assert (mark.status, mark.owned, mark.state_version) == ("unenrolled", False, 9)
+
+    def test_existing_entry_moves_up_keeping_what_it_says(self) -> None:
+        """Already as decided: same status, role and ownership, at the newer version."""
+        mark = watermark(decision("P1", WINTER, 1, 9), 7, entry(4))
+        assert mark == entry(4).model_copy(
+            update={"state_version": 9, "event_id": "P1-2021/Winter-9"}
+        )
+
+    def test_nothing_newer_nothing_written(self) -> None:
+        """A stale or same-version decision writes nothing."""
+        assert watermark(decision("P1", WINTER, 1, 4), 7, entry(4)) is None
+        assert watermark(decision("P1", WINTER, 1, 3), 7, entry(4)) is None
+
+    def test_plan_returns_the_marks(self) -> None:
+        """An add and a drop collapsed to nothing still leave the drop's version behind."""
+        result = plan(
+            [inactive(9)], {"P1": Found(userid=7)}, lambda _c, _u: None, POLICY
+        )
+        assert result.actions == []
+        assert [(m.state_version, m.owned) for m in result.watermarks] == [(9, False)]

@@ -11,7 +11,6 @@ from pydantic import ValidationError
 
 from consumers.decisions import (
     EnrolmentPolicy,
-    collapse,
     desired_enrolments,
     is_enrolled,
     next_ledger_entry,
@@ -317,6 +316,8 @@ PLAN_CASES = [
     (desired(False), None, POLICY, None),
     (desired(False), None, UNENROL_POLICY, None),
     (desired(False), ledger("active"), POLICY, SUSPEND),
+    (desired(False), ledger("pending"), POLICY, SUSPEND),
+    (desired(True), ledger("pending"), POLICY, ENROL),
     (desired(False), ledger("active"), UNENROL_POLICY, UNENROL),
     (desired(False), ledger("active", AUDIT), POLICY, SUSPEND.model_copy(update={"roleid": AUDIT})),
     (desired(False), ledger("active", owned=False), POLICY, None),
@@ -382,31 +383,6 @@ class TestNextLedgerEntry:
         """An unenrol is never planned without a ledger entry, so none is invented."""
         with pytest.raises(ValueError, match="existing ledger entry"):
             next_ledger_entry(UNENROL, None, event_id="e", state_version=1)
-
-
-OTHER_USER = EnrolAction(courseid=COUN, userid=8, roleid=STUDENT)
-OTHER_COURSE = SuspendAction(courseid=BSC, userid=7, roleid=STUDENT)
-
-
-class TestCollapse:
-    """One action per (course, user) per batch."""
-
-    @pytest.mark.parametrize(
-        ("actions", "expected"),
-        [
-            ([], []),
-            ([ENROL], [ENROL]),
-            ([ENROL, SUSPEND], [SUSPEND]),
-            ([SUSPEND, ENROL], [ENROL]),
-            ([ENROL, OTHER_USER, SUSPEND], [OTHER_USER, SUSPEND]),
-            ([ENROL, OTHER_COURSE, UNENROL, OTHER_USER], [OTHER_COURSE, UNENROL, OTHER_USER]),
-        ],
-    )  # fmt: skip
-    def test_collapse(
-        self, actions: list[MoodleAction], expected: list[MoodleAction]
-    ) -> None:
-        """The last action per pair survives, ordered by where the last ones were."""
-        assert collapse(actions) == expected
 
 
 class TestMoodleActionUnion:

@@ -2,8 +2,9 @@
 
 A small model of PowerCampus (one person's TRANSCRIPTDETAIL rows in 2021/Winter),
 of the poller (one event per changed row per transaction, each carrying the
-complete state after the transaction), of the consumer (batches planned against
-a batch-local ledger view, collapsed, applied, then committed) and of Moodle
+complete state after the transaction), of the consumer (the runner's own pure
+path: desired states collapsed per course, planned once against the ledger as it
+was before the batch, applied, recorded) and of Moodle
 (enrolments with status, roles and owner). Events are sometimes redelivered late,
 as at-least-once delivery allows.
 """
@@ -18,14 +19,13 @@ from typing import Literal
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from consumers.batching import collapse_desired, plan
 from consumers.decisions import (
     EnrolmentPolicy,
-    collapse,
-    desired_enrolments,
     is_enrolled,
     next_ledger_entry,
-    plan_action,
 )
+from consumers.identity import Found
 from consumers.mapping import MappingSet, load_mappings
 from schemas.actions import (
     EnrolAction,
@@ -220,30 +220,22 @@ class Consumer:
     ledger: dict[tuple[int, int], LedgerEntry] = field(default_factory=dict)
 
     def batch(self, events: list[EnrolmentEvent]) -> None:
-        """Plan every event against a batch-local ledger view, collapse, apply, commit."""
-        local = dict(self.ledger)
-        planned: list[MoodleAction] = []
-        for event in events:
-            for want in desired_enrolments(event, MAPPING, self.policy):
-                key = (want.course.id, STUDENT_USER)
-                action = plan_action(
-                    want,
-                    STUDENT_USER,
-                    local.get(key),
-                    state_version=event.state_version,
-                    policy=self.policy,
-                )
-                if action is not None:
-                    local[key] = next_ledger_entry(
-                        action,
-                        local.get(key),
-                        event_id=event.event_id,
-                        state_version=event.state_version,
-                    )
-                    planned.append(action)
-        for action in collapse(planned):
-            self._apply(action)
-        self.ledger = local
+        """The runner's pure path: collapse desired states, plan against the ledger, apply."""
+        decisions = collapse_desired(events, MAPPING, self.policy)
+        people = {d.desired.people_code_id: Found(STUDENT_USER) for d in decisions}
+        planned = plan(
+            decisions, people, lambda c, u: self.ledger.get((c, u)), self.policy
+        )
+        for mark in planned.watermarks:
+            self.ledger[(mark.courseid, mark.userid)] = mark
+        for step in planned.actions:
+            self._apply(step.action)
+            self.ledger[step.action.key()] = next_ledger_entry(
+                step.action,
+                step.previous,
+                event_id=step.decision.event.event_id,
+                state_version=step.decision.event.state_version,
+            )
 
     def _apply(self, action: MoodleAction) -> None:
         key = action.key()
