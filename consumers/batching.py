@@ -6,6 +6,10 @@ order). Desired states are collapsed per (course, person), last one wins, and
 planned once against the ledger as it was before the batch: this is what makes
 actions come from state, not transitions (an enrol then a drop of the same
 person inside one batch plans nothing for an enrolment we never made).
+
+A ledger entry left ``uncertain`` by a call whose answer was lost is not
+trusted: ``uncertain_pairs`` names the pairs whose Moodle state the caller must
+read first, and ``plan`` decides those from what was read (``verified``).
 """
 
 from __future__ import annotations
@@ -15,7 +19,14 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
-from consumers.decisions import EnrolmentPolicy, desired_enrolments, plan_action
+from consumers.decisions import (
+    EnrolmentPolicy,
+    Held,
+    desired_enrolments,
+    plan_action,
+    plan_against,
+    settle,
+)
 from consumers.identity import Found, Resolution
 from consumers.kafka import RawMessage
 from consumers.mapping import MappingSet
@@ -154,17 +165,47 @@ class Plan:
     watermarks: list[LedgerEntry] = field(default_factory=list)
 
 
+def uncertain_pairs(
+    decisions: Sequence[Decision],
+    identities: Mapping[str, Resolution],
+    ledger: Callable[[int, int], LedgerEntry | None],
+) -> set[tuple[int, int]]:
+    """The (course, user) pairs whose ledger entry is uncertain and not stale.
+
+    What Moodle holds there must be read before ``plan`` can decide them.
+    """
+    pairs: set[tuple[int, int]] = set()
+    for decision in decisions:
+        resolution = identities[decision.desired.people_code_id]
+        if not isinstance(resolution, Found):
+            continue
+        pair = (decision.desired.course.id, resolution.userid)
+        entry = ledger(*pair)
+        if entry is None:
+            continue
+        entry = entry.normalised()
+        if entry.uncertain and entry.state_version <= decision.event.state_version:
+            pairs.add(pair)
+    return pairs
+
+
 def plan(
     decisions: Sequence[Decision],
     identities: Mapping[str, Resolution],
     ledger: Callable[[int, int], LedgerEntry | None],
     policy: EnrolmentPolicy,
+    *,
+    verified: Mapping[tuple[int, int], Held | None] | None = None,
 ) -> Plan:
     """Actions for the decisions whose person has exactly one Moodle user.
 
     Persons with none or several are returned in ``unresolved`` (per person and
-    term) with their latest event and the reason, to be parked.
+    term) with their latest event and the reason, to be parked. ``verified``
+    holds what Moodle was read to hold (None: no enrolment) for every pair of
+    ``uncertain_pairs``; those pairs are decided from it, and their entry is
+    rewritten as certain even when no call is needed.
     """
+    verified = verified or {}
     result = Plan()
     resolved: dict[tuple[str, str], EnrolmentEvent] = {}
     for decision in decisions:
@@ -180,20 +221,58 @@ def plan(
                 result.unresolved[slot] = (decision.event, resolution.reason)
             continue
         resolved[(person, decision.event.term.label())] = decision.event
-        before = ledger(decision.desired.course.id, resolution.userid)
-        action = plan_action(
-            decision.desired,
+        _plan_one(
+            decision,
             resolution.userid,
-            before,
-            state_version=decision.event.state_version,
+            ledger,
             policy=policy,
+            verified=verified,
+            result=result,
         )
-        if action is None:
-            result.already_in_state += 1
-            mark = watermark(decision, resolution.userid, before)
-            if mark is not None:
-                result.watermarks.append(mark)
-        else:
-            result.actions.append(PlannedAction(action, decision, before))
     result.resolved_events = list(resolved.values())
     return result
+
+
+def _plan_one(
+    decision: Decision,
+    userid: int,
+    ledger: Callable[[int, int], LedgerEntry | None],
+    *,
+    policy: EnrolmentPolicy,
+    verified: Mapping[tuple[int, int], Held | None],
+    result: Plan,
+) -> None:
+    event = decision.event
+    pair = (decision.desired.course.id, userid)
+    before = ledger(*pair)
+    before = before.normalised() if before is not None else None
+    mark: LedgerEntry | None
+    if (
+        before is not None
+        and before.uncertain
+        and before.state_version <= event.state_version
+    ):
+        if pair not in verified:
+            raise ValueError(f"uncertain ledger entry {pair} was not read from Moodle")
+        held = verified[pair]
+        before = settle(before, held)
+        action = plan_against(decision.desired, userid, before, held, policy=policy)
+        # The read settled the entry: keep that, whether or not a call follows.
+        mark = before.model_copy(
+            update={"event_id": event.event_id, "state_version": event.state_version}
+        )
+    else:
+        action = plan_action(
+            decision.desired,
+            userid,
+            before,
+            state_version=event.state_version,
+            policy=policy,
+        )
+        mark = watermark(decision, userid, before)
+    if action is None:
+        result.already_in_state += 1
+        if mark is not None:
+            result.watermarks.append(mark)
+    else:
+        result.actions.append(PlannedAction(action, decision, before))

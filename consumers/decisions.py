@@ -21,18 +21,28 @@ Policy choices, open to review:
 * Role: the audit role when every enrolled registration feeding the course
   carries the audit grade, else the student role. With no enrolled
   registration the desired role is the student role (nothing to hold).
-* Role change: ``enrol_manual_enrol_users`` ADDS the new role and keeps the old
-  one (golden case ``enrol_again_other_role``). We send one EnrolAction with the
-  new role and record it in the ledger; the old role stays in Moodle until a
-  separate ``core_role_unassign_roles`` step exists (not planned here).
+* Drops never send "Welcome to <course>". Moodle 5.1 fires the enrolment hook
+  (and the manual instance's welcome message) on EVERY enrol_manual_enrol_users
+  call, updates included, so a drop is never sent through it. ``drop_action``:
+  ``remove_role`` (default, web services only): the enrolment stays, our role
+  is taken away with ``core_role_unassign_roles`` and given back with
+  ``core_role_assign_roles`` (no hook fires); ``suspend``: the enrolment's status
+  changes through the companion plugin's function (see the README), never
+  through enrol_users; ``unenrol``: removed (destructive).
+* Role change: the new role is assigned and the one we assigned before taken
+  away (``ChangeRoleAction``), so exactly one role of ours remains.
 * Ownership: with no ledger entry the enrolment is not ours (e.g. a teacher's
-  manual enrolment) and is never suspended or unenrolled. Enrolling someone
-  with no ledger entry is done, and the entry written then makes it ours, even
-  if a teacher had enrolled the same person by hand before.
+  manual enrolment) and is never dropped. Enrolling someone with no ledger
+  entry is done, and the entry written then makes it ours, even if a teacher
+  had enrolled the same person by hand before (the consumer cannot see that;
+  the reconcile, which reads Moodle, leaves such an enrolment alone).
 * Already as desired (ledger active with that role) → no call: re-enrolling
   sends Moodle's welcome message again (golden case ``enrol_welcome_twice``).
-* A suspended or unenrolled entry stays as it is when drops continue, even if
-  ``drop_action`` changed in between.
+* A dropped enrolment (suspended, role removed, unenrolled) stays as it is when
+  drops continue, even if ``drop_action`` changed in between.
+* Unknown outcomes: a call whose answer was lost leaves its ledger entry
+  ``uncertain``; such an entry is never trusted (``plan_action`` refuses it):
+  the caller reads what Moodle holds and decides with ``plan_against``.
 * Stale: an event whose state_version is older than the ledger entry's is a
   replay after newer state was applied; it plans nothing.
 * Events for a term without a mapping plan nothing; the caller logs them.
@@ -44,11 +54,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from schemas.actions import (
+    ChangeRoleAction,
     CourseRef,
     DesiredEnrolment,
     EnrolAction,
     LedgerEntry,
+    LedgerStatus,
     MoodleAction,
+    ReactivateAction,
+    RemoveRoleAction,
+    RestoreRoleAction,
     SuspendAction,
     UnenrolAction,
 )
@@ -60,7 +75,7 @@ if TYPE_CHECKING:
     from enrolstream.settings import ConsumerSettings
     from schemas.events import EnrolmentEvent, Registration, SectionKey
 
-DropAction = Literal["suspend", "unenrol"]
+DropAction = Literal["remove_role", "suspend", "unenrol"]
 
 
 def _grade(value: str | None) -> str:
@@ -75,7 +90,7 @@ class EnrolmentPolicy:
     audit_role_id: int
     audit_grade: str | None = None
     withdrawn_grades: frozenset[str] = field(default_factory=frozenset)
-    drop_action: DropAction = "suspend"
+    drop_action: DropAction = "remove_role"
 
     def __post_init__(self) -> None:
         """Normalise grades so comparisons follow the PowerCampus collation."""
@@ -102,6 +117,25 @@ class EnrolmentPolicy:
     def is_audit(self, grade: str | None) -> bool:
         """Whether ``grade`` is the audit grade (never, when none is configured)."""
         return self.audit_grade is not None and _grade(grade) == self.audit_grade
+
+
+#: The ADD_DROP_WAIT values PowerCampus documents; any other is not enrolled.
+KNOWN_STATUSES = frozenset({"A", "D", "W"})
+
+
+def unknown_statuses(event: EnrolmentEvent) -> list[str]:
+    """ADD_DROP_WAIT values of the event's registrations that are not A, D or W.
+
+    They count as not enrolled (a drop): the caller warns and counts them, so a
+    new code in PowerCampus is noticed before students lose their courses.
+    """
+    return sorted(
+        {
+            code
+            for r in event.registrations
+            if (code := r.add_drop_wait.strip().upper()) not in KNOWN_STATUSES
+        }
+    )
 
 
 def is_enrolled(registration: Registration, policy: EnrolmentPolicy) -> bool:
@@ -189,6 +223,39 @@ def _status(registration: Registration, policy: EnrolmentPolicy) -> str:
     return {"D": "dropped", "W": "wait-listed"}.get(code, f"status {code!r}")
 
 
+@dataclass(frozen=True, slots=True)
+class Held:
+    """What Moodle holds for one (course, user): the enrolment's state and roles.
+
+    ``None`` in its place means Moodle holds no enrolment there. ``active`` is
+    False for a suspended enrolment (or one outside its time window).
+    """
+
+    active: bool
+    roleids: frozenset[int]
+
+
+def held_per_ledger(entry: LedgerEntry | None) -> Held | None:
+    """What Moodle holds if the (certain) ledger entry is right."""
+    if entry is None or entry.status == "unenrolled":
+        return None
+    if entry.status == "suspended":
+        return Held(active=False, roleids=frozenset({entry.roleid}))
+    if entry.status == "role_removed":
+        return Held(active=True, roleids=frozenset())
+    return Held(active=True, roleids=frozenset({entry.roleid}))
+
+
+def owns(entry: LedgerEntry | None) -> bool:
+    """Whether the enrolment is ours to change: an owned entry that still exists.
+
+    An uncertain entry is ours whatever its status: it records a call we sent.
+    """
+    if entry is None or not entry.owned:
+        return False
+    return entry.status != "unenrolled" or entry.uncertain
+
+
 def plan_action(
     desired: DesiredEnrolment,
     userid: int,
@@ -197,35 +264,152 @@ def plan_action(
     state_version: int,
     policy: EnrolmentPolicy,
 ) -> MoodleAction | None:
-    """The one Moodle call that brings (course, user) to ``desired``, or None.
+    """The one Moodle change that brings (course, user) to ``desired``, or None.
 
-    ``ledger`` is the ownership ledger's entry for (``desired.course.id``,
-    ``userid``); ``state_version`` is the event's. See the module docstring for
-    the ownership, staleness and role rules.
+    Trusts the ownership ledger's entry for (``desired.course.id``, ``userid``)
+    about what Moodle holds; an ``uncertain`` entry cannot be trusted, so it is
+    refused here (``ValueError``): read Moodle and call ``plan_against``.
+    ``state_version`` is the event's: an entry written for newer state makes the
+    decision stale (None).
     """
-    courseid = desired.course.id
     if ledger is not None:
-        if (ledger.courseid, ledger.userid) != (courseid, userid):
-            raise ValueError(
-                f"ledger entry is for ({ledger.courseid}, {ledger.userid}), "
-                f"not ({courseid}, {userid})"
-            )
+        ledger = ledger.normalised()
+        _check_pair(ledger, desired.course.id, userid)
         if ledger.state_version > state_version:
             return None
+        if ledger.uncertain:
+            raise ValueError(
+                f"ledger entry for ({ledger.courseid}, {userid}) is uncertain: "
+                "read what Moodle holds and use plan_against"
+            )
+    return plan_against(desired, userid, ledger, held_per_ledger(ledger), policy=policy)
+
+
+def plan_against(
+    desired: DesiredEnrolment,
+    userid: int,
+    ledger: LedgerEntry | None,
+    held: Held | None,
+    *,
+    policy: EnrolmentPolicy,
+) -> MoodleAction | None:
+    """The one change that brings what Moodle ``held`` to ``desired``, or None.
+
+    ``ledger`` says whether the enrolment is ours (``owns``) and which role we
+    assigned; ``held`` is what Moodle holds (read, or as the ledger says). The
+    rules, shared by the consumer and the nightly reconcile:
+
+    * wanted, nothing held: enrol (the only change that welcomes the student);
+    * wanted, held but not ours: left alone (a teacher's enrolment stays theirs);
+    * wanted, ours and suspended: reactivate; active without the role: restore it
+      (or change from the role we assigned before); a role of ours that is no
+      longer wanted is taken away (change role);
+    * not wanted: an active enrolment of ours that still holds our role is
+      dropped per ``policy.drop_action``; anything else (nothing held, already
+      suspended, our role already gone, not ours) is left as it is. A drop never
+      creates an enrolment.
+    """
     if desired.active:
-        if (
-            ledger is not None
-            and ledger.status == "active"
-            and ledger.roleid == desired.role_id
-        ):
-            return None  # Moodle holds it already: no call, no second welcome
-        return EnrolAction(courseid=courseid, userid=userid, roleid=desired.role_id)
-    # A pending entry may or may not have reached Moodle: it is ours, so drop it.
-    if ledger is None or not ledger.owned or ledger.status not in {"active", "pending"}:
+        return _bring_in(desired, userid, ledger, held)
+    return _drop(desired, userid, ledger, held, policy)
+
+
+def _bring_in(
+    desired: DesiredEnrolment,
+    userid: int,
+    ledger: LedgerEntry | None,
+    held: Held | None,
+) -> MoodleAction | None:
+    courseid, role = desired.course.id, desired.role_id
+    if held is None:
+        return EnrolAction(courseid=courseid, userid=userid, roleid=role)
+    if not owns(ledger):
         return None
+    leftover = _leftover_role(ledger, held, role)
+    if not held.active:
+        return ReactivateAction(
+            courseid=courseid, userid=userid, roleid=role, previous_roleid=leftover
+        )
+    if leftover is not None:
+        return ChangeRoleAction(
+            courseid=courseid, userid=userid, roleid=role, previous_roleid=leftover
+        )
+    if role not in held.roleids:
+        return RestoreRoleAction(courseid=courseid, userid=userid, roleid=role)
+    return None
+
+
+def _drop(
+    desired: DesiredEnrolment,
+    userid: int,
+    ledger: LedgerEntry | None,
+    held: Held | None,
+    policy: EnrolmentPolicy,
+) -> MoodleAction | None:
+    if ledger is None or held is None or not held.active or not owns(ledger):
+        return None
+    courseid, ours = desired.course.id, ledger.roleid
+    if ours not in held.roleids:
+        return None  # our role is gone already: dropped by role removal (or by hand)
     if policy.drop_action == "unenrol":
         return UnenrolAction(courseid=courseid, userid=userid)
-    return SuspendAction(courseid=courseid, userid=userid, roleid=ledger.roleid)
+    if policy.drop_action == "suspend":
+        return SuspendAction(courseid=courseid, userid=userid, roleid=ours)
+    return RemoveRoleAction(courseid=courseid, userid=userid, roleid=ours)
+
+
+def _leftover_role(ledger: LedgerEntry | None, held: Held, role: int) -> int | None:
+    """A role we assigned that Moodle still holds and that is not wanted any more."""
+    if ledger is None:
+        return None
+    for candidate in (ledger.roleid, ledger.previous_roleid):
+        if candidate is not None and candidate != role and candidate in held.roleids:
+            return candidate
+    return None
+
+
+def _check_pair(ledger: LedgerEntry, courseid: int, userid: int) -> None:
+    if (ledger.courseid, ledger.userid) != (courseid, userid):
+        raise ValueError(
+            f"ledger entry is for ({ledger.courseid}, {ledger.userid}), "
+            f"not ({courseid}, {userid})"
+        )
+
+
+def settle(entry: LedgerEntry, held: Held | None) -> LedgerEntry:
+    """The certain entry for what Moodle was read to hold, ownership kept.
+
+    Used when an entry was uncertain (a call's outcome unknown): the status is
+    what Moodle holds now; a role we held before an unfinished role change is
+    kept in ``previous_roleid`` while Moodle still holds it.
+    """
+    entry = entry.normalised()
+    status: LedgerStatus
+    if held is None:
+        status = "unenrolled"
+    elif not held.active:
+        status = "suspended"
+    elif entry.roleid in held.roleids:
+        status = "active"
+    else:
+        status = "role_removed"
+    previous = entry.previous_roleid
+    if held is None or previous not in held.roleids:
+        previous = None
+    return entry.model_copy(
+        update={"status": status, "uncertain": False, "previous_roleid": previous}
+    )
+
+
+_STATUS_AFTER: dict[str, LedgerStatus] = {
+    "enrol": "active",
+    "reactivate": "active",
+    "change_role": "active",
+    "restore_role": "active",
+    "remove_role": "role_removed",
+    "suspend": "suspended",
+    "unenrol": "unenrolled",
+}
 
 
 def next_ledger_entry(
@@ -234,32 +418,50 @@ def next_ledger_entry(
     *,
     event_id: str,
     state_version: int,
+    uncertain: bool = False,
 ) -> LedgerEntry:
-    """The ledger entry to write once ``action`` has been applied to Moodle."""
-    if isinstance(action, EnrolAction):
-        roleid, status = action.roleid, "active"
-    elif isinstance(action, SuspendAction):
-        roleid, status = action.roleid, "suspended"
-    elif previous is None:
-        raise ValueError("an unenrol is only planned over an existing ledger entry")
+    """The ledger entry for ``action``: its intent (``uncertain``) or its outcome.
+
+    The intent is written before the call is sent, so a call cut off after Moodle
+    applied it still leaves an entry that says we own the enrolment and that its
+    state must be read before the next decision. The outcome replaces it once
+    Moodle answered.
+    """
+    if isinstance(action, UnenrolAction):
+        if previous is None:
+            raise ValueError("an unenrol is only planned over an existing ledger entry")
+        roleid = previous.roleid
     else:
-        roleid, status = previous.roleid, "unenrolled"
+        roleid = action.roleid
+    previous_roleid = (
+        action.previous_roleid
+        if uncertain and isinstance(action, ChangeRoleAction | ReactivateAction)
+        else None
+    )
     return LedgerEntry(
         courseid=action.courseid,
         userid=action.userid,
         roleid=roleid,
-        status=status,
+        status=_STATUS_AFTER[action.kind],
         event_id=event_id,
         state_version=state_version,
+        uncertain=uncertain,
+        previous_roleid=previous_roleid,
     )
 
 
 __all__ = [
     "DropAction",
     "EnrolmentPolicy",
+    "Held",
     "LedgerEntry",
     "desired_enrolments",
+    "held_per_ledger",
     "is_enrolled",
     "next_ledger_entry",
+    "owns",
     "plan_action",
+    "plan_against",
+    "settle",
+    "unknown_statuses",
 ]

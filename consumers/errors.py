@@ -5,11 +5,14 @@
     ConsumerError
     ├── MoodleError                     anything the Moodle web-service client raises
     │   ├── MoodleUnavailable           retriable: refused/dropped connection,
-    │   │                               timeout, HTTP 5xx/408/429, maintenance mode
+    │   │                               timeout, maintenance mode, any answer that
+    │   │                               is not Moodle's JSON whatever its status
+    │   │                               (5xx, a proxy's or PHP's error page,
+    │   │                               "Terminated: 15" while the server stops)
     │   ├── MoodleAuthError             invalidtoken, accessexception,
     │   │                               servicenotavailable: fix token or service
-    │   ├── MoodleBadResponse           not Moodle's REST JSON (wrong URL, a 4xx
-    │   │                               from a proxy, an HTML page): fix the URL
+    │   ├── MoodleBadResponse           a redirect (fix the URL), or JSON of a
+    │   │                               shape Moodle's function does not return
     │   └── MoodleRejected              that row cannot be applied; carries
     │       │                           errorcode, exception, message, debuginfo
     │       ├── MoodleNotFound          invalidrecordunknown, invaliduser, ...
@@ -23,6 +26,11 @@
     └── BrokerUnavailable               retriable: Kafka did not answer or ack
 
 Only ``MoodleUnavailable`` and ``BrokerUnavailable`` are retriable.
+
+For a write, every error but a ``MoodleRejected`` pinned on its row leaves the
+outcome unknown: Moodle may have applied the request before the answer was
+lost. The consumer records each write's intent first, so the next decision for
+those rows reads what Moodle holds instead of trusting the ledger.
 
 Loops branch on ``retriable`` (back off and retry the same work) and on the type:
 a ``MoodleRejected`` dead-letters the rows it names; any other non-retriable
@@ -74,8 +82,8 @@ class MoodleUnavailable(MoodleError):
     """Moodle did not answer usefully now; the same request may succeed later.
 
     Nothing sent in the failed request may be assumed applied (or not applied):
-    the request may have been cut after Moodle committed it, so retries rely on
-    enrol/unenrol being idempotent.
+    the request may have been cut after Moodle committed it, so whoever retries
+    reads what Moodle holds first (a resent enrol welcomes the student again).
     """
 
     retriable: ClassVar[bool] = True
@@ -97,7 +105,7 @@ class MoodleAuthError(MoodleError):
 
 
 class MoodleBadResponse(MoodleError):
-    """Something that is not Moodle's REST server answered (check URL, proxies)."""
+    """An answer Moodle's REST server does not give: a redirect, or JSON of another shape."""
 
     def __init__(self, reason: str, *, status: int | None = None) -> None:
         self.reason = reason

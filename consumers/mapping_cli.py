@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -16,12 +15,12 @@ import typer
 
 from consumers.errors import MappingError, MoodleError
 from consumers.mapping import load_mappings
-from consumers.moodle_reads import has_enabled_manual_instance
+from consumers.preflight import MoodleCheckProblem, check_against_moodle
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Mapping
+    from collections.abc import Mapping
 
-    from consumers.mapping import MappingSet, MoodleCourse
+    from consumers.mapping import MappingSet
 
 #: The term files are checked under when ``--term`` is not given. The content
 #: checks do not depend on it: shortnames and Moodle ids must be unique across
@@ -37,56 +36,6 @@ mapping_app = typer.Typer(
 def register(app: typer.Typer) -> None:
     """Add the ``mapping`` group to the root command."""
     app.add_typer(mapping_app, name="mapping")
-
-
-@dataclass(frozen=True, slots=True)
-class MoodleCheckProblem:
-    """A mapped course Moodle disagrees with."""
-
-    course: MoodleCourse
-    file: Path
-    problem: str
-
-    def __str__(self) -> str:
-        """``file: 'shortname': problem``, like a ``MappingError``."""
-        return f"{self.file}: {self.course.shortname!r}: {self.problem}"
-
-
-async def check_against_moodle(
-    mapping: MappingSet,
-    fetch_course_by_id: Callable[[int], Awaitable[Mapping[str, object] | None]],
-) -> list[MoodleCheckProblem]:
-    """Every mapped course exists in Moodle with that id and shortname, with an
-    enabled manual enrolment instance; the problems, in file order.
-
-    ``fetch_course_by_id`` returns the ``core_course_get_courses_by_field``
-    record, or None when there is no such course; its errors propagate. The
-    fetches run concurrently; bound them in the fetcher (the client does).
-    """
-    entries = mapping.entries()
-
-    async def fetch(course_id: int) -> Mapping[str, object] | None:
-        return await fetch_course_by_id(course_id)
-
-    async with asyncio.TaskGroup() as group:
-        tasks = [group.create_task(fetch(entry.course.id)) for entry in entries]
-    problems: list[MoodleCheckProblem] = []
-    for entry, task in zip(entries, tasks, strict=True):
-        course, record = entry.course, task.result()
-        if record is None:
-            problem = f"Moodle has no course with id {course.id}"
-        elif record.get("shortname") != course.shortname:
-            shortname = record.get("shortname")
-            problem = f"Moodle course {course.id} is {shortname!r}, not this shortname"
-        elif not has_enabled_manual_instance(record):
-            problem = (
-                f"Moodle course {course.id} has no enabled manual enrolment "
-                "instance (enrol calls would fail with wsnoinstance)"
-            )
-        else:
-            continue
-        problems.append(MoodleCheckProblem(course, entry.file, problem))
-    return problems
 
 
 @mapping_app.command("validate")

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Self
 from urllib.parse import urlencode
@@ -37,14 +37,8 @@ from consumers.errors import (
     classify_moodle_error,
     is_moodle_error_body,
 )
-from consumers.moodle_batch import (
-    ENROL_ROW_FIELDS,
-    UNENROL_ROW_FIELDS,
-    BatchResult,
-    EnrolRow,
-    UnenrolRow,
-    apply_rows,
-)
+from consumers.moodle_actions import MoodleWrites
+from consumers.moodle_batch import ENROL_ROW_FIELDS
 from consumers.moodle_form import ROUTING_FIELDS, encode_params
 from consumers.moodle_reads import MoodleReads
 
@@ -53,13 +47,10 @@ if TYPE_CHECKING:
 
     from pydantic import SecretStr
 
-# BatchResult, EnrolRow, UnenrolRow re-exported: one import for the client's words.
 __all__ = [
     "REST_PATH",
-    "BatchResult",
-    "EnrolRow",
     "MoodleClient",
-    "UnenrolRow",
+    "check_answer",
     "map_aiohttp_errors",
     "sends_token_in_clear",
 ]
@@ -67,7 +58,8 @@ __all__ = [
 log = structlog.get_logger()
 
 REST_PATH = "/webservice/rest/server.php"
-_RETRY_STATUSES = frozenset({408, 429})
+_NOT_JSON = object()
+_EXCERPT_CHARS = 80
 _REDACTED = "<redacted>"
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost."})
 
@@ -119,6 +111,12 @@ def _redirect_target(endpoint: URL, location: str | None) -> str:
     )
 
 
+def _excerpt(text: str) -> str:
+    """The start of an answer, on one line, for a log line or an error message."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= _EXCERPT_CHARS else flat[: _EXCERPT_CHARS - 1] + "…"
+
+
 def _retry_after_s(value: str | None) -> float | None:
     """``Retry-After`` in seconds; the HTTP-date form is not honoured (None)."""
     if value is None:
@@ -130,10 +128,10 @@ def _retry_after_s(value: str | None) -> float | None:
     return max(seconds, 0.0)
 
 
-class MoodleClient(MoodleReads):
+class MoodleClient(MoodleReads, MoodleWrites):
     """Async context manager around one ``aiohttp.ClientSession`` to one Moodle site.
 
-    ``async with MoodleClient(url, token) as moodle: await moodle.enrol(rows)``.
+    ``async with MoodleClient(url, token) as moodle: await moodle.apply(actions)``.
     """
 
     def __init__(
@@ -230,93 +228,49 @@ class MoodleClient(MoodleReads):
                 "set moodle.url to the final address",
                 status=status,
             )
-        return self._check(function, status, retry_after, self._redact(text, token))
+        return check_answer(function, status, retry_after, self._redact(text, token))
 
     @staticmethod
     def _redact(text: str, token: str) -> str:
         # A misbehaving proxy or debug page could echo the request; never let it out.
         return text.replace(token, _REDACTED) if token else text
 
-    @staticmethod
-    def _check(
-        function: str, status: int, retry_after: str | None, text: str
-    ) -> object:
-        if status >= 500 or status in _RETRY_STATUSES:  # noqa: PLR2004 - HTTP 5xx class
-            log.warning("moodle_unavailable", function=function, status=status)
-            raise MoodleUnavailable(
-                f"{function}: HTTP {status}", retry_after_s=_retry_after_s(retry_after)
-            )
-        if status != 200:  # noqa: PLR2004 - core REST answers 200, errors included
-            raise MoodleBadResponse(
-                f"{function}: not Moodle's REST answer", status=status
-            )
-        try:
-            decoded: object = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise MoodleBadResponse(
-                f"{function}: body is not JSON", status=status
-            ) from exc
-        if is_moodle_error_body(decoded):
-            error = classify_moodle_error(decoded, function=function)
-            log.warning(
-                "moodle_error",
-                function=function,
-                error=type(error).__name__,
-                errorcode=decoded.get("errorcode"),
-            )
-            raise error
-        return decoded
 
-    async def enrol(self, rows: Sequence[EnrolRow]) -> BatchResult[EnrolRow]:
-        """Apply ``rows`` with ``enrol_manual_enrol_users``; bad rows never block good.
+def check_answer(
+    function: str, status: int, retry_after: str | None, text: str
+) -> object:
+    """Moodle's decoded answer to ``function``, or the typed error it stands for.
 
-        Each row is sent with ``suspend``, ``timestart`` and ``timeend``. Requests
-        hold at most ``(max_input_vars - 3) // 6`` rows (166 at 1000). Rejected rows
-        are returned with their ``MoodleRejected``; ``MoodleUnavailable`` and
-        ``MoodleAuthError`` propagate and nothing is reported applied from a
-        request that did not answer (re-sending is safe: enrol is idempotent, but
-        Moodle sends the welcome message again where the course has a contact).
-        """
-        result = await apply_rows(
-            rows,
-            lambda chunk: self._send_rows("enrol_manual_enrol_users", chunk),
-            max_rows=(self.max_input_vars - ROUTING_FIELDS) // ENROL_ROW_FIELDS,
-            lanes=self.concurrency,
-        )
-        self._log_batch("enrol_manual_enrol_users", result)
-        return result
-
-    async def unenrol(self, rows: Sequence[UnenrolRow]) -> BatchResult[UnenrolRow]:
-        """Apply ``rows`` with ``enrol_manual_unenrol_users``; contract as ``enrol``.
-
-        Unenrolling a user who is not enrolled is a silent no-op in Moodle.
-        """
-        result = await apply_rows(
-            rows,
-            lambda chunk: self._send_rows("enrol_manual_unenrol_users", chunk),
-            max_rows=(self.max_input_vars - ROUTING_FIELDS) // UNENROL_ROW_FIELDS,
-            lanes=self.concurrency,
-        )
-        self._log_batch("enrol_manual_unenrol_users", result)
-        return result
-
-    async def _send_rows(
-        self, function: str, rows: Sequence[EnrolRow] | Sequence[UnenrolRow]
-    ) -> None:
-        params = {"enrolments": [row.as_param() for row in rows]}
-        answer = await self.call(function, params)
-        if answer is not None:
-            raise MoodleBadResponse(
-                f"{function}: expected null, got {type(answer).__name__}"
-            )
-
-    @staticmethod
-    def _log_batch(
-        function: str, result: BatchResult[EnrolRow] | BatchResult[UnenrolRow]
-    ) -> None:
-        log.info(
-            "moodle_batch_applied",
+    Pure but for logging: any answer that is not Moodle's JSON (whatever its
+    status) is ``MoodleUnavailable``; Moodle's error object (sent with HTTP 200)
+    is classified by ``classify_moodle_error``. Also used by the in-process
+    transport that tests drive the simulator through.
+    """
+    try:
+        decoded: object = json.loads(text)
+    except json.JSONDecodeError:
+        decoded = _NOT_JSON
+    if status != 200 or decoded is _NOT_JSON:  # noqa: PLR2004 - REST answers 200
+        # A 5xx, a proxy's page, PHP's fatal-error page, Moodle's shutdown
+        # handler ("Terminated: 15" with 200 while its server stops): not
+        # Moodle's answer to the request, which may or may not have run.
+        log.warning(
+            "moodle_unavailable",
             function=function,
-            applied=len(result.applied),
-            rejected=len(result.rejected),
+            status=status,
+            answer=_excerpt(text),
         )
+        raise MoodleUnavailable(
+            f"{function}: HTTP {status}, not Moodle's JSON answer ({_excerpt(text)!r})",
+            retry_after_s=_retry_after_s(retry_after),
+        )
+    if is_moodle_error_body(decoded):
+        error = classify_moodle_error(decoded, function=function)
+        log.warning(
+            "moodle_error",
+            function=function,
+            error=type(error).__name__,
+            errorcode=decoded.get("errorcode"),
+        )
+        raise error
+    return decoded

@@ -7,6 +7,10 @@ rejected for a reason one row can cause, splits it in halves until each
 rejection is pinned on a single row. With k bad rows among n, that costs about
 2·k·log2(n/k) extra requests; the good rows still land.
 
+Every chunk reports its own outcome: a chunk whose request went unanswered (or
+failed for a reason that is not about its rows) never hides what its sibling
+chunks achieved. Its rows are reported ``unknown``: Moodle may have applied them.
+
 No aiohttp here: the sending is a callable, so this is tested without a server.
 """
 
@@ -16,16 +20,18 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Generic, TypeVar
 
-from consumers.errors import MoodleRejected
+from consumers.errors import MoodleError, MoodleRejected
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 __all__ = [
     "ENROL_ROW_FIELDS",
+    "ROLE_ROW_FIELDS",
     "UNENROL_ROW_FIELDS",
     "BatchResult",
     "EnrolRow",
+    "RoleRow",
     "UnenrolRow",
     "apply_rows",
     "balanced_chunks",
@@ -39,6 +45,8 @@ RowT = TypeVar("RowT")
 ENROL_ROW_FIELDS = 6
 #: Form fields per unenrol row: userid, courseid.
 UNENROL_ROW_FIELDS = 2
+#: Form fields per role row: roleid, userid, contextlevel, instanceid.
+ROLE_ROW_FIELDS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +80,7 @@ class EnrolRow:
 @dataclass(frozen=True, slots=True)
 class UnenrolRow:
     """Remove the user's manual enrolment from the course (roles, groups, and, if it
-    was the last enrolment there, grades go too: prefer ``EnrolRow(suspend=True)``)."""
+    was the last enrolment there, grades go too)."""
 
     userid: int
     courseid: int
@@ -82,20 +90,47 @@ class UnenrolRow:
         return {"userid": self.userid, "courseid": self.courseid}
 
 
+@dataclass(frozen=True, slots=True)
+class RoleRow:
+    """One role assignment in a course's context (``core_role_assign_roles`` and
+    ``core_role_unassign_roles``). Neither fires Moodle's enrolment hook, so
+    neither sends the course welcome message."""
+
+    userid: int
+    courseid: int
+    roleid: int
+
+    def as_param(self) -> dict[str, object]:
+        """The row as one ``assignments[i]`` / ``unassignments[i]`` item."""
+        return {
+            "roleid": self.roleid,
+            "userid": self.userid,
+            "contextlevel": "course",
+            "instanceid": self.courseid,
+        }
+
+
 @dataclass(slots=True)
 class BatchResult(Generic[RowT]):
-    """What Moodle confirmed: rows applied, and rows rejected with the reason.
+    """What became of each row: applied, rejected with the reason, or unknown.
 
-    Every input row is in exactly one of the two lists, in input order within each.
+    Every input row is in exactly one of the three lists, in input order within
+    each. ``rejected`` rows were answered with an error about that row: Moodle
+    rolled them back. ``unknown`` rows went out in a request that got no usable
+    answer (``MoodleUnavailable``: timeout, dropped connection, 5xx, an HTML page)
+    or an answer that is not about its rows (token refused, a coding error, an
+    unexpected body): whether Moodle applied them is not known.
     """
 
     applied: list[RowT] = field(default_factory=list)
     rejected: list[tuple[RowT, MoodleRejected]] = field(default_factory=list)
+    unknown: list[tuple[RowT, MoodleError]] = field(default_factory=list)
 
     def extend(self, other: BatchResult[RowT]) -> None:
         """Append ``other``'s rows after this result's."""
         self.applied.extend(other.applied)
         self.rejected.extend(other.rejected)
+        self.unknown.extend(other.unknown)
 
 
 async def run_all(coroutines: Iterable[Awaitable[_T]]) -> list[_T]:
@@ -168,10 +203,11 @@ async def apply_rows(
 
     ``send`` performs one request for the rows given and raises on failure. A
     ``MoodleRejected`` with ``row_level`` makes the chunk split until the culprit
-    rows are alone; any other error (``MoodleUnavailable``, ``MoodleAuthError``,
-    ``MoodleCodingError``, ...) cancels the in-flight chunks and propagates, and no
-    row is reported from a request that did not answer. Chunks run concurrently;
-    ``send`` bounds the concurrency.
+    rows are alone; any other ``MoodleError`` (``MoodleUnavailable``,
+    ``MoodleAuthError``, ``MoodleCodingError``, ...) makes that request's rows
+    ``unknown`` while the other chunks go on: nothing is reported applied from a
+    request that did not answer, and nothing another request achieved is lost.
+    Chunks run concurrently; ``send`` bounds the concurrency.
     """
     if max_rows < 1:
         raise ValueError("max_rows must be at least 1")
@@ -189,7 +225,7 @@ async def _bisect(
         await send(rows)
     except MoodleRejected as rejection:
         if not rejection.row_level:
-            raise
+            return BatchResult(unknown=[(row, rejection) for row in rows])
         if len(rows) == 1:
             return BatchResult(rejected=[(rows[0], rejection)])
         middle = len(rows) // 2
@@ -198,4 +234,6 @@ async def _bisect(
         )
         left.extend(right)
         return left
+    except MoodleError as failure:
+        return BatchResult(unknown=[(row, failure) for row in rows])
     return BatchResult(applied=list(rows))

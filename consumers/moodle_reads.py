@@ -20,9 +20,12 @@ from typing import TYPE_CHECKING, Literal
 from consumers.errors import MoodleBadResponse
 from consumers.moodle_batch import balanced_chunks, run_all
 from consumers.moodle_form import ROUTING_FIELDS, chunk_by_fields, encode_params
+from consumers.rosters import read_holdings
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Iterable, Mapping, Sequence
+
+    from consumers.decisions import Held
 
 __all__ = ["CourseField", "MoodleReads", "UserField", "has_enabled_manual_instance"]
 
@@ -55,6 +58,15 @@ class MoodleReads(ABC):
     @abstractmethod
     async def call(self, function: str, params: Mapping[str, object]) -> object:
         """One checked web-service call (see ``MoodleClient.call``)."""
+
+    async def holdings(
+        self, pairs: Iterable[tuple[int, int]]
+    ) -> dict[tuple[int, int], Held]:
+        """What Moodle holds for each (course, user): one roster read per course.
+
+        Pairs without an enrolment are absent. See ``consumers.rosters``.
+        """
+        return await read_holdings(self, pairs, concurrency=self.concurrency)
 
     async def get_site_info(self) -> Record:
         """``core_webservice_get_site_info``: release, token owner id, functions."""

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
+from consumers.decisions import Held
+from consumers.errors import MoodleError, MoodleRejected
 from consumers.identity import Resolution
 from consumers.kafka import Partition, RawMessage
-from consumers.moodle_batch import BatchResult, EnrolRow, UnenrolRow
+from schemas.actions import MoodleAction
 
 
 class EventStream(Protocol):
@@ -38,15 +41,33 @@ class EventStream(Protocol):
         ...
 
 
-class MoodleGateway(Protocol):
-    """The two write calls the runner makes (``consumers.moodle.MoodleClient``)."""
+@dataclass(slots=True)
+class ActionOutcomes:
+    """What became of each action sent: applied, rejected, or unknown.
 
-    async def enrol(self, rows: Sequence[EnrolRow]) -> BatchResult[EnrolRow]:
-        """enrol_manual_enrol_users, bad rows isolated."""
+    ``rejected``: Moodle refused it (it is not applied; dead-letter it).
+    ``unknown``: its request got no usable answer; Moodle may have applied it.
+    """
+
+    applied: list[MoodleAction] = field(default_factory=list)
+    rejected: list[tuple[MoodleAction, MoodleRejected]] = field(default_factory=list)
+    unknown: list[tuple[MoodleAction, MoodleError]] = field(default_factory=list)
+
+
+class MoodleGateway(Protocol):
+    """Moodle as the apply side needs it (``consumers.moodle.MoodleClient``).
+
+    It takes the domain's actions and owns their translation to web-service calls.
+    """
+
+    async def apply(self, actions: Sequence[MoodleAction]) -> ActionOutcomes:
+        """Carry out the actions; every one is reported, none raises."""
         ...
 
-    async def unenrol(self, rows: Sequence[UnenrolRow]) -> BatchResult[UnenrolRow]:
-        """enrol_manual_unenrol_users, bad rows isolated."""
+    async def holdings(
+        self, pairs: Iterable[tuple[int, int]]
+    ) -> dict[tuple[int, int], Held]:
+        """What Moodle holds for each (course, user) pair; absent: not enrolled."""
         ...
 
 

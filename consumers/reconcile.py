@@ -32,16 +32,17 @@ from typing import Protocol
 import structlog
 
 from consumers.decisions import EnrolmentPolicy, next_ledger_entry
-from consumers.errors import ConsumerError, MoodleError
-from consumers.identity import IdentityResolver, Resolution
+from consumers.errors import ConsumerError, MoodleAuthError, MoodleError
+from consumers.identity import IdentityResolver, Missing, Resolution
 from consumers.ledger import Ledger
 from consumers.mapping import MappingSet
-from consumers.moodle_batch import BatchResult, EnrolRow, UnenrolRow
+from consumers.moodle_batch import run_all
+from consumers.ports import ActionOutcomes
 from consumers.reconcile_guard import GuardLimits
 from consumers.reconcile_plan import PlannedChange, ReconcilePlan, plan_reconcile
 from consumers.rosters import RosterEntry, RosterReads, read_rosters
 from consumers.snapshot_reader import LoadedSnapshot
-from schemas.actions import LedgerEntry, UnenrolAction
+from schemas.actions import LedgerEntry, MoodleAction
 
 __all__ = [
     "BeforeWriting",
@@ -90,12 +91,8 @@ class LiveConsumerRefused(ConsumerError):
 class ReconcileMoodle(RosterReads, Protocol):
     """The reads and writes the reconcile makes (``consumers.moodle.MoodleClient``)."""
 
-    async def enrol(self, rows: Sequence[EnrolRow]) -> BatchResult[EnrolRow]:
-        """enrol_manual_enrol_users, bad rows isolated."""
-        ...
-
-    async def unenrol(self, rows: Sequence[UnenrolRow]) -> BatchResult[UnenrolRow]:
-        """enrol_manual_unenrol_users, bad rows isolated."""
+    async def apply(self, actions: Sequence[MoodleAction]) -> ActionOutcomes:
+        """Carry out the actions; every one is reported, none raises."""
         ...
 
 
@@ -106,6 +103,29 @@ class ReconcileInputs:
     snapshot: LoadedSnapshot
     identities: dict[str, Resolution]
     rosters: dict[int, dict[int, RosterEntry]]
+    #: Courses whose roster could not be read, with the last error.
+    unread: dict[int, str] = field(default_factory=dict)
+
+
+async def _resolve_with_retries(
+    resolver: IdentityResolver, chunk: Sequence[str], attempts: int
+) -> dict[str, Resolution]:
+    delay = 1.0
+    for attempt in range(1, attempts + 1):
+        try:
+            return await resolver.resolve(chunk)
+        except MoodleAuthError:
+            raise
+        except MoodleError as exc:
+            if not exc.retriable or attempt == attempts:
+                log.warning(
+                    "reconcile_lookup_failed", persons=len(chunk), error=str(exc)
+                )
+                reason = f"not looked up: {type(exc).__name__}: {exc}"
+                return dict.fromkeys(chunk, Missing(reason=reason))
+            await asyncio.sleep(delay)
+            delay *= 2
+    return {}
 
 
 @dataclass(slots=True)
@@ -125,9 +145,14 @@ class ReconcileResult:
         return sum(1 for o in self.outcomes if o.startswith("rejected"))
 
     @property
+    def unknown(self) -> int:
+        """Changes whose outcome is unknown (Moodle's answer was lost)."""
+        return sum(1 for o in self.outcomes if o.startswith("unknown"))
+
+    @property
     def exit_code(self) -> int:
-        """0 ok, 3 guard tripped (nothing applied), 1 rejected rows or errors."""
-        if self.errors or self.rejected:
+        """0 ok, 3 guard tripped (nothing applied), 1 rejected or unknown rows, errors."""
+        if self.errors or self.rejected or self.unknown:
             return 1
         return 3 if self.blocked else 0
 
@@ -156,8 +181,16 @@ async def gather_inputs(
     concurrency: int = 8,
     lookup_chunk: int = 500,
     progress: ProgressTask | None = None,
+    attempts: int = 3,
+    retry_delay_s: float = 1.0,
 ) -> ReconcileInputs:
-    """Resolve the snapshot's persons and read every mapped course's roster."""
+    """Resolve the snapshot's persons and read every mapped course's roster.
+
+    Moodle failing for a while does not abort the run: every read is tried up to
+    ``attempts`` times; a course still unread is left out (the plan lists it and
+    decides nothing there), a person still not looked up is unresolved (never
+    enrolled, never dropped). Only a refused token stops it.
+    """
     persons = sorted({e.people_code_id for e in snapshot.events})
     chunks = [
         persons[i : i + lookup_chunk] for i in range(0, len(persons), lookup_chunk)
@@ -169,24 +202,29 @@ async def gather_inputs(
     advance_rosters = progress("reading rosters", len(course_ids))
 
     async def resolve(chunk: Sequence[str]) -> None:
-        identities.update(await resolver.resolve(chunk))
+        identities.update(await _resolve_with_retries(resolver, chunk, attempts))
         advance_people(len(chunk))
 
-    async with asyncio.TaskGroup() as group:
-        for chunk in chunks:
-            group.create_task(resolve(chunk))
-        rosters_task = group.create_task(
-            read_rosters(
-                moodle, course_ids, concurrency=concurrency, progress=advance_rosters
-            )
-        )
+    failed: dict[int, str] = {}
+    reads = read_rosters(
+        moodle,
+        course_ids,
+        concurrency=concurrency,
+        progress=advance_rosters,
+        attempts=attempts,
+        retry_delay_s=retry_delay_s,
+        failed=failed,
+    )
+    *_, rosters = await run_all([*(resolve(chunk) for chunk in chunks), reads])
+    assert isinstance(rosters, dict)  # noqa: S101 - the last awaitable's result
     log.info(
         "reconcile_inputs_read",
         snapshot_id=snapshot.snapshot_id,
         persons=len(persons),
         courses=len(course_ids),
+        courses_not_read=len(failed),
     )
-    return ReconcileInputs(snapshot, identities, rosters_task.result())
+    return ReconcileInputs(snapshot, identities, rosters, failed)
 
 
 def make_plan(
@@ -231,16 +269,13 @@ async def apply_plan(
     order = list(range(len(plan.changes)))
     for start in range(0, len(order), slice_rows):
         part = order[start : start + slice_rows]
-        try:
-            await _apply_slice(plan, part, moodle, ledger, outcomes)
-        except MoodleError as exc:
-            errors.append(f"{type(exc).__name__}: {exc}")
-            log.exception("reconcile_apply_stopped", error=str(exc))
-            for index in order[start:]:
-                if outcomes[index] == "planned":
-                    outcomes[index] = f"error: not applied ({type(exc).__name__})"
-            break
+        stopped = await _apply_slice(plan, part, moodle, ledger, outcomes)
         advance(len(part))
+        if stopped is not None:
+            errors.append(stopped)
+            for index in order[start + len(part) :]:
+                outcomes[index] = "error: not applied (Moodle unavailable)"
+            break
     return outcomes, errors
 
 
@@ -250,31 +285,25 @@ async def _apply_slice(
     moodle: ReconcileMoodle,
     ledger: Ledger,
     outcomes: list[str],
-) -> None:
-    enrols: dict[EnrolRow, int] = {}
-    unenrols: dict[UnenrolRow, int] = {}
-    for index in indexes:
-        action = plan.changes[index].action
-        if isinstance(action, UnenrolAction):
-            unenrols[UnenrolRow(userid=action.userid, courseid=action.courseid)] = index
-        else:
-            row = EnrolRow(
-                userid=action.userid,
-                courseid=action.courseid,
-                roleid=action.roleid,
-                suspend=action.kind == "suspend",
-            )
-            enrols[row] = index
-    done = await moodle.enrol(list(enrols)) if enrols else BatchResult[EnrolRow]()
-    gone = await moodle.unenrol(list(unenrols)) if unenrols else BatchResult()
-    applied = [enrols[r] for r in done.applied] + [unenrols[r] for r in gone.applied]
+) -> str | None:
+    """Apply one slice; the reason to stop when Moodle answered none of it."""
+    changes = {plan.changes[i].action.key(): i for i in indexes}
+    # Intent first, as the consumer does: an unanswered call leaves it uncertain.
+    await ledger.record(
+        [
+            _ledger_entry(plan.changes[i], plan.state_version, uncertain=True)
+            for i in indexes
+        ]
+    )
+    done = await moodle.apply([plan.changes[i].action for i in indexes])
+    applied = [changes[action.key()] for action in done.applied]
+    rejected = [(changes[action.key()], error) for action, error in done.rejected]
     await ledger.record(
         [_ledger_entry(plan.changes[i], plan.state_version) for i in applied]
+        + [_restored(plan.changes[i], plan.state_version) for i, _ in rejected]
     )
     for index in applied:
         outcomes[index] = "applied"
-    rejected = [(enrols[r], e) for r, e in done.rejected]
-    rejected += [(unenrols[r], e) for r, e in gone.rejected]
     for index, error in rejected:
         change = plan.changes[index]
         outcomes[index] = f"rejected: {error}"
@@ -285,14 +314,41 @@ async def _apply_slice(
             userid=change.userid,
             errorcode=error.errorcode,
         )
+    for action, failure in done.unknown:
+        outcomes[changes[action.key()]] = (
+            f"unknown: {failure} (read back by the consumer and the next reconcile)"
+        )
+    if done.unknown and not done.applied and not done.rejected:
+        first = done.unknown[0][1]
+        log.error("reconcile_apply_stopped", error=str(first))
+        return f"{type(first).__name__}: {first}"
+    return None
 
 
-def _ledger_entry(change: PlannedChange, state_version: int) -> LedgerEntry:
+def _ledger_entry(
+    change: PlannedChange, state_version: int, *, uncertain: bool = False
+) -> LedgerEntry:
     return next_ledger_entry(
         change.action,
         change.previous,
         event_id=change.event_id,
         state_version=state_version,
+        uncertain=uncertain,
+    )
+
+
+def _restored(change: PlannedChange, state_version: int) -> LedgerEntry:
+    """A rejected change was rolled back: the entry as it was (or a not-owned mark)."""
+    if change.previous is not None:
+        return change.previous
+    return LedgerEntry(
+        courseid=change.course.id,
+        userid=change.userid,
+        roleid=change.roleid,
+        status="unenrolled",
+        event_id=change.event_id,
+        state_version=state_version,
+        owned=False,
     )
 
 
@@ -342,7 +398,12 @@ async def reconcile(
         blocked=blocked and apply,
     )
     if plan.missing_rosters:
-        names = ", ".join(c.shortname for c in plan.missing_rosters)
+        names = ", ".join(
+            f"{c.shortname} ({inputs.unread[c.id]})"
+            if c.id in inputs.unread
+            else c.shortname
+            for c in plan.missing_rosters
+        )
         result.errors.append(f"rosters not read: {names}")
     if not apply:
         return result

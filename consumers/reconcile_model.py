@@ -8,11 +8,16 @@ too: both the planner and adoption decide a whole snapshot at once.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
 from consumers.mapping import MappingSet, MoodleCourse
 from consumers.reconcile_guard import GuardReport
-from schemas.actions import CourseRef, LedgerEntry, MoodleAction
+from schemas.actions import (
+    DROP_KINDS,
+    CourseRef,
+    LedgerEntry,
+    MoodleAction,
+    MoodleActionKind,
+)
 from schemas.events import SectionKey
 
 __all__ = [
@@ -26,8 +31,8 @@ __all__ = [
     "UnresolvedPerson",
 ]
 
-ChangeKind = Literal["enrol", "reactivate", "fix_role", "suspend", "unenrol"]
-DROPS: frozenset[ChangeKind] = frozenset({"suspend", "unenrol"})
+ChangeKind = MoodleActionKind
+DROPS: frozenset[ChangeKind] = DROP_KINDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +52,7 @@ class PlannedChange:
 
     @property
     def is_drop(self) -> bool:
-        """A suspend or unenrol (what the mass-drop guard counts)."""
+        """A role removal, suspend or unenrol (what the mass-drop guard counts)."""
         return self.kind in DROPS
 
 

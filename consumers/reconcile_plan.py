@@ -6,19 +6,19 @@ Moodle holds (the roster). The rules, in order:
 
 * The ledger entry is newer than the snapshot (``state_version``): the consumer
   already applied later PowerCampus state; nothing is planned (``stale``).
-* PowerCampus says enrolled:
-  - Moodle holds nothing → ``enrol`` (missed while the consumer was down, or
-    unenrolled by hand when the ledger says active);
-  - Moodle holds it suspended → ``reactivate`` when we own the entry (we, or
-    someone by hand, suspended it); not ours → unowned difference;
-  - Moodle holds it active without the desired role → ``fix_role`` when ours
-    (enrol with the role; the old role stays, enrol_users only adds roles);
-    not ours → unowned difference;
+* Otherwise the change is the consumer's own decision against what Moodle
+  holds (``consumers.decisions.plan_against``), so the two never disagree:
+  - PowerCampus says enrolled: Moodle holds nothing → ``enrol`` (missed while
+    the consumer was down, or unenrolled by hand when the ledger says active);
+    held suspended → ``reactivate``; held without the desired role →
+    ``restore_role``, or ``change_role`` when a role we assigned before is
+    still held; not ours → unowned difference;
+  - PowerCampus does not say enrolled (dropped, or the person is absent from
+    the snapshot altogether): an active enrolment of ours still holding our
+    role is dropped per ``policy.drop_action`` (``remove_role``, ``suspend``,
+    ``unenrol``); Moodle-active enrolments we do not own are listed as unowned
+    differences and left alone;
   - otherwise in step.
-* PowerCampus does not say enrolled (dropped, or the person is absent from the
-  snapshot altogether): when we own an active-in-Moodle enrolment, ``suspend``
-  or ``unenrol`` per ``policy.drop_action``; Moodle-active enrolments we do not
-  own are listed as unowned differences and left alone.
 * Persons without exactly one Moodle account are listed, never acted on. No
   drop is planned for an account that may be theirs: any of an ``Ambiguous``
   person's accounts, and any roster entry whose ``user_field`` value (idnumber
@@ -39,7 +39,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from consumers.decisions import EnrolmentPolicy, desired_enrolments
+from consumers.decisions import (
+    EnrolmentPolicy,
+    Held,
+    desired_enrolments,
+    owns,
+    plan_against,
+)
 from consumers.identity import (
     Ambiguous,
     Found,
@@ -61,12 +67,14 @@ from consumers.reconcile_model import (
 )
 from consumers.rosters import RosterEntry
 from schemas.actions import (
+    ChangeRoleAction,
     CourseRef,
     DesiredEnrolment,
     EnrolAction,
     LedgerEntry,
     MoodleAction,
-    SuspendAction,
+    ReactivateAction,
+    RestoreRoleAction,
     UnenrolAction,
 )
 from schemas.events import EnrolmentEvent, TermKey
@@ -96,6 +104,7 @@ class _Pair:
     """Everything known about one (course, user)."""
 
     course: CourseRef
+    term: TermKey
     userid: int
     wanted: _Wanted | None
     ledger: LedgerEntry | None
@@ -211,6 +220,7 @@ def plan_reconcile(
         result.counts[course.id] = counts
         pairs = _pairs(
             ref,
+            course.term,
             wanted.get(course.id, {}),
             owned,
             roster,
@@ -303,6 +313,7 @@ def _term(label: str) -> TermKey:
 
 def _pairs(
     course: CourseRef,
+    term: TermKey,
     wanted: Mapping[int, _Wanted],
     owned: Mapping[int, Mapping[int, LedgerEntry]],
     roster: Mapping[int, RosterEntry],
@@ -324,6 +335,7 @@ def _pairs(
         pairs.append(
             _Pair(
                 course,
+                term,
                 userid,
                 want,
                 entries.get(userid),
@@ -345,6 +357,12 @@ def _moodle_view(roster: RosterEntry | None) -> str:
     return f"{roster.status} (roles {_roles(roster.roleids)})"
 
 
+def _held(roster: RosterEntry | None) -> Held | None:
+    if roster is None:
+        return None
+    return Held(active=roster.status == "active", roleids=roster.roleids)
+
+
 def _decide(
     pair: _Pair,
     state_version: int,
@@ -352,97 +370,98 @@ def _decide(
     result: ReconcilePlan,
     unresolved: _UnresolvedPersons,
 ) -> None:
-    ledger, roster, want = pair.ledger, pair.roster, pair.wanted
+    roster, want = pair.roster, pair.wanted
+    ledger = pair.ledger.normalised() if pair.ledger is not None else None
     counts = result.counts[pair.course.id]
-    owns = ledger is not None and ledger.owned and ledger.status != "unenrolled"
-    if owns and roster is not None and roster.status == "active":
+    ours = owns(ledger)
+    if ours and roster is not None and roster.status == "active":
         counts.owned_active += 1
     if ledger is not None and ledger.state_version > state_version:
         counts.stale += 1
         return
-    if want is not None and want.desired.active:
-        _decide_enrolled(pair, want, owns=owns, result=result, counts=counts)
-    elif (
-        pair.unresolved_person is not None
+    wanted = want is not None and want.desired.active
+    if (
+        not wanted
+        and pair.unresolved_person is not None
         and roster is not None
         and roster.status == "active"
     ):
         # Perhaps the unresolved person's own enrolment: never dropped, never
         # reported as "absent from the snapshot" (it is not; they are unresolved).
         unresolved.keep(pair)
-    else:
-        _decide_dropped(pair, owns=owns, policy=policy, result=result, counts=counts)
-
-
-def _decide_enrolled(
-    pair: _Pair,
-    want: _Wanted,
-    *,
-    owns: bool,
-    result: ReconcilePlan,
-    counts: CourseCounts,
-) -> None:
-    roster, ledger, desired = pair.roster, pair.ledger, want.desired
-    role = desired.role_id
-    if roster is None:
-        how = (
-            "unenrolled by hand in Moodle"
-            if ledger is not None and ledger.status == "active"
-            else "missing in Moodle"
-        )
-        _add(pair, "enrol", role, f"{how}; PowerCampus: {desired.reason}", result)
-    elif roster.status == "inactive":
-        if not owns:
-            _unowned(pair, "enrolled: " + desired.reason, result, counts)
-            return
-        how = (
-            "suspended by hand in Moodle"
-            if ledger is not None and ledger.status == "active"
-            else "suspended by us"
-        )
-        _add(pair, "reactivate", role, f"{how}; PowerCampus: {desired.reason}", result)
-    elif role not in roster.roleids:
-        if not owns:
-            _unowned(pair, f"enrolled with role {role}", result, counts)
-            return
-        reason = (
-            f"Moodle holds roles {_roles(roster.roleids)}, PowerCampus says "
-            f"{role} ({desired.reason}); the old role stays"
-        )
-        _add(pair, "fix_role", role, reason, result)
-    else:
-        counts.in_step += 1
         return
-    _count(result, counts)
-
-
-def _decide_dropped(
-    pair: _Pair,
-    *,
-    owns: bool,
-    policy: EnrolmentPolicy,
-    result: ReconcilePlan,
-    counts: CourseCounts,
-) -> None:
-    roster, ledger, want = pair.roster, pair.ledger, pair.wanted
-    powercampus = (
-        want.desired.reason
-        if want is not None
-        else "no registration in the term (absent from the snapshot)"
-    )
-    if roster is None or roster.status != "active":
-        counts.in_step += 1
-        return
-    if not owns or ledger is None:
+    desired = want.desired if want is not None else _absent(pair, policy)
+    action = plan_against(desired, pair.userid, ledger, _held(roster), policy=policy)
+    if action is not None:
+        _add(pair, action, _reason(action, pair, ledger, desired, want), result)
+        _count(result, counts)
+    elif not ours and _differs(desired, roster):
+        powercampus = (
+            want.desired.reason
+            if want is not None
+            else "no registration in the term (absent from the snapshot)"
+        )
+        if wanted:
+            powercampus = f"enrolled with role {desired.role_id}: {desired.reason}"
         _unowned(pair, powercampus, result, counts)
-        return
-    if policy.drop_action == "unenrol":
-        _add(pair, "unenrol", ledger.roleid, powercampus, result)
     else:
-        role = ledger.roleid if ledger.roleid in roster.roleids else None
-        role = role or min(roster.roleids, default=ledger.roleid)
-        _add(pair, "suspend", role, powercampus, result)
-    _count(result, counts)
+        counts.in_step += 1
+
+
+def _absent(pair: _Pair, policy: EnrolmentPolicy) -> DesiredEnrolment:
+    """What PowerCampus wants of a person absent from the snapshot: no enrolment."""
+    return DesiredEnrolment(
+        course=pair.course,
+        people_code_id=f"userid:{pair.userid}",
+        term=pair.term,
+        active=False,
+        role_id=policy.student_role_id,
+        reason="no registration in the term (absent from the snapshot)",
+    )
+
+
+def _differs(desired: DesiredEnrolment, roster: RosterEntry | None) -> bool:
+    """Moodle holds something other than PowerCampus wants (ownership aside)."""
+    if desired.active:
+        return roster is None or (
+            roster.status != "active" or desired.role_id not in roster.roleids
+        )
+    return roster is not None and roster.status == "active"
+
+
+def _reason(
+    action: MoodleAction,
+    pair: _Pair,
+    ledger: LedgerEntry | None,
+    desired: DesiredEnrolment,
+    want: _Wanted | None,
+) -> str:
+    was_active = ledger is not None and ledger.status == "active"
+    powercampus = f"PowerCampus: {desired.reason}"
+    match action:
+        case EnrolAction():
+            how = "unenrolled by hand in Moodle" if was_active else "missing in Moodle"
+            return f"{how}; {powercampus}"
+        case ReactivateAction():
+            how = "suspended by hand in Moodle" if was_active else "suspended by us"
+            return f"{how}; {powercampus}"
+        case ChangeRoleAction():
+            held = _roles(pair.roster.roleids if pair.roster else ())
+            return (
+                f"Moodle holds roles {held}, PowerCampus says {action.roleid} "
+                f"({desired.reason}); role {action.previous_roleid} is taken away"
+            )
+        case RestoreRoleAction():
+            how = (
+                "removed by hand in Moodle" if was_active else "removed by us at a drop"
+            )
+            return f"role {action.roleid} {how}; {powercampus}"
+        case _:
+            return (
+                want.desired.reason
+                if want is not None
+                else "no registration in the term (absent from the snapshot)"
+            )
 
 
 def _count(result: ReconcilePlan, counts: CourseCounts) -> None:
@@ -466,29 +485,25 @@ def _unowned(
     )
 
 
-def _add(
-    pair: _Pair, kind: ChangeKind, roleid: int, reason: str, result: ReconcilePlan
-) -> None:
-    courseid, userid = pair.course.id, pair.userid
-    action: MoodleAction
-    if kind == "unenrol":
-        action = UnenrolAction(courseid=courseid, userid=userid)
-    elif kind == "suspend":
-        action = SuspendAction(courseid=courseid, userid=userid, roleid=roleid)
-    else:
-        action = EnrolAction(courseid=courseid, userid=userid, roleid=roleid)
+def _add(pair: _Pair, action: MoodleAction, reason: str, result: ReconcilePlan) -> None:
     want = pair.wanted
+    ledger = pair.ledger
+    roleid = (
+        action.roleid
+        if not isinstance(action, UnenrolAction)
+        else (ledger.roleid if ledger is not None else 0)
+    )
     result.changes.append(
         PlannedChange(
-            kind=kind,
+            kind=action.kind,
             action=action,
             course=pair.course,
-            userid=userid,
+            userid=pair.userid,
             user_idnumber=pair.idnumber,
             people_code_id=want.desired.people_code_id if want else None,
             roleid=roleid,
             reason=reason,
-            previous=pair.ledger,
+            previous=ledger.normalised() if ledger is not None else None,
             event_id=want.event.event_id if want else f"reconcile:{result.snapshot_id}",
         )
     )

@@ -9,16 +9,16 @@ What: every ledger entry whose latest record was written at or after T (the
 ledger topic's record timestamps; ``check_since_ms`` derives T from the replay's
 start) is compared with Moodle's roster of its
 course, read-only (``consumers.rosters.read_rosters``), and rewritten to what
-Moodle holds: active → ``active`` with the role Moodle shows, inactive →
-``suspended``, absent → ``unenrolled``. ``owned``, ``event_id`` and
-``state_version`` are kept, so the events replayed from T (which include the
-ones that wrote these entries) are not stale and re-apply what was lost.
-Entries already accurate are left alone, so a second check corrects nothing.
+Moodle holds (``consumers.decisions.settle``, as the consumer does after an
+unknown outcome): active with our role → ``active``, active without it →
+``role_removed``, inactive → ``suspended``, absent → ``unenrolled``; an
+uncertain entry becomes certain. ``owned``, ``event_id`` and ``state_version``
+are kept, so the events replayed from T (which include the ones that wrote
+these entries) are not stale and re-apply what was lost. Entries already
+accurate are left alone, so a second check corrects nothing.
 
 ``check_since_ms``, ``latest_entries`` and ``correct_entry`` are pure;
-``verify_ledger`` adds the reads. An active enrolment holding none of its roles
-is recorded ``suspended`` (keeping the ledger's role), so that a replayed
-enrolment re-assigns the role.
+``verify_ledger`` adds the reads.
 """
 
 from __future__ import annotations
@@ -26,11 +26,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from consumers.decisions import Held, settle
 from consumers.errors import ConsumerError
 from consumers.kafka import RawMessage
 from consumers.replay_offsets import FromBeginning, ReplayStart, Since
 from consumers.rosters import RosterEntry, RosterReads, read_rosters
-from schemas.actions import LedgerEntry, LedgerStatus
+from schemas.actions import LedgerEntry
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,28 +89,25 @@ def latest_entries(
 
 def _moodle_holds(
     entry: LedgerEntry, roster: Mapping[int, RosterEntry]
-) -> tuple[LedgerStatus, int, str]:
+) -> tuple[LedgerEntry, str]:
+    """The entry settled on what Moodle holds, and how that reads."""
     held = roster.get(entry.userid)
+    view = None if held is None else Held(held.status == "active", held.roleids)
+    settled = settle(entry, view)
     if held is None:
-        return "unenrolled", entry.roleid, "no enrolment"
+        return settled, "no enrolment"
     if held.status == "inactive":
-        return "suspended", entry.roleid, "enrolment not active"
-    if entry.roleid in held.roleids:
-        return "active", entry.roleid, f"active with role {entry.roleid}"
-    if held.roleids:
-        role = min(held.roleids)
-        return "active", role, f"active with roles {sorted(held.roleids)}"
-    return "suspended", entry.roleid, "active without any role"
+        return settled, "enrolment not active"
+    return settled, f"active with roles {sorted(held.roleids)}"
 
 
 def correct_entry(
     entry: LedgerEntry, roster: Mapping[int, RosterEntry]
 ) -> Correction | None:
     """The correction that makes ``entry`` say what ``roster`` holds, or None."""
-    status, roleid, moodle = _moodle_holds(entry, roster)
-    if (status, roleid) == (entry.status, entry.roleid):
+    after, moodle = _moodle_holds(entry, roster)
+    if after == entry:
         return None
-    after = entry.model_copy(update={"status": status, "roleid": roleid})
     return Correction(before=entry, after=after, moodle=moodle)
 
 

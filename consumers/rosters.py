@@ -5,7 +5,8 @@ does not say who is suspended, so a roster is two listings: everyone (with
 roles), then ``onlysuspended=1`` (suspended, or outside the enrolment's time
 window: "not currently active"). Users in the second are ``inactive``.
 
-Used by the nightly reconcile, ``ledger adopt`` and replay's ledger check.
+Used by the nightly reconcile, ``ledger adopt``, replay's ledger check, and the
+consumer when a call's outcome is unknown (``read_holdings``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,14 @@ import asyncio
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal, Protocol
+
+import structlog
+
+from consumers.decisions import Held
+from consumers.errors import MoodleAuthError, MoodleError
+from consumers.moodle_batch import run_all
+
+log = structlog.get_logger()
 
 RosterStatus = Literal["active", "inactive"]
 
@@ -89,21 +98,76 @@ async def read_rosters(
     concurrency: int = 8,
     page_size: int = 500,
     progress: Callable[[int], None] | None = None,
+    attempts: int = 1,
+    retry_delay_s: float = 1.0,
+    failed: dict[int, str] | None = None,
 ) -> dict[int, dict[int, RosterEntry]]:
     """Rosters of many courses, at most ``concurrency`` courses in flight.
 
-    ``progress`` is called with 1 after each course (for a progress bar).
+    A course whose read fails with a retriable error is read again, up to
+    ``attempts`` reads in all, ``retry_delay_s`` apart (doubling). Without
+    ``failed`` the first error that remains is raised (the typed error itself,
+    not a group); with it, every course that could not be read is recorded there
+    with the reason and left out of the result, and only a refused token
+    (``MoodleAuthError``, nothing can be read) is raised. ``progress`` is called
+    with 1 after each course (for a progress bar).
     """
     gate = asyncio.Semaphore(concurrency)
     result: dict[int, dict[int, RosterEntry]] = {}
 
     async def one(courseid: int) -> None:
-        async with gate:
-            result[courseid] = await read_roster(client, courseid, page_size=page_size)
+        delay = retry_delay_s
+        for attempt in range(1, attempts + 1):
+            try:
+                async with gate:
+                    result[courseid] = await read_roster(
+                        client, courseid, page_size=page_size
+                    )
+                break
+            except MoodleAuthError:
+                raise
+            except MoodleError as exc:
+                if exc.retriable and attempt < attempts:
+                    log.warning(
+                        "roster_read_retry",
+                        courseid=courseid,
+                        attempt=attempt,
+                        error=str(exc),
+                        retry_in_s=delay,
+                    )
+                    await asyncio.sleep(delay)
+                    delay *= 2
+                    continue
+                if failed is None:
+                    raise
+                failed[courseid] = f"{type(exc).__name__}: {exc}"
+                log.warning("roster_not_read", courseid=courseid, error=str(exc))
+                break
         if progress is not None:
             progress(1)
 
-    async with asyncio.TaskGroup() as group:
-        for courseid in dict.fromkeys(course_ids):
-            group.create_task(one(courseid))
+    await run_all(one(courseid) for courseid in dict.fromkeys(course_ids))
     return result
+
+
+async def read_holdings(
+    client: RosterReads,
+    pairs: Iterable[tuple[int, int]],
+    *,
+    concurrency: int = 4,
+) -> dict[tuple[int, int], Held]:
+    """What Moodle holds for each (course, user): one roster read per course.
+
+    Pairs Moodle holds no enrolment for are absent from the result. Errors
+    propagate (typed): the caller cannot decide without the answer.
+    """
+    wanted = set(pairs)
+    rosters = await read_rosters(
+        client, {courseid for courseid, _ in wanted}, concurrency=concurrency
+    )
+    return {
+        (courseid, userid): Held(active=entry.status == "active", roleids=entry.roleids)
+        for courseid, roster in rosters.items()
+        for userid, entry in roster.items()
+        if (courseid, userid) in wanted
+    }

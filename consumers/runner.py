@@ -6,6 +6,16 @@ dead-lettered. A retriable failure (Moodle unreachable or 5xx, Kafka not
 acknowledging) rewinds to where the batch began, backs off and tries again:
 never skip ahead. Replays are cheap because the ledger shows what Moodle holds.
 
+Unknown outcomes: **a write whose outcome is unknown makes the ledger uncertain
+for those rows, and the next decision for them reads what Moodle holds before it
+writes or skips.** Every write records its intent first (an ``uncertain`` ledger
+entry, acknowledged by Kafka before the call is sent); the answer replaces it
+with the outcome. A request that timed out or lost its reply leaves its rows
+uncertain (the other requests' outcomes are recorded all the same), the batch
+is read again, and only rows Moodle does not hold as decided are sent again:
+nothing is resent whole, no drop creates an enrolment, and a process killed
+anywhere in between finds its uncertain entries on restart.
+
 ``run(stop)`` finishes the batch in flight when ``stop`` is set (SIGTERM), then
 returns; ``run(stop, until_idle=True)`` also returns once nothing is left to read.
 """
@@ -15,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -28,16 +39,21 @@ from consumers.batching import (
     decode,
     full_state,
     plan,
+    uncertain_pairs,
 )
-from consumers.decisions import EnrolmentPolicy, next_ledger_entry
-from consumers.errors import ConsumerError, MoodleNotFound, MoodleRejected
+from consumers.decisions import EnrolmentPolicy, next_ledger_entry, unknown_statuses
+from consumers.errors import (
+    ConsumerError,
+    MoodleError,
+    MoodleNotFound,
+    MoodleRejected,
+)
 from consumers.kafka import Partition, RawMessage
 from consumers.ledger import Ledger
 from consumers.mapping import MappingSet
-from consumers.moodle_batch import BatchResult, EnrolRow, UnenrolRow
 from consumers.parked import ParkedEvents
 from consumers.ports import EventStream, Identities, MoodleGateway, RecordSink
-from schemas.actions import EnrolAction, LedgerEntry, SuspendAction
+from schemas.actions import DROP_KINDS, LedgerEntry
 from schemas.dead_letter import DeadLetter
 from schemas.events import EnrolmentEvent
 
@@ -49,14 +65,48 @@ class RunnerStats:
     """Counters since start, for logs, the demo summary and tests."""
 
     events: int = 0  # events done with: applied, parked or dead-lettered, committed
-    enrolled: int = 0
-    suspended: int = 0
-    unenrolled: int = 0
+    #: Actions Moodle applied, by kind (enrol, remove_role, restore_role, ...).
+    applied: Counter[str] = field(default_factory=Counter)
     already_in_state: int = 0
     dead_lettered: int = 0
     parked: int = 0
     retries: int = 0
+    #: Pairs whose Moodle state was read because a call's outcome was unknown.
+    verified: int = 0
+    #: Actions whose outcome was unknown (reply lost, timeout, ...).
+    unknown_outcomes: int = 0
+    #: Events carrying an ADD_DROP_WAIT other than A, D or W (read as not enrolled).
+    unknown_statuses: int = 0
     applied_at: dict[tuple[int, int], float] = field(default_factory=dict)
+
+    @property
+    def enrolled(self) -> int:
+        """New enrolments made."""
+        return self.applied["enrol"]
+
+    @property
+    def dropped(self) -> int:
+        """Drops applied, whatever the policy (role removed, suspended, unenrolled)."""
+        return sum(self.applied[kind] for kind in DROP_KINDS)
+
+    @property
+    def suspended(self) -> int:
+        """Drops applied by suspending."""
+        return self.applied["suspend"]
+
+    @property
+    def unenrolled(self) -> int:
+        """Drops applied by unenrolling."""
+        return self.applied["unenrol"]
+
+    def summary(self) -> str:
+        """One line for the end of a run."""
+        kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(self.applied.items()))
+        return (
+            f"events {self.events}, applied: {kinds or 'nothing'}, already in state "
+            f"{self.already_in_state}, read back after unknown outcomes "
+            f"{self.verified}, dead-lettered {self.dead_lettered}"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +163,7 @@ class ApplyRunner:
         """Consume until ``stop`` is set (or, with ``until_idle``, nothing is left)."""
         failures = 0
         next_parked_retry = time.monotonic() + self.parked_retry_s
+        retried_when_idle = False
         while not stop.is_set():
             batches = await self.stream.getmany(timeout_ms=poll_timeout_ms)
             if self.stream.take_reassigned():
@@ -149,6 +200,12 @@ class ApplyRunner:
                 next_parked_retry = time.monotonic() + self.parked_retry_s
                 await self._retry_parked_safely()
             if until_idle and not batches and await self.stream.lag() == 0:
+                if len(self.parked) and not retried_when_idle:
+                    # A script running --until-idle must still enrol someone whose
+                    # account was created since they were parked.
+                    retried_when_idle = True
+                    await self._retry_parked_safely()
+                    continue
                 return
 
     async def process(self, batches: Mapping[Partition, Sequence[RawMessage]]) -> None:
@@ -198,12 +255,23 @@ class ApplyRunner:
         # A parked person-term has decisions pending in every course, not only in
         # the changed section's: decide it in full, or releasing it below would
         # drop the courses its earlier events were about.
+        self._warn_unknown_statuses(events)
         decisions = collapse_desired(
             events, self.mapping, self.policy, in_full=in_full or self.parked.holds
         )
         persons = {decision.desired.people_code_id for decision in decisions}
         identities = await self.identities.resolve(persons) if persons else {}
-        batch_plan = plan(decisions, identities, self.ledger.get, self.policy)
+        unsure = uncertain_pairs(decisions, identities, self.ledger.get)
+        verified = {}
+        if unsure:
+            # An earlier call's outcome is unknown: read what Moodle holds.
+            held = await self.moodle.holdings(unsure)
+            verified = {pair: held.get(pair) for pair in unsure}
+            self.stats.verified += len(unsure)
+            log.info("uncertain_entries_read", pairs=len(unsure))
+        batch_plan = plan(
+            decisions, identities, self.ledger.get, self.policy, verified=verified
+        )
         self.stats.already_in_state += batch_plan.already_in_state
         letters = await self._execute(batch_plan.actions, origins)
         await self.ledger.record(batch_plan.watermarks)
@@ -220,52 +288,48 @@ class ApplyRunner:
         await self.parked.release(batch_plan.resolved_events)
         return letters
 
+    def _warn_unknown_statuses(self, events: Sequence[EnrolmentEvent]) -> None:
+        for event in events:
+            codes = unknown_statuses(event)
+            if codes:
+                self.stats.unknown_statuses += 1
+                log.warning(
+                    "unknown_registration_status",
+                    people_code_id=event.people_code_id,
+                    term=event.term.label(),
+                    add_drop_wait=codes,
+                    hint="read as not enrolled (dropped); add the code to the "
+                    "decisions if PowerCampus means something else by it",
+                )
+
     async def _execute(
         self, actions: Sequence[PlannedAction], origins: Mapping[str, Origin]
     ) -> list[DeadLetter]:
-        enrols: dict[EnrolRow, PlannedAction] = {}
-        unenrols: dict[UnenrolRow, PlannedAction] = {}
-        for planned in actions:
-            action = planned.action
-            if isinstance(action, EnrolAction | SuspendAction):
-                row = EnrolRow(
-                    userid=action.userid,
-                    courseid=action.courseid,
-                    roleid=action.roleid,
-                    suspend=isinstance(action, SuspendAction),
-                )
-                enrols[row] = planned
-            else:
-                unenrols[UnenrolRow(userid=action.userid, courseid=action.courseid)] = (
-                    planned
-                )
-        # Ours before Moodle sees it: if the call is cut off after Moodle applied
-        # it, the entry still says we own the enrolment (a later drop suspends it,
-        # a replay re-sends it) instead of leaving it unowned in Moodle.
-        await self.ledger.record([_pending(p) for p in enrols.values() if _new(p)])
-        enrolled: BatchResult[EnrolRow] = (
-            await self.moodle.enrol(list(enrols)) if enrols else BatchResult()
+        if not actions:
+            return []
+        # Intent first: if the call is cut off after Moodle applied it, or this
+        # process dies, the entry says the pair is ours and must be read back.
+        await self.ledger.record([_entry(p, uncertain=True) for p in actions])
+        outcomes = await self.moodle.apply([p.action for p in actions])
+        planned = {p.action.key(): p for p in actions}
+        applied = [planned[action.key()] for action in outcomes.applied]
+        rejected = [(planned[a.key()], error) for a, error in outcomes.rejected]
+        await self.ledger.record(
+            [_entry(p) for p in applied] + [_restored(p) for p, _ in rejected]
         )
-        applied = [enrols[row] for row in enrolled.applied]
-        await self.ledger.record([_entry(p) for p in applied])  # before the unenrols
-        unenrolled: BatchResult[UnenrolRow] = (
-            await self.moodle.unenrol(list(unenrols)) if unenrols else BatchResult()
-        )
-        applied_unenrols = [unenrols[row] for row in unenrolled.applied]
-        await self.ledger.record([_entry(p) for p in applied_unenrols])
-        applied += applied_unenrols
         self._count_applied(applied)
-        rejected = [(enrols[row], error) for row, error in enrolled.rejected]
-        rejected += [(unenrols[row], error) for row, error in unenrolled.rejected]
-        for planned, error in rejected:
+        for planned_action, error in rejected:
             if isinstance(error, MoodleNotFound):
                 # merged or recreated account: look the person up afresh next time
-                self.identities.forget(planned.decision.desired.people_code_id)
+                self.identities.forget(planned_action.decision.desired.people_code_id)
+        if outcomes.unknown:
+            self.stats.unknown_outcomes += len(outcomes.unknown)
+            raise _unknown(outcomes.unknown, len(actions))
         return [self._rejected_letter(p, error, origins) for p, error in rejected]
 
     def _count_applied(self, applied: Sequence[PlannedAction]) -> None:
         now = time.monotonic()
-        counts = {"enrol": 0, "suspend": 0, "unenrol": 0}
+        counts: Counter[str] = Counter()
         for planned in applied:
             kind = planned.action.kind
             counts[kind] += 1
@@ -280,16 +344,9 @@ class ApplyRunner:
                 people_code_id=planned.decision.desired.people_code_id,
                 reason=planned.decision.desired.reason,
             )
-        self.stats.enrolled += counts["enrol"]
-        self.stats.suspended += counts["suspend"]
-        self.stats.unenrolled += counts["unenrol"]
+        self.stats.applied.update(counts)
         if applied:
-            log.info(
-                "moodle_batch_applied",
-                enrolled=counts["enrol"],
-                suspended=counts["suspend"],
-                unenrolled=counts["unenrol"],
-            )
+            log.info("moodle_batch_applied", **dict(sorted(counts.items())))
 
     def _invalid_letter(self, bad: Undecodable) -> DeadLetter:
         return self._letter(
@@ -371,33 +428,52 @@ class ApplyRunner:
             )
 
 
-def _new(planned: PlannedAction) -> bool:
-    """An enrolment we do not own yet: it becomes ours when the call is sent."""
-    return isinstance(planned.action, EnrolAction) and (
-        planned.previous is None or not planned.previous.owned
-    )
-
-
-def _pending(planned: PlannedAction) -> LedgerEntry:
-    action = planned.action
-    assert isinstance(action, EnrolAction)  # noqa: S101 - only new enrolments
-    return LedgerEntry(
-        courseid=action.courseid,
-        userid=action.userid,
-        roleid=action.roleid,
-        status="pending",
-        event_id=planned.decision.event.event_id,
-        state_version=planned.decision.event.state_version,
-    )
-
-
-def _entry(planned: PlannedAction) -> LedgerEntry:
+def _entry(planned: PlannedAction, *, uncertain: bool = False) -> LedgerEntry:
     return next_ledger_entry(
         planned.action,
         planned.previous,
         event_id=planned.decision.event.event_id,
         state_version=planned.decision.event.state_version,
+        uncertain=uncertain,
     )
+
+
+def _restored(planned: PlannedAction) -> LedgerEntry:
+    """The entry for a rejected action: Moodle rolled it back, so as it was before.
+
+    With no entry before, a not-owned watermark (nothing of ours is there).
+    """
+    if planned.previous is not None:
+        return planned.previous
+    event = planned.decision.event
+    return LedgerEntry(
+        courseid=planned.action.courseid,
+        userid=planned.action.userid,
+        roleid=planned.decision.desired.role_id,
+        status="unenrolled",
+        event_id=event.event_id,
+        state_version=event.state_version,
+        owned=False,
+    )
+
+
+def _unknown(unknown: Sequence[tuple[object, MoodleError]], total: int) -> MoodleError:
+    """The error to raise for actions whose outcome is unknown.
+
+    A non-retriable one (token refused, an answer of the wrong shape) stops the
+    consumer for an operator; otherwise the batch is retried after a back-off,
+    and the uncertain rows are read back first.
+    """
+    errors = [error for _, error in unknown]
+    worst = next((error for error in errors if not error.retriable), errors[0])
+    log.warning(
+        "moodle_outcome_unknown",
+        actions=len(unknown),
+        of=total,
+        error=str(worst),
+        hint="recorded as uncertain; read back from Moodle before the next decision",
+    )
+    return worst
 
 
 def _origin(message: RawMessage) -> Origin:

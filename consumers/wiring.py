@@ -15,6 +15,7 @@ from consumers.ledger import Ledger
 from consumers.mapping import MappingSet, load_mappings
 from consumers.moodle import MoodleClient
 from consumers.parked import ParkedEvents
+from consumers.preflight import check_mapping, preflight
 from consumers.runner import ApplyRunner
 from enrolstream.kafka_options import client_options
 from enrolstream.settings import KafkaSettings, Settings
@@ -55,13 +56,24 @@ def moodle_client(settings: Settings) -> MoodleClient:
 async def open_runner(
     settings: Settings, bootstrap_servers: str, *, mapping: MappingSet | None = None
 ) -> AsyncIterator[ApplyRunner]:
-    """A ready runner: mapping validated, topics created, ledger and parked loaded."""
+    """A ready runner: mapping validated, topics created, ledger and parked loaded.
+
+    Refuses an empty mapping (``MappingError``) unless allowed; warns about
+    sections feeding two courses and about mapped courses Moodle lacks or cannot
+    enrol into (``consumers.preflight``).
+    """
     mapping = mapping or load_mappings(settings.consumer.mappings)
+    check_mapping(
+        mapping,
+        settings.consumer.mappings,
+        allow_empty=settings.consumer.allow_empty_mapping,
+    )
     kafka = settings.kafka
     options = client_options(kafka, bootstrap_servers)
     await ensure_all_topics(kafka, bootstrap_servers)
     async with contextlib.AsyncExitStack() as stack:
         client = await stack.enter_async_context(moodle_client(settings))
+        await preflight(mapping, client)
         ledger_sink = await stack.enter_async_context(
             KafkaRecordSink(
                 options, kafka.ledger_topic, ack_timeout_s=kafka.request_timeout_s

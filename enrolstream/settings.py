@@ -150,12 +150,24 @@ class ConsumerSettings(_Section):
         description="term (YEAR/TERM) -> mapping file in campus-enrollment-sync's "
         "format; one entry per live term",
     )
-    drop_action: Literal["suspend", "unenrol"] = "suspend"
+    drop_action: Literal["remove_role", "suspend", "unenrol"] = Field(
+        default="remove_role",
+        description="what a drop does in Moodle: remove_role (the enrolment stays, "
+        "our role is taken away and given back on re-add; no welcome message), "
+        "unenrol (removes the enrolment; grades may go), suspend (needs the "
+        "companion Moodle plugin: suspending through enrol_manual_enrol_users "
+        "sends the course welcome message)",
+    )
     student_role_id: int = 5
     audit_role_id: int = 5
     audit_grade: str | None = "AU"
     withdrawn_grades: tuple[str, ...] = ("W", "WA")
     parked_retry_s: float = Field(default=30.0, gt=0)
+    allow_empty_mapping: bool = Field(
+        default=False,
+        description="start even when no Moodle course is mapped (refused otherwise: "
+        "such a consumer applies nothing while looking healthy)",
+    )
     batch_max_rows: int = Field(default=100, ge=1)
 
 

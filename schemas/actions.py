@@ -2,13 +2,16 @@
 
 The decision layer (``consumers.decisions``) turns an ``EnrolmentEvent`` into
 ``DesiredEnrolment`` values (what PowerCampus says Moodle should hold), then into
-at most one ``MoodleAction`` per (course, user) given the ownership ledger.
-``MoodleAction`` is a closed union discriminated by ``kind``; the Moodle adapter
+at most one ``MoodleAction`` per (course, user) given what Moodle holds (as the
+ownership ledger records it, or as read from Moodle when the ledger is unsure).
+``MoodleAction`` is a closed union discriminated by ``kind``, in the registrar's
+words (enrol, drop by suspending / removing the role / unenrolling, restore,
+change role); the Moodle adapter owns the translation to web-service calls and
 matches on it exhaustively.
 
 ``LedgerEntry`` is the ownership ledger's record of one (course, user) pair the
-consumer has enrolled, suspended or unenrolled. It lives here, not in the
-decision module, because it travels on the ledger topic.
+consumer has written to. It lives here, not in the decision module, because it
+travels on the ledger topic.
 """
 
 from __future__ import annotations
@@ -19,9 +22,15 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from schemas.events import TermKey
 
-LedgerStatus = Literal["active", "suspended", "unenrolled", "pending"]
-"""``pending``: written before an enrolment is sent to Moodle; whether Moodle
-applied it is unknown until the entry is rewritten (it is ours either way)."""
+LedgerStatus = Literal["active", "suspended", "role_removed", "unenrolled", "pending"]
+"""The state we last put the enrolment in.
+
+``active``: enrolled, not suspended, holding ``roleid``. ``suspended``: the
+enrolment's status is suspended (roles kept). ``role_removed``: still enrolled
+but ``roleid`` was taken away (a drop under ``drop_action = "remove_role"``).
+``unenrolled``: no enrolment. ``pending`` is only read, never written: entries of
+earlier versions wrote it before a new enrolment was sent; it is read as an
+``active`` entry whose outcome is unknown (``uncertain``)."""
 
 
 class _Frozen(BaseModel):
@@ -54,68 +63,118 @@ class DesiredEnrolment(_Frozen):
     )
 
 
-class EnrolAction(_Frozen):
-    """``enrol_manual_enrol_users`` for one row: create, reactivate or add a role."""
+class _PairAction(_Frozen):
+    courseid: int = Field(description="Moodle course id.")
+    userid: int = Field(description="Moodle user id.")
+
+    def key(self) -> tuple[int, int]:
+        """The (courseid, userid) pair the action is about."""
+        return (self.courseid, self.userid)
+
+
+class EnrolAction(_PairAction):
+    """Create the enrolment, active, with ``roleid`` (Moodle welcomes the student).
+
+    Planned only where Moodle holds no enrolment we know of, or one that is not
+    ours (a teacher's manual enrolment, which it then takes over)."""
 
     kind: Literal["enrol"] = Field(default="enrol", description="Union tag.")
-    courseid: int = Field(description="Moodle course id.")
-    userid: int = Field(description="Moodle user id.")
     roleid: int = Field(description="Role to assign (added to any role already held).")
-    suspend: bool = Field(
-        default=False,
-        description="Send suspend=1. Always False from the planner; sent "
-        "explicitly because a missing key reactivates a suspended enrolment.",
+
+
+class ReactivateAction(_PairAction):
+    """Make a suspended enrolment of ours active again, holding ``roleid``."""
+
+    kind: Literal["reactivate"] = Field(default="reactivate", description="Union tag.")
+    roleid: int = Field(description="Role the enrolment must hold once active.")
+    previous_roleid: int | None = Field(
+        default=None,
+        description="The role we assigned before, removed when it differs.",
     )
 
-    def key(self) -> tuple[int, int]:
-        """The (courseid, userid) pair the action is about."""
-        return (self.courseid, self.userid)
+
+class ChangeRoleAction(_PairAction):
+    """Give an active enrolment of ours ``roleid`` and take ``previous_roleid`` away."""
+
+    kind: Literal["change_role"] = Field(default="change_role", description="Union tag.")
+    roleid: int = Field(description="The role to hold from now on.")
+    previous_roleid: int = Field(description="The role we assigned before.")
 
 
-class SuspendAction(_Frozen):
-    """``enrol_manual_enrol_users`` with suspend=1: keeps grades, roles and groups."""
+class RestoreRoleAction(_PairAction):
+    """Undo a drop made by removing the role: assign ``roleid`` again (no welcome)."""
+
+    kind: Literal["restore_role"] = Field(
+        default="restore_role", description="Union tag."
+    )
+    roleid: int = Field(description="The role to assign.")
+
+
+class RemoveRoleAction(_PairAction):
+    """A drop that keeps the enrolment and takes our role away (no welcome message)."""
+
+    kind: Literal["remove_role"] = Field(default="remove_role", description="Union tag.")
+    roleid: int = Field(description="The role we assigned, now removed.")
+
+
+class SuspendAction(_PairAction):
+    """A drop that suspends the enrolment: grades, roles and groups are kept."""
 
     kind: Literal["suspend"] = Field(default="suspend", description="Union tag.")
-    courseid: int = Field(description="Moodle course id.")
-    userid: int = Field(description="Moodle user id.")
-    roleid: int = Field(
-        description="The role the enrolment holds (enrol_users requires one; "
-        "re-sending a held role is a no-op)."
-    )
-
-    def key(self) -> tuple[int, int]:
-        """The (courseid, userid) pair the action is about."""
-        return (self.courseid, self.userid)
+    roleid: int = Field(description="The role the enrolment holds (kept).")
 
 
-class UnenrolAction(_Frozen):
-    """``enrol_manual_unenrol_users``: removes the enrolment, its roles and groups."""
+class UnenrolAction(_PairAction):
+    """A drop that removes the enrolment, its roles and groups (grades may go too)."""
 
     kind: Literal["unenrol"] = Field(default="unenrol", description="Union tag.")
-    courseid: int = Field(description="Moodle course id.")
-    userid: int = Field(description="Moodle user id.")
-
-    def key(self) -> tuple[int, int]:
-        """The (courseid, userid) pair the action is about."""
-        return (self.courseid, self.userid)
 
 
 MoodleAction = Annotated[
-    EnrolAction | SuspendAction | UnenrolAction, Field(discriminator="kind")
+    EnrolAction
+    | ReactivateAction
+    | ChangeRoleAction
+    | RestoreRoleAction
+    | RemoveRoleAction
+    | SuspendAction
+    | UnenrolAction,
+    Field(discriminator="kind"),
 ]
-"""The closed set of calls the consumer makes to Moodle."""
+"""The closed set of changes the consumer makes in Moodle."""
 
-MOODLE_ACTION: TypeAdapter[EnrolAction | SuspendAction | UnenrolAction] = TypeAdapter(
-    MoodleAction
-)
+MoodleActionKind = Literal[
+    "enrol",
+    "reactivate",
+    "change_role",
+    "restore_role",
+    "remove_role",
+    "suspend",
+    "unenrol",
+]
+"""The ``kind`` tags of ``MoodleAction``."""
+
+DROP_KINDS: frozenset[MoodleActionKind] = frozenset({"remove_role", "suspend", "unenrol"})
+"""The kinds that take a student out of a course (what the mass-drop guard counts)."""
+
+MOODLE_ACTION: TypeAdapter[
+    EnrolAction
+    | ReactivateAction
+    | ChangeRoleAction
+    | RestoreRoleAction
+    | RemoveRoleAction
+    | SuspendAction
+    | UnenrolAction
+] = TypeAdapter(MoodleAction)
 """Validates and serialises a ``MoodleAction`` (``MOODLE_ACTION.validate_json``)."""
 
 
 class LedgerEntry(_Frozen):
     """The ownership ledger's view of one (course, user): what we last did there.
 
-    Written by the consumer for every enrolment it creates or changes. No entry
-    means the enrolment, if Moodle has one, is not ours and is never touched.
+    Written by the consumer for every enrolment it creates or changes: first as
+    an *intent* (``uncertain``) before the call is sent, then as the outcome once
+    Moodle answered. No entry means the enrolment, if Moodle has one, is not ours
+    and is never touched.
     """
 
     courseid: int = Field(description="Moodle course id.")
@@ -131,16 +190,39 @@ class LedgerEntry(_Frozen):
         description="False records an enrolment seen but not created by us "
         "(e.g. a teacher's); it is never suspended or unenrolled.",
     )
+    uncertain: bool = Field(
+        default=False,
+        description="A call that would put the enrolment in `status` was sent and "
+        "its outcome is unknown (reply lost, timeout, process killed): the next "
+        "decision reads what Moodle holds before it writes or skips.",
+    )
+    previous_roleid: int | None = Field(
+        default=None,
+        description="On an uncertain role change: the role we held before, which "
+        "Moodle may still hold.",
+    )
+
+    def normalised(self) -> LedgerEntry:
+        """The entry with legacy ``pending`` read as an uncertain ``active``."""
+        if self.status == "pending":
+            return self.model_copy(update={"status": "active", "uncertain": True})
+        return self
 
 
 __all__ = [
+    "DROP_KINDS",
     "MOODLE_ACTION",
+    "ChangeRoleAction",
     "CourseRef",
     "DesiredEnrolment",
     "EnrolAction",
     "LedgerEntry",
     "LedgerStatus",
     "MoodleAction",
+    "MoodleActionKind",
+    "ReactivateAction",
+    "RemoveRoleAction",
+    "RestoreRoleAction",
     "SuspendAction",
     "UnenrolAction",
 ]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import date
 
 from cdc.errors import PublishFailed
 from cdc.ports import ChangeBatch, ShadowLookup, Snapshot
+from consumers.errors import BrokerUnavailable
+from consumers.kafka import Partition, RawMessage
 from schemas.events import EnrolmentEvent, TermKey
 
 
@@ -68,3 +70,103 @@ class ScriptedChangeSource:
 
     async def close(self) -> None:
         """Nothing to release."""
+
+
+# -- the apply side ------------------------------------------------------------
+
+
+class MemoryTable:
+    """A keyed table (``TableStore``) in a dict; ``put`` can be made to fail."""
+
+    def __init__(self) -> None:
+        self.rows: dict[bytes, bytes] = {}
+        self.writes: list[tuple[bytes, bytes | None]] = []
+        self.fail_next = 0
+
+    async def load(self) -> dict[bytes, bytes]:
+        """The latest value per key."""
+        return dict(self.rows)
+
+    async def put(self, rows: Sequence[tuple[bytes, bytes | None]]) -> None:
+        """Write rows (``None`` deletes), or raise ``BrokerUnavailable`` when told to."""
+        if self.fail_next:
+            self.fail_next -= 1
+            raise BrokerUnavailable("ledger write not acknowledged (fake)")
+        for key, value in rows:
+            self.writes.append((key, value))
+            if value is None:
+                self.rows.pop(key, None)
+            else:
+                self.rows[key] = value
+
+
+class MemorySink:
+    """A ``RecordSink`` keeping what it was given."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[bytes | None, bytes | None]] = []
+
+    async def append(
+        self, records: Sequence[tuple[bytes | None, bytes | None]]
+    ) -> None:
+        """Keep the records."""
+        self.records.extend(records)
+
+
+class MemoryStream:
+    """An ``EventStream`` over one in-memory partition, read in scripted batch sizes.
+
+    ``publish`` appends events; ``getmany`` returns the next ``batch_sizes`` records
+    (cycling), ``commit`` moves the committed offset, ``rewind`` the position.
+    A new ``MemoryStream(log=old.log, committed=old.committed)`` resumes where a
+    killed consumer's group left off.
+    """
+
+    TOPIC = "events"
+
+    def __init__(
+        self,
+        *,
+        log: list[RawMessage] | None = None,
+        committed: int = 0,
+        batch_sizes: Sequence[int] = (100,),
+    ) -> None:
+        self.log: list[RawMessage] = log if log is not None else []
+        self.committed = committed
+        self.position = committed
+        self.batch_sizes = list(batch_sizes)
+        self._turn = 0
+
+    def publish(self, *values: bytes | None, key: bytes = b"P1") -> None:
+        """Append records to the partition."""
+        for value in values:
+            offset = len(self.log)
+            self.log.append(RawMessage(self.TOPIC, 0, offset, key, value, offset))
+
+    async def getmany(self, timeout_ms: int) -> dict[Partition, list[RawMessage]]:
+        """The next scripted batch (empty when everything was read)."""
+        size = self.batch_sizes[self._turn % len(self.batch_sizes)]
+        self._turn += 1
+        batch = self.log[self.position : self.position + size]
+        self.position += len(batch)
+        return {(self.TOPIC, 0): batch} if batch else {}
+
+    async def commit(self, offsets: Mapping[Partition, int]) -> None:
+        """Record the next offset to read."""
+        self.committed = offsets[(self.TOPIC, 0)]
+
+    def rewind(self, offsets: Mapping[Partition, int]) -> None:
+        """Read again from where the batch began."""
+        self.position = offsets[(self.TOPIC, 0)]
+
+    def take_reassigned(self) -> bool:
+        """One member, never reassigned."""
+        return False
+
+    def owns(self, key: bytes) -> bool:
+        """Every key is on the one partition."""
+        return True
+
+    async def lag(self) -> int:
+        """Records not yet read."""
+        return len(self.log) - self.position

@@ -129,6 +129,16 @@ class MoodleSimulator:
             await self._runner.cleanup()
             self._runner = None
 
+    async def serve(self, params: dict[str, Any]) -> Rendered:
+        """Answer decoded request parameters as the site would, without HTTP.
+
+        For ``sandbox.moodle_sim.inprocess``: the same checks, latency model and
+        call records as a request over the socket, minus the fault plan.
+        """
+        json_format = params.get("moodlewsrestformat") == "json"
+        async with self._workers:
+            return await self._serve(params, json_format=json_format)
+
     def call_counts(self) -> Counter[str]:
         """Calls per function name (calls Moodle answered, errors included)."""
         return Counter(call.function for call in self.calls)

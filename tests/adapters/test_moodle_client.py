@@ -21,13 +21,8 @@ from consumers.errors import (
     MoodleUnavailable,
 )
 from consumers.identity import Ambiguous, Found, IdentityResolver, Missing
-from consumers.moodle import (
-    REST_PATH,
-    EnrolRow,
-    MoodleClient,
-    UnenrolRow,
-    sends_token_in_clear,
-)
+from consumers.moodle import REST_PATH, MoodleClient, check_answer, sends_token_in_clear
+from consumers.moodle_batch import EnrolRow, UnenrolRow
 from consumers.moodle_reads import has_enabled_manual_instance
 from tests.adapters.moodle_stub_server import Fault, MoodleStub, start
 
@@ -224,12 +219,14 @@ class TestBisection:
         assert [row for row, _ in result.rejected] == [UnenrolRow(999999, 2)]
         assert stub.enrolments == {}
 
-    async def test_unavailable_mid_batch_propagates(self, stub: MoodleStub) -> None:
-        """A 503 on the first request raises; that request's rows are not reported."""
+    async def test_unavailable_mid_batch_is_unknown(self, stub: MoodleStub) -> None:
+        """A 503 on a request: its rows are unknown, never reported applied."""
         stub.faults.append(Fault.HTTP_503)
         async with client_for(stub) as moodle:
-            with pytest.raises(MoodleUnavailable):
-                await moodle.enrol([EnrolRow(4, 2, 5)])
+            result = await moodle.enrol([EnrolRow(4, 2, 5)])
+        assert [row for row, _ in result.unknown] == [EnrolRow(4, 2, 5)]
+        assert isinstance(result.unknown[0][1], MoodleUnavailable)
+        assert result.applied == []
         assert stub.enrolments == {}
 
 
@@ -237,13 +234,32 @@ class TestFailures:
     """Transport and protocol failures become the right typed errors."""
 
     @pytest.mark.parametrize(
+        ("status", "body"),
+        [
+            (200, "Terminated: 15"),  # Moodle's shutdown handler while its server stops
+            (200, "<html><body><b>Fatal error</b>: Allowed memory size</body></html>"),
+            (502, "<html><body>Bad Gateway</body></html>"),
+            (404, "<html><body>Not Found</body></html>"),
+            (503, '{"error": "maintenance"}'),
+        ],
+    )
+    def test_anything_but_moodles_json_is_unavailable(
+        self, status: int, body: str
+    ) -> None:
+        """Not Moodle's JSON answer, whatever its status: retriable, outcome unknown."""
+        with pytest.raises(MoodleUnavailable) as caught:
+            check_answer("enrol_manual_enrol_users", status, None, body)
+        assert caught.value.retriable
+        assert f"HTTP {status}" in str(caught.value)
+
+    @pytest.mark.parametrize(
         ("fault", "expected"),
         [
             (Fault.HTTP_503, MoodleUnavailable),
             (Fault.DROP, MoodleUnavailable),
             (Fault.HANG, MoodleUnavailable),
-            (Fault.HTML, MoodleBadResponse),
-            (Fault.HTTP_404, MoodleBadResponse),
+            (Fault.HTML, MoodleUnavailable),
+            (Fault.HTTP_404, MoodleUnavailable),
             (Fault.ECHO, MoodleRejected),
         ],
     )

@@ -11,21 +11,28 @@ from pydantic import ValidationError
 
 from consumers.decisions import (
     EnrolmentPolicy,
+    Held,
     desired_enrolments,
     is_enrolled,
     next_ledger_entry,
     plan_action,
+    plan_against,
+    settle,
 )
 from consumers.mapping import MappingSet, load_mappings
 from enrolstream.settings import ConsumerSettings
 from schemas.actions import (
     MOODLE_ACTION,
+    ChangeRoleAction,
     CourseRef,
     DesiredEnrolment,
     EnrolAction,
     LedgerEntry,
     LedgerStatus,
     MoodleAction,
+    ReactivateAction,
+    RemoveRoleAction,
+    RestoreRoleAction,
     SuspendAction,
     UnenrolAction,
 )
@@ -54,6 +61,13 @@ UNENROL_POLICY = EnrolmentPolicy(
     audit_grade="AU",
     withdrawn_grades=frozenset({"W", "WA"}),
     drop_action="unenrol",
+)
+SUSPEND_POLICY = EnrolmentPolicy(
+    student_role_id=STUDENT,
+    audit_role_id=AUDIT,
+    audit_grade="AU",
+    withdrawn_grades=frozenset({"W", "WA"}),
+    drop_action="suspend",
 )
 
 
@@ -133,7 +147,7 @@ class TestEnrolmentPolicy:
         )
         assert policy.withdrawn_grades == frozenset({"w", "wa"})
         assert policy.audit_grade == "au"
-        assert (policy.student_role_id, policy.drop_action) == (5, "suspend")
+        assert (policy.student_role_id, policy.drop_action) == (5, "remove_role")
 
     def test_no_audit_grade_never_audits(self) -> None:
         """Without an audit grade nothing is an audit, not even an empty grade."""
@@ -288,7 +302,13 @@ def desired(active: bool, role: int = STUDENT) -> DesiredEnrolment:
 
 
 def ledger(
-    status: LedgerStatus, role: int = STUDENT, *, owned: bool = True, version: int = 5
+    status: LedgerStatus,
+    role: int = STUDENT,
+    *,
+    owned: bool = True,
+    version: int = 5,
+    uncertain: bool = False,
+    previous_role: int | None = None,
 ) -> LedgerEntry:
     """The ledger entry of user 7 in course 4766."""
     return LedgerEntry(
@@ -299,36 +319,62 @@ def ledger(
         event_id="e-earlier",
         state_version=version,
         owned=owned,
+        uncertain=uncertain,
+        previous_roleid=previous_role,
     )
+
+
+def intent(
+    status: LedgerStatus, role: int = STUDENT, previous_role: int | None = None
+) -> LedgerEntry:
+    """An intent written before a call whose answer was lost."""
+    return ledger(status, role, uncertain=True, previous_role=previous_role)
+
+
+def held(*roles: int, active: bool = True) -> Held:
+    """What Moodle was read to hold for user 7 in course 4766."""
+    return Held(active=active, roleids=frozenset(roles))
 
 
 ENROL = EnrolAction(courseid=COUN, userid=7, roleid=STUDENT)
 SUSPEND = SuspendAction(courseid=COUN, userid=7, roleid=STUDENT)
 UNENROL = UnenrolAction(courseid=COUN, userid=7)
+REMOVE = RemoveRoleAction(courseid=COUN, userid=7, roleid=STUDENT)
+RESTORE = RestoreRoleAction(courseid=COUN, userid=7, roleid=STUDENT)
+REACTIVATE = ReactivateAction(courseid=COUN, userid=7, roleid=STUDENT)
+RESTORE_AUDIT = RestoreRoleAction(courseid=COUN, userid=7, roleid=AUDIT)
+TO_AUDIT = ChangeRoleAction(
+    courseid=COUN, userid=7, roleid=AUDIT, previous_roleid=STUDENT
+)
 
 PLAN_CASES = [
     (desired(True), None, POLICY, ENROL),
     (desired(True), ledger("active"), POLICY, None),
-    (desired(True, AUDIT), ledger("active"), POLICY, ENROL.model_copy(update={"roleid": AUDIT})),
-    (desired(True), ledger("suspended"), POLICY, ENROL),
+    (desired(True, AUDIT), ledger("active"), POLICY, TO_AUDIT),
+    (desired(True), ledger("suspended"), POLICY, REACTIVATE),
+    (desired(True), ledger("role_removed"), POLICY, RESTORE),
+    (desired(True, AUDIT), ledger("role_removed"), POLICY, RESTORE_AUDIT),
     (desired(True), ledger("unenrolled"), UNENROL_POLICY, ENROL),
+    (desired(True), ledger("unenrolled", owned=False), POLICY, ENROL),
     (desired(True), ledger("active", owned=False), POLICY, None),
     (desired(False), None, POLICY, None),
     (desired(False), None, UNENROL_POLICY, None),
-    (desired(False), ledger("active"), POLICY, SUSPEND),
-    (desired(False), ledger("pending"), POLICY, SUSPEND),
-    (desired(True), ledger("pending"), POLICY, ENROL),
+    (desired(False), ledger("active"), POLICY, REMOVE),
+    (desired(False), ledger("active"), SUSPEND_POLICY, SUSPEND),
     (desired(False), ledger("active"), UNENROL_POLICY, UNENROL),
-    (desired(False), ledger("active", AUDIT), POLICY, SUSPEND.model_copy(update={"roleid": AUDIT})),
+    (desired(False), ledger("active", AUDIT), POLICY, REMOVE.model_copy(update={"roleid": AUDIT})),
     (desired(False), ledger("active", owned=False), POLICY, None),
     (desired(False), ledger("active", owned=False), UNENROL_POLICY, None),
     (desired(False), ledger("suspended"), POLICY, None),
     (desired(False), ledger("suspended"), UNENROL_POLICY, None),
+    (desired(False), ledger("role_removed"), POLICY, None),
+    (desired(False), ledger("role_removed"), UNENROL_POLICY, None),
+    (desired(False), ledger("role_removed"), SUSPEND_POLICY, None),
     (desired(False), ledger("unenrolled"), POLICY, None),
     (desired(False), ledger("active", version=11), POLICY, None),
     (desired(True, AUDIT), ledger("active", version=11), POLICY, None),
     (desired(True), ledger("suspended", version=11), POLICY, None),
-    (desired(False), ledger("active", version=10), POLICY, SUSPEND),
+    (desired(False), ledger("active", version=10), POLICY, REMOVE),
 ]  # fmt: skip
 
 
@@ -353,6 +399,98 @@ class TestPlanAction:
                 desired(True), 8, ledger("active"), state_version=10, policy=POLICY
             )
 
+    @pytest.mark.parametrize(
+        "entry", [intent("active"), intent("role_removed"), ledger("pending")]
+    )
+    def test_uncertain_entry_is_never_trusted(self, entry: LedgerEntry) -> None:
+        """An entry whose call's outcome is unknown (or a legacy pending) is refused."""
+        for want in (desired(True), desired(False)):
+            with pytest.raises(ValueError, match="uncertain"):
+                plan_action(want, 7, entry, state_version=10, policy=POLICY)
+
+    def test_stale_uncertain_entry_plans_nothing(self) -> None:
+        """An older event than an uncertain entry is stale all the same."""
+        entry = ledger("active", uncertain=True, version=11)
+        assert (
+            plan_action(desired(False), 7, entry, state_version=10, policy=POLICY)
+            is None
+        )
+
+
+AGAINST_CASES = [
+    # An enrol whose reply was lost: it landed, or it did not.
+    (desired(True), intent("active"), None, ENROL),
+    (desired(True), intent("active"), held(STUDENT), None),
+    # Added then dropped during an outage: a drop never creates an enrolment.
+    (desired(False), intent("active"), None, None),
+    (desired(False), intent("active"), held(STUDENT), REMOVE),
+    # A drop whose reply was lost, then re-added: in step, or the role back.
+    (desired(True), intent("role_removed"), held(STUDENT), None),
+    (desired(True), intent("role_removed"), held(), RESTORE),
+    (desired(False), intent("role_removed"), held(STUDENT), REMOVE),
+    (desired(False), intent("role_removed"), held(), None),
+    # A restore whose reply was lost, then dropped again.
+    (desired(False), intent("active"), held(), None),
+    # A role change half done (new role assigned, old not yet removed).
+    (desired(True, AUDIT), intent("active", AUDIT, STUDENT), held(STUDENT), TO_AUDIT),
+    (desired(True, AUDIT), intent("active", AUDIT, STUDENT), held(STUDENT, AUDIT), TO_AUDIT),
+    (desired(True, AUDIT), intent("active", AUDIT, STUDENT), held(AUDIT), None),
+    # Reactivation of a suspended enrolment of ours.
+    (desired(True), ledger("suspended"), held(STUDENT, active=False), REACTIVATE),
+    # Teachers' roles beside ours are untouched; not ours is never changed.
+    (desired(True), ledger("active"), held(3, STUDENT), None),
+    (desired(False), ledger("active"), held(3), None),
+    (desired(True), None, held(STUDENT, active=False), None),
+    (desired(True), ledger("active", owned=False), held(3), None),
+    (desired(False), None, held(STUDENT), None),
+]  # fmt: skip
+
+
+class TestPlanAgainst:
+    """Deciding from what Moodle was read to hold (after an unknown outcome, reconcile)."""
+
+    @pytest.mark.parametrize(("want", "entry", "moodle", "expected"), AGAINST_CASES)
+    def test_plan(
+        self,
+        want: DesiredEnrolment,
+        entry: LedgerEntry | None,
+        moodle: Held | None,
+        expected: MoodleAction | None,
+    ) -> None:
+        """The change is what brings Moodle to PowerCampus, for ours only."""
+        settled = settle(entry, moodle) if entry is not None else None
+        assert plan_against(want, 7, settled, moodle, policy=POLICY) == expected
+
+
+class TestSettle:
+    """An uncertain entry settled on what Moodle holds."""
+
+    @pytest.mark.parametrize(
+        ("entry", "moodle", "status", "previous"),
+        [
+            (intent("active"), None, "unenrolled", None),
+            (intent("active"), held(STUDENT), "active", None),
+            (intent("active"), held(STUDENT, active=False), "suspended", None),
+            (intent("role_removed"), held(), "role_removed", None),
+            (intent("role_removed"), held(STUDENT), "active", None),
+            (intent("active", AUDIT, STUDENT), held(STUDENT), "role_removed", STUDENT),
+            (intent("active", AUDIT, STUDENT), held(AUDIT), "active", None),
+            (ledger("pending"), held(STUDENT), "active", None),
+        ],
+    )  # fmt: skip
+    def test_settle(
+        self,
+        entry: LedgerEntry,
+        moodle: Held | None,
+        status: LedgerStatus,
+        previous: int | None,
+    ) -> None:
+        """The status is Moodle's, the entry certain, ownership and version kept."""
+        settled = settle(entry, moodle)
+        assert (settled.status, settled.previous_roleid) == (status, previous)
+        assert not settled.uncertain
+        assert (settled.owned, settled.state_version) == (True, entry.state_version)
+
 
 class TestNextLedgerEntry:
     """The ledger entry written after an action is applied."""
@@ -364,6 +502,10 @@ class TestNextLedgerEntry:
             (ENROL.model_copy(update={"roleid": AUDIT}), ledger("active"), "active", AUDIT),
             (SUSPEND, ledger("active"), "suspended", STUDENT),
             (UNENROL, ledger("active", AUDIT), "unenrolled", AUDIT),
+            (REMOVE, ledger("active"), "role_removed", STUDENT),
+            (RESTORE, ledger("role_removed"), "active", STUDENT),
+            (REACTIVATE, ledger("suspended"), "active", STUDENT),
+            (TO_AUDIT, ledger("active"), "active", AUDIT),
         ],
     )  # fmt: skip
     def test_next(
@@ -379,6 +521,18 @@ class TestNextLedgerEntry:
         assert (entry.courseid, entry.userid) == (COUN, 7)
         assert (entry.event_id, entry.state_version) == ("e-10", 10)
 
+    def test_intent_is_uncertain_and_remembers_the_old_role(self) -> None:
+        """Before the call: the intended state, uncertain, with the role it replaces."""
+        entry = next_ledger_entry(
+            TO_AUDIT, ledger("active"), event_id="e", state_version=10, uncertain=True
+        )
+        assert (entry.status, entry.roleid, entry.uncertain) == ("active", AUDIT, True)
+        assert entry.previous_roleid == STUDENT
+        done = next_ledger_entry(
+            TO_AUDIT, ledger("active"), event_id="e", state_version=10
+        )
+        assert (done.uncertain, done.previous_roleid) == (False, None)
+
     def test_unenrol_needs_a_previous_entry(self) -> None:
         """An unenrol is never planned without a ledger entry, so none is invented."""
         with pytest.raises(ValueError, match="existing ledger entry"):
@@ -388,7 +542,9 @@ class TestNextLedgerEntry:
 class TestMoodleActionUnion:
     """The action models."""
 
-    @pytest.mark.parametrize("action", [ENROL, SUSPEND, UNENROL])
+    @pytest.mark.parametrize(
+        "action", [ENROL, SUSPEND, UNENROL, REMOVE, RESTORE, REACTIVATE, TO_AUDIT]
+    )
     def test_round_trip_by_kind(self, action: MoodleAction) -> None:
         """An action serialised to JSON parses back to the same member of the union."""
         assert MOODLE_ACTION.validate_json(action.model_dump_json()) == action

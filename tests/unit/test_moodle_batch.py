@@ -72,21 +72,40 @@ class TestApplyRows:
         await apply_rows(rows(128), sender, max_rows=128)
         assert len(sender.requests) == 1 + 2 * 7
 
-    async def test_request_level_rejection_propagates(self) -> None:
-        """A codingerror is not pinned on rows: it propagates without bisection."""
+    async def test_request_level_rejection_is_not_bisected(self) -> None:
+        """A codingerror is not pinned on rows: the request's rows are reported, unsplit."""
         sender = AllOrNothing({0}, error=MoodleCodingError)
-        with pytest.raises(MoodleCodingError):
-            await apply_rows(rows(8), sender, max_rows=8)
+        result = await apply_rows(rows(8), sender, max_rows=8)
         assert len(sender.requests) == 1
+        assert [row.userid for row, _ in result.unknown] == list(range(8))
+        assert all(isinstance(e, MoodleCodingError) for _, e in result.unknown)
+        assert (result.applied, result.rejected) == ([], [])
 
-    async def test_unavailable_propagates(self) -> None:
-        """An unanswered request raises; nothing is reported applied from it."""
+    async def test_unanswered_request_is_unknown(self) -> None:
+        """An unanswered request's rows are unknown; nothing is reported applied."""
 
         async def down(chunk: Sequence[EnrolRow]) -> None:
             raise MoodleUnavailable("connection refused")
 
-        with pytest.raises(MoodleUnavailable):
-            await apply_rows(rows(3), down, max_rows=1)
+        result = await apply_rows(rows(3), down, max_rows=1)
+        assert [row.userid for row, _ in result.unknown] == [0, 1, 2]
+        assert result.applied == []
+
+    async def test_siblings_keep_their_answers(self) -> None:
+        """A chunk whose reply is lost never hides what the other chunks landed."""
+        landed: list[int] = []
+
+        async def second_chunk_lost(chunk: Sequence[EnrolRow]) -> None:
+            landed.extend(row.userid for row in chunk)  # Moodle applies every chunk
+            if chunk[0].userid == 4:
+                raise MoodleUnavailable("reply lost after Moodle applied it")
+
+        result = await apply_rows(
+            rows(12), second_chunk_lost, max_rows=4, lanes=3, min_rows=1
+        )
+        assert sorted(landed) == list(range(12))
+        assert [row.userid for row in result.applied] == [0, 1, 2, 3, 8, 9, 10, 11]
+        assert [row.userid for row, _ in result.unknown] == [4, 5, 6, 7]
 
     async def test_rejects_nonpositive_chunk(self) -> None:
         """max_rows below 1 is a programming error."""

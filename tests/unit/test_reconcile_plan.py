@@ -14,7 +14,14 @@ from consumers.mapping import MappingEntry, MappingSet, MoodleCourse
 from consumers.reconcile_guard import GuardLimits
 from consumers.reconcile_plan import ReconcilePlan, plan_reconcile
 from consumers.rosters import RosterEntry
-from schemas.actions import EnrolAction, LedgerEntry, SuspendAction, UnenrolAction
+from schemas.actions import (
+    EnrolAction,
+    LedgerEntry,
+    ReactivateAction,
+    RemoveRoleAction,
+    SuspendAction,
+    UnenrolAction,
+)
 from schemas.events import EnrolmentEvent, Registration, SectionKey, TermKey
 
 WINTER = TermKey(academic_year="2021", academic_term="Winter")
@@ -31,6 +38,9 @@ POLICY = EnrolmentPolicy(
 )
 UNENROL = EnrolmentPolicy(
     student_role_id=STUDENT, audit_role_id=AUDIT, drop_action="unenrol"
+)
+SUSPEND = EnrolmentPolicy(
+    student_role_id=STUDENT, audit_role_id=AUDIT, drop_action="suspend"
 )
 OPEN = GuardLimits(per_course=1.0, overall=1.0)
 VERSION = 100
@@ -176,10 +186,26 @@ RULES = {
         STUDENT,
     ),
     "role changed by hand": Case(
-        "enrolled", _ledger("active"), _roster("active", TEACHER), "fix_role", STUDENT
+        "enrolled",
+        _ledger("active"),
+        _roster("active", TEACHER),
+        "restore_role",
+        STUDENT,
     ),
     "audit role wanted, student held": Case(
-        "audit", _ledger("active"), _roster("active", STUDENT), "fix_role", AUDIT
+        "audit", _ledger("active"), _roster("active", STUDENT), "change_role", AUDIT
+    ),
+    "dropped by us (role removed), enrolled again": Case(
+        "enrolled", _ledger("role_removed"), _roster("active"), "restore_role", STUDENT
+    ),
+    "dropped by us (role removed), still dropped": Case(
+        "dropped", _ledger("role_removed"), _roster("active"), None
+    ),
+    "an enrol whose answer was lost, landed": Case(
+        "enrolled", _ledger("pending"), _roster("active", STUDENT), None
+    ),
+    "an enrol whose answer was lost, dropped since": Case(
+        "dropped", _ledger("pending"), None, None
     ),
     "in step": Case("enrolled", _ledger("active"), _roster("active", STUDENT), None),
     "in step and not ours": Case("enrolled", None, _roster("active", STUDENT), None),
@@ -190,16 +216,24 @@ RULES = {
         "enrolled", None, _roster("active", TEACHER), None, unowned=True
     ),
     "owned, dropped in PC": Case(
-        "dropped", _ledger("active"), _roster("active", STUDENT), "suspend", STUDENT
+        "dropped", _ledger("active"), _roster("active", STUDENT), "remove_role", STUDENT
     ),
     "owned, withdrawn grade": Case(
-        "withdrawn", _ledger("active"), _roster("active", STUDENT), "suspend", STUDENT
+        "withdrawn",
+        _ledger("active"),
+        _roster("active", STUDENT),
+        "remove_role",
+        STUDENT,
     ),
     "owned, person absent from snapshot": Case(
-        None, _ledger("active"), _roster("active", STUDENT), "suspend", STUDENT
+        None, _ledger("active"), _roster("active", STUDENT), "remove_role", STUDENT
     ),
     "owned, reactivated by hand, still dropped": Case(
-        "dropped", _ledger("suspended"), _roster("active", STUDENT), "suspend", STUDENT
+        "dropped",
+        _ledger("suspended"),
+        _roster("active", STUDENT),
+        "remove_role",
+        STUDENT,
     ),
     "owned, already suspended": Case(
         "dropped", _ledger("suspended"), _roster("inactive", STUDENT), None
@@ -245,16 +279,19 @@ class TestPlanReconcile:
             UnenrolAction(courseid=COURSE, userid=USER)
         ]
 
-    def test_actions_are_moodle_calls(self) -> None:
-        """Enrol-like kinds send enrol_users without suspend; suspend sends suspend."""
-        enrol = _plan("enrolled", _ledger("active"), _roster("inactive", STUDENT))
+    def test_actions_are_the_consumers(self) -> None:
+        """The changes are the consumer's own actions, per the drop policy."""
+        enrol = _plan("enrolled", None, None)
+        back = _plan("enrolled", _ledger("active"), _roster("inactive", STUDENT))
         drop = _plan("dropped", _ledger("active"), _roster("active", STUDENT))
-        assert enrol.changes[0].action == EnrolAction(
-            courseid=COURSE, userid=USER, roleid=STUDENT
+        suspend = _plan(
+            "dropped", _ledger("active"), _roster("active", STUDENT), policy=SUSPEND
         )
-        assert drop.changes[0].action == SuspendAction(
-            courseid=COURSE, userid=USER, roleid=STUDENT
-        )
+        pair = {"courseid": COURSE, "userid": USER}
+        assert enrol.changes[0].action == EnrolAction(**pair, roleid=STUDENT)
+        assert back.changes[0].action == ReactivateAction(**pair, roleid=STUDENT)
+        assert drop.changes[0].action == RemoveRoleAction(**pair, roleid=STUDENT)
+        assert suspend.changes[0].action == SuspendAction(**pair, roleid=STUDENT)
 
     @pytest.mark.parametrize(
         "identity", [Missing("no user"), Ambiguous((1, 2), "two users")]
@@ -423,7 +460,7 @@ class TestUnresolvedPersonsKeepTheirEnrolments:
             {USER: _held(USER, "000000501")},
             person="P000000777",
         )
-        assert [(c.kind, c.userid) for c in plan.changes] == [("suspend", USER)]
+        assert [(c.kind, c.userid) for c in plan.changes] == [("remove_role", USER)]
         (person,) = plan.unresolved
         assert person.people_code_id == "P000000777"
         assert "not dropped" not in person.reason

@@ -60,8 +60,9 @@ class TestCorrectEntry:
             (entry("active"), roster("inactive", 5), ("suspended", 5)),
             (entry("suspended"), roster("active", 5), ("active", 5)),
             (entry("unenrolled"), roster("active", 5), ("active", 5)),
-            (entry("active", roleid=5), roster("active", 9, 3), ("active", 3)),
-            (entry("active"), roster("active"), ("suspended", 5)),
+            (entry("active", roleid=5), roster("active", 9, 3), ("role_removed", 5)),
+            (entry("active"), roster("active"), ("role_removed", 5)),
+            (entry("role_removed"), roster("active", 5), ("active", 5)),
         ],
     )
     def test_corrected(
@@ -70,7 +71,7 @@ class TestCorrectEntry:
         moodle: dict[int, RosterEntry],
         after: tuple[str, int],
     ) -> None:
-        """Absent → unenrolled, inactive → suspended, active → active with a held role."""
+        """Absent → unenrolled, inactive → suspended, active → active or role_removed."""
         correction = correct_entry(before, moodle)
         assert correction is not None
         assert (correction.after.status, correction.after.roleid) == after
@@ -84,6 +85,7 @@ class TestCorrectEntry:
             (entry("active"), roster("active", 5, 3)),
             (entry("suspended"), roster("inactive", 5)),
             (entry("unenrolled"), {}),
+            (entry("role_removed"), roster("active", 3)),
         ],
     )
     def test_accurate_left_alone(

@@ -45,7 +45,7 @@ class TestSources:
         settings = load_settings()
         assert settings.kafka.bootstrap_servers is None
         assert settings.source.kind == "sandbox"
-        assert settings.consumer.drop_action == "suspend"
+        assert settings.consumer.drop_action == "remove_role"
 
     def test_toml_file(self, tmp_path: Path) -> None:
         """A TOML file named by --config sets nested sections."""

@@ -1,0 +1,137 @@
+"""Start-up checks of the apply side: what ``consume`` refuses, warns about and checks.
+
+``check_against_moodle`` is shared with ``mapping validate --against-moodle``;
+``check_mapping`` and ``preflight`` are what ``consume`` runs before it reads an
+event: an empty mapping is refused (a consumer that does nothing would look
+healthy), sections feeding two courses are warned about, and every mapped
+course is looked up in Moodle so a missing course or a disabled manual instance
+is named at start-up instead of through dead letters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import structlog
+
+from consumers.errors import MappingError, MoodleError
+from consumers.moodle_batch import run_all
+from consumers.moodle_reads import has_enabled_manual_instance
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Mapping
+
+    from consumers.mapping import MappingSet, MoodleCourse
+    from consumers.moodle_reads import MoodleReads
+
+__all__ = [
+    "MoodleCheckProblem",
+    "check_against_moodle",
+    "check_mapping",
+    "preflight",
+]
+
+log = structlog.get_logger()
+
+
+@dataclass(frozen=True, slots=True)
+class MoodleCheckProblem:
+    """A mapped course Moodle disagrees with."""
+
+    course: MoodleCourse
+    file: Path
+    problem: str
+
+    def __str__(self) -> str:
+        """``file: 'shortname': problem``, like a ``MappingError``."""
+        return f"{self.file}: {self.course.shortname!r}: {self.problem}"
+
+
+async def check_against_moodle(
+    mapping: MappingSet,
+    fetch_course_by_id: Callable[[int], Awaitable[Mapping[str, object] | None]],
+) -> list[MoodleCheckProblem]:
+    """Every mapped course exists in Moodle with that id and shortname, with an
+    enabled manual enrolment instance; the problems, in file order.
+
+    ``fetch_course_by_id`` returns the ``core_course_get_courses_by_field``
+    record, or None when there is no such course; its errors propagate. The
+    fetches run concurrently; bound them in the fetcher (the client does).
+    """
+    entries = mapping.entries()
+
+    async def fetch(course_id: int) -> Mapping[str, object] | None:
+        return await fetch_course_by_id(course_id)
+
+    records = await run_all(fetch(entry.course.id) for entry in entries)
+    problems: list[MoodleCheckProblem] = []
+    for entry, record in zip(entries, records, strict=True):
+        course = entry.course
+        if record is None:
+            problem = f"Moodle has no course with id {course.id}"
+        elif record.get("shortname") != course.shortname:
+            shortname = record.get("shortname")
+            problem = f"Moodle course {course.id} is {shortname!r}, not this shortname"
+        elif not has_enabled_manual_instance(record):
+            problem = (
+                f"Moodle course {course.id} has no enabled manual enrolment "
+                "instance (enrol calls would fail with wsnoinstance)"
+            )
+        else:
+            continue
+        problems.append(MoodleCheckProblem(course, entry.file, problem))
+    return problems
+
+
+def check_mapping(
+    mapping: MappingSet, files: Mapping[str, object], *, allow_empty: bool = False
+) -> None:
+    """Refuse an empty mapping (``MappingError``); warn about shared sections."""
+    if not len(mapping) and not allow_empty:
+        names = ", ".join(str(f) for f in files.values()) or "(no files configured)"
+        raise MappingError(
+            names,
+            "consumer.mappings",
+            "no Moodle course is mapped: the consumer would apply nothing; map the "
+            "live terms' courses, or set consumer.allow_empty_mapping = true",
+        )
+    for overlap in mapping.overlaps():
+        first, second = overlap.shortnames
+        log.warning(
+            "mapping_section_feeds_two_courses",
+            event_id=overlap.event_id,
+            section=overlap.section or "every section",
+            courses=[first, second],
+            hint="students of that section are enrolled in both courses",
+        )
+
+
+async def preflight(
+    mapping: MappingSet, moodle: MoodleReads
+) -> list[MoodleCheckProblem]:
+    """Look every mapped course up in Moodle; log each problem and return them.
+
+    A course Moodle does not have, or whose manual instance is disabled, is an
+    error line naming the mapping file (its enrolments would be dead-lettered).
+    Moodle not answering is a warning: the apply loop waits for it anyway.
+    """
+
+    async def fetch(course_id: int) -> Mapping[str, object] | None:
+        courses = await moodle.get_courses_by_field("id", str(course_id))
+        return courses[0] if courses else None
+
+    try:
+        problems = await check_against_moodle(mapping, fetch)
+    except MoodleError as exc:
+        log.warning("preflight_skipped", error=str(exc), hint="Moodle not checked now")
+        return []
+    for problem in problems:
+        log.error(
+            "mapped_course_problem",
+            file=str(problem.file),
+            shortname=problem.course.shortname,
+            problem=problem.problem,
+        )
+    return problems

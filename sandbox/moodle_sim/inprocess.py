@@ -1,0 +1,107 @@
+"""The Moodle simulator reached in-process: the consumer's own Moodle adapter, no socket.
+
+``InProcessMoodle`` is the project's Moodle client with HTTP replaced by a direct
+call into ``MoodleSimulator.serve``, the way httpx's ``MockTransport`` replaces
+the network: the request is form-encoded and decoded exactly as over the
+socket (``max_input_vars`` included), the answer is checked by the client's own
+``check_answer``, and the domain's actions go through the real translation
+(``consumers.moodle_actions``). Tests and the property test drive the apply
+side through it without a server, with the simulator's recorded behaviour.
+
+Faults a network adds are injected per call: ``lose_replies(n)`` (the request is
+applied, its answer is lost: ``MoodleUnavailable``), ``refuse(n)`` (nothing is
+applied: ``MoodleUnavailable``), or any rule given to ``on_call``. ``after_serve``
+runs once Moodle has applied a call and before its answer is read (a test can
+end the consumer there, as kill -9 would).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Literal
+
+from consumers.errors import MoodleUnavailable
+from consumers.moodle import check_answer
+from consumers.moodle_actions import MoodleWrites
+from consumers.moodle_form import ROUTING_FIELDS, encode_params
+from consumers.moodle_reads import MoodleReads
+from sandbox.moodle_sim.protocol import decode_php_vars, truncate_input_vars
+from sandbox.moodle_sim.server import MoodleSimulator
+
+#: What happens to one call: answered, applied with its answer lost, or refused.
+CallFate = Literal["answer", "lose_reply", "refuse"]
+
+
+def _nothing(function: str) -> None:
+    del function
+
+
+class InProcessMoodle(MoodleReads, MoodleWrites):
+    """``MoodleClient``'s reads and writes over a direct call into a simulator."""
+
+    def __init__(
+        self,
+        simulator: MoodleSimulator,
+        *,
+        max_input_vars: int | None = None,
+        concurrency: int = 4,
+    ) -> None:
+        self.simulator = simulator
+        self.max_input_vars = max_input_vars or simulator.max_input_vars
+        self.concurrency = concurrency
+        self._lose = 0
+        self._refuse = 0
+        self.rule: Callable[[str, Mapping[str, object]], CallFate] | None = None
+        self.after_serve: Callable[[str], None] = _nothing
+        #: Every call made: (function, fate).
+        self.log: list[tuple[str, CallFate]] = []
+
+    def lose_replies(self, n: int) -> None:
+        """The next ``n`` calls are applied by Moodle and their answers lost."""
+        self._lose += n
+
+    def refuse(self, n: int) -> None:
+        """The next ``n`` calls never reach Moodle (connection refused)."""
+        self._refuse += n
+
+    def on_call(
+        self, rule: Callable[[str, Mapping[str, object]], CallFate] | None
+    ) -> None:
+        """Decide each call's fate with ``rule(function, params)`` (None: no rule)."""
+        self.rule = rule
+
+    def _fate(self, function: str, params: Mapping[str, object]) -> CallFate:
+        if self._refuse:
+            self._refuse -= 1
+            return "refuse"
+        if self._lose:
+            self._lose -= 1
+            return "lose_reply"
+        return self.rule(function, params) if self.rule is not None else "answer"
+
+    async def call(self, function: str, params: Mapping[str, object]) -> object:
+        """One web-service call, decoded and checked as ``MoodleClient.call`` does."""
+        fields = encode_params(params)
+        if ROUTING_FIELDS + len(fields) > self.max_input_vars:
+            raise ValueError(
+                f"{function}: {ROUTING_FIELDS + len(fields)} form fields exceed "
+                f"max_input_vars={self.max_input_vars}"
+            )
+        fate = self._fate(function, params)
+        self.log.append((function, fate))
+        if fate == "refuse":
+            raise MoodleUnavailable(f"{function}: connection refused (in-process)")
+        pairs = [
+            ("wstoken", self.simulator.token),
+            ("wsfunction", function),
+            ("moodlewsrestformat", "json"),
+            *fields,
+        ]
+        decoded = decode_php_vars(
+            truncate_input_vars(pairs, self.simulator.max_input_vars)
+        )
+        rendered = await self.simulator.serve(decoded)
+        self.after_serve(function)
+        if fate == "lose_reply":
+            raise MoodleUnavailable(f"{function}: reply lost (in-process)")
+        return check_answer(function, 200, None, rendered.body)
