@@ -75,6 +75,10 @@ class ScriptedChangeSource:
 # -- the apply side ------------------------------------------------------------
 
 
+def _ignore_rows(rows: Sequence[tuple[bytes, bytes | None]]) -> None:
+    del rows
+
+
 class MemoryTable:
     """A keyed table (``TableStore``) in a dict; ``put`` can be made to fail."""
 
@@ -82,6 +86,10 @@ class MemoryTable:
         self.rows: dict[bytes, bytes] = {}
         self.writes: list[tuple[bytes, bytes | None]] = []
         self.fail_next = 0
+        #: Called with each acknowledged write (a test may end the consumer there).
+        self.after_put: Callable[[Sequence[tuple[bytes, bytes | None]]], None] = (
+            _ignore_rows
+        )
 
     async def load(self) -> dict[bytes, bytes]:
         """The latest value per key."""
@@ -98,6 +106,7 @@ class MemoryTable:
                 self.rows.pop(key, None)
             else:
                 self.rows[key] = value
+        self.after_put(rows)
 
 
 class MemorySink:

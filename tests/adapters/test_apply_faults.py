@@ -314,19 +314,15 @@ class TestKilled:
         """Killed after the ledger write, before the commit: the batch is a no-op."""
         for person in PEOPLE[:4]:
             world.registrar(person, BSC5102="A", MAT2001="A")
-        writes = len(world.ledger_table.writes)
 
-        original = world.ledger_table.put
-
-        async def put_then_die(rows: Sequence[tuple[bytes, bytes | None]]) -> None:
-            await original(rows)
-            if len(world.ledger_table.writes) > writes + 8:  # intents and outcomes
+        def die_after_outcomes(rows: Sequence[tuple[bytes, bytes | None]]) -> None:
+            if any(b'"uncertain":false' in (value or b"") for _, value in rows):
                 raise Killed
 
-        world.ledger_table.put = put_then_die  # type: ignore[method-assign]
+        world.ledger_table.after_put = die_after_outcomes
         with pytest.raises(Killed):
             await world.consume()
-        world.ledger_table.put = original  # type: ignore[method-assign]
+        world.ledger_table.after_put = lambda rows: None
         runner = await world.consume()
         assert runner.stats.applied.total() == 0
         assert [world.welcomes(p) for p in PEOPLE[:4]] == [2] * 4

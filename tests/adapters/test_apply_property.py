@@ -18,11 +18,11 @@ from __future__ import annotations
 import asyncio
 import json
 import tempfile
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -287,7 +287,6 @@ class Consumer:
         finally:
             self.stream.committed = member.committed
             self._inject("none")
-            self.ledger.put = self._put  # type: ignore[method-assign]
 
     def _inject(self, fault: Fault) -> None:
         site, armed = self.site, [fault != "none"]
@@ -312,25 +311,19 @@ class Consumer:
                 armed[0] = False
                 raise Killed
 
-        site.moodle.on_call(rule)
-        site.moodle.after_serve = after_serve
-        if fault == "kill_before_commit":
-            self.ledger.put = self._dying_put(armed)  # type: ignore[method-assign]
-
-    def __post_init__(self) -> None:
-        self._put = self.ledger.put
-
-    def _dying_put(
-        self, armed: list[bool]
-    ) -> Callable[[Sequence[tuple[bytes, bytes | None]]], Coroutine[Any, Any, None]]:
-        async def put(rows: Sequence[tuple[bytes, bytes | None]]) -> None:
-            await self._put(rows)
-            # the outcome entries of a batch are the second write: die after them
-            if armed[0] and any(b'"uncertain":false' in (v or b"") for _, v in rows):
+        def after_put(rows: Sequence[tuple[bytes, bytes | None]]) -> None:
+            # the outcome entries follow the intents: die once they are written
+            if (
+                armed[0]
+                and fault == "kill_before_commit"
+                and any(b'"uncertain":false' in (v or b"") for _, v in rows)
+            ):
                 armed[0] = False
                 raise Killed
 
-        return put
+        site.moodle.on_call(rule)
+        site.moodle.after_serve = after_serve
+        self.ledger.after_put = after_put
 
 
 def _expected(rows: list[Registration], policy: EnrolmentPolicy) -> dict[int, int]:
