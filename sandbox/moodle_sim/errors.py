@@ -3,7 +3,7 @@
 Every error travels as HTTP 200 with a body ``{exception, errorcode, message}``
 (plus ``debuginfo`` when the site has debugging on). ``MoodleError`` carries
 exactly those fields; the factories below hold the texts recorded from
-Moodle 5.1 (see ``shared/moodle-golden``), so the handlers never spell them.
+Moodle 5.1 (see ``tests/data/moodle-golden``), so the handlers never spell them.
 
     MoodleError
     └── (instances only; the PHP class travels in ``exception``)

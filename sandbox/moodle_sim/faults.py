@@ -48,7 +48,7 @@ class LatencyModel:
 
     @classmethod
     def recorded(cls, *, workers: int = 1) -> LatencyModel:
-        """``from_golden`` applied to the shared ``latency.json`` (values kept here)."""
+        """``from_golden`` applied to the recorded ``latency.json`` (values kept here)."""
         return cls(0.0336918, 0.0073082, workers, 0.0044057)
 
     @classmethod

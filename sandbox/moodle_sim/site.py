@@ -1,6 +1,6 @@
 """Site-wide facts of the simulated Moodle: well-known ids, roles, tokens, settings.
 
-The values are those of the recorded site (see ``shared/moodle-golden``):
+The values are those of the recorded site (see ``tests/data/moodle-golden``):
 guest (1), admin (2) and wsclient (3) users, the front page as course 1, and a
 web service whose wsclient role may assign editingteacher, teacher and student.
 """

@@ -1,4 +1,4 @@
-"""Replays every recorded Moodle 5.1 exchange in shared/moodle-golden against the simulator.
+"""Replays every recorded Moodle 5.1 exchange in tests/data/moodle-golden on the simulator.
 
 Cases run in INDEX.md order on one simulated site, because later cases build on
 the state earlier ones left. Each case is its own test; selecting one case still
@@ -11,7 +11,6 @@ import json
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -20,8 +19,9 @@ import pytest_asyncio
 
 from sandbox.moodle_sim.server import ENDPOINT, MoodleSimulator
 from sandbox.moodle_sim.state import MoodleState
+from tests.conftest import GOLDEN_DIR
 
-GOLDEN = Path(__file__).resolve().parents[3] / "shared" / "moodle-golden"
+GOLDEN = GOLDEN_DIR
 RECORDED_AT = 1795398844  # the recording site's clock when the courses were created
 RECORDED_WWWROOT = "http://127.0.0.1:8080"
 WSCLIENT_TOKEN = "f0e1d2c3b4a5968778695a4b3c2d1e0f"  # noqa: S105 - a test token

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -13,10 +12,9 @@ import pytest
 from sandbox.moodle_sim.faults import FaultPlan, LatencyModel
 from sandbox.moodle_sim.server import ENDPOINT, MoodleSimulator
 from sandbox.moodle_sim.state import MoodleState
+from tests.conftest import GOLDEN_DIR
 
-LATENCY_JSON = (
-    Path(__file__).resolve().parents[3] / "shared" / "moodle-golden" / "latency.json"
-)
+LATENCY_JSON = GOLDEN_DIR / "latency.json"
 TOKEN = "5" * 32
 
 

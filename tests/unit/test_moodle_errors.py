@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -25,8 +24,9 @@ from consumers.errors import (
     classify_moodle_error,
     is_moodle_error_body,
 )
+from tests.conftest import GOLDEN_DIR
 
-GOLDEN = Path(__file__).resolve().parents[3] / "shared" / "moodle-golden"
+GOLDEN = GOLDEN_DIR
 
 EXPECTED: dict[str, type[MoodleError]] = {
     "create_courses_duplicate_shortname": MoodleRejected,
