@@ -86,12 +86,13 @@ def missing_record(table: str, value: int | str, column: str = "id") -> MoodleEr
     )
 
 
-def coding_error(detail: str) -> MoodleError:
+def coding_error(detail: str, debuginfo: str | None = None) -> MoodleError:
     """``coding_exception``: the detail is part of the message."""
     return MoodleError(
         CODING_EXCEPTION,
         "codingerror",
         f"Coding error detected, it must be fixed by a programmer: {detail}",
+        debuginfo,
     )
 
 

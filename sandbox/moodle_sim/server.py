@@ -49,8 +49,6 @@ _ROUTING_KEYS = ("wstoken", "wsfunction", "moodlewsrestformat")
 OTHER_SITE_FUNCTIONS = frozenset(
     {
         "core_enrol_get_users_courses",
-        "core_role_assign_roles",
-        "core_role_unassign_roles",
         "core_user_update_users",
         "core_user_delete_users",
         "core_course_get_courses",

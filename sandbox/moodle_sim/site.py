@@ -35,6 +35,8 @@ DEFAULT_SERVICE_FUNCTIONS: tuple[str, ...] = (
     "core_course_create_courses",
     "core_webservice_get_site_info",
     "core_enrol_get_course_enrolment_methods",
+    "core_role_assign_roles",
+    "core_role_unassign_roles",
 )
 # The recorded wsclient role may assign these; an admin may assign every role
 # whose context levels include "course" (coursecreator is category/system only).
