@@ -4,7 +4,7 @@ Deployed as in production: the Moodle simulator and the poller each run in their
 own process, the consumer in this one (where the latencies are stamped).
 
 Prints, for the zero-latency simulator and for the latency model fitted on real
-Moodle timings (shared/moodle-golden/latency.json: ~34 ms a call + ~7.3 ms an
+Moodle timings (tests/data/moodle-golden/latency.json: ~34 ms a call + ~7.3 ms an
 enrolment row, ~4.4 ms a user read; ``--concurrency`` PHP workers):
 
 * latency from a PowerCampus commit to the change applied in Moodle, p50/p99,

@@ -10,9 +10,10 @@ Moodle), then times, through the real ``MoodleClient`` over HTTP against
 * apply: the planned changes through enrol/unenrol, ledger written;
 * a second dry run after apply, which must plan nothing (convergence).
 
-Latency models: ``zero`` and ``real`` (fitted from the shared ``latency.json``),
-both with the simulator's ``workers`` = client concurrency = 8 (8 PHP workers,
-8 requests in flight). Target: dry run <= 60 s with the real model.
+Latency models: ``zero`` and ``real`` (fitted from the recorded
+``tests/data/moodle-golden/latency.json``), both with the simulator's
+``workers`` = client concurrency = 8 (8 PHP workers, 8 requests in flight).
+Target: dry run <= 60 s with the real model.
 
 Run: ``.venv/bin/python bench/reconcile.py [--courses 2000] [--latency both]``
 """
@@ -48,9 +49,7 @@ from schemas.snapshot import SnapshotMarker
 
 TERM = TermKey(academic_year="2021", academic_term="Winter")
 STUDENT, TEACHER = 5, 4
-GOLDEN = (
-    Path(__file__).resolve().parents[2] / "shared" / "moodle-golden" / "latency.json"
-)
+GOLDEN = Path(__file__).resolve().parents[1] / "tests/data/moodle-golden/latency.json"
 WORKERS = CONCURRENCY = 8
 POLICY = EnrolmentPolicy(student_role_id=STUDENT, audit_role_id=STUDENT)
 DRIFTS = (

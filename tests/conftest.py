@@ -13,7 +13,8 @@ import structlog
 
 from sandbox.broker import EmbeddedBroker
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+# The recorded real-Moodle exchanges (and latency figures) the simulator is proven on.
+GOLDEN_DIR = Path(__file__).resolve().parent / "data" / "moodle-golden"
 
 
 @pytest.fixture(autouse=True)

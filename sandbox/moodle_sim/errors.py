@@ -3,7 +3,7 @@
 Every error travels as HTTP 200 with a body ``{exception, errorcode, message}``
 (plus ``debuginfo`` when the site has debugging on). ``MoodleError`` carries
 exactly those fields; the factories below hold the texts recorded from
-Moodle 5.1 (see ``shared/moodle-golden``), so the handlers never spell them.
+Moodle 5.1 (see ``tests/data/moodle-golden``), so the handlers never spell them.
 
     MoodleError
     └── (instances only; the PHP class travels in ``exception``)
@@ -86,12 +86,13 @@ def missing_record(table: str, value: int | str, column: str = "id") -> MoodleEr
     )
 
 
-def coding_error(detail: str) -> MoodleError:
+def coding_error(detail: str, debuginfo: str | None = None) -> MoodleError:
     """``coding_exception``: the detail is part of the message."""
     return MoodleError(
         CODING_EXCEPTION,
         "codingerror",
         f"Coding error detected, it must be fixed by a programmer: {detail}",
+        debuginfo,
     )
 
 

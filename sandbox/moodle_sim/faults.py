@@ -7,7 +7,10 @@ served by ``workers`` PHP workers (one worker: requests queue behind each other)
 ``FaultPlan`` injects what proxies and overloaded servers do, for the next N
 requests or for a time window: an HTTP status (503/502/500) instead of the
 answer, a delay before the answer (longer than the client timeout makes a
-timeout), or a connection closed without any answer. ``after=True`` faults hit
+timeout), a connection closed without any answer, or what a request in flight
+gets when Moodle's web server is stopped (recorded as ``outage_stop_in_flight``:
+Moodle's SIGTERM handler answers HTTP 200 ``text/html`` ``Terminated: 15`` and
+the request's transaction is rolled back). ``after=True`` faults hit
 *after* Moodle committed the call: the client sees a failure for work that was
 done, which is what idempotent retries must survive.
 """
@@ -22,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-FaultKind = Literal["status", "delay", "drop"]
+FaultKind = Literal["status", "delay", "drop", "terminate"]
 
 _FIT_SMALL = ("enrol_batch_1", "unenrol_batch_1")
 _FIT_LARGE = (
@@ -48,7 +51,7 @@ class LatencyModel:
 
     @classmethod
     def recorded(cls, *, workers: int = 1) -> LatencyModel:
-        """``from_golden`` applied to the shared ``latency.json`` (values kept here)."""
+        """``from_golden`` applied to the recorded ``latency.json`` (values kept here)."""
         return cls(0.0336918, 0.0073082, workers, 0.0044057)
 
     @classmethod
@@ -115,6 +118,13 @@ class FaultPlan:
     def drop_next(self, n: int, *, after: bool = False) -> None:
         """Close the connection of the next ``n`` requests without any response."""
         self._queue.extend([Fault("drop", after=after)] * n)
+
+    def terminate_next(self, n: int) -> None:
+        """Answer the next ``n`` requests as a stopped server does: 200 ``Terminated: 15``.
+
+        The work is not done: a request interrupted by SIGTERM is rolled back.
+        """
+        self._queue.extend([Fault("terminate", status=200)] * n)
 
     def fail_for(self, seconds: float, status: int = 503) -> None:
         """Answer every request with ``status`` for the next ``seconds``."""

@@ -51,6 +51,11 @@ class StateReads:
         """The course with this id, if any."""
         return self._t.courses.get(courseid)
 
+    def course_by_context(self, contextid: int) -> Course | None:
+        """The course whose context has this id, if any."""
+        courseid = self._t.context_courses.get(contextid)
+        return None if courseid is None else self._t.courses[courseid]
+
     def courses(self) -> list[Course]:
         """All courses in id order (the front page included)."""
         return list(self._t.courses.values())

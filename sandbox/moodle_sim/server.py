@@ -49,8 +49,6 @@ _ROUTING_KEYS = ("wstoken", "wsfunction", "moodlewsrestformat")
 OTHER_SITE_FUNCTIONS = frozenset(
     {
         "core_enrol_get_users_courses",
-        "core_role_assign_roles",
-        "core_role_unassign_roles",
         "core_user_update_users",
         "core_user_delete_users",
         "core_course_get_courses",
@@ -58,6 +56,8 @@ OTHER_SITE_FUNCTIONS = frozenset(
         "core_group_add_group_members",
     }
 )
+# What core_shutdown_manager::signal_handler echoes on SIGTERM before exit(143).
+TERMINATED_BODY = "Terminated: 15\n"
 _URLENCODED = "application/x-www-form-urlencoded"
 _MULTIPART = "multipart/form-data"
 
@@ -179,6 +179,11 @@ class MoodleSimulator:
             if transport is not None:
                 transport.abort()
             raise web.HTTPServiceUnavailable  # never written: the socket is gone
+        if fault.kind == "terminate":
+            # PHP's default headers: the handler echoes before Moodle sent any.
+            return web.Response(
+                text=TERMINATED_BODY, content_type="text/html", charset="utf-8"
+            )
         page = f"<html><body><h1>{fault.status}</h1>Service unavailable</body></html>"
         return web.Response(
             status=fault.status,

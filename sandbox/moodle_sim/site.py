@@ -1,6 +1,6 @@
 """Site-wide facts of the simulated Moodle: well-known ids, roles, tokens, settings.
 
-The values are those of the recorded site (see ``shared/moodle-golden``):
+The values are those of the recorded site (see ``tests/data/moodle-golden``):
 guest (1), admin (2) and wsclient (3) users, the front page as course 1, and a
 web service whose wsclient role may assign editingteacher, teacher and student.
 """
@@ -35,6 +35,8 @@ DEFAULT_SERVICE_FUNCTIONS: tuple[str, ...] = (
     "core_course_create_courses",
     "core_webservice_get_site_info",
     "core_enrol_get_course_enrolment_methods",
+    "core_role_assign_roles",
+    "core_role_unassign_roles",
 )
 # The recorded wsclient role may assign these; an admin may assign every role
 # whose context levels include "course" (coursecreator is category/system only).

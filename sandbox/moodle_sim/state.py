@@ -8,8 +8,11 @@ the difference:
   from ``user_enrolments.status`` (enrolment, 0 active / 1 suspended);
 * a course has at most one manual instance, enabled, disabled or absent; new
   courses also get disabled guest and self instances;
-* role assignments are a set per (course, user): enrolling with another role
-  adds one, unenrolling removes the enrolment and every role in the course;
+* role assignments are a set per (course, user), kept apart from enrolments:
+  enrolling with another role adds one, ``core_role_*`` add or remove one
+  without touching the enrolment (a user may hold a role without being
+  enrolled, or be enrolled with none), unenrolling removes the enrolment and
+  every role in the course;
 * enrolling into a course that has a contact (an actively enrolled editing
   teacher) sends "Welcome to <fullname>" to the enrolled user, on every call.
 
@@ -235,6 +238,14 @@ class MoodleState(StateReads):
                     userid, contact, courseid, f"Welcome to {course.fullname}"
                 ),
             )
+
+    def assign_role(self, courseid: int, userid: int, roleid: int) -> None:
+        """``role_assign`` in the course context: no enrolment needed, no message sent."""
+        self._t.grant(self._log, courseid, userid, roleid)
+
+    def unassign_role(self, courseid: int, userid: int, roleid: int) -> None:
+        """``role_unassign`` in the course context; the enrolment, if any, stays."""
+        self._t.revoke(self._log, courseid, userid, roleid)
 
     def unenrol(self, courseid: int, userid: int) -> None:
         """``unenrol_user``: drop the enrolment and, being the last one, all roles."""

@@ -1,9 +1,10 @@
 """The rows of the simulated Moodle database and the tables that hold them.
 
-Besides Moodle's own tables, ``Tables`` keeps three indexes so that per-call
+Besides Moodle's own tables, ``Tables`` keeps four indexes so that per-call
 work stays proportional to the call, not to the site: the courses a user has a
-manual enrolment in, the editing teachers of each course, and each category's
-course ids (in creation order, which is id order). Its write methods are the
+manual enrolment in, the editing teachers of each course, each category's
+course ids (in creation order, which is id order) and the course of each
+course context. Its write methods are the
 only writers: each keeps tables and indexes in step and logs every change in
 the ``UndoLog`` it is given. Backups copy the indexes with the tables.
 Moodle's behaviour (clock, defaults, welcome messages) is ``MoodleState``'s.
@@ -113,10 +114,12 @@ class Tables:
     next_course_id: int = 1
     next_context_id: int = 2
     # Indexes: userid -> courses with a manual enrolment; courseid -> holders
-    # of the editing teacher role; categoryid -> course ids, ascending.
+    # of the editing teacher role; categoryid -> course ids, ascending;
+    # course context id -> course id.
     user_courses: dict[int, set[int]] = field(default_factory=dict)
     course_teachers: dict[int, set[int]] = field(default_factory=dict)
     category_courses: dict[int, list[int]] = field(default_factory=dict)
+    context_courses: dict[int, int] = field(default_factory=dict)
 
     def take_ids(self, log: UndoLog, counter: str) -> tuple[int, int]:
         """Take the next id of ``counter`` (a ``next_*_id`` field) and a context id."""
@@ -128,6 +131,7 @@ class Tables:
     def insert_course(self, log: UndoLog, course: Course) -> None:
         """Add a course with an id above every existing one."""
         log.set_item(self.courses, course.id, course)
+        log.set_item(self.context_courses, course.contextid, course.id)
         if course.categoryid not in self.category_courses:
             log.set_item(self.category_courses, course.categoryid, [])
         log.append(self.category_courses[course.categoryid], course.id)
@@ -154,6 +158,18 @@ class Tables:
             if courseid not in self.course_teachers:
                 log.set_item(self.course_teachers, courseid, set())
             log.add(self.course_teachers[courseid], userid)
+
+    def revoke(self, log: UndoLog, courseid: int, userid: int, roleid: int) -> None:
+        """Remove one role assignment (a no-op when the user does not hold it)."""
+        held = self.roles.get(courseid, {}).get(userid, frozenset())
+        if roleid not in held:
+            return
+        if held == {roleid}:
+            log.pop_item(self.roles[courseid], userid)
+        else:
+            log.set_item(self.roles[courseid], userid, held - {roleid})
+        if roleid == EDITING_TEACHER and courseid in self.course_teachers:
+            log.discard(self.course_teachers[courseid], userid)
 
     def drop_enrolment(self, log: UndoLog, courseid: int, userid: int) -> None:
         """Remove the enrolment row and every role of the user in the course."""

@@ -141,6 +141,11 @@ FUNCTIONS |= ws_site.FUNCTIONS
 
 def all_functions() -> dict[str, WsFunction]:
     """Every simulated function by name."""
-    from sandbox.moodle_sim import users, ws_enrol  # noqa: PLC0415 - avoid an import cycle
+    from sandbox.moodle_sim import users, ws_enrol, ws_roles  # noqa: PLC0415 - avoid an import cycle
 
-    return {**ws_enrol.FUNCTIONS, **users.FUNCTIONS, **FUNCTIONS}
+    return {
+        **ws_enrol.FUNCTIONS,
+        **ws_roles.FUNCTIONS,
+        **users.FUNCTIONS,
+        **FUNCTIONS,
+    }

@@ -1,8 +1,8 @@
 """SQL Server change tracking on SQLite: version stamping, CHANGETABLE, cleanup, truncate.
 
 Every function takes a connection that is already inside the right transaction;
-``PowerCampusSandbox`` opens them. The semantics follow
-``/work/shared/domain/sqlserver-ct.md``:
+``PowerCampusSandbox`` opens them. The semantics follow SQL Server's documented
+change tracking (Microsoft Learn, "About change tracking" and ``CHANGETABLE``):
 
 * one version per committed transaction that changed a tracked row, in commit
   order (writers are serialised); a transaction that changed none consumes none;

@@ -7,7 +7,7 @@ told to misbehave on the next requests: ``Fault.HTTP_503``, ``DROP`` (close the
 connection), ``HANG`` (never answer), ``HTML`` (a 200 page that is not JSON),
 ``HTTP_404``, ``ECHO`` (an error whose debuginfo echoes the raw request,
 as a debug page might), ``REDIRECT`` (``redirect_status`` to ``redirect_to``).
-Shapes and error codes follow /work/shared/moodle-golden.
+Shapes and error codes follow tests/data/moodle-golden.
 """
 
 from __future__ import annotations

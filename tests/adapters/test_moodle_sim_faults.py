@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -13,10 +12,9 @@ import pytest
 from sandbox.moodle_sim.faults import FaultPlan, LatencyModel
 from sandbox.moodle_sim.server import ENDPOINT, MoodleSimulator
 from sandbox.moodle_sim.state import MoodleState
+from tests.conftest import GOLDEN_DIR
 
-LATENCY_JSON = (
-    Path(__file__).resolve().parents[3] / "shared" / "moodle-golden" / "latency.json"
-)
+LATENCY_JSON = GOLDEN_DIR / "latency.json"
 TOKEN = "5" * 32
 
 
@@ -198,6 +196,23 @@ class TestFaults:
             with pytest.raises(aiohttp.ServerDisconnectedError):
                 await _post(session, sim, _enrol_pairs(ids[:1], course))
             assert [e.userid for e in state.enrolments(course)] == ids[:1]
+
+    async def test_terminate_answers_like_a_stopped_server(
+        self, session: aiohttp.ClientSession
+    ) -> None:
+        """terminate_next gives 200 text/html 'Terminated: 15' and leaves Moodle untouched."""
+        state, ids, course = _site()
+        async with MoodleSimulator(state, token=TOKEN) as sim:
+            sim.faults.terminate_next(1)
+            async with session.post(
+                sim.url + ENDPOINT, data=_enrol_pairs(ids, course)
+            ) as response:
+                assert response.status == 200
+                assert response.headers["Content-Type"] == "text/html; charset=utf-8"
+                assert await response.text() == "Terminated: 15\n"
+            assert state.enrolments(course) == []
+            assert await _post(session, sim, _enrol_pairs(ids, course)) == (200, None)
+            assert len(state.enrolments(course)) == len(ids)
 
     async def test_window_fails_until_it_ends(
         self, session: aiohttp.ClientSession

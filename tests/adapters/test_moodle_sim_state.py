@@ -1,4 +1,4 @@
-"""Simulator state: backups, PHP max_input_vars truncation, the call log, PHP form decoding."""
+"""Simulator state: backups, role assignments, PHP max_input_vars, the call log, PHP decoding."""
 
 from __future__ import annotations
 
@@ -99,6 +99,56 @@ class TestSnapshot:
                 ],
             )
             assert roster == []
+
+
+class TestRoleAssignments:
+    """Role assignments live beside enrolments, as core_role_* showed on Moodle 5.1."""
+
+    def test_role_without_enrolment_is_not_an_enrolment(self) -> None:
+        """Assigning a role to a user who is not enrolled enrols nobody and sends nothing."""
+        state = MoodleState()
+        user, course = state.add_user("p1"), state.add_course("C1")
+        state.assign_role(course, user, 5)
+        assert state.roles_of(course, user) == {5}
+        assert state.enrolments(course) == []
+        assert state.notifications == []
+
+    def test_last_role_removed_keeps_the_enrolment(self) -> None:
+        """Unassigning a student's only role leaves an active enrolment with no role."""
+        state = MoodleState()
+        user, course = state.add_user("p1"), state.add_course("C1")
+        state.enrol(course, user, 5)
+        state.unassign_role(course, user, 5)
+        [enrolment] = state.enrolments(course)
+        assert (enrolment.userid, enrolment.roleids) == (user, ())
+        assert state.is_active(course, user)
+
+    def test_teacher_role_removed_ends_welcome_messages(self) -> None:
+        """Without the editing teacher role the teacher is no longer the course contact."""
+        state = MoodleState()
+        teacher, student = state.add_user("t1"), state.add_user("p1")
+        course = state.add_course("C1")
+        state.enrol(course, teacher, 3)
+        state.unassign_role(course, teacher, 3)
+        state.enrol(course, student, 5)
+        assert state.contacts(course) == []
+        assert state.notifications == []
+
+    def test_failed_transaction_puts_roles_back(self) -> None:
+        """A batch that fails after assigning and unassigning leaves the roles as they were."""
+        state = MoodleState()
+        user, course = state.add_user("p1"), state.add_course("C1")
+        state.enrol(course, user, 5)
+
+        def swap_then_fail() -> None:
+            with state.transaction():
+                state.unassign_role(course, user, 5)
+                state.assign_role(course, user, 4)
+                raise RuntimeError
+
+        with pytest.raises(RuntimeError):
+            swap_then_fail()
+        assert state.roles_of(course, user) == {5}
 
 
 class TestMaxInputVars:

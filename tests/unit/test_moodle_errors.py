@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -25,8 +24,9 @@ from consumers.errors import (
     classify_moodle_error,
     is_moodle_error_body,
 )
+from tests.conftest import GOLDEN_DIR
 
-GOLDEN = Path(__file__).resolve().parents[3] / "shared" / "moodle-golden"
+GOLDEN = GOLDEN_DIR
 
 EXPECTED: dict[str, type[MoodleError]] = {
     "create_courses_duplicate_shortname": MoodleRejected,
@@ -71,6 +71,23 @@ EXPECTED: dict[str, type[MoodleError]] = {
     "unenrol_course_no_manual_instance": MoodleNoManualInstance,
     "unenrol_nonexistent_course": MoodleNotFound,
     "unenrol_nonexistent_user": MoodleNotFound,
+    # Sequence 2 (core_role_*): every refusal is invalidparameter, a missing user
+    # is a coding_exception; only debuginfo tells a forbidden role from a
+    # missing course.
+    "assign_roles_bad_contextlevel": MoodleInvalidParameter,
+    "assign_roles_batch_one_bad": MoodleCodingError,
+    "assign_roles_forbidden_manager": MoodleInvalidParameter,
+    "assign_roles_forbidden_manager_debug_on": MoodleInvalidParameter,
+    "assign_roles_no_context": MoodleInvalidParameter,
+    "assign_roles_nonexistent_contextid": MoodleInvalidParameter,
+    "assign_roles_nonexistent_course": MoodleInvalidParameter,
+    "assign_roles_nonexistent_course_debug_on": MoodleInvalidParameter,
+    "assign_roles_nonexistent_role": MoodleInvalidParameter,
+    "assign_roles_nonexistent_user": MoodleCodingError,
+    "assign_roles_nonexistent_user_debug_on": MoodleCodingError,
+    "unassign_roles_batch_one_bad": MoodleInvalidParameter,
+    "unassign_roles_forbidden_manager": MoodleInvalidParameter,
+    "unassign_roles_nonexistent_course": MoodleInvalidParameter,
 }
 
 

@@ -1,0 +1,787 @@
+"""Record a real Moodle's answers as golden cases for the simulator's replay.
+
+Runs one recorded sequence against a live Moodle 5.1 site and writes one JSON
+file per case in the format described at the top of
+``tests/data/moodle-golden/INDEX.md``: the exact form fields (token masked as
+``<TOKEN>``), HTTP status, content type, body, and for state-changing cases the
+ground truth read from the site's database with ``psql`` (``state_after``) for
+the course and users the case names (``state_scope``). Cases run in order and
+later ones build on the state earlier ones left, so the simulator replays the
+files in the same order from the same set-up calls.
+
+    set -a; . /tmp/moodle-harness/env; set +a   # MOODLE_URL, MOODLE_TOKEN (never written)
+    export PGPASSWORD=...                   # the site database's password
+    export MOODLE_HARNESS_DIR=...           # holds stop.sh / start.sh (outage cases)
+    .venv/bin/python tools/record_moodle.py roles --out tests/data/moodle-golden
+
+Optional: ``PGHOST`` ``PGPORT`` ``PGDATABASE`` ``PGUSER`` (default: the
+harness's 127.0.0.1:55432, moodle/moodle) and ``MOODLE_DIR`` (``/opt/moodle``,
+for ``admin/cli/cfg.php`` to switch site debugging on and off).
+
+The site must be fresh (guest, admin and wsclient users, the front page, no
+other courses): the replay builds its simulated site from the same set-up
+calls, so ids must come out as recorded. The outage cases stop and start the
+site's web server (``MOODLE_HARNESS_STATE``, default ``/tmp/moodle-harness``,
+holds its pid file). The token never reaches a file: requests and answers are
+masked, and a file that would still contain it is refused.
+
+Reading the environment here (and not through settings) is deliberate: this is
+a developer's tool run by hand against a lab site, not part of the service.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENDPOINT = "/webservice/rest/server.php"
+WSCLIENT = "wsclient (dedicated integration user, custom role at system level)"
+COURSE_CONTEXT = 50
+DEBUG_DEVELOPER = 32767
+HTTP_TIMEOUT_S = 120.0
+STUDENT, TEACHER, EDITINGTEACHER, MANAGER = 5, 4, 3, 1
+MISSING = 999999  # an id no user, course or context has
+BULK_USERS = 330  # 330 rows x 3 fields + 3 = 993 form fields, under max_input_vars=1000
+STOP_AFTER_S = 0.8  # the bulk enrol takes ~2.5 s on the harness
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the client got: HTTP status, content type and body (or a transport error)."""
+
+    status: int | None
+    content_type: str | None
+    text: str | None
+    elapsed_s: float
+    transport_error: str | None = None
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Whose state a case records: one course, some users (or just a head count)."""
+
+    course: int
+    users: tuple[int, ...] = ()
+    count_only: bool = False
+
+
+@dataclass
+class Site:
+    """The live site: its web-service endpoint, token and database (through psql)."""
+
+    url: str
+    token: str
+    moodle_dir: Path
+    harness_dir: Path | None
+    version: dict[str, str] = field(default_factory=dict)
+
+    def post(self, pairs: list[tuple[str, str]]) -> Answer:
+        """POST form fields to the REST endpoint; transport failures are answers too."""
+        data = urllib.parse.urlencode(pairs).encode()
+        request = urllib.request.Request(self.url + ENDPOINT, data=data, method="POST")
+        started = time.monotonic()
+        try:
+            with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S) as response:
+                text = response.read().decode()
+                status, ctype = response.status, response.headers["Content-Type"]
+        except urllib.error.HTTPError as exc:  # a 4xx/5xx answer still has a body
+            text = exc.read().decode()
+            status, ctype = exc.code, exc.headers["Content-Type"]
+        except urllib.error.URLError as exc:  # no connection: refused, unreachable
+            error = f"{type(exc.reason).__name__}: {exc.reason}"
+            return Answer(None, None, None, time.monotonic() - started, error)
+        except (OSError, http.client.HTTPException) as exc:  # cut off mid-answer
+            error = f"{type(exc).__name__}: {exc}"
+            return Answer(None, None, None, time.monotonic() - started, error)
+        return Answer(status, ctype, text, time.monotonic() - started)
+
+    def call(self, function: str, fields: list[tuple[str, str]]) -> Any:
+        """Call a function for its JSON value (set-up reads, facts)."""
+        answer = self.post(self.head(function) + fields)
+        if answer.text is None:
+            sys.exit(f"{function}: {answer.transport_error}")
+        return json.loads(answer.text)
+
+    def head(self, function: str) -> list[tuple[str, str]]:
+        """The routing fields every request starts with."""
+        return [
+            ("wstoken", self.token),
+            ("wsfunction", function),
+            ("moodlewsrestformat", "json"),
+        ]
+
+    def sql(self, query: str) -> Any:
+        """One JSON value selected by ``query`` (psql, connection from PG* variables)."""
+        env = {
+            "PGHOST": "127.0.0.1",
+            "PGPORT": "55432",
+            "PGDATABASE": "moodle",
+            "PGUSER": "moodle",
+            **os.environ,
+        }
+        out = subprocess.run(
+            ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", query],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        return json.loads(out)
+
+    def set_debug(self, level: int) -> None:
+        """Switch the site's debugging level (0 off, 32767 developer) as an admin would."""
+        cfg = self.moodle_dir / "admin" / "cli" / "cfg.php"
+        subprocess.run(
+            ["php", str(cfg), "--name=debug", f"--set={level}"],
+            check=True,
+            capture_output=True,
+        )
+
+    def server_group(self) -> int:
+        """The web server's process group, from the harness's pid file (start.sh's setsid)."""
+        state = Path(os.environ.get("MOODLE_HARNESS_STATE", "/tmp/moodle-harness"))  # noqa: S108
+        return int((state / "php-server.pid").read_text())
+
+    def end_group(self, group: int) -> None:
+        """SIGTERM what is left of the server's process group; wait until nothing listens."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGTERM)
+        for _ in range(40):
+            probe = self.post(self.head("core_webservice_get_site_info"))
+            if probe.status is None:
+                return
+            time.sleep(0.25)
+        sys.exit(f"the web server's process group {group} still answers")
+
+    def harness(self, script: str) -> None:
+        """Run the harness's ``stop.sh`` or ``start.sh``."""
+        if self.harness_dir is None:
+            sys.exit("MOODLE_HARNESS_DIR must name the folder holding stop.sh/start.sh")
+        subprocess.run([str(self.harness_dir / script)], check=True)
+
+
+def _ids(values: tuple[int, ...]) -> str:
+    return ",".join(str(v) for v in values) or "0"
+
+
+class Facts:
+    """The ground truth recorded after a case, as the harness's SQL and roster show it."""
+
+    def __init__(self, site: Site, watched: set[int]) -> None:
+        self.site = site
+        self.watched = watched  # users whose notifications are recorded
+
+    def last_notification(self) -> int:
+        """The newest notification id (the baseline of 'sent during the call')."""
+        return int(self.site.sql("SELECT coalesce(max(id), 0) FROM mdl_notifications"))
+
+    def notifications_since(self, after: int) -> list[dict[str, Any]]:
+        """Notifications to watched users with an id above ``after``, oldest first."""
+        rows = self.site.sql(
+            "SELECT coalesce(json_agg(json_build_object('to_userid', useridto,"
+            " 'subject', subject, 'from_userid', useridfrom, 'name', eventtype)"
+            f" ORDER BY id), '[]') FROM mdl_notifications WHERE id > {after}"
+            f" AND useridto IN ({_ids(tuple(sorted(self.watched)))})"
+        )
+        return list(rows)
+
+    def collect(self, scope: Scope, since: int) -> dict[str, Any]:
+        """``state_after`` for ``scope``; ``since`` is the pre-call notification id."""
+        course = scope.course
+        if scope.count_only:
+            count = self.site.sql(
+                "SELECT count(*) FROM mdl_user_enrolments ue JOIN mdl_enrol e"
+                f" ON e.id = ue.enrolid WHERE e.courseid = {course}"
+            )
+            return {
+                "enrolled_in_course_after (SQL count)": count,
+                "notifications sent during the call (SQL)": self.notifications_since(
+                    since
+                ),
+            }
+        users = _ids(scope.users)
+        context = (
+            f"(SELECT id FROM mdl_context WHERE contextlevel = {COURSE_CONTEXT}"
+            f" AND instanceid = {course})"
+        )
+        enrolments = self.site.sql(
+            "SELECT coalesce(json_agg(json_build_object('userid', ue.userid,"
+            " 'enrol', e.enrol, 'status', ue.status, 'timestart', ue.timestart,"
+            " 'timeend', ue.timeend, 'roles', (SELECT coalesce(json_agg(r.shortname"
+            " ORDER BY r.sortorder), '[]') FROM mdl_role_assignments ra JOIN mdl_role r"
+            f" ON r.id = ra.roleid WHERE ra.userid = ue.userid AND ra.contextid = {context}))"
+            " ORDER BY ue.userid), '[]') FROM mdl_user_enrolments ue JOIN mdl_enrol e"
+            f" ON e.id = ue.enrolid WHERE e.courseid = {course} AND ue.userid IN ({users})"
+        )
+        assignments = self.site.sql(
+            "SELECT coalesce(json_agg(json_build_object('userid', ra.userid, 'role',"
+            " r.shortname, 'component', ra.component) ORDER BY ra.userid, r.sortorder),"
+            " '[]') FROM mdl_role_assignments ra JOIN mdl_role r ON r.id = ra.roleid"
+            f" WHERE ra.contextid = {context} AND ra.userid IN ({users})"
+        )
+        listed = self._roster(course, onlyactive=False)
+        active = self._roster(course, onlyactive=True)
+        return {
+            "db_user_enrolments (harness SQL ground truth)": [
+                {
+                    "userid": row["userid"],
+                    "enrol": row["enrol"],
+                    "status": row["status"],
+                    "status_meaning": "suspended" if row["status"] else "active",
+                    "timestart": row["timestart"],
+                    "timeend": row["timeend"],
+                    "roles": row["roles"],
+                }
+                for row in enrolments
+            ],
+            "db_role_assignments in the course context (SQL)": assignments,
+            "get_enrolled_users ids (default options)": sorted(listed),
+            "get_enrolled_users ids (onlyactive=1)": sorted(active),
+            "get_enrolled_users roles of these users (default options)": {
+                str(uid): listed[uid] for uid in scope.users if uid in listed
+            },
+            "notifications sent during the call (SQL)": self.notifications_since(since),
+        }
+
+    def _roster(self, course: int, *, onlyactive: bool) -> dict[int, list[str]]:
+        fields = [("courseid", str(course))]
+        if onlyactive:
+            fields += [("options[0][name]", "onlyactive"), ("options[0][value]", "1")]
+        body = self.site.call("core_enrol_get_enrolled_users", fields)
+        if not isinstance(body, list):
+            sys.exit(f"get_enrolled_users of course {course}: {body}")
+        return {u["id"]: [r["shortname"] for r in u["roles"]] for u in body}
+
+
+def _elide(params: dict[str, str], prefix: str) -> tuple[dict[str, Any], int]:
+    """Keep the head, the first 3 items and the last one of a long ``prefix[i][…]`` list."""
+    keys = list(params)
+    items = [k for k in keys if k.startswith(prefix)]
+    width = len([k for k in items if k.startswith(f"{prefix}[0]")])
+    first, last = keys.index(items[0]), keys.index(items[-1])
+    kept = keys[: first + 3 * width] + keys[last + 1 - width :]
+    omitted = len(keys) - len(kept)
+    elided: dict[str, Any] = {}
+    for k in kept:
+        if k == keys[last + 1 - width]:
+            elided["..."] = f"{omitted} more keys omitted"
+        elided[k] = params[k]
+    return elided, len(keys)
+
+
+class Recorder:
+    """Sends each case, masks the token, reads the facts and writes the JSON file."""
+
+    def __init__(self, site: Site, out: Path) -> None:
+        self.site, self.out = site, out
+        self.facts = Facts(site, set())
+        self.written: list[tuple[str, str]] = []
+
+    def case(
+        self,
+        name: str,
+        summary: str,
+        function: str,
+        fields: list[tuple[str, str]],
+        *,
+        scope: Scope | None = None,
+        note: str | None = None,
+        elide: str | None = None,
+        send: Callable[[list[tuple[str, str]]], Answer] | None = None,
+    ) -> Any:
+        """Record one case; ``send`` replaces a plain POST (e.g. to stop the site meanwhile)."""
+        since = self.facts.last_notification() if scope else 0
+        pairs = self.site.head(function) + fields
+        answer = (send or self.site.post)(pairs)
+        params = {k: "<TOKEN>" if v == self.site.token else v for k, v in pairs}
+        record: dict[str, Any] = {
+            "case": name,
+            "summary": summary,
+            "function": function,
+            "endpoint": ENDPOINT,
+            "http_method": "POST",
+            "token_user": WSCLIENT,
+            "request_params": params,
+            "request_raw": None,
+        }
+        if elide is not None:
+            record["request_params"], record["request_param_count"] = _elide(
+                params, elide
+            )
+        body = self._body(answer)
+        record |= {
+            "http_status": answer.status,
+            "response_content_type": answer.content_type,
+            "response_body_kind": body[0],
+            "response_body": body[1],
+            "moodle_version": self.site.version,
+        }
+        if answer.transport_error is not None:
+            record["transport_error"] = answer.transport_error
+        if scope is not None:
+            record["state_scope"] = {
+                "course": scope.course,
+                "users": list(scope.users),
+                **({"count_only": True} if scope.count_only else {}),
+            }
+            record["state_after"] = self.facts.collect(scope, since)
+        if note is not None:
+            record["note"] = note
+        record["elapsed_s"] = round(answer.elapsed_s, 3)
+        self._write(name, record)
+        self.written.append((name, summary))
+        return body[1]
+
+    @staticmethod
+    def _body(answer: Answer) -> tuple[str, Any]:
+        if answer.text is None:
+            return "none", None
+        if answer.content_type == "application/json":
+            return "json", json.loads(answer.text)
+        return "text", answer.text
+
+    def _write(self, name: str, record: dict[str, Any]) -> None:
+        text = json.dumps(record, indent=2, ensure_ascii=False) + "\n"
+        if self.site.token in text:
+            sys.exit(f"{name}: the token would be written; nothing saved")
+        (self.out / f"{name}.json").write_text(text)
+        body = record["response_body"]
+        shown = body if body is None or isinstance(body, str) else json.dumps(body)
+        print(f"{name}: {record['http_status']} {str(shown)[:150]}")
+
+
+def _users(prefix: str, numbers: range, *, idnumber: bool) -> list[tuple[str, str]]:
+    fields: list[tuple[str, str]] = []
+    for i, n in enumerate(numbers):
+        user = {
+            "username": f"{prefix}{n:06d}",
+            "password": "Passw0rd!x",
+            "firstname": f"First{n}",
+            "lastname": f"Last{n}",
+            "email": f"{prefix}{n:06d}@example.com",
+        }
+        if idnumber:
+            user["idnumber"] = f"{prefix.upper()}{n:06d}"
+        fields += [(f"users[{i}][{k}]", v) for k, v in user.items()]
+    return fields
+
+
+def _rows(base: str, rows: list[dict[str, int | str]]) -> list[tuple[str, str]]:
+    """Form fields of a list of structures: ``base[i][key]=value``."""
+    return [
+        (f"{base}[{i}][{k}]", str(v))
+        for i, row in enumerate(rows)
+        for k, v in row.items()
+    ]
+
+
+def _at(course: int, roleid: int, userid: int) -> dict[str, int | str]:
+    """A role (un)assignment in a course's context by level and instance."""
+    return {
+        "roleid": roleid,
+        "userid": userid,
+        "contextlevel": "course",
+        "instanceid": course,
+    }
+
+
+def record_roles(rec: Recorder) -> None:  # noqa: PLR0915 - one straight script of cases
+    """Sequence 2: dropping a student by role instead of by status, and an outage."""
+    site = rec.site
+    courses = rec.case(
+        "roles_setup_create_courses",
+        "set-up: a course whose students are dropped by role, and a bulk course",
+        "core_course_create_courses",
+        _rows(
+            "courses",
+            [
+                {
+                    "fullname": "Role drop test Winter 2022",
+                    "shortname": "ROLEDROP101Winter2022",
+                    "categoryid": 1,
+                    "idnumber": "202201-ROLEDROP101",
+                },
+                {
+                    "fullname": "Bulk outage test Winter 2022",
+                    "shortname": "BULK201Winter2022",
+                    "categoryid": 1,
+                    "idnumber": "202201-BULK201",
+                },
+            ],
+        ),
+    )
+    course, bulk = (c["id"] for c in courses)
+    made = rec.case(
+        "roles_setup_create_users",
+        "set-up: a teacher and six students",
+        "core_user_create_users",
+        _users("p000", range(400001, 400008), idnumber=True),
+    )
+    teacher, s1, s2, s3, s4, s5, s6 = (u["id"] for u in made)
+    rec.facts.watched |= {teacher, s1, s2, s3, s4, s5, s6}
+    everyone = (s1, s2, s3, s4, s5, s6)
+    rec.case(
+        "roles_setup_enrol_teacher",
+        "set-up: the editing teacher (the course contact that sends welcome messages)",
+        "enrol_manual_enrol_users",
+        _rows(
+            "enrolments",
+            [{"roleid": EDITINGTEACHER, "userid": teacher, "courseid": course}],
+        ),
+        scope=Scope(course, (teacher,)),
+    )
+    rec.case(
+        "roles_setup_enrol_students",
+        "set-up: five students enrolled in one call",
+        "enrol_manual_enrol_users",
+        _rows(
+            "enrolments",
+            [
+                {"roleid": STUDENT, "userid": u, "courseid": course}
+                for u in (s1, s2, s3, s4, s5)
+            ],
+        ),
+        scope=Scope(course, everyone),
+    )
+    context = int(
+        site.sql(
+            f"SELECT id FROM mdl_context WHERE contextlevel = {COURSE_CONTEXT}"
+            f" AND instanceid = {course}"
+        )
+    )
+
+    def assign(name: str, summary: str, rows: list[dict[str, int | str]]) -> None:
+        rec.case(
+            name,
+            summary,
+            "core_role_assign_roles",
+            _rows("assignments", rows),
+            scope=Scope(course, everyone),
+        )
+
+    def unassign(name: str, summary: str, rows: list[dict[str, int | str]]) -> None:
+        rec.case(
+            name,
+            summary,
+            "core_role_unassign_roles",
+            _rows("unassignments", rows),
+            scope=Scope(course, everyone),
+        )
+
+    def roster(name: str, summary: str, *, onlyactive: bool) -> None:
+        fields = [("courseid", str(course))]
+        if onlyactive:
+            fields += [("options[0][name]", "onlyactive"), ("options[0][value]", "1")]
+        rec.case(name, summary, "core_enrol_get_enrolled_users", fields)
+
+    unassign(
+        "unassign_roles_success",
+        "drop by role: the student role removed at course level",
+        [_at(course, STUDENT, s1)],
+    )
+    roster(
+        "get_enrolled_users_no_role_default",
+        "a user enrolled with no role left, default options",
+        onlyactive=False,
+    )
+    roster(
+        "get_enrolled_users_no_role_onlyactive",
+        "a user enrolled with no role left, onlyactive=1",
+        onlyactive=True,
+    )
+    unassign(
+        "unassign_roles_not_held",
+        "unassign a role the user does not hold",
+        [_at(course, STUDENT, s1)],
+    )
+    assign(
+        "assign_roles_success",
+        "re-add by role: the student role assigned again at course level",
+        [_at(course, STUDENT, s1)],
+    )
+    assign(
+        "assign_roles_again_same",
+        "assign the same role again",
+        [_at(course, STUDENT, s1)],
+    )
+    assign(
+        "assign_roles_by_contextid",
+        "assign by contextid instead of contextlevel + instanceid",
+        [{"roleid": TEACHER, "userid": s2, "contextid": context}],
+    )
+    unassign(
+        "unassign_roles_by_contextid",
+        "unassign by contextid",
+        [{"roleid": TEACHER, "userid": s2, "contextid": context}],
+    )
+    assign(
+        "assign_roles_forbidden_manager",
+        "a role the token user may not assign (manager)",
+        [_at(course, MANAGER, s2)],
+    )
+    assign(
+        "assign_roles_nonexistent_role",
+        "a role id that does not exist",
+        [_at(course, 9999, s2)],
+    )
+    assign(
+        "assign_roles_nonexistent_user",
+        "a user id that does not exist",
+        [_at(course, STUDENT, MISSING)],
+    )
+    assign(
+        "assign_roles_not_enrolled",
+        "a user not enrolled in the course",
+        [_at(course, STUDENT, s6)],
+    )
+    assign(
+        "assign_roles_batch_one_bad",
+        "batch [good, nonexistent user, good]",
+        [
+            _at(course, TEACHER, s3),
+            _at(course, STUDENT, MISSING),
+            _at(course, TEACHER, s4),
+        ],
+    )
+    assign(
+        "assign_roles_nonexistent_course",
+        "contextlevel=course with a course id that does not exist",
+        [_at(MISSING, STUDENT, s2)],
+    )
+    assign(
+        "assign_roles_nonexistent_contextid",
+        "a contextid that does not exist",
+        [{"roleid": STUDENT, "userid": s2, "contextid": MISSING}],
+    )
+    assign(
+        "assign_roles_no_context",
+        "neither contextid nor contextlevel + instanceid",
+        [{"roleid": STUDENT, "userid": s2}],
+    )
+    assign(
+        "assign_roles_bad_contextlevel",
+        "an unknown context level name",
+        [
+            {
+                "roleid": STUDENT,
+                "userid": s2,
+                "contextlevel": "bogus",
+                "instanceid": course,
+            }
+        ],
+    )
+    unassign(
+        "unassign_roles_forbidden_manager",
+        "unassign a role the token user may not assign (manager)",
+        [_at(course, MANAGER, s2)],
+    )
+    unassign(
+        "unassign_roles_nonexistent_user",
+        "unassign from a user id that does not exist",
+        [_at(course, STUDENT, MISSING)],
+    )
+    unassign(
+        "unassign_roles_batch_one_bad",
+        "batch [good, forbidden role]",
+        [_at(course, STUDENT, s3), _at(course, MANAGER, s4)],
+    )
+    unassign(
+        "unassign_roles_nonexistent_course",
+        "contextlevel=course with a course id that does not exist",
+        [_at(MISSING, STUDENT, s2)],
+    )
+    unassign(
+        "unassign_roles_not_enrolled",
+        "unassign the role held by the user who is not enrolled",
+        [_at(course, STUDENT, s6)],
+    )
+    site.set_debug(DEBUG_DEVELOPER)
+    try:
+        assign(
+            "assign_roles_forbidden_manager_debug_on",
+            "forbidden role with site debugging on",
+            [_at(course, MANAGER, s2)],
+        )
+        assign(
+            "assign_roles_nonexistent_user_debug_on",
+            "nonexistent user with site debugging on",
+            [_at(course, STUDENT, MISSING)],
+        )
+        assign(
+            "assign_roles_nonexistent_course_debug_on",
+            "nonexistent course with site debugging on",
+            [_at(MISSING, STUDENT, s2)],
+        )
+    finally:
+        site.set_debug(0)
+    for name, suspend, summary in (
+        (
+            "enrol_suspend_1_active_welcome",
+            1,
+            "drop by status: suspend=1 on an active enrolment",
+        ),
+        ("enrol_suspend_0_welcome", 0, "re-add by status: suspend=0 on that enrolment"),
+    ):
+        rec.case(
+            name,
+            summary,
+            "enrol_manual_enrol_users",
+            _rows(
+                "enrolments",
+                [
+                    {
+                        "roleid": STUDENT,
+                        "userid": s4,
+                        "courseid": course,
+                        "suspend": suspend,
+                    }
+                ],
+            ),
+            scope=Scope(course, everyone),
+        )
+    record_outage(rec, bulk)
+
+
+def record_outage(rec: Recorder, bulk: int) -> None:
+    """The web server stopped while a bulk enrol is in flight, then started again."""
+    site = rec.site
+    users: list[int] = []
+    for part, numbers in enumerate(
+        (range(410001, 410166), range(410166, 410001 + BULK_USERS)), start=1
+    ):
+        made = rec.case(
+            f"roles_setup_create_bulk_users_{part}",
+            f"set-up: bulk users, part {part} of 2",
+            "core_user_create_users",
+            _users("p000", numbers, idnumber=False),
+        )
+        users += [u["id"] for u in made]
+    if users != list(range(users[0], users[0] + BULK_USERS)):
+        sys.exit("bulk user ids are not consecutive: another client created users")
+    batch = _rows(
+        "enrolments",
+        [{"roleid": STUDENT, "userid": u, "courseid": bulk} for u in users],
+    )
+
+    def stop_meanwhile(pairs: list[tuple[str, str]]) -> Answer:
+        answers: list[Answer] = []
+        sender = threading.Thread(target=lambda: answers.append(site.post(pairs)))
+        sender.start()
+        time.sleep(STOP_AFTER_S)
+        site.harness("stop.sh")
+        sender.join()
+        if answers[0].elapsed_s < STOP_AFTER_S:
+            sys.exit(
+                "the batch was answered before the server stopped: raise BULK_USERS"
+            )
+        return answers[0]
+
+    scope = Scope(bulk, count_only=True)
+    group = site.server_group()
+    rec.case(
+        "outage_stop_in_flight",
+        f"a {BULK_USERS}-row enrol batch in flight when the web server is stopped",
+        "enrol_manual_enrol_users",
+        batch,
+        scope=scope,
+        elide="enrolments",
+        send=stop_meanwhile,
+        note=f"stop.sh (SIGTERM to the php -S process group) ran {STOP_AFTER_S} s after"
+        " the request was sent; the server log says 'Potential coding error - active"
+        " database transaction detected during request shutdown' (rolled back)",
+    )
+    rec.case(
+        "outage_worker_survives_stop",
+        "the same batch sent right after stop.sh returned",
+        "enrol_manual_enrol_users",
+        batch,
+        scope=scope,
+        elide="enrolments",
+        note="Moodle's SIGTERM handler ends the *request* with exit(143), not the php -S"
+        " worker process that ran it: that worker keeps accepting on the listening"
+        " socket after the master and the idle workers are gone, so the stopped site"
+        " still answers (and start.sh then fails with 'Address already in use' while"
+        " reporting success)",
+    )
+    rec.case(
+        "outage_setup_unenrol_bulk",
+        "set-up: the bulk enrolments removed again, so the retry below starts from none",
+        "enrol_manual_unenrol_users",
+        _rows("enrolments", [{"userid": u, "courseid": bulk} for u in users]),
+        scope=scope,
+        elide="enrolments",
+    )
+    site.end_group(group)
+    try:
+        rec.case(
+            "outage_request_while_stopped",
+            "the same batch sent while nothing listens (the surviving worker ended too)",
+            "enrol_manual_enrol_users",
+            batch,
+            scope=scope,
+            elide="enrolments",
+        )
+    finally:
+        site.harness("start.sh")
+    rec.case(
+        "outage_retry_after_restart",
+        "the same batch sent again once the web server is started",
+        "enrol_manual_enrol_users",
+        batch,
+        scope=scope,
+        elide="enrolments",
+    )
+
+
+SEQUENCES: dict[str, Callable[[Recorder], None]] = {"roles": record_roles}
+
+
+def main() -> None:
+    """Record the named sequence on the site MOODLE_URL names."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("sequence", choices=sorted(SEQUENCES))
+    parser.add_argument("--out", type=Path, default=Path("tests/data/moodle-golden"))
+    args = parser.parse_args()
+    url, token = os.environ.get("MOODLE_URL"), os.environ.get("MOODLE_TOKEN")
+    if not url or not token:
+        sys.exit(
+            "MOODLE_URL and MOODLE_TOKEN must be set (source the harness env file)"
+        )
+    harness = os.environ.get("MOODLE_HARNESS_DIR")
+    site = Site(
+        url.rstrip("/"),
+        token,
+        Path(os.environ.get("MOODLE_DIR", "/opt/moodle")),
+        Path(harness) if harness else None,
+    )
+    info = site.call("core_webservice_get_site_info", [])
+    site.version = {"release": info["release"], "version": info["version"]}
+    extra = site.sql(
+        "SELECT (SELECT count(*) FROM mdl_course WHERE id > 1)"
+        " + (SELECT count(*) FROM mdl_user WHERE id > 3)"
+    )
+    if extra:
+        sys.exit("the site is not fresh (courses or users beyond the defaults exist)")
+    recorder = Recorder(site, args.out)
+    SEQUENCES[args.sequence](recorder)
+    for name, summary in recorder.written:
+        print(f"| {name} | {summary} |")
+
+
+if __name__ == "__main__":
+    main()
