@@ -2,7 +2,7 @@
 
 A batch is every record one ``getmany`` returned, across partitions (a person's
 events all live on one partition, so merging partitions keeps each person in
-order). Desired states are collapsed per (course, person), last one wins, and
+order). Desired states are collapsed per (course, person), the newest state wins, and
 planned once against the ledger as it was before the batch: this is what makes
 actions come from state, not transitions (an enrol then a drop of the same
 person inside one batch plans nothing for an enrolment we never made).
@@ -93,7 +93,8 @@ def collapse_desired(
     *,
     in_full: Callable[[EnrolmentEvent], bool] = lambda _: False,
 ) -> list[Decision]:
-    """Desired states per (course, person), the last event's winning, in first-seen order.
+    """Desired states per (course, person), the newest state's winning (the last
+    read among equals), in first-seen order.
 
     ``in_full`` events (a parked person's) are decided for every course of their
     registrations as well as for their changed sections.
@@ -106,7 +107,12 @@ def collapse_desired(
             # (a deleted row's course is in no registration any more)
             desired += desired_enrolments(full_state(event), mapping, policy)
         for one in desired:
-            latest[(one.course.id, one.people_code_id)] = Decision(one, event)
+            key = (one.course.id, one.people_code_id)
+            held = latest.get(key)
+            # The newest state wins, not the last read: an event redelivered late
+            # (at-least-once) carries an older state than the one before it.
+            if held is None or held.event.state_version <= event.state_version:
+                latest[key] = Decision(one, event)
     return list(latest.values())
 
 

@@ -48,6 +48,7 @@ from typing import ClassVar, TypeGuard
 __all__ = [
     "AUTH_ERRORCODES",
     "REJECTED_BY_ERRORCODE",
+    "REJECTED_BY_FUNCTION",
     "UNAVAILABLE_ERRORCODES",
     "ConsumerError",
     "InvalidEvent",
@@ -201,6 +202,14 @@ REJECTED_BY_ERRORCODE: dict[str, type[MoodleRejected]] = {
     "codingerror": MoodleCodingError,
 }
 
+#: (function, errorcode) -> type, where a function uses a code differently. Recorded:
+#: core_role_assign_roles answers a user that does not exist with ``codingerror``
+#: ("User ID does not exist or is deleted!"), one row's fault, not the request's
+#: (golden case ``assign_roles_nonexistent_user``).
+REJECTED_BY_FUNCTION: dict[tuple[str, str], type[MoodleRejected]] = {
+    ("core_role_assign_roles", "codingerror"): MoodleNotFound,
+}
+
 #: errorcodes meaning the token/service is refused, whatever the request says.
 AUTH_ERRORCODES: frozenset[str] = frozenset(
     {"invalidtoken", "accessexception", "servicenotavailable", "invalidtokensession"}
@@ -235,7 +244,9 @@ def classify_moodle_error(
         return MoodleAuthError(errorcode, message)
     if errorcode in UNAVAILABLE_ERRORCODES:
         return MoodleUnavailable(f"{errorcode}: {message}")
-    error_type = REJECTED_BY_ERRORCODE.get(errorcode, MoodleRejected)
+    error_type = REJECTED_BY_FUNCTION.get(
+        (function or "", errorcode), REJECTED_BY_ERRORCODE.get(errorcode, MoodleRejected)
+    )
     return error_type(
         errorcode,
         message,

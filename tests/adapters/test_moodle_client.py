@@ -336,14 +336,15 @@ class TestSecrecy:
             assert TOKEN not in repr(vars(error))
         assert logs
         assert TOKEN not in repr(logs)
-        applied = [e for e in logs if e["event"] == "moodle_batch_applied"]
+        applied = [e for e in logs if e["event"] == "moodle_rows_sent"]
         assert applied == [
             {
-                "event": "moodle_batch_applied",
+                "event": "moodle_rows_sent",
                 "log_level": "info",
                 "function": "enrol_manual_enrol_users",
                 "applied": 1,
                 "rejected": 1,
+                "unknown": 0,
             }
         ]
 

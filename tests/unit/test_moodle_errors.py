@@ -72,10 +72,10 @@ EXPECTED: dict[str, type[MoodleError]] = {
     "unenrol_nonexistent_course": MoodleNotFound,
     "unenrol_nonexistent_user": MoodleNotFound,
     # Sequence 2 (core_role_*): every refusal is invalidparameter, a missing user
-    # is a coding_exception; only debuginfo tells a forbidden role from a
-    # missing course.
+    # is a coding_exception (a row's fault there: MoodleNotFound); only debuginfo
+    # tells a forbidden role from a missing course.
     "assign_roles_bad_contextlevel": MoodleInvalidParameter,
-    "assign_roles_batch_one_bad": MoodleCodingError,
+    "assign_roles_batch_one_bad": MoodleNotFound,
     "assign_roles_forbidden_manager": MoodleInvalidParameter,
     "assign_roles_forbidden_manager_debug_on": MoodleInvalidParameter,
     "assign_roles_no_context": MoodleInvalidParameter,
@@ -83,8 +83,8 @@ EXPECTED: dict[str, type[MoodleError]] = {
     "assign_roles_nonexistent_course": MoodleInvalidParameter,
     "assign_roles_nonexistent_course_debug_on": MoodleInvalidParameter,
     "assign_roles_nonexistent_role": MoodleInvalidParameter,
-    "assign_roles_nonexistent_user": MoodleCodingError,
-    "assign_roles_nonexistent_user_debug_on": MoodleCodingError,
+    "assign_roles_nonexistent_user": MoodleNotFound,
+    "assign_roles_nonexistent_user_debug_on": MoodleNotFound,
     "unassign_roles_batch_one_bad": MoodleInvalidParameter,
     "unassign_roles_forbidden_manager": MoodleInvalidParameter,
     "unassign_roles_nonexistent_course": MoodleInvalidParameter,
@@ -95,6 +95,12 @@ def golden_body(case: str) -> object:
     """The recorded response body of one golden case."""
     recorded = json.loads((GOLDEN / f"{case}.json").read_text())
     return recorded["response_body"]
+
+
+def golden_function(case: str) -> str:
+    """The web-service function a golden case called."""
+    recorded = json.loads((GOLDEN / f"{case}.json").read_text())
+    return str(recorded["function"])
 
 
 def golden_error_cases() -> list[str]:
@@ -119,7 +125,7 @@ class TestGoldenClassification:
         """The golden body yields exactly this type, with the body's fields kept."""
         body = golden_body(case)
         assert isinstance(body, dict)
-        error = classify_moodle_error(body, function="f")
+        error = classify_moodle_error(body, function=golden_function(case))
         assert type(error) is expected
         if isinstance(error, MoodleRejected):
             assert (error.errorcode, error.exception, error.message) == (
