@@ -169,6 +169,8 @@ class MoodleSimulator:
             if transport is not None:
                 transport.abort()
             raise web.HTTPServiceUnavailable  # never written: the socket is gone
+        if fault.kind == "page":
+            return _html_page(fault.body, fault.status)
         page = f"<html><body><h1>{fault.status}</h1>Service unavailable</body></html>"
         return web.Response(
             status=fault.status,
@@ -235,3 +237,10 @@ class MoodleSimulator:
     def _record(self, name: Any, rows: int, errorcode: str | None) -> None:
         if isinstance(name, str) and name in self._functions:
             self.calls.append(CallRecord(name, rows, errorcode))
+
+
+def _html_page(body: str, status: int = HTTPStatus.OK) -> web.Response:
+    """An HTML answer with PHP's default content type, where Moodle's JSON belongs."""
+    return web.Response(
+        status=status, text=body, headers={"Content-Type": "text/html; charset=UTF-8"}
+    )
