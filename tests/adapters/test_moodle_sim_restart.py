@@ -1,24 +1,71 @@
-"""The simulator stopped and started like a real site: its state on disk."""
+"""The simulator stopped and started like a real site: its state on disk, cut requests."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
 
+from sandbox.moodle_sim.faults import LatencyModel
 from sandbox.moodle_sim.persist import StateFileError
+from sandbox.moodle_sim.server import ENDPOINT, MoodleSimulator
 from sandbox.moodle_sim.site import SiteConfig
 from sandbox.moodle_sim.state import EDITING_TEACHER, MoodleState
 
 TOKEN = "9" * 32
+TERMINATED = (200, "text/html", "Terminated: 15\n")
 NOW = 1_760_000_000.0
+
+
+def _enrol(userids: list[int], courseid: int) -> list[tuple[str, str]]:
+    pairs = [
+        ("wstoken", TOKEN),
+        ("wsfunction", "enrol_manual_enrol_users"),
+        ("moodlewsrestformat", "json"),
+    ]
+    for n, userid in enumerate(userids):
+        pairs += [
+            (f"enrolments[{n}][roleid]", "5"),
+            (f"enrolments[{n}][userid]", str(userid)),
+            (f"enrolments[{n}][courseid]", str(courseid)),
+        ]
+    return pairs
 
 
 def _site(users: int = 3) -> tuple[MoodleState, list[int], int]:
     state = MoodleState()
     ids = [state.add_user(f"p{n}") for n in range(users)]
     return state, ids, state.add_course("C1", "Course 1")
+
+
+async def _post(
+    session: aiohttp.ClientSession, url: str, pairs: list[tuple[str, str]]
+) -> tuple[int, str, Any]:
+    """Status, content type and body (decoded JSON, or text)."""
+    async with session.post(url + ENDPOINT, data=pairs) as response:
+        if response.content_type == "application/json":
+            return response.status, response.content_type, await response.json()
+        return response.status, response.content_type, await response.text()
+
+
+async def until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
+    """Poll ``condition`` until it holds; fail after ``seconds`` (not a timing test)."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError("the condition never held")
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture(name="session")
+async def _session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
 
 
 class TestSaveLoad:
@@ -94,3 +141,83 @@ class TestSaveLoad:
         path.write_text(text)
         with pytest.raises(StateFileError, match=r"site\.json"):
             MoodleState.load(path)
+
+
+class TestStopStart:
+    """stop() as a real site's web server stops; start() again on the same port."""
+
+    async def test_in_flight_is_terminated_then_refused_then_served_again(
+        self, session: aiohttp.ClientSession
+    ) -> None:
+        """A cut request gets 'Terminated: 15' and is not applied; the port is closed
+        until start(), which serves the same URL with the state intact."""
+        state, ids, course = _site()
+        async with MoodleSimulator(state, token=TOKEN) as sim:
+            url = sim.url
+            assert await _post(session, url, _enrol(ids[:1], course)) == (
+                200,
+                "application/json",
+                None,
+            )
+            sim.faults.hang_next(1)
+            cut = asyncio.create_task(_post(session, url, _enrol(ids[1:2], course)))
+            await until(lambda: sim.in_flight == 1)
+
+            await sim.stop()
+
+            assert await cut == TERMINATED
+            assert not sim.running
+            with pytest.raises(aiohttp.ClientConnectorError):
+                await _post(session, url, _enrol(ids[2:], course))
+            await sim.start()
+            assert sim.url == url
+            assert [e.userid for e in state.enrolments(course)] == ids[:1]
+            assert await _post(session, url, _enrol(ids[1:], course)) == (
+                200,
+                "application/json",
+                None,
+            )
+            assert [e.userid for e in state.enrolments(course)] == ids
+
+    async def test_queued_and_working_requests_are_all_cut(
+        self, session: aiohttp.ClientSession
+    ) -> None:
+        """Requests inside Moodle's work and queued for a worker are all answered the
+        page, none applied and none logged as calls."""
+        state, ids, course = _site()
+        slow = LatencyModel(per_call_s=3600.0, per_row_s=0.0, workers=1)
+        async with MoodleSimulator(state, token=TOKEN, latency=slow) as sim:
+            cut = [
+                asyncio.create_task(_post(session, sim.url, _enrol([uid], course)))
+                for uid in ids
+            ]
+            await until(lambda: sim.in_flight == len(ids))
+            await sim.stop()
+            assert await asyncio.gather(*cut) == [TERMINATED] * len(ids)
+        assert state.enrolments(course) == []
+        assert sim.calls == []
+
+    async def test_stop_saves_the_state_file(
+        self, session: aiohttp.ClientSession, tmp_path: Path
+    ) -> None:
+        """With state_path, stop() writes the site there for another process to load."""
+        path = tmp_path / "site.json"
+        state, ids, course = _site()
+        async with MoodleSimulator(state, token=TOKEN, state_path=path) as sim:
+            await _post(session, sim.url, _enrol(ids, course))
+            assert not path.exists()
+        assert path.stat().st_mode & 0o777 == 0o600
+        saved = MoodleState.load(path)
+        assert saved.snapshot() == state.snapshot()
+        assert [e.userid for e in saved.enrolments(course)] == ids
+
+    async def test_start_and_stop_are_idempotent(self) -> None:
+        """A second start() or stop() changes nothing."""
+        sim = MoodleSimulator(token=TOKEN)
+        await sim.start()
+        url = sim.url
+        await sim.start()
+        assert sim.url == url
+        await sim.stop()
+        await sim.stop()
+        assert not sim.running
