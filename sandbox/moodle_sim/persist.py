@@ -83,8 +83,8 @@ def decode(data: dict[str, Any]) -> tuple[SiteConfig, Tables]:
     """The site settings and tables ``encode`` was given."""
     if data.get("format") != FORMAT or data.get("version") != VERSION:
         raise StateFileError(
-            f"not a {FORMAT} file of version {VERSION} "
-            f"(format {data.get('format')!r}, version {data.get('version')!r})"
+            f"not a saved simulator site: format {data.get('format')!r} version "
+            f"{data.get('version')!r}, expected {FORMAT!r} version {VERSION}"
         )
     courses = []
     for row in data["courses"]:
@@ -157,8 +157,10 @@ def load(path: Path) -> tuple[SiteConfig, Tables]:
         raise StateFileError(f"{path}: not a saved simulator state")
     try:
         return decode(data)
-    except (StateFileError, KeyError, TypeError, ValueError) as error:
-        raise StateFileError(f"{path}: {error!r}") from error
+    except StateFileError as error:
+        raise StateFileError(f"{path}: {error}") from error
+    except (KeyError, TypeError, ValueError) as error:
+        raise StateFileError(f"{path}: malformed ({error!r})") from error
 
 
 def _int_sets(index: dict[int, set[int]]) -> dict[str, list[int]]:

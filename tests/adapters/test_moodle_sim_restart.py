@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import signal
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 import pytest
 
+from sandbox.broker import free_port
+from sandbox.moodle_sim.cli import load_seed
 from sandbox.moodle_sim.faults import LatencyModel
 from sandbox.moodle_sim.persist import StateFileError
 from sandbox.moodle_sim.server import ENDPOINT, MoodleSimulator
@@ -19,6 +25,7 @@ from sandbox.moodle_sim.state import EDITING_TEACHER, MoodleState
 
 TOKEN = "9" * 32
 TERMINATED = (200, "text/html", "Terminated: 15\n")
+ENROLSTREAM = [sys.executable, "-c", "from enrolstream.cli import main; main()"]
 NOW = 1_760_000_000.0
 
 
@@ -221,3 +228,133 @@ class TestStopStart:
         await sim.stop()
         await sim.stop()
         assert not sim.running
+
+
+Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+async def _raw_post(port: int, pairs: list[tuple[str, str]]) -> Connection:
+    """Send one request and return once it is written (the answer is read later)."""
+    body = urlencode(pairs).encode()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        f"POST {ENDPOINT} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+        + body
+    )
+    await writer.drain()
+    return reader, writer
+
+
+async def _read_answer(connection: Connection) -> tuple[int, str, str]:
+    """Status, content type and body of a ``Connection: close`` answer."""
+    reader, writer = connection
+    answer = await reader.read()
+    writer.close()
+    await writer.wait_closed()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    content_type = headers["Content-Type"].split(";")[0]
+    return int(lines[0].split()[1]), content_type, body.decode()
+
+
+async def _listening(port: int) -> bool:
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return False
+    writer.close()
+    await writer.wait_closed()
+    return True
+
+
+async def _wait_listening(port: int, process: asyncio.subprocess.Process) -> None:
+    deadline = asyncio.get_running_loop().time() + 30
+    while not await _listening(port):
+        assert process.returncode is None, "moodle-sim exited at start-up"
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"moodle-sim never listened on {port}")
+        await asyncio.sleep(0.05)
+
+
+class TestMoodleSimProcess:
+    """``enrolstream moodle-sim --state FILE``: SIGTERM saves, a restart loads."""
+
+    async def test_sigterm_then_restart_keeps_the_site(
+        self, tmp_path: Path, session: aiohttp.ClientSession
+    ) -> None:
+        """Enrolments made before SIGTERM are there after a restart on the same port;
+        the request in flight at SIGTERM is answered 'Terminated: 15' and not applied."""
+        seed = tmp_path / "seed.json"
+        seed.write_text(
+            json.dumps(
+                {
+                    "users": [{"username": f"p{n}"} for n in range(3)],
+                    "courses": [{"shortname": "C1", "fullname": "Course 1"}],
+                }
+            )
+        )
+        seeded = load_seed(seed)
+        course = seeded.courses()[-1].id
+        alice, bob, carol = (u.id for u in seeded.users()[-3:])
+        port, path = free_port(), tmp_path / "site.json"
+        # Real latency and two workers: a 400-row call is in Moodle's work for
+        # ~3 s while a one-row probe on the other worker answers in ~40 ms.
+        command = [
+            *ENROLSTREAM,
+            "moodle-sim",
+            *("--port", str(port), "--token", TOKEN, "--state", str(path)),
+            *("--state-from", str(seed), "--latency", "real", "--workers", "2"),
+            *("--max-input-vars", "100000"),
+        ]
+
+        async def start() -> asyncio.subprocess.Process:
+            process = await asyncio.create_subprocess_exec(
+                *command,
+                cwd=tmp_path,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            await _wait_listening(port, process)
+            return process
+
+        async def sigterm(process: asyncio.subprocess.Process) -> str:
+            process.send_signal(signal.SIGTERM)
+            out, err = await asyncio.wait_for(process.communicate(), timeout=30)
+            assert process.returncode == 0, err.decode()
+            return out.decode()
+
+        url = f"http://127.0.0.1:{port}"
+        process = await start()
+        assert (await _post(session, url, _enrol([alice, bob], course)))[2] is None
+        in_flight = await _raw_post(port, _enrol([carol] * 400, course))
+        # Answered after the long call was written: the server has read it by then.
+        assert (await _post(session, url, _enrol([alice], course)))[2] is None
+
+        logged = await sigterm(process)
+
+        assert await _read_answer(in_flight) == TERMINATED
+        assert f"state saved to {path}" in logged
+        assert not await _listening(port)
+        assert path.stat().st_mode & 0o777 == 0o600
+        saved = MoodleState.load(path)
+        assert [e.userid for e in saved.enrolments(course)] == [alice, bob]
+
+        process = await start()
+        roster = [
+            ("wstoken", TOKEN),
+            ("wsfunction", "core_enrol_get_enrolled_users"),
+            ("moodlewsrestformat", "json"),
+            ("courseid", str(course)),
+        ]
+        _, _, users = await _post(session, url, roster)
+        assert sorted(user["id"] for user in users) == [alice, bob]
+        assert (await _post(session, url, _enrol([carol], course)))[2] is None
+        await sigterm(process)
+        assert [e.userid for e in MoodleState.load(path).enrolments(course)] == [
+            alice,
+            bob,
+            carol,
+        ]
