@@ -124,7 +124,7 @@ class MoodleSimulator:
         self._functions = all_functions()
         self._workers = asyncio.Semaphore(self.latency.workers)
         self._runner: web.AppRunner | None = None
-        self._inflight: set[asyncio.Task[web.StreamResponse]] = set()
+        self._inflight: set[asyncio.Task[Any]] = set()
         self._stopping = False
         self.url = ""
 
@@ -180,8 +180,8 @@ class MoodleSimulator:
         if runner is None:
             return
         self._stopping = True
-        for work in self._inflight:
-            work.cancel()
+        for handler in self._inflight:
+            handler.cancel()
         # From here no request can commit (new ones are answered the page, the
         # cut ones get CancelledError at their next await), so this is the
         # final state, written before the port closes.
@@ -206,19 +206,21 @@ class MoodleSimulator:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         if self._stopping:
             return _terminated()
-        # The work runs in its own task so that stop() can cut it and this
-        # handler still answers, as PHP's shutdown handler answers the request.
-        work = asyncio.create_task(self._answer(request))
-        self._inflight.add(work)
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("a request handler runs outside a task")
+        # aiohttp runs each request in its own task: stop() cancels it while it
+        # is in here, and the handler answers as PHP's shutdown handler does.
+        self._inflight.add(task)
         try:
-            return await work
+            return await self._answer(request)
         except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if work.cancelled() and not (task and task.cancelling()):
-                return _terminated()
-            raise
+            if not self._stopping:
+                raise
+            task.uncancel()
+            return _terminated()
         finally:
-            self._inflight.discard(work)
+            self._inflight.discard(task)
 
     async def _answer(self, request: web.Request) -> web.StreamResponse:
         fault = self.faults.take()
