@@ -245,7 +245,8 @@ def classify_moodle_error(
     if errorcode in UNAVAILABLE_ERRORCODES:
         return MoodleUnavailable(f"{errorcode}: {message}")
     error_type = REJECTED_BY_FUNCTION.get(
-        (function or "", errorcode), REJECTED_BY_ERRORCODE.get(errorcode, MoodleRejected)
+        (function or "", errorcode),
+        REJECTED_BY_ERRORCODE.get(errorcode, MoodleRejected),
     )
     return error_type(
         errorcode,

@@ -96,7 +96,9 @@ class ReactivateAction(_PairAction):
 class ChangeRoleAction(_PairAction):
     """Give an active enrolment of ours ``roleid`` and take ``previous_roleid`` away."""
 
-    kind: Literal["change_role"] = Field(default="change_role", description="Union tag.")
+    kind: Literal["change_role"] = Field(
+        default="change_role", description="Union tag."
+    )
     roleid: int = Field(description="The role to hold from now on.")
     previous_roleid: int = Field(description="The role we assigned before.")
 
@@ -113,7 +115,9 @@ class RestoreRoleAction(_PairAction):
 class RemoveRoleAction(_PairAction):
     """A drop that keeps the enrolment and takes our role away (no welcome message)."""
 
-    kind: Literal["remove_role"] = Field(default="remove_role", description="Union tag.")
+    kind: Literal["remove_role"] = Field(
+        default="remove_role", description="Union tag."
+    )
     roleid: int = Field(description="The role we assigned, now removed.")
 
 
@@ -153,7 +157,9 @@ MoodleActionKind = Literal[
 ]
 """The ``kind`` tags of ``MoodleAction``."""
 
-DROP_KINDS: frozenset[MoodleActionKind] = frozenset({"remove_role", "suspend", "unenrol"})
+DROP_KINDS: frozenset[MoodleActionKind] = frozenset(
+    {"remove_role", "suspend", "unenrol"}
+)
 """The kinds that take a student out of a course (what the mass-drop guard counts)."""
 
 MOODLE_ACTION: TypeAdapter[

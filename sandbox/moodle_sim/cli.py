@@ -1,4 +1,14 @@
-"""``enrolstream moodle-sim``: run the Moodle web-service simulator until Ctrl-C."""
+"""``enrolstream moodle-sim``: run the Moodle web-service simulator until stopped.
+
+With ``--state FILE`` the simulator is a site that can be stopped and started
+again: it loads FILE at start (when it exists), and SIGTERM or Ctrl-C stops it
+as a real Moodle's web server stops (requests in flight answered HTTP 200
+``text/html`` ``Terminated: 15``, the port closed) and saves the whole site to
+FILE before it exits 0. Start it again with the same ``--state``, ``--port``
+and ``--token`` and clients find the same site at the same URL; another
+process reads the site with ``MoodleState.load(FILE)``. A SIGKILL saves
+nothing: the writes since the last start are lost.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +16,14 @@ import asyncio
 import contextlib
 import json
 import secrets
+import signal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import typer
 
 from sandbox.moodle_sim.faults import LatencyModel
+from sandbox.moodle_sim.persist import StateFileError
 from sandbox.moodle_sim.server import ENDPOINT, MoodleSimulator
 from sandbox.moodle_sim.state import MoodleState
 
@@ -21,7 +33,7 @@ def register(app: typer.Typer) -> None:
     app.command("moodle-sim")(moodle_sim)
 
 
-def load_state(path: Path) -> MoodleState:
+def load_seed(path: Path) -> MoodleState:
     """A site preloaded from JSON: ``{"users": [{username, …}], "courses": [{shortname, …}]}``.
 
     Users take ``username`` plus optional ``firstname``, ``lastname``, ``email``,
@@ -76,8 +88,16 @@ def moodle_sim(
     state_from: Annotated[
         Path | None, typer.Option(help="JSON file with users/courses to preload")
     ] = None,
+    state: Annotated[
+        Path | None,
+        typer.Option(
+            "--state",
+            help="the site's file: loaded at start if it exists (else --state-from "
+            "seeds it), saved on SIGTERM / Ctrl-C",
+        ),
+    ] = None,
 ) -> None:
-    """Run the Moodle web-service simulator (memory only) until Ctrl-C."""
+    """Run the Moodle web-service simulator until SIGTERM or Ctrl-C."""
     from enrolstream.cli import settings  # noqa: PLC0415 - settings are read at run time
 
     limit = max_input_vars or settings().moodle.max_input_vars
@@ -86,12 +106,23 @@ def moodle_sim(
         if latency == "real"
         else LatencyModel(0.0, 0.0, workers)
     )
-    state = load_state(state_from) if state_from else MoodleState()
+    if state is not None and state.exists():
+        try:
+            site = MoodleState.load(state)
+        except (OSError, StateFileError) as error:
+            typer.echo(f"moodle-sim: cannot load --state: {error}", err=True)
+            raise typer.Exit(1) from error
+    else:
+        site = load_seed(state_from) if state_from else MoodleState()
     wstoken = token or secrets.token_hex(16)
 
     async def serve() -> None:
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stopping.set)
         async with MoodleSimulator(
-            state,
+            site,
             token=wstoken,
             host=host,
             port=port,
@@ -99,14 +130,19 @@ def moodle_sim(
             debug=debug,
             max_input_vars=limit,
             admin_token=admin_token,
+            state_path=state,
         ) as sim:
             typer.echo(f"Moodle simulator: {sim.url}{ENDPOINT}")
             typer.echo(f"wwwroot: {sim.url}")
             typer.echo(f"token: {sim.token}")
             if admin_token:
                 typer.echo(f"admin token: {admin_token}")
-            typer.echo("(Ctrl-C stops it; memory only)")
-            await asyncio.Event().wait()
+            kept = f"saved to {state}" if state else "memory only"
+            typer.echo(f"(SIGTERM or Ctrl-C stops it; {kept})")
+            await stopping.wait()
+        # Leaving the block stopped the site and saved it (sim.stop()).
+        if state is not None:
+            typer.echo(f"stopped; state saved to {state}")
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve())

@@ -7,12 +7,12 @@ served by ``workers`` PHP workers (one worker: requests queue behind each other)
 ``FaultPlan`` injects what proxies and overloaded servers do, for the next N
 requests or for a time window: an HTTP status (503/502/500) instead of the
 answer, a delay before the answer (longer than the client timeout makes a
-timeout), a connection closed without any answer, or what a request in flight
-gets when Moodle's web server is stopped (recorded as ``outage_stop_in_flight``:
-Moodle's SIGTERM handler answers HTTP 200 ``text/html`` ``Terminated: 15`` and
-the request's transaction is rolled back). ``after=True`` faults hit
-*after* Moodle committed the call: the client sees a failure for work that was
-done, which is what idempotent retries must survive.
+timeout), a connection closed without any answer, or an HTML page where Moodle's
+JSON belongs: Moodle's shutdown handler (``Terminated: 15``, what a request in
+flight gets when the web server is stopped: recorded as ``outage_stop_in_flight``,
+its transaction rolled back) or a PHP fatal error, both with HTTP 200.
+``after=True`` faults hit *after* Moodle committed the call: the client sees a
+failure for work that was done, which is what idempotent retries must survive.
 """
 
 from __future__ import annotations
@@ -25,7 +25,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-FaultKind = Literal["status", "delay", "drop", "terminate"]
+FaultKind = Literal["status", "delay", "drop", "page"]
+
+# Moodle's core_shutdown_manager::signal_handler echoes this on SIGTERM and
+# exits; PHP's built-in server sends it with its default headers (200, HTML).
+TERMINATED_PAGE = "Terminated: 15\n"
+# A PHP fatal error with display_errors and html_errors on (a development
+# site): PHP answers 200 with the message and none of Moodle's JSON.
+PHP_FATAL_PAGE = (
+    "<br />\n<b>Fatal error</b>:  Allowed memory size of 134217728 bytes exhausted"
+    " (tried to allocate 20480 bytes) in <b>/var/www/moodle/lib/dml/"
+    "moodle_database.php</b> on line <b>1164</b><br />\n"
+)
 
 _FIT_SMALL = ("enrol_batch_1", "unenrol_batch_1")
 _FIT_LARGE = (
@@ -51,7 +62,7 @@ class LatencyModel:
 
     @classmethod
     def recorded(cls, *, workers: int = 1) -> LatencyModel:
-        """``from_golden`` applied to the recorded ``latency.json`` (values kept here)."""
+        """``from_golden`` applied to the shared ``latency.json`` (values kept here)."""
         return cls(0.0336918, 0.0073082, workers, 0.0044057)
 
     @classmethod
@@ -80,12 +91,16 @@ class LatencyModel:
 
 @dataclass(frozen=True)
 class Fault:
-    """One injected fault: what happens and whether Moodle did the work first."""
+    """One injected fault: what happens and whether Moodle did the work first.
+
+    ``body`` is the HTML a ``page`` fault answers with (``status`` its HTTP status).
+    """
 
     kind: FaultKind
     status: int = 503
     seconds: float = 0.0
     after: bool = False
+    body: str = ""
 
 
 @dataclass
@@ -119,12 +134,23 @@ class FaultPlan:
         """Close the connection of the next ``n`` requests without any response."""
         self._queue.extend([Fault("drop", after=after)] * n)
 
-    def terminate_next(self, n: int) -> None:
-        """Answer the next ``n`` requests as a stopped server does: 200 ``Terminated: 15``.
+    def page_next(
+        self, n: int, body: str, status: int = 200, *, after: bool = False
+    ) -> None:
+        """Answer the next ``n`` requests with an HTML ``body`` instead of Moodle's answer."""
+        self._queue.extend([Fault("page", status=status, after=after, body=body)] * n)
 
-        The work is not done: a request interrupted by SIGTERM is rolled back.
+    def terminate_next(self, n: int, *, after: bool = False) -> None:
+        """Answer as Moodle's shutdown handler does: 200, ``text/html``, ``Terminated: 15``.
+
+        What a request in flight gets when the web server is stopped; with
+        ``after=True`` the call had committed first (its work is kept).
         """
-        self._queue.extend([Fault("terminate", status=200)] * n)
+        self.page_next(n, TERMINATED_PAGE, after=after)
+
+    def php_fatal_next(self, n: int, *, after: bool = False) -> None:
+        """Answer with a PHP fatal error page (200, ``text/html``), as a debug site does."""
+        self.page_next(n, PHP_FATAL_PAGE, after=after)
 
     def fail_for(self, seconds: float, status: int = 503) -> None:
         """Answer every request with ``status`` for the next ``seconds``."""

@@ -8,6 +8,22 @@ token's service, parameters, then the function itself.
 
     async with MoodleSimulator(token="t0k") as sim:
         ...  # sim.url, sim.state, sim.calls, sim.faults.fail_next(2)
+
+Stopped and started like a real site's web server: ``await sim.stop()``
+answers every request in flight as Moodle's shutdown handler does (HTTP 200,
+``text/html``, ``Terminated: 15``), then closes the port, so connections are
+refused; ``await sim.start()`` listens again on the same port with the state
+as it was: the state is Moodle's database, which outlives its web server.
+
+A cut request's work is not applied, as PHP killed before ``COMMIT`` leaves
+Moodle's transaction rolled back: the functions run synchronously, with no
+await between their first write and their commit, so a cut always lands before
+it (in the body read, the queue for a worker, the simulated latency or a
+``delay`` fault). A write that committed and then lost its answer to the
+shutdown is ``faults.terminate_next(1, after=True)``. With ``state_path``,
+``stop()`` saves the whole state there before closing the port, so a process
+started on that port afterwards finds the file complete
+(``enrolstream moodle-sim --state FILE``; ``MoodleState.load`` reads it).
 """
 
 from __future__ import annotations
@@ -17,6 +33,7 @@ import secrets
 from collections import Counter
 from dataclasses import dataclass
 from http import HTTPStatus
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
@@ -25,7 +42,7 @@ from aiohttp import web
 from sandbox.moodle_sim import errors
 from sandbox.moodle_sim.api import CallContext, WsFunction
 from sandbox.moodle_sim.external import validate_parameters
-from sandbox.moodle_sim.faults import Fault, FaultPlan, LatencyModel
+from sandbox.moodle_sim.faults import TERMINATED_PAGE, Fault, FaultPlan, LatencyModel
 from sandbox.moodle_sim.protocol import (
     Rendered,
     decode_php_vars,
@@ -56,8 +73,6 @@ OTHER_SITE_FUNCTIONS = frozenset(
         "core_group_add_group_members",
     }
 )
-# What core_shutdown_manager::signal_handler echoes on SIGTERM before exit(143).
-TERMINATED_BODY = "Terminated: 15\n"
 _URLENCODED = "application/x-www-form-urlencoded"
 _MULTIPART = "multipart/form-data"
 
@@ -86,8 +101,10 @@ class MoodleSimulator:
         debug: bool = False,
         max_input_vars: int = 1000,
         admin_token: str | None = None,
+        state_path: Path | None = None,
     ) -> None:
         self.state = state or MoodleState()
+        self.state_path = state_path
         self.token = token or secrets.token_hex(16)
         if self.state.token(self.token) is None:
             self.state.add_token(self.token, WSCLIENT_USER_ID)
@@ -105,18 +122,12 @@ class MoodleSimulator:
         self._functions = all_functions()
         self._workers = asyncio.Semaphore(self.latency.workers)
         self._runner: web.AppRunner | None = None
+        self._inflight: set[asyncio.Task[Any]] = set()
+        self._stopping = False
         self.url = ""
 
     async def __aenter__(self) -> Self:
-        app = web.Application(client_max_size=256 * 1024 * 1024)
-        app.router.add_route("GET", ENDPOINT, self._handle)
-        app.router.add_route("POST", ENDPOINT, self._handle)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port)
-        await site.start()
-        port = self._runner.addresses[0][1]
-        self.url = f"http://{self._host}:{port}"
+        await self.start()
         return self
 
     async def __aexit__(
@@ -125,8 +136,60 @@ class MoodleSimulator:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        await self.stop()
+
+    @property
+    def running(self) -> bool:
+        """Whether the site listens (between ``start()`` and ``stop()``)."""
+        return self._runner is not None
+
+    @property
+    def in_flight(self) -> int:
+        """Requests being handled now (what ``stop()`` would cut)."""
+        return len(self._inflight)
+
+    async def start(self) -> None:
+        """Listen on the host and port; again after ``stop()``, on the port it had."""
         if self._runner is not None:
-            await self._runner.cleanup()
+            return
+        app = web.Application(client_max_size=256 * 1024 * 1024)
+        app.router.add_route("GET", ENDPOINT, self._handle)
+        app.router.add_route("POST", ENDPOINT, self._handle)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, self._host, self._port).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner, self._stopping = runner, False
+        # Port 0 picks a free port once; a restart keeps it, as a site keeps its URL.
+        self._port = runner.addresses[0][1]
+        self.url = f"http://{self._host}:{self._port}"
+
+    async def stop(self) -> None:
+        """Stop like Moodle's web server on SIGTERM, saving to ``state_path`` if set.
+
+        Requests in flight are answered ``Terminated: 15`` (200, ``text/html``)
+        and none of them is applied; the state is saved, then the port closed.
+        The state stays in ``self.state`` for the next ``start()``.
+        """
+        runner = self._runner
+        if runner is None:
+            return
+        self._stopping = True
+        for handler in self._inflight:
+            handler.cancel()
+        # From here no request can commit (new ones are answered the page, the
+        # cut ones get CancelledError at their next await), so this is the
+        # final state, written before the port closes.
+        try:
+            if self.state_path is not None:
+                self.state.save(self.state_path)
+        finally:
+            # Closes the port, then waits (shutdown_timeout) for the cut
+            # requests' answers to be written before closing their connections.
+            await runner.cleanup()
             self._runner = None
 
     async def serve(self, params: dict[str, Any]) -> Rendered:
@@ -149,6 +212,25 @@ class MoodleSimulator:
 
     # -- request handling -------------------------------------------------------
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        if self._stopping:
+            return _terminated()
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("a request handler runs outside a task")
+        # aiohttp runs each request in its own task: stop() cancels it while it
+        # is in here, and the handler answers as PHP's shutdown handler does.
+        self._inflight.add(task)
+        try:
+            return await self._answer(request)
+        except asyncio.CancelledError:
+            if not self._stopping:
+                raise
+            task.uncancel()
+            return _terminated()
+        finally:
+            self._inflight.discard(task)
+
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
         fault = self.faults.take()
         if fault is not None and not fault.after:
             early = await self._before(request, fault)
@@ -179,11 +261,8 @@ class MoodleSimulator:
             if transport is not None:
                 transport.abort()
             raise web.HTTPServiceUnavailable  # never written: the socket is gone
-        if fault.kind == "terminate":
-            # PHP's default headers: the handler echoes before Moodle sent any.
-            return web.Response(
-                text=TERMINATED_BODY, content_type="text/html", charset="utf-8"
-            )
+        if fault.kind == "page":
+            return _html_page(fault.body, fault.status)
         page = f"<html><body><h1>{fault.status}</h1>Service unavailable</body></html>"
         return web.Response(
             status=fault.status,
@@ -250,3 +329,20 @@ class MoodleSimulator:
     def _record(self, name: Any, rows: int, errorcode: str | None) -> None:
         if isinstance(name, str) and name in self._functions:
             self.calls.append(CallRecord(name, rows, errorcode))
+
+
+def _html_page(body: str, status: int = HTTPStatus.OK) -> web.Response:
+    """An HTML answer with PHP's default content type, where Moodle's JSON belongs."""
+    return web.Response(
+        status=status, text=body, headers={"Content-Type": "text/html; charset=utf-8"}
+    )
+
+
+def _terminated() -> web.Response:
+    """What a request cut by ``stop()`` gets: the page, then the connection closes.
+
+    The PHP process that answered is gone, so the connection cannot be reused.
+    """
+    response = _html_page(TERMINATED_PAGE)
+    response.force_close()
+    return response

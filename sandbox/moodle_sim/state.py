@@ -19,7 +19,8 @@ the difference:
 ``transaction()`` rolls a failed batch back through an undo log (see
 ``undo.py``): its cost follows the rows the batch wrote, not the site.
 ``snapshot``/``restore`` copy all tables, to simulate "restored from
-yesterday's backup".
+yesterday's backup". ``save``/``load`` keep them in a file (``persist.py``),
+as a database outlives the web server that is stopped and started again.
 
 The read methods live in ``reads.py``, the row types and the index-keeping
 writes in ``tables.py``, the site constants in ``site.py``; the names callers
@@ -32,7 +33,9 @@ import copy
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
+from sandbox.moodle_sim import persist
 from sandbox.moodle_sim.reads import StateReads
 from sandbox.moodle_sim.site import (
     ADMIN_ASSIGNABLE_ROLES,
@@ -90,12 +93,20 @@ class MoodleState(StateReads):
     """The in-memory Moodle site; starts with guest (1), admin (2), wsclient (3)."""
 
     def __init__(
-        self, *, clock: Callable[[], float] = time.time, site: SiteConfig | None = None
+        self,
+        *,
+        clock: Callable[[], float] = time.time,
+        site: SiteConfig | None = None,
+        tables: Tables | None = None,
     ) -> None:
+        """A new site, or (``tables``) one as it was saved, taken over as it is."""
         self.clock = clock
         self.site = site or SiteConfig()
-        self._t = Tables()
         self._log = UndoLog()
+        if tables is not None:
+            self._t = tables
+            return
+        self._t = Tables()
         self.add_user(
             "guest", email="root@localhost", firstname="Guest user", lastname=" "
         )
@@ -260,6 +271,18 @@ class MoodleState(StateReads):
         """Put every table back as it was at ``snapshot`` (reusable)."""
         # Through the log: a restore inside a failed transaction is undone too.
         self._log.set_attr(self, "_t", copy.deepcopy(snapshot.tables))
+
+    def save(self, path: Path) -> None:
+        """Write every table and the site settings to ``path`` (atomic, mode 0600)."""
+        if self._log.pending:
+            raise RuntimeError("cannot save a transaction's uncommitted writes")
+        persist.save(path, self.site, self._t)
+
+    @classmethod
+    def load(cls, path: Path, *, clock: Callable[[], float] = time.time) -> MoodleState:
+        """The site ``save`` wrote to ``path``; ``persist.StateFileError`` if it is not one."""
+        site, tables = persist.load(path)
+        return cls(clock=clock, site=site, tables=tables)
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

@@ -246,3 +246,68 @@ class TestFaults:
                 None,
             )
             assert sim.faults.injected == []
+
+
+class TestHtmlPages:
+    """HTML where Moodle's JSON belongs, with HTTP 200: a stopped server, a PHP fatal."""
+
+    async def test_terminate_next_answers_like_moodles_shutdown_handler(
+        self, session: aiohttp.ClientSession
+    ) -> None:
+        """terminate_next gives 200 text/html 'Terminated: 15', nothing applied, then JSON."""
+        state, ids, course = _site()
+        async with MoodleSimulator(state, token=TOKEN) as sim:
+            sim.faults.terminate_next(2)
+            for _ in range(2):
+                async with session.post(
+                    sim.url + ENDPOINT, data=_enrol_pairs(ids[:1], course)
+                ) as response:
+                    assert response.status == 200
+                    assert response.content_type == "text/html"
+                    assert await response.text() == "Terminated: 15\n"
+            assert state.enrolments(course) == []
+            assert sim.calls == []
+            assert await _post(session, sim, _enrol_pairs(ids[:1], course)) == (
+                200,
+                None,
+            )
+            assert [e.userid for e in state.enrolments(course)] == ids[:1]
+
+    async def test_terminate_after_commit_keeps_the_work(
+        self, session: aiohttp.ClientSession
+    ) -> None:
+        """terminate_next(after=True): the enrolment committed, the answer is the page."""
+        state, ids, course = _site()
+        async with MoodleSimulator(state, token=TOKEN) as sim:
+            sim.faults.terminate_next(1, after=True)
+            assert await _post(session, sim, _enrol_pairs(ids[:2], course)) == (
+                200,
+                "Terminated: 15\n",
+            )
+            assert [e.userid for e in state.enrolments(course)] == ids[:2]
+            assert sim.call_counts()["enrol_manual_enrol_users"] == 1
+
+    async def test_php_fatal_page_is_html_with_status_200(
+        self, session: aiohttp.ClientSession
+    ) -> None:
+        """php_fatal_next answers 200 with PHP's HTML error text and applies nothing."""
+        state, ids, course = _site()
+        async with MoodleSimulator(state, token=TOKEN) as sim:
+            sim.faults.php_fatal_next(1)
+            status, body = await _post(session, sim, _enrol_pairs(ids[:1], course))
+            assert status == 200
+            assert "<b>Fatal error</b>" in body
+            assert state.enrolments(course) == []
+
+    async def test_page_next_answers_any_page_and_status(
+        self, session: aiohttp.ClientSession
+    ) -> None:
+        """page_next serves a proxy's own error page with the status it is given."""
+        state, ids, course = _site()
+        async with MoodleSimulator(state, token=TOKEN) as sim:
+            sim.faults.page_next(1, "<html>Bad gateway</html>", status=502)
+            assert await _post(session, sim, _enrol_pairs(ids[:1], course)) == (
+                502,
+                "<html>Bad gateway</html>",
+            )
+            assert [f.kind for f in sim.faults.injected] == ["page"]
