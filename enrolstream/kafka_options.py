@@ -135,41 +135,78 @@ async def check_tls(kafka: KafkaSettings, bootstrap_servers: str) -> None:
     """Connect once over TLS and ask for the API versions; raise if TLS is refused.
 
     Returns at the first bootstrap server that answers over TLS, and also when
-    none answers at all (unreachable is not a TLS verdict). Raises
-    ``KafkaTlsRefused`` at the first server whose certificate fails to verify,
-    whose handshake fails, or that closes the session unanswered (how a broker
-    refuses a missing or unknown client certificate under TLS 1.3), and
-    ``KafkaTlsUnusable`` when the files cannot be loaded. No-op without TLS.
+    none can be reached (connection refused or timed out is not a TLS verdict).
+    Raises ``KafkaTlsRefused`` at the first server whose certificate fails to
+    verify, whose TLS handshake fails (no protocol or cipher in common, or a
+    listener that is not TLS and hangs up on the hello), or that closes the
+    session unanswered (how a broker refuses a missing or unknown client
+    certificate under TLS 1.3), and ``KafkaTlsUnusable`` when the files cannot be
+    loaded. No-op without TLS.
     """
     if kafka.security_protocol not in TLS_PROTOCOLS:
         return
     context = build_ssl_context(kafka)
     for entry in bootstrap_servers.split(","):
         server = entry.strip()
-        host, port = _host_port(server)
         try:
             async with asyncio.timeout(kafka.request_timeout_s):
-                answered = await _api_versions_over_tls(host, port, context)
+                if await _ask_over_tls(server, context, kafka):
+                    return
+        except TimeoutError:
+            continue  # slow or hanging: no verdict, the clients wait themselves
+
+
+async def _ask_over_tls(
+    server: str, context: ssl.SSLContext, kafka: KafkaSettings
+) -> bool:
+    """True when ``server`` answered over TLS, False when it could not be reached."""
+    host, port = _host_port(server)
+    try:
+        reader, writer = await asyncio.open_connection(host, port)
+    except OSError:
+        return False  # not reachable (yet): the clients wait for it themselves
+    try:
+        # TCP first, TLS second: a failure from here on is the broker's verdict.
+        try:
+            await writer.start_tls(context, server_hostname=host)
         except ssl.SSLCertVerificationError as exc:
             raise KafkaTlsRefused(server, _why_not_verified(exc, kafka)) from exc
-        except ssl.SSLError as exc:
+        except (ssl.SSLError, ConnectionError, EOFError) as exc:
             raise KafkaTlsRefused(
                 server,
-                f"the TLS handshake failed ({exc.reason or exc}): check that this is "
-                "the brokers' TLS listener and, if it requires a client certificate, "
-                "set kafka.ssl_certfile and kafka.ssl_keyfile",
+                f"the TLS handshake failed ({_reason(exc)}): check that this is the "
+                "brokers' TLS listener (a plaintext port hangs up so) and, if it "
+                "requires a client certificate, set kafka.ssl_certfile and "
+                "kafka.ssl_keyfile",
             ) from exc
-        except (OSError, TimeoutError):
-            continue  # not reachable (yet): the clients wait for it themselves
-        if not answered:
+        try:
+            writer.write(_API_VERSIONS_V0)
+            await writer.drain()
+            await reader.readexactly(4)  # the answer's size: the broker accepted us
+        except (ssl.SSLError, ConnectionError, EOFError) as exc:
+            # An alert or a close before any answer: the broker's verdict on our
+            # certificate, which TLS 1.3 delivers only after the handshake.
             raise KafkaTlsRefused(
                 server,
-                "the broker accepted the TLS handshake, then closed the session "
-                "without answering: it requires a client certificate (set "
-                "kafka.ssl_certfile and kafka.ssl_keyfile to one signed by a CA it "
-                "trusts) or refused the one given",
-            )
-        return
+                f"the broker accepted the TLS handshake, then closed the session "
+                f"without answering ({_reason(exc)}): it requires a client "
+                "certificate (set kafka.ssl_certfile and kafka.ssl_keyfile to one "
+                "signed by a CA it trusts) or refused the one given",
+            ) from exc
+    finally:
+        # Aborted, not closed: a probe needs no TLS goodbye, and a graceful close
+        # of a handshake still in flight (cancelled by the timeout) can hang.
+        writer.transport.abort()
+        with contextlib.suppress(OSError, TimeoutError):
+            async with asyncio.timeout(1):
+                await writer.wait_closed()
+    return True
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLError) and exc.reason:
+        return str(exc.reason)
+    return str(exc) or type(exc).__name__
 
 
 def _why_not_verified(exc: ssl.SSLCertVerificationError, kafka: KafkaSettings) -> str:
@@ -191,7 +228,9 @@ def _why_not_verified(exc: ssl.SSLCertVerificationError, kafka: KafkaSettings) -
 
 
 def _host_port(server: str) -> tuple[str, int]:
-    host, _, port = server.rpartition(":")
+    host, colon, port = server.rpartition(":")
+    if not colon or host.endswith(":") or server.endswith("]"):
+        return server.strip("[]"), 9092  # no port given: Kafka's, as aiokafka does
     return host.strip("[]"), int(port)
 
 
@@ -200,21 +239,3 @@ def _host_port(server: str) -> tuple[str, int]:
 _CLIENT_ID = b"enrolstream-tls-check"
 _REQUEST = struct.pack(">hhih", 18, 0, 1, len(_CLIENT_ID)) + _CLIENT_ID
 _API_VERSIONS_V0 = struct.pack(">i", len(_REQUEST)) + _REQUEST
-
-
-async def _api_versions_over_tls(host: str, port: int, context: ssl.SSLContext) -> bool:
-    """Whether the broker answered; a refused handshake raises ``ssl.SSLError``."""
-    reader, writer = await asyncio.open_connection(host, port, ssl=context)
-    try:
-        writer.write(_API_VERSIONS_V0)
-        await writer.drain()
-        await reader.readexactly(4)  # the answer's size: the broker accepted us
-    except (ssl.SSLError, ConnectionError, asyncio.IncompleteReadError):
-        # After the handshake, an alert or a close before any answer is the
-        # broker's verdict on our certificate (TLS 1.3 sends it only now).
-        return False
-    finally:
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
-    return True

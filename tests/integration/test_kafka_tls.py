@@ -190,3 +190,23 @@ class TestKafkaOverTls:
             request_timeout_s=2,
         )
         await check_tls(kafka, f"127.0.0.1:{free_port()}")
+
+    async def test_a_listener_that_hangs_up_on_the_hello_is_refused(
+        self, campus_ca: ThrowawayCa
+    ) -> None:
+        """A plaintext port that closes on a TLS hello (as Apache Kafka's does): refused."""
+
+        async def hang_up(
+            reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        ) -> None:
+            await reader.read(1024)  # the TLS ClientHello, read as a bogus request
+            writer.close()
+
+        kafka = KafkaSettings(security_protocol="SSL", ssl_cafile=campus_ca.cert_path)
+        server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            with pytest.raises(KafkaTlsRefused) as refused:
+                await check_tls(kafka, f"127.0.0.1:{port}")
+        assert "the TLS handshake failed" in str(refused.value)
+        assert "TLS listener" in str(refused.value)

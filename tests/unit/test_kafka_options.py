@@ -20,6 +20,7 @@ from pydantic import SecretStr
 
 from enrolstream.kafka_options import (
     KafkaTlsUnusable,
+    _host_port,
     build_ssl_context,
     client_options,
 )
@@ -140,3 +141,20 @@ class TestTlsOptions:
         with pytest.raises(KafkaTlsUnusable, match=r"kafka\.ssl_cafile") as error:
             build_ssl_context(kafka)
         assert str(bogus) in str(error.value)
+
+
+class TestBootstrapServerNames:
+    """check_tls reads each bootstrap server as aiokafka does."""
+
+    @pytest.mark.parametrize(
+        ("server", "expected"),
+        [
+            ("kafka-1.example.edu:9093", ("kafka-1.example.edu", 9093)),
+            ("kafka-1.example.edu", ("kafka-1.example.edu", 9092)),
+            ("[::1]:9093", ("::1", 9093)),
+            ("[::1]", ("::1", 9092)),
+        ],
+    )
+    def test_host_and_port(self, server: str, expected: tuple[str, int]) -> None:
+        """host:port, a bare host (port 9092), bracketed IPv6 with or without port."""
+        assert _host_port(server) == expected
