@@ -1,10 +1,12 @@
 """The aiokafka keyword arguments built from the kafka settings: SASL and TLS.
 
-SASL cannot be tested against a broker here: the embedded broker (Tansu) is run
-without authentication, so PLAIN and SCRAM are checked as the options they
-produce, and by handing those options to aiokafka's own client, whose
-constructor refuses incomplete security options (it is where
-"ssl_context is mandatory" came from). TLS against a real listener is in
+SASL cannot be tested against a broker here. The embedded broker (Tansu 0.6)
+runs without authentication; its ``--authentication`` flag offers SCRAM only (PLAIN:
+"NoSharedMechanism"), and with its memory-only storage no user can be created on
+such a broker (``tansu user create`` is itself refused as not authenticated). So
+PLAIN and SCRAM are checked as the options they produce, and by handing those
+options to aiokafka's own client, whose constructor refuses incomplete security
+options (it is where "ssl_context is mandatory" came from). TLS against a real listener is in
 ``tests/integration/test_kafka_tls.py``.
 """
 
