@@ -7,14 +7,16 @@ reads the settings once and configures logging.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from enrolstream.kafka_options import KafkaTlsError, check_tls, warn_about_security
 from enrolstream.logs import configure_logging
-from enrolstream.settings import Settings, load_settings, masked
+from enrolstream.settings import TLS_PROTOCOLS, Settings, load_settings, masked
 
 app = typer.Typer(
     name="enrolstream",
@@ -52,8 +54,14 @@ def settings() -> Settings:
 
 
 def require_bootstrap(config: Settings, command: str) -> str:
-    """The Kafka cluster ``command`` needs; says how to get one and exits 2 if unset."""
-    if not config.kafka.bootstrap_servers:
+    """The Kafka cluster ``command`` needs; says how to get one and exits 2 if unset.
+
+    Also the start-up check of the Kafka security settings: warns about weakened
+    protections, and exits 2 with the reason when TLS cannot work (a file that
+    does not load, a certificate refused by either side).
+    """
+    bootstrap = config.kafka.bootstrap_servers
+    if not bootstrap:
         typer.echo(
             f"{command} needs a Kafka cluster: set KAFKA_BOOTSTRAP_SERVERS (or "
             "kafka.bootstrap_servers in the settings), or run `enrolstream broker` "
@@ -61,7 +69,14 @@ def require_bootstrap(config: Settings, command: str) -> str:
             err=True,
         )
         raise typer.Exit(2)
-    return config.kafka.bootstrap_servers
+    warn_about_security(config.kafka)
+    if config.kafka.security_protocol in TLS_PROTOCOLS:
+        try:
+            asyncio.run(check_tls(config.kafka, bootstrap))
+        except KafkaTlsError as exc:
+            typer.echo(f"{command} cannot start: {exc}", err=True)
+            raise typer.Exit(2) from exc
+    return bootstrap
 
 
 @config_app.command("show")
@@ -90,8 +105,6 @@ def demo(
     ] = Path("var/demo"),
 ) -> None:
     """The whole pipeline on the embedded stack, playing a registrar's morning."""
-    import asyncio  # noqa: PLC0415
-
     from enrolstream.demo import DemoOptions, run_demo  # noqa: PLC0415
 
     if latency not in {"zero", "real"}:

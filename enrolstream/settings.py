@@ -16,9 +16,9 @@ from __future__ import annotations
 import os
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -30,7 +30,16 @@ DEFAULT_CONFIG_FILE = Path("enrolstream.toml")
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # hide_input_in_errors: a validation error must not echo the section's input,
+    # which holds its secrets in plain text (the same is set on Settings, whose
+    # config governs nested sections).
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+TLS_PROTOCOLS: frozenset[str] = frozenset({"SSL", "SASL_SSL"})
+SASL_PROTOCOLS: frozenset[str] = frozenset({"SASL_PLAINTEXT", "SASL_SSL"})
 
 
 class KafkaSettings(_Section):
@@ -51,14 +60,128 @@ class KafkaSettings(_Section):
         default=False,
         description="on for a real cluster; the embedded broker does not support it",
     )
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = (
-        "PLAINTEXT"
+    security_protocol: SecurityProtocol = Field(
+        default="PLAINTEXT",
+        description="SSL and SASL_SSL encrypt; SASL_* authenticate with sasl_*",
     )
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_mechanism: SaslMechanism | None = Field(
+        default=None, description="required with SASL_PLAINTEXT and SASL_SSL"
+    )
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = Field(
+        default=None,
+        description="PEM file of the CA(s) that sign the brokers' certificates; "
+        "unset: the system's trusted CAs (enough for MSK, Confluent Cloud)",
+    )
+    ssl_certfile: Path | None = Field(
+        default=None,
+        description="PEM client certificate, for brokers that require mutual TLS",
+    )
+    ssl_keyfile: Path | None = Field(
+        default=None,
+        description="PEM private key of ssl_certfile (unset: the key is in ssl_certfile)",
+    )
+    ssl_key_password: SecretStr | None = Field(
+        default=None, description="the password of an encrypted ssl_keyfile"
+    )
+    ssl_check_hostname: bool = Field(
+        default=True,
+        description="check that the broker's certificate names the host connected "
+        "to; turning it off (warned at start-up) still verifies the CA",
+    )
     request_timeout_s: float = Field(default=30.0, gt=0)
     broker_log: Path = Path("var/broker.log")
+
+    @model_validator(mode="after")
+    def _security_is_complete(self) -> Self:
+        problems = security_problems(self)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+_SASL_FIELDS = ("sasl_mechanism", "sasl_username", "sasl_password")
+_TLS_FIELDS = ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_key_password")
+
+
+def security_problems(kafka: KafkaSettings) -> list[str]:
+    """What is missing or contradictory in the TLS/SASL settings, one sentence each.
+
+    Settings that the chosen ``security_protocol`` would silently ignore are
+    problems too: a CA file with PLAINTEXT means someone believes the traffic is
+    encrypted. Secrets are named, never shown.
+    """
+    return _sasl_problems(kafka) + _tls_problems(kafka)
+
+
+def _sasl_problems(kafka: KafkaSettings) -> list[str]:
+    protocol = kafka.security_protocol
+    if protocol in SASL_PROTOCOLS:
+        missing = [
+            f"kafka.{name}"
+            for name in _SASL_FIELDS
+            if not _is_set(getattr(kafka, name))
+        ]
+        if missing:
+            return [
+                (
+                    f"kafka.security_protocol {protocol} needs {', '.join(missing)} "
+                    "(mechanisms: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)"
+                )
+            ]
+        return []
+    given = [name for name in _SASL_FIELDS if getattr(kafka, name) is not None]
+    if given:
+        return [
+            (
+                f"{_named(given)} set, but kafka.security_protocol is {protocol}: "
+                "SASL is used only with SASL_SSL or SASL_PLAINTEXT"
+            )
+        ]
+    return []
+
+
+def _tls_problems(kafka: KafkaSettings) -> list[str]:
+    protocol = kafka.security_protocol
+    if protocol not in TLS_PROTOCOLS:
+        given = [name for name in _TLS_FIELDS if getattr(kafka, name) is not None]
+        if not kafka.ssl_check_hostname:
+            given.append("ssl_check_hostname")
+        if given:
+            return [
+                (
+                    f"{_named(given)} set, but kafka.security_protocol is {protocol}: "
+                    "TLS is used only with SSL or SASL_SSL"
+                )
+            ]
+        return []
+    problems: list[str] = []
+    if kafka.ssl_keyfile is not None and kafka.ssl_certfile is None:
+        problems.append(
+            "kafka.ssl_keyfile needs kafka.ssl_certfile (the client certificate)"
+        )
+    if kafka.ssl_key_password is not None and kafka.ssl_certfile is None:
+        problems.append(
+            "kafka.ssl_key_password needs kafka.ssl_certfile (and kafka.ssl_keyfile "
+            "unless the key is in the certificate file)"
+        )
+    for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+        path: Path | None = getattr(kafka, name)
+        if path is not None and not path.is_file():
+            state = "is not a file" if path.exists() else "does not exist"
+            problems.append(f"kafka.{name} names {path}, which {state}")
+    return problems
+
+
+def _named(fields: list[str]) -> str:
+    return ", ".join(f"kafka.{name}" for name in fields)
+
+
+def _is_set(value: str | SecretStr | None) -> bool:
+    if isinstance(value, SecretStr):
+        return bool(value.get_secret_value())
+    return bool(value)
 
 
 class SandboxSettings(_Section):
@@ -188,6 +311,8 @@ class Settings(BaseSettings):
         env_prefix="ENROLSTREAM_",
         env_nested_delimiter="__",
         nested_model_default_partial_update=True,
+        # A validation error must not echo the input: it holds the secrets.
+        hide_input_in_errors=True,
     )
 
     log_format: Literal["console", "json"] = "console"
@@ -279,15 +404,20 @@ def masked(settings: Settings) -> dict[str, Any]:
 
 
 __all__ = [
+    "SASL_PROTOCOLS",
+    "TLS_PROTOCOLS",
     "ConsumerSettings",
     "KafkaSettings",
     "MoodleSettings",
     "PollerSettings",
     "ReconcileSettings",
     "SandboxSettings",
+    "SaslMechanism",
+    "SecurityProtocol",
     "Settings",
     "SourceSettings",
     "SqlServerSettings",
     "load_settings",
     "masked",
+    "security_problems",
 ]

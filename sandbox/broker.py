@@ -70,10 +70,18 @@ class EmbeddedBroker:
     """One Tansu broker process on a loopback port (an async context manager)."""
 
     def __init__(
-        self, log_path: Path, *, port: int | None = None, ready_timeout_s: float = 20.0
+        self,
+        log_path: Path,
+        *,
+        port: int | None = None,
+        advertised: str | None = None,
+        ready_timeout_s: float = 20.0,
     ) -> None:
+        """``advertised`` (host:port) is the address put in metadata for clients to
+        connect to; default the listener itself. Tests set it to a TLS proxy's."""
         self.log_path = log_path
         self.port = port or free_port()
+        self.advertised = advertised or f"127.0.0.1:{self.port}"
         self.ready_timeout_s = ready_timeout_s
         self._process: subprocess.Popen[bytes] | None = None
         self._log_file: object | None = None
@@ -90,6 +98,7 @@ class EmbeddedBroker:
         log_file = self.log_path.open("ab")
         self._log_file = log_file
         url = f"tcp://127.0.0.1:{self.port}"
+        advertised = f"tcp://{self.advertised}"
         self._process = subprocess.Popen(  # noqa: S603, ASYNC220 - fixed args; Popen returns at once
             [
                 str(binary),
@@ -97,7 +106,7 @@ class EmbeddedBroker:
                 "--listener-url",
                 url,
                 "--advertised-listener-url",
-                url,
+                advertised,
             ],
             stdout=log_file,
             stderr=log_file,

@@ -71,10 +71,12 @@ class TestSources:
         monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "kafka-1:9092,kafka-2:9092")
         assert load_settings().kafka.bootstrap_servers == "kafka-1:9092,kafka-2:9092"
 
-    def test_the_shipped_example_loads(self) -> None:
-        """enrolstream.example.toml stays valid as the settings change."""
+    def test_the_shipped_example_loads(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """enrolstream.example.toml stays valid, with the password it leaves to the env."""
         example = Path(__file__).resolve().parents[2] / "enrolstream.example.toml"
+        monkeypatch.setenv("ENROLSTREAM_KAFKA__SASL_PASSWORD", "from-the-environment")
         settings = load_settings(example)
+        assert settings.kafka.security_protocol == "SASL_SSL"
         assert settings.source.kind == "sqlserver"
         assert settings.moodle.token.get_secret_value() == ""
 
