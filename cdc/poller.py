@@ -34,6 +34,7 @@ from cdc.changes import shadow_entry, snapshot_events, to_events, vanished_event
 from cdc.checkpoint import SqliteCheckpointStore
 from cdc.errors import CdcError, ChangeTrackingVersionTooOld
 from cdc.ports import ChangeSource, EventPublisher
+from enrolstream.crashpoints import crash_point
 from schemas.events import TermKey
 
 log = structlog.get_logger()
@@ -101,6 +102,7 @@ class Poller:
             batch, source=self.source.name, captured_at=self.clock()
         )
         await self.publisher.publish(translation.events)
+        crash_point("poller.after_publish")
         self.store.commit(
             batch.to_version, translation.shadow_upserts, translation.shadow_deletes
         )
@@ -153,6 +155,7 @@ class Poller:
             captured_at=captured_at,
         )
         await self.publisher.publish([*events, *vanished])
+        crash_point("poller.after_publish")
         self.store.commit(
             snapshot.version,
             [shadow_entry(row) for row in snapshot.rows],

@@ -53,6 +53,7 @@ from consumers.ledger import Ledger
 from consumers.mapping import MappingSet
 from consumers.parked import ParkedEvents
 from consumers.ports import EventStream, Identities, MoodleGateway, RecordSink
+from enrolstream.crashpoints import crash_point
 from schemas.actions import DROP_KINDS, LedgerEntry
 from schemas.dead_letter import DeadLetter
 from schemas.events import EnrolmentEvent
@@ -218,6 +219,7 @@ class ApplyRunner:
         letters = [self._invalid_letter(bad) for bad in decoded.invalid]
         letters += await self._apply([event for _, event in decoded.events], origins)
         await self._dead_letter(letters)
+        crash_point("consumer.after_ledger")
         await self.stream.commit(
             {tp: msgs[-1].offset + 1 for tp, msgs in batches.items()}
         )
@@ -310,7 +312,9 @@ class ApplyRunner:
         # Intent first: if the call is cut off after Moodle applied it, or this
         # process dies, the entry says the pair is ours and must be read back.
         await self.ledger.record([_entry(p, uncertain=True) for p in actions])
+        crash_point("consumer.after_intent")
         outcomes = await self.moodle.apply([p.action for p in actions])
+        crash_point("consumer.after_moodle")
         planned = {p.action.key(): p for p in actions}
         applied = [planned[action.key()] for action in outcomes.applied]
         rejected = [(planned[a.key()], error) for a, error in outcomes.rejected]
