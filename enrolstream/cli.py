@@ -11,10 +11,22 @@ import json
 from pathlib import Path
 from typing import Annotated
 
+import structlog
 import typer
 
 from enrolstream.logs import configure_logging
-from enrolstream.settings import Settings, load_settings, masked
+from enrolstream.settings import (
+    Settings,
+    SettingsError,
+    load_settings,
+    masked,
+    unknown_environment_variables,
+)
+
+log = structlog.get_logger()
+
+#: Exit code of a command refused because of its configuration (settings, mapping).
+CONFIG_ERROR_EXIT = 2
 
 app = typer.Typer(
     name="enrolstream",
@@ -42,8 +54,21 @@ def _root(
         typer.Option("--config", help="TOML settings file (or ENROLSTREAM_CONFIG)"),
     ] = None,
 ) -> None:
-    STATE.settings = load_settings(config)
+    try:
+        STATE.settings = load_settings(config)
+    except SettingsError as exc:
+        for problem in exc.problems:
+            typer.echo(f"configuration error: {problem}", err=True)
+        raise typer.Exit(CONFIG_ERROR_EXIT) from None
     configure_logging(STATE.settings.log_format, STATE.settings.log_level)
+    for unknown in unknown_environment_variables():
+        # pydantic-settings ignores them; the same typo in the TOML file is an error
+        log.warning(
+            "unknown_environment_variable",
+            variable=unknown.name,
+            did_you_mean=unknown.did_you_mean,
+            consequence="ignored: it sets no setting",
+        )
 
 
 def settings() -> Settings:
