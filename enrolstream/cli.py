@@ -8,6 +8,7 @@ reads the settings once and configures logging.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -144,6 +145,18 @@ def _register_subcommands() -> None:
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point.
+
+    Commands report their own failures in one line; an error of ours that a
+    command did not catch is still one line (exit 1), never a traceback.
+    """
+    from cdc.errors import CdcError  # noqa: PLC0415
+    from consumers.errors import ConsumerError  # noqa: PLC0415
+    from sandbox.broker import BrokerError  # noqa: PLC0415
+
     _register_subcommands()
-    app()
+    try:
+        app()
+    except (CdcError, ConsumerError, BrokerError) as exc:
+        typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
+        sys.exit(1)
