@@ -116,9 +116,8 @@ def demo(
     ] = Path("var/demo"),
 ) -> None:
     """The whole pipeline on the embedded stack, playing a registrar's morning."""
-    import asyncio  # noqa: PLC0415
-
     from enrolstream.demo import DemoOptions, run_demo  # noqa: PLC0415
+    from enrolstream.signals import Interrupted, run_until_signalled  # noqa: PLC0415
 
     if latency not in {"zero", "real"}:
         raise typer.BadParameter("zero or real", param_hint="--latency")
@@ -129,7 +128,12 @@ def demo(
     options = DemoOptions(
         workdir=workdir, people=people, latency=latency, keep_running=keep_running
     )
-    ok = asyncio.run(run_demo(current, options))
+    try:
+        # SIGTERM/SIGINT unwind the demo: broker, simulator and loops are stopped
+        ok = run_until_signalled(run_demo(current, options))
+    except Interrupted as stopped:
+        typer.echo(f"demo {stopped}", err=True)
+        raise typer.Exit(stopped.exit_code) from None
     raise typer.Exit(0 if ok else 1)
 
 
