@@ -109,6 +109,12 @@ class SqlServerSettings(_Section):
         default=False, description="ApplicationIntent=ReadOnly"
     )
     tds_version: str = Field(default="7.4", description="FreeTDS only")
+    freetds_servername: str | None = Field(
+        default=None,
+        description="FreeTDS only: connect through this freetds.conf section "
+        "(SERVERNAME=) instead of server/port; its `ca file` makes FreeTDS check "
+        "SQL Server's certificate, which it does not do otherwise (docs/dba.md)",
+    )
     login_timeout_s: int = Field(default=15, ge=1)
     query_timeout_s: int = Field(default=60, ge=0)
     snapshot_isolation: bool = Field(
