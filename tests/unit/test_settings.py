@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import typing
 from pathlib import Path
 
 import pytest
@@ -144,11 +145,16 @@ class TestSecrets:
 
 
 def _models(model: type[BaseModel]) -> list[type[BaseModel]]:
+    """``model`` and every model its fields hold, also inside ``X | None`` or lists."""
     found = [model]
     for field in model.model_fields.values():
-        annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            found += _models(annotation)
+        pending: list[object] = [field.annotation]
+        while pending:
+            annotation = pending.pop()
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                found += _models(annotation)
+            else:
+                pending += typing.get_args(annotation)
     return found
 
 
