@@ -6,6 +6,9 @@ forgot a deleted row whose drop was not yet published.
 
 Off-by-one rule: the saved version is the last version whose changes are
 already published and acknowledged; the poller resumes strictly after it.
+
+The shadow map is student data: the file and its SQLite side files are 0600,
+the directories created for it 0700 (``enrolstream/private_files.py``).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from cdc.ports import ShadowEntry
+from enrolstream.private_files import SQLITE_SIDE_FILES, prepare_private_file
 from schemas.events import SectionKey, TermKey
 
 _SCHEMA = """
@@ -69,7 +73,8 @@ class SqliteCheckpointStore:
     """
 
     def __init__(self, path: Path, source: str) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # created 0600 before SQLite opens it: SQLite gives -wal/-shm the same mode
+        prepare_private_file(path, SQLITE_SIDE_FILES)
         self.path = path
         self.source = source
         self._lock = threading.Lock()

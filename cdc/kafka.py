@@ -17,10 +17,10 @@ from typing import Any
 
 import structlog
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from cdc.errors import PublishFailed
-from enrolstream.kafka_producer import AckedProducer, Record
+from enrolstream.kafka_producer import AckedProducer, Record, describe_kafka_failure
 from schemas.events import EnrolmentEvent
 from schemas.snapshot import MARKER_KEY, SnapshotMarker
 
@@ -34,40 +34,57 @@ async def ensure_topics(
     partitions: int,
     replication_factor: int,
     compacted: Iterable[str] = (),
+    failure: type[Exception] = PublishFailed,
 ) -> None:
     """Create the topics that do not exist yet, with the configured partition count.
 
     Topics are created explicitly rather than relying on broker auto-creation,
-    whose partition count is the broker's default, not ours.
+    whose partition count is the broker's default, not ours. This is the first
+    contact with Kafka of every command: an unreachable broker raises ``failure``
+    (the caller's side's retriable error) naming the bootstrap servers.
     """
-    compacted_set = set(compacted)
     admin = AIOKafkaAdminClient(**options)
-    await admin.start()
     try:
-        existing = set(await admin.list_topics())
-        wanted = [
-            NewTopic(
-                name=name,
-                num_partitions=partitions,
-                replication_factor=replication_factor,
-                topic_configs={"cleanup.policy": "compact"}
-                if name in compacted_set
-                else {},
-            )
-            for name in dict.fromkeys(topics)
-            if name not in existing
-        ]
-        if wanted:
-            # another process may have created one meanwhile: fine
-            with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics(wanted)
-            log.info(
-                "topics_created",
-                topics=[topic.name for topic in wanted],
-                partitions=partitions,
-            )
+        await admin.start()
+        await _create_missing(admin, topics, partitions, replication_factor, compacted)
+    except KafkaError as exc:
+        raise failure(
+            describe_kafka_failure(exc, options.get("bootstrap_servers"))
+        ) from exc
     finally:
         await admin.close()
+
+
+async def _create_missing(
+    admin: AIOKafkaAdminClient,
+    topics: Iterable[str],
+    partitions: int,
+    replication_factor: int,
+    compacted: Iterable[str],
+) -> None:
+    compacted_set = set(compacted)
+    existing = set(await admin.list_topics())
+    wanted = [
+        NewTopic(
+            name=name,
+            num_partitions=partitions,
+            replication_factor=replication_factor,
+            topic_configs={"cleanup.policy": "compact"}
+            if name in compacted_set
+            else {},
+        )
+        for name in dict.fromkeys(topics)
+        if name not in existing
+    ]
+    if wanted:
+        # another process may have created one meanwhile: fine
+        with contextlib.suppress(TopicAlreadyExistsError):
+            await admin.create_topics(wanted)
+        log.info(
+            "topics_created",
+            topics=[topic.name for topic in wanted],
+            partitions=partitions,
+        )
 
 
 class KafkaEventPublisher(AckedProducer):

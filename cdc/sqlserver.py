@@ -43,7 +43,7 @@ from cdc.sqlserver_checks import (
     run_checks,
     view_change_tracking_missing,
 )
-from cdc.sqlserver_config import connection_string, secrets_of
+from cdc.sqlserver_config import connection_string, secrets_of, tls_caveat
 
 if TYPE_CHECKING:
     from datetime import date
@@ -129,7 +129,19 @@ class SqlServerChangeSource:
         await self.close()
 
     async def open(self) -> CheckReport:
-        """Connect and run every start-up check; warn when snapshot isolation is off."""
+        """Connect and run every start-up check.
+
+        Warns when snapshot isolation is off and when SQL Server's certificate
+        goes unchecked (``tls_caveat``).
+        """
+        caveat = tls_caveat(self._settings)
+        if caveat is not None:
+            log.warning(
+                "sqlserver_certificate_not_checked",
+                driver=self._settings.driver,
+                server=self._settings.server,
+                what_to_do=caveat,
+            )
         if not self._snapshot:
             log.warning(
                 "snapshot_isolation_off",

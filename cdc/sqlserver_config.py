@@ -7,7 +7,12 @@ Two driver families, two conventions (``domain/sqlserver-ct.md`` §9):
   ``ApplicationIntent=ReadOnly``, ``Trusted_Connection=yes`` for Kerberos.
 * FreeTDS (``tdsodbc``): ``SERVER=host;PORT=port``, an explicit ``TDS_Version``,
   ``Encryption=off|request|require|strict``; FreeTDS does not validate the
-  server certificate unless a CA file is configured in ``freetds.conf``.
+  server certificate unless a CA file is configured in ``freetds.conf``, and a
+  connection string with ``SERVER=`` does not read ``freetds.conf`` at all (the
+  ODBC driver has no CA-file keyword; checked on FreeTDS 1.3). With
+  ``freetds_servername`` the string names a ``freetds.conf`` section instead
+  (``SERVERNAME=``), where ``ca file`` can be set. ``tls_caveat`` says when the
+  server's certificate goes unchecked, for a start-up warning.
 
 The password is only ever unwrapped into the string handed to the driver;
 ``connection_string(..., masked=True)`` is the form to log.
@@ -54,9 +59,12 @@ def connection_string(settings: SqlServerSettings, *, masked: bool = False) -> s
     """
     parts: list[tuple[str, str]] = [("DRIVER", "{" + settings.driver + "}")]
     if is_freetds(settings.driver):
+        if settings.freetds_servername:
+            # host, port and `ca file` come from that freetds.conf section
+            parts.append(("SERVERNAME", odbc_value(settings.freetds_servername)))
+        else:
+            parts += [("SERVER", settings.server), ("PORT", str(settings.port))]
         parts += [
-            ("SERVER", settings.server),
-            ("PORT", str(settings.port)),
             ("TDS_Version", settings.tds_version),
             ("Encryption", _FREETDS_ENCRYPTION[settings.encrypt]),
         ]
@@ -71,6 +79,35 @@ def connection_string(settings: SqlServerSettings, *, masked: bool = False) -> s
         parts.append(("ApplicationIntent", "ReadOnly"))
     parts += _credentials(settings, masked=masked)
     return "".join(f"{key}={value};" for key, value in parts)
+
+
+def tls_caveat(settings: SqlServerSettings) -> str | None:
+    """Why SQL Server's certificate goes unchecked with these settings, or None.
+
+    Encryption without a checked certificate stops eavesdroppers but not a man in
+    the middle, who then reads the login and every row. FreeTDS checks the
+    certificate only with a ``ca file`` from ``freetds.conf``, which a ``SERVER=``
+    connection never reads; the Microsoft driver does not check it when told to
+    trust it.
+    """
+    if settings.encrypt == "no":
+        return None
+    if is_freetds(settings.driver):
+        if settings.freetds_servername:
+            return None
+        return (
+            "FreeTDS encrypts the connection but does not check SQL Server's "
+            "certificate: set `ca file` in a freetds.conf section and name it in "
+            "source.sqlserver.freetds_servername, or use ODBC Driver 18 "
+            "(docs/dba.md, section 5)"
+        )
+    if settings.trust_server_certificate:
+        return (
+            "trust_server_certificate is true: SQL Server's certificate is not "
+            "checked; install the CA that signed it and set it to false "
+            "(docs/dba.md, section 5)"
+        )
+    return None
 
 
 def secrets_of(settings: SqlServerSettings) -> tuple[str, ...]:

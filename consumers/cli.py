@@ -9,8 +9,9 @@ from typing import Annotated
 
 import typer
 
-from consumers.errors import MappingError
+from consumers.errors import BrokerUnavailable, ConsumerError, MappingError
 from enrolstream.settings import Settings
+from enrolstream.startup import wait_for_broker
 
 dlq_app = typer.Typer(help="Show and re-queue dead letters.", no_args_is_help=True)
 
@@ -42,8 +43,11 @@ def consume(
         ),
     ] = False,
 ) -> None:
-    """Apply enrolment events to Moodle until SIGTERM."""
-    from enrolstream.cli import settings  # noqa: PLC0415
+    """Apply enrolment events to Moodle until SIGTERM.
+
+    Waits for Kafka at start-up (with backoff, saying so) unless --until-idle.
+    """
+    from enrolstream.cli import CONFIG_ERROR_EXIT, settings  # noqa: PLC0415
 
     config = settings()
     bootstrap = _bootstrap(config)
@@ -51,17 +55,37 @@ def consume(
         asyncio.run(_consume(config, bootstrap, until_idle=until_idle))
     except MappingError as exc:
         typer.echo(f"start-up refused: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        raise typer.Exit(CONFIG_ERROR_EXIT) from exc
+    except ConsumerError as exc:
+        typer.echo(f"consume failed: {exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 async def _consume(config: Settings, bootstrap: str, *, until_idle: bool) -> None:
-    from consumers.wiring import open_runner  # noqa: PLC0415
+    from consumers.mapping import load_mappings  # noqa: PLC0415
+    from consumers.wiring import ensure_all_topics, open_runner  # noqa: PLC0415
 
+    # The mapping first: a configuration error is reported before any waiting.
+    mapping = load_mappings(config.consumer.mappings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    async with open_runner(config, bootstrap) as runner:
+
+    async def create_topics() -> None:
+        await ensure_all_topics(config.kafka, bootstrap)
+
+    if until_idle:
+        await create_topics()
+    elif not await wait_for_broker(
+        create_topics,
+        stop=stop,
+        retriable=(BrokerUnavailable,),
+        bootstrap_servers=bootstrap,
+        max_backoff_s=config.moodle.max_backoff_s,
+    ):
+        return
+    async with open_runner(config, bootstrap, mapping=mapping) as runner:
         await runner.run(stop, until_idle=until_idle)
         stats = runner.stats
         typer.echo(
@@ -83,7 +107,11 @@ def dlq_list(
     from enrolstream.cli import settings  # noqa: PLC0415
 
     config = settings()
-    letters = asyncio.run(read_dead_letters(config.kafka, _bootstrap(config)))
+    try:
+        letters = asyncio.run(read_dead_letters(config.kafka, _bootstrap(config)))
+    except ConsumerError as exc:
+        typer.echo(f"dlq list failed: {exc}", err=True)
+        raise typer.Exit(1) from None
     for offset, letter in letters:
         if as_json:
             typer.echo(json.dumps({"offset": offset, **letter.model_dump(mode="json")}))
@@ -112,11 +140,15 @@ def dlq_redrive(
     from enrolstream.cli import settings  # noqa: PLC0415
 
     config = settings()
-    count = asyncio.run(
-        redrive(
-            config.kafka, _bootstrap(config), error_type=error_type, dry_run=dry_run
+    try:
+        count = asyncio.run(
+            redrive(
+                config.kafka, _bootstrap(config), error_type=error_type, dry_run=dry_run
+            )
         )
-    )
+    except ConsumerError as exc:
+        typer.echo(f"dlq redrive failed: {exc}", err=True)
+        raise typer.Exit(1) from None
     typer.echo(
         f"{'would re-queue' if dry_run else 're-queued'} {count.events} events "
         f"for {count.letters} dead letters"

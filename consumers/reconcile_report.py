@@ -9,7 +9,8 @@ differences, the unresolved persons and the errors; ``report.html`` shows the
 same as one self-contained page (no scripts, no external resources; every
 value escaped).
 
-``summarise`` is pure; ``write_report`` only writes the three files.
+``summarise`` is pure; ``write_report`` only writes the three files, which
+hold student data: mode 0600, in a directory created 0700.
 """
 
 from __future__ import annotations
@@ -22,6 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from consumers.reconcile import ReconcileResult
+from enrolstream.private_files import (
+    make_private_directory,
+    open_private,
+    write_private_text,
+)
 
 __all__ = ["CSV_COLUMNS", "summarise", "write_report"]
 
@@ -137,18 +143,21 @@ def _csv_rows(result: ReconcileResult) -> list[list[str]]:
 
 
 def write_report(directory: Path, result: ReconcileResult) -> list[Path]:
-    """Write the three files into ``directory`` (created); returns their paths."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """Write the three files into ``directory`` (created 0700); returns their paths.
+
+    The files are 0600 (also when an older run left them looser).
+    """
+    make_private_directory(directory)
     summary = summarise(result)
     actions = directory / "actions.csv"
-    with actions.open("w", newline="", encoding="utf-8") as handle:
+    with open_private(actions, newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(CSV_COLUMNS)
         writer.writerows(_csv_rows(result))
     summary_path = directory / "summary.json"
-    summary_path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    write_private_text(summary_path, json.dumps(summary, indent=2) + "\n")
     page = directory / "report.html"
-    page.write_text(render_html(summary, _csv_rows(result)), encoding="utf-8")
+    write_private_text(page, render_html(summary, _csv_rows(result)))
     return [actions, summary_path, page]
 
 

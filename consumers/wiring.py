@@ -9,6 +9,7 @@ import structlog
 
 from cdc.kafka import ensure_topics
 from consumers.decisions import EnrolmentPolicy
+from consumers.errors import BrokerUnavailable
 from consumers.identity import IdentityResolver
 from consumers.kafka import KafkaEventConsumer, KafkaRecordSink, KafkaTable
 from consumers.ledger import Ledger
@@ -24,7 +25,10 @@ log = structlog.get_logger()
 
 
 async def ensure_all_topics(kafka: KafkaSettings, bootstrap_servers: str) -> None:
-    """Create every enrolstream topic that does not exist yet."""
+    """Create every enrolstream topic that does not exist yet.
+
+    ``BrokerUnavailable`` (retriable) when Kafka does not answer.
+    """
     await ensure_topics(
         client_options(kafka, bootstrap_servers),
         [
@@ -37,6 +41,7 @@ async def ensure_all_topics(kafka: KafkaSettings, bootstrap_servers: str) -> Non
         partitions=kafka.partitions,
         replication_factor=kafka.replication_factor,
         compacted=[kafka.ledger_topic, kafka.parked_topic],
+        failure=BrokerUnavailable,
     )
 
 

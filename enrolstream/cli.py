@@ -9,14 +9,28 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
+import structlog
 import typer
 
 from enrolstream.kafka_options import KafkaTlsError, check_tls, warn_about_security
 from enrolstream.logs import configure_logging
-from enrolstream.settings import TLS_PROTOCOLS, Settings, load_settings, masked
+from enrolstream.settings import (
+    TLS_PROTOCOLS,
+    Settings,
+    SettingsError,
+    load_settings,
+    masked,
+    unknown_environment_variables,
+)
+
+log = structlog.get_logger()
+
+#: Exit code of a command refused because of its configuration (settings, mapping).
+CONFIG_ERROR_EXIT = 2
 
 app = typer.Typer(
     name="enrolstream",
@@ -44,8 +58,21 @@ def _root(
         typer.Option("--config", help="TOML settings file (or ENROLSTREAM_CONFIG)"),
     ] = None,
 ) -> None:
-    STATE.settings = load_settings(config)
+    try:
+        STATE.settings = load_settings(config)
+    except SettingsError as exc:
+        for problem in exc.problems:
+            typer.echo(f"configuration error: {problem}", err=True)
+        raise typer.Exit(CONFIG_ERROR_EXIT) from None
     configure_logging(STATE.settings.log_format, STATE.settings.log_level)
+    for unknown in unknown_environment_variables():
+        # pydantic-settings ignores them; the same typo in the TOML file is an error
+        log.warning(
+            "unknown_environment_variable",
+            variable=unknown.name,
+            did_you_mean=unknown.did_you_mean,
+            consequence="ignored: it sets no setting",
+        )
 
 
 def settings() -> Settings:
@@ -106,6 +133,7 @@ def demo(
 ) -> None:
     """The whole pipeline on the embedded stack, playing a registrar's morning."""
     from enrolstream.demo import DemoOptions, run_demo  # noqa: PLC0415
+    from enrolstream.signals import Interrupted, run_until_signalled  # noqa: PLC0415
 
     if latency not in {"zero", "real"}:
         raise typer.BadParameter("zero or real", param_hint="--latency")
@@ -116,7 +144,12 @@ def demo(
     options = DemoOptions(
         workdir=workdir, people=people, latency=latency, keep_running=keep_running
     )
-    ok = asyncio.run(run_demo(current, options))
+    try:
+        # SIGTERM/SIGINT unwind the demo: broker, simulator and loops are stopped
+        ok = run_until_signalled(run_demo(current, options))
+    except Interrupted as stopped:
+        typer.echo(f"demo {stopped}", err=True)
+        raise typer.Exit(stopped.exit_code) from None
     raise typer.Exit(0 if ok else 1)
 
 
@@ -132,6 +165,18 @@ def _register_subcommands() -> None:
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point.
+
+    Commands report their own failures in one line; an error of ours that a
+    command did not catch is still one line (exit 1), never a traceback.
+    """
+    from cdc.errors import CdcError  # noqa: PLC0415
+    from consumers.errors import ConsumerError  # noqa: PLC0415
+    from sandbox.broker import BrokerError  # noqa: PLC0415
+
     _register_subcommands()
-    app()
+    try:
+        app()
+    except (CdcError, ConsumerError, BrokerError) as exc:
+        typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
+        sys.exit(1)

@@ -15,9 +15,23 @@ from types import TracebackType
 from typing import Any, ClassVar, Self
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError
 
 Record = tuple[bytes | None, bytes | None]
+
+
+def describe_kafka_failure(exc: KafkaError, bootstrap_servers: object) -> str:
+    """One line for an operator: which cluster, and what to check.
+
+    aiokafka's own text for an unreachable cluster lists address tuples and
+    repeats the class name; a failed bootstrap is said plainly instead.
+    """
+    if isinstance(exc, KafkaConnectionError):
+        return (
+            f"cannot connect to Kafka at {bootstrap_servers}: is the broker running, "
+            "and do KAFKA_BOOTSTRAP_SERVERS / kafka.bootstrap_servers name it?"
+        )
+    return f"Kafka at {bootstrap_servers} failed: {type(exc).__name__}: {exc}"
 
 
 class ProducerFailed(Exception):
@@ -58,7 +72,9 @@ class AckedProducer:
             await self._producer.start()
         except KafkaError as exc:
             await self._producer.stop()
-            raise self.failure(f"cannot connect to Kafka: {exc}") from exc
+            raise self.failure(
+                describe_kafka_failure(exc, self._options.get("bootstrap_servers"))
+            ) from exc
         return self
 
     async def __aexit__(

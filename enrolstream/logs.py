@@ -3,6 +3,11 @@
 Console rendering on a terminal, JSON lines otherwise (containers, cron, CI).
 A processor masks anything that looks like a Moodle token or a password, as a
 last line of defence: code never passes secrets to a log call in the first place.
+
+aiokafka logs an ERROR for every bootstrap host it cannot connect to. Each such
+failure reaches us as a typed error that we report ourselves (one line for a
+one-shot command, ``broker_unreachable`` with the next delay while a long-running
+one waits), so that record is shown only at debug level.
 """
 
 from __future__ import annotations
@@ -31,6 +36,26 @@ def mask_secrets(
     return event_dict
 
 
+#: aiokafka's format string for a bootstrap host it could not connect to
+#: (``aiokafka/client.py``, logger "aiokafka"); matched on the template, not on
+#: rendered text.
+_AIOKAFKA_BOOTSTRAP_FAILED = 'Unable connect to "%s:%s": %s'
+
+
+class _BootstrapFailureAtDebug(logging.Filter):
+    """Shows aiokafka's per-host bootstrap failure only when logging at debug level."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False for that record unless the configured level is debug."""
+        if record.msg == _AIOKAFKA_BOOTSTRAP_FAILED:
+            return self.level <= logging.DEBUG
+        return True
+
+
 def _stderr_logger(*_args: Any) -> structlog.PrintLogger:
     return structlog.PrintLogger(file=sys.stderr)
 
@@ -39,6 +64,12 @@ def configure_logging(fmt: str = "console", level: str = "info") -> None:
     """Configure structlog (and the stdlib loggers of aiokafka/aiohttp) once."""
     numeric = getattr(logging, level.upper(), logging.INFO)
     logging.basicConfig(level=max(numeric, logging.WARNING), stream=sys.stderr)
+    kafka_client = logging.getLogger("aiokafka")
+    for old in [
+        f for f in kafka_client.filters if isinstance(f, _BootstrapFailureAtDebug)
+    ]:
+        kafka_client.removeFilter(old)
+    kafka_client.addFilter(_BootstrapFailureAtDebug(numeric))
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if fmt == "json" or not sys.stderr.isatty()

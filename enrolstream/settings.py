@@ -8,31 +8,57 @@ Sources, highest priority first:
 3. the defaults below, which run the demo on the embedded stack.
 
 Nothing else in the code base reads ``os.environ`` for settings.
-Secrets are ``SecretStr``: ``repr`` and ``enrolstream config show`` mask them.
+Secrets are ``SecretStr``: ``repr`` and ``enrolstream config show`` mask them, and
+every model hides input values in its validation errors, so a misspelt ``tokn``
+is reported by name, never by value. ``load_settings`` raises ``SettingsError``
+(one line per problem: the file or variable, the key, the problem) instead of
+pydantic's or the TOML parser's exceptions.
+
+Relative paths (``--config``, ``ENROLSTREAM_CONFIG``, path-valued settings) are
+relative to the working directory of the process; ``./run`` keeps the directory
+it was called from, so they mean what the person typing them meant.
 """
 
 from __future__ import annotations
 
 import os
+import tomllib
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+from pydantic_settings import SettingsError as SourceParseError
+
+from enrolstream.settings_errors import (
+    CONFIG_VARIABLE,
+    SettingsError,
+    SettingsProblem,
+    UnknownVariable,
+    source_problem,
+    unknown_variables,
+    validation_problems,
+)
 
 DEFAULT_CONFIG_FILE = Path("enrolstream.toml")
 
 
 class _Section(BaseModel):
-    # hide_input_in_errors: a validation error must not echo the section's input,
-    # which holds its secrets in plain text (the same is set on Settings, whose
-    # config governs nested sections).
+    # hide_input_in_errors: a validation error names the key, never the value
+    # (a misspelt or mistyped secret would otherwise be printed).
     model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
 
@@ -210,6 +236,12 @@ class SqlServerSettings(_Section):
         default=False, description="ApplicationIntent=ReadOnly"
     )
     tds_version: str = Field(default="7.4", description="FreeTDS only")
+    freetds_servername: str | None = Field(
+        default=None,
+        description="FreeTDS only: connect through this freetds.conf section "
+        "(SERVERNAME=) instead of server/port; its `ca file` makes FreeTDS check "
+        "SQL Server's certificate, which it does not do otherwise (docs/dba.md)",
+    )
     login_timeout_s: int = Field(default=15, ge=1)
     query_timeout_s: int = Field(default=60, ge=0)
     snapshot_isolation: bool = Field(
@@ -333,7 +365,8 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml_file = _config_file()
+        resolved = _RESOLVED_FILE.get()
+        toml_file = resolved[0] if resolved is not None else _config_file(None)
         del dotenv_settings, file_secret_settings  # no .env files, no secrets dir
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         if toml_file is not None:
@@ -341,43 +374,79 @@ class Settings(BaseSettings):
         return tuple(sources)
 
 
-#: The file ``load_settings`` was given, for the duration of that call only.
-_CHOSEN_FILE: ContextVar[Path | None] = ContextVar("enrolstream_config", default=None)
+#: The file ``load_settings`` resolved, for the duration of that call only (a
+#: one-tuple, so that "no file" and "not resolved yet" differ).
+_RESOLVED_FILE: ContextVar[tuple[Path | None] | None] = ContextVar(
+    "enrolstream_config", default=None
+)
 
 
-def _config_file() -> Path | None:
-    chosen = _CHOSEN_FILE.get()
+def _config_file(chosen: Path | None) -> Path | None:
+    """The TOML file to read: ``--config``, else ENROLSTREAM_CONFIG, else the default."""
     if chosen is not None:
-        if not chosen.is_file():
-            raise FileNotFoundError(f"--config names {chosen}, which does not exist")
-        return chosen
-    named = os.environ.get("ENROLSTREAM_CONFIG")
+        return _existing(chosen, "--config")
+    named = os.environ.get(CONFIG_VARIABLE)
     if named:
-        path = Path(named)
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"ENROLSTREAM_CONFIG names {path}, which does not exist"
-            )
-        return path
+        return _existing(Path(named), CONFIG_VARIABLE)
     return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
+
+
+def _existing(path: Path, named_by: str) -> Path:
+    if not path.is_file():
+        shown = str(path) if path.is_absolute() else f"{path} ({path.resolve()})"
+        raise SettingsError(
+            [
+                SettingsProblem(
+                    named_by,
+                    "",
+                    f"names {shown}, which is not a file: correct the path (a "
+                    "relative one is relative to the directory you run from)",
+                )
+            ]
+        )
+    return path
+
+
+def _read(toml_file: Path | None, overrides: dict[str, Any]) -> Settings:
+    """``Settings(**overrides)`` with every failure turned into a ``SettingsError``."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = validation_problems(
+            exc, Settings, environ_names=list(os.environ), toml_file=toml_file
+        )
+    except SourceParseError as exc:
+        problems = source_problem(exc, list(os.environ))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        problems = [SettingsProblem(str(toml_file), "", f"not valid TOML: {exc}")]
+    except OSError as exc:
+        problems = [SettingsProblem(str(toml_file), "", f"cannot read: {exc.strerror}")]
+    raise SettingsError(problems)
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Read the settings once: environment, then ``config_file`` (or the default file).
 
     ``KAFKA_BOOTSTRAP_SERVERS``, the variable every Kafka tool knows, is honoured
-    unless ``ENROLSTREAM_KAFKA__BOOTSTRAP_SERVERS`` is set too.
+    unless ``ENROLSTREAM_KAFKA__BOOTSTRAP_SERVERS`` is set too. Raises
+    ``SettingsError`` (never pydantic's error, which would show input values).
     """
-    chosen = _CHOSEN_FILE.set(config_file)
+    toml_file = _config_file(config_file)
+    resolved = _RESOLVED_FILE.set((toml_file,))
     try:
-        settings = Settings(**overrides)
+        settings = _read(toml_file, overrides)
     finally:
-        _CHOSEN_FILE.reset(chosen)
+        _RESOLVED_FILE.reset(resolved)
     plain = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if plain and settings.kafka.bootstrap_servers is None:
         kafka = settings.kafka.model_copy(update={"bootstrap_servers": plain})
         settings = settings.model_copy(update={"kafka": kafka})
     return settings
+
+
+def unknown_environment_variables() -> list[UnknownVariable]:
+    """``ENROLSTREAM_*`` variables of this process that set nothing (typos), to warn about."""
+    return unknown_variables(os.environ, Settings)
 
 
 def masked(settings: Settings) -> dict[str, Any]:
@@ -415,9 +484,11 @@ __all__ = [
     "SaslMechanism",
     "SecurityProtocol",
     "Settings",
+    "SettingsError",
     "SourceSettings",
     "SqlServerSettings",
     "load_settings",
     "masked",
     "security_problems",
+    "unknown_environment_variables",
 ]

@@ -8,19 +8,27 @@ Lifecycle: pick a free loopback port, start the binary with its stderr kept in a
 log file, wait until it accepts Kafka connections, and on exit stop it with
 SIGTERM (SIGKILL after a grace period). ``pause()``/``resume()`` (SIGSTOP/SIGCONT)
 let tests make the broker unreachable without losing its memory.
+
+The broker never outlives the process that started it: its commands stop it on
+SIGTERM/SIGINT (``enrolstream/signals.py``), and on Linux the kernel sends it
+SIGTERM when the starting thread dies, even by SIGKILL (``PR_SET_PDEATHSIG``).
+That thread is the event loop's; a loop run in a short-lived worker thread
+would take the broker with it when the thread ends.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -56,6 +64,34 @@ def find_broker_binary() -> Path:
     if found:
         return Path(found)
     raise BrokerError(f"no tansu binary in {bundled.parent} nor on PATH")
+
+
+#: prctl(2) option: the signal the calling process gets when its parent dies.
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child get SIGTERM when this process dies.
+
+    Linux only (``prctl(PR_SET_PDEATHSIG)``); None elsewhere. libc is loaded here,
+    in the parent: the function runs between fork and exec, where loading a
+    library could deadlock.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
+        if os.getppid() != parent:
+            # the parent died before prctl took effect: nobody would signal us
+            os._exit(1)
+
+    return preexec
 
 
 def free_port() -> int:
@@ -111,7 +147,9 @@ class EmbeddedBroker:
             stdout=log_file,
             stderr=log_file,
             stdin=subprocess.DEVNULL,
+            # its own session: Ctrl-C reaches us, and we stop it in order
             start_new_session=True,
+            preexec_fn=die_with_parent(),  # noqa: PLW1509 - prctl only, libc loaded before fork
         )
         await self._wait_ready()
         log.info(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Annotated
 
 import typer
@@ -22,8 +21,9 @@ def register(app: typer.Typer) -> None:
 def broker(
     port: Annotated[int, typer.Option(help="loopback port; 0 picks a free one")] = 9092,
 ) -> None:
-    """Run the embedded Kafka-protocol broker (memory only) until Ctrl-C."""
+    """Run the embedded Kafka-protocol broker (memory only) until Ctrl-C or SIGTERM."""
     from enrolstream.cli import settings  # noqa: PLC0415
+    from enrolstream.signals import Interrupted, run_until_signalled  # noqa: PLC0415
     from sandbox.broker import EmbeddedBroker  # noqa: PLC0415
 
     async def serve() -> None:
@@ -37,5 +37,8 @@ def broker(
             )
             await asyncio.Event().wait()
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve())
+    try:
+        run_until_signalled(serve())
+    except Interrupted as stopped:
+        # the way to stop this command: the broker is stopped, exit 0
+        typer.echo(f"broker {stopped}", err=True)

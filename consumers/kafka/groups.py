@@ -32,6 +32,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from consumers.errors import BrokerUnavailable
 from consumers.kafka.stream import RawMessage
 from consumers.replay_offsets import ReplayRefused
+from enrolstream.kafka_producer import describe_kafka_failure
 
 #: Group states in which nobody consumes, so offsets may be moved.
 IDLE_STATES = frozenset({"Empty", "Dead"})
@@ -85,7 +86,8 @@ async def describe_consumer_group(options: dict[str, Any], group_id: str) -> Gro
         await admin.start()
         return await _describe(admin, group_id)
     except KafkaError as exc:
-        raise BrokerUnavailable(f"cannot reach Kafka: {exc}") from exc
+        reason = describe_kafka_failure(exc, options.get("bootstrap_servers"))
+        raise BrokerUnavailable(reason) from exc
     finally:
         await admin.close()
 
@@ -115,7 +117,8 @@ class GroupOffsets:
             await self._consumer.topics()  # fetches cluster metadata
         except KafkaError as exc:
             await self.__aexit__(None, None, None)
-            raise BrokerUnavailable(f"cannot reach Kafka: {exc}") from exc
+            reason = describe_kafka_failure(exc, self.options.get("bootstrap_servers"))
+            raise BrokerUnavailable(reason) from exc
         partitions = self._consumer.partitions_for_topic(self.topic) or set()
         self._tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
         return self

@@ -25,7 +25,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
 from consumers.errors import BrokerUnavailable
-from enrolstream.kafka_producer import AckedProducer
+from enrolstream.kafka_producer import AckedProducer, describe_kafka_failure
 
 log = structlog.get_logger()
 
@@ -232,8 +232,10 @@ async def read_topic(options: dict[str, Any], topic: str) -> list[RawMessage]:
     consumer = AIOKafkaConsumer(
         **options, enable_auto_commit=False, auto_offset_reset="earliest"
     )
-    await consumer.start()
     try:
+        # start() inside: an unreachable broker is a BrokerUnavailable, and the
+        # consumer is stopped (not left for the garbage collector to complain about)
+        await consumer.start()
         await consumer.topics()  # fetches cluster metadata
         partitions = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
@@ -255,7 +257,8 @@ async def read_topic(options: dict[str, Any], topic: str) -> list[RawMessage]:
             if not remaining and not batches:
                 break
     except KafkaError as exc:
-        raise BrokerUnavailable(f"cannot read {topic}: {exc}") from exc
+        reason = describe_kafka_failure(exc, options.get("bootstrap_servers"))
+        raise BrokerUnavailable(f"cannot read {topic}: {reason}") from exc
     else:
         return records
     finally:

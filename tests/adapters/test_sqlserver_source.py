@@ -297,6 +297,35 @@ class TestFetchSince:
         assert any(log["event"] == "snapshot_isolation_off" for log in logs)
 
 
+class TestCertificateWarning:
+    """Start-up says when SQL Server's certificate goes unchecked."""
+
+    @pytest.mark.parametrize(
+        ("overrides", "warned"),
+        [
+            ({"driver": "FreeTDS", "encrypt": "yes"}, True),
+            ({"driver": "FreeTDS", "encrypt": "strict"}, True),
+            ({"driver": "FreeTDS", "encrypt": "no"}, False),
+            ({"driver": "FreeTDS", "freetds_servername": "campus6"}, False),
+            ({"trust_server_certificate": True}, True),
+            ({}, False),
+        ],
+    )
+    async def test_warned_at_open(
+        self, overrides: dict[str, Any], warned: bool
+    ) -> None:
+        """open() (source check, the poller's first read) warns with what to do."""
+        with capture_logs() as logs:
+            await make_source(FakeServer(), **overrides).open()
+        warnings = [
+            e for e in logs if e["event"] == "sqlserver_certificate_not_checked"
+        ]
+        assert bool(warnings) is warned
+        if warned:
+            assert warnings[0]["log_level"] == "warning"
+            assert "docs/dba.md" in warnings[0]["what_to_do"]
+
+
 class TestSnapshotAndTerms:
     """Snapshots are one transaction; live terms are deduplicated case-insensitively."""
 

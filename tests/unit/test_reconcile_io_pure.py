@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -111,36 +112,60 @@ def _loaded(events: int = 1) -> LoadedSnapshot:
     return LoadedSnapshot(marker, (_event("P000000501", "enrolled"),))
 
 
+def _one_change_result(reason: str = "enrol") -> ReconcileResult:
+    loaded = _loaded()
+    plan = plan_reconcile(
+        snapshot_id="snap",
+        state_version=VERSION,
+        terms=[WINTER],
+        events=loaded.events,
+        mapping=MAPPING,
+        policy=POLICY,
+        identities={"P000000501": Found(501)},
+        rosters={COURSE: {502: _roster("active", STUDENT)}},
+        ledger=[],
+        limits=OPEN,
+    )
+    change = plan.changes[0]
+    plan.changes[0] = type(change)(
+        **{**{f: getattr(change, f) for f in change.__slots__}, "reason": reason}
+    )
+    return ReconcileResult(
+        plan=plan,
+        outcomes=["rejected: wsnoinstance"],
+        applied=True,
+        forced=False,
+        blocked=False,
+    )
+
+
 class TestReport:
     """The report files hold every change, escaped, with the documented columns."""
+
+    def test_files_are_private(self, tmp_path: Path) -> None:
+        """The files (student data) are 0600, the directories created for them 0700."""
+        directory = tmp_path / "reports" / "2025-01-01"
+        directory.parent.mkdir(mode=0o755)
+        (directory.parent / "2025-01-01").mkdir(mode=0o755)
+        (directory / "actions.csv").write_text("older run\n")
+        (directory / "actions.csv").chmod(0o644)
+        nested = tmp_path / "new" / "report"
+        for target in (directory, nested):
+            written = write_report(target, _one_change_result())
+            assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in written} == {
+                "actions.csv": 0o600,
+                "summary.json": 0o600,
+                "report.html": 0o600,
+            }
+        assert stat.S_IMODE(nested.stat().st_mode) == 0o700
+        assert stat.S_IMODE(nested.parent.stat().st_mode) == 0o700
+        # a directory that existed is the operator's: its mode is left alone
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o755
 
     def test_files(self, tmp_path: Path) -> None:
         """actions.csv, summary.json and report.html agree and escape values."""
         evil = "<script>alert(1)</script>"
-        loaded = _loaded()
-        plan = plan_reconcile(
-            snapshot_id="snap",
-            state_version=VERSION,
-            terms=[WINTER],
-            events=loaded.events,
-            mapping=MAPPING,
-            policy=POLICY,
-            identities={"P000000501": Found(501)},
-            rosters={COURSE: {502: _roster("active", STUDENT)}},
-            ledger=[],
-            limits=OPEN,
-        )
-        change = plan.changes[0]
-        plan.changes[0] = type(change)(
-            **{**{f: getattr(change, f) for f in change.__slots__}, "reason": evil}
-        )
-        result = ReconcileResult(
-            plan=plan,
-            outcomes=["rejected: wsnoinstance"],
-            applied=True,
-            forced=False,
-            blocked=False,
-        )
+        result = _one_change_result(evil)
         write_report(tmp_path, result)
         with (tmp_path / "actions.csv").open(encoding="utf-8") as handle:
             rows = list(csv.reader(handle))

@@ -8,7 +8,7 @@ import pytest
 from pydantic import SecretStr
 
 from cdc.errors import SourceMisconfigured
-from cdc.sqlserver_config import connection_string, odbc_value
+from cdc.sqlserver_config import connection_string, odbc_value, tls_caveat
 from enrolstream.settings import SqlServerSettings
 
 LOGIN: dict[str, Any] = {"user": "enrolstream", "password": SecretStr("s3cret;pw")}
@@ -40,6 +40,14 @@ class TestConnectionString:
                     "DRIVER={FreeTDS};SERVER=pc.example.edu;PORT=1500;TDS_Version=7.3;"
                     "Encryption=off;DATABASE=Campus6;APP=enrolstream;UID=enrolstream;"
                     "PWD={s3cret;pw};"
+                ),
+            ),
+            (
+                {"driver": "FreeTDS", "freetds_servername": "campus6", "port": 1500},
+                (
+                    "DRIVER={FreeTDS};SERVERNAME=campus6;TDS_Version=7.4;"
+                    "Encryption=require;DATABASE=Campus6;APP=enrolstream;"
+                    "UID=enrolstream;PWD={s3cret;pw};"
                 ),
             ),
             (
@@ -96,3 +104,29 @@ class TestConnectionString:
     def test_settings_repr_hides_the_password(self) -> None:
         """The settings model never shows the password."""
         assert "s3cret" not in repr(SqlServerSettings(**LOGIN))
+
+
+class TestTlsCaveat:
+    """When encryption does not authenticate the server, start-up must say so."""
+
+    @pytest.mark.parametrize(
+        ("overrides", "mentions"),
+        [
+            ({"driver": "FreeTDS"}, "freetds_servername"),
+            ({"driver": "FreeTDS", "encrypt": "strict"}, "freetds_servername"),
+            ({"driver": "/usr/lib/x86_64-linux-gnu/odbc/libtdsodbc.so"}, "ca file"),
+            ({"trust_server_certificate": True}, "trust_server_certificate"),
+            ({"driver": "FreeTDS", "freetds_servername": "campus6"}, None),
+            ({"driver": "FreeTDS", "encrypt": "no"}, None),
+            ({}, None),
+            ({"encrypt": "strict"}, None),
+        ],
+    )
+    def test_caveat(self, overrides: dict[str, Any], mentions: str | None) -> None:
+        """FreeTDS without a freetds.conf section, or a trusted certificate, is a caveat."""
+        caveat = tls_caveat(SqlServerSettings(**(LOGIN | overrides)))
+        if mentions is None:
+            assert caveat is None
+        else:
+            assert caveat is not None
+            assert mentions in caveat
