@@ -200,7 +200,8 @@ def validation_problems(
         if detail["type"] == "extra_forbidden":
             problem = _unknown_key_problem(model, path, where)
         else:
-            problem = str(detail["msg"])
+            # A validator's own message is the problem: drop pydantic's prefix.
+            problem = str(detail["msg"]).removeprefix("Value error, ")
         problems.append(SettingsProblem(where, ".".join(path), problem))
     return problems
 

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from enrolstream import cli
 from enrolstream.settings import KafkaSettings, load_settings, masked
+from enrolstream.settings_errors import SettingsError
 
 PASSWORD = "hunter2-kafka-long"  # noqa: S105 - a test value
 
@@ -161,7 +162,7 @@ class TestSecretsNeverShown:
             '[kafka]\nsecurity_protocol = "SASL_SSL"\n'
             f'sasl_password = "{PASSWORD}"\nssl_key_password = "{PASSWORD}"\n'
         )
-        with pytest.raises(ValidationError) as error:
+        with pytest.raises(SettingsError) as error:
             load_settings(path)
         assert "needs kafka.sasl_mechanism, kafka.sasl_username" in str(error.value)
         assert PASSWORD not in str(error.value)
@@ -171,7 +172,7 @@ class TestSecretsNeverShown:
     ) -> None:
         """ENROLSTREAM_KAFKA__SASL_PASSWORD with an incomplete SASL set-up: not shown."""
         monkeypatch.setenv("ENROLSTREAM_KAFKA__SASL_PASSWORD", PASSWORD)
-        with pytest.raises(ValidationError) as error:
+        with pytest.raises(SettingsError) as error:
             load_settings()
         assert "kafka.sasl_password set, but" in str(error.value)
         assert PASSWORD not in str(error.value)
