@@ -96,13 +96,13 @@ def expected_active(
 
 
 def moodle_active(state: MoodleState, course_ids: Sequence[int]) -> dict[int, set[str]]:
-    """What Moodle holds: active enrolments per course, as PEOPLE_CODE_IDs."""
+    """What Moodle holds: who has access (active, with a role) per course, as P-codes."""
     people = {user.id: f"P{user.idnumber}" for user in state.users() if user.idnumber}
     return {
         courseid: {
             people[e.userid]
             for e in state.enrolments(courseid)
-            if e.userid in people and state.is_active(courseid, e.userid)
+            if e.userid in people and state.has_access(courseid, e.userid)
         }
         for courseid in course_ids
     }

@@ -88,6 +88,14 @@ class StateReads:
             for uid, ue in sorted(rows.items())
         ]
 
+    def has_access(self, courseid: int, userid: int) -> bool:
+        """In the course for real: an active enrolment that holds a role.
+
+        A dropped student lacks it whichever way the drop was made: suspended,
+        role removed (the enrolment stays active, role-less) or unenrolled.
+        """
+        return self.is_active(courseid, userid) and bool(self.roles_of(courseid, userid))
+
     def is_active(self, courseid: int, userid: int) -> bool:
         """Enrolment active now: status 0, enabled instance, inside its time window."""
         ue = self.enrolment(courseid, userid)

@@ -122,12 +122,12 @@ class Pipeline:
         return expected
 
     def moodle(self) -> dict[int, set[int]]:
-        """What Moodle holds: active enrolments per mapped course."""
+        """What Moodle holds: who has access (active, with a role) per mapped course."""
         return {
             cid: {
                 e.userid
                 for e in self.sim.state.enrolments(cid)
-                if self.sim.state.is_active(cid, e.userid)
+                if self.sim.state.has_access(cid, e.userid)
             }
             for cid in self.course_ids.values()
         }

@@ -88,21 +88,24 @@ class TestScenarios:
                 assert pipe.moodle() == pipe.truth()
             assert runner.stats.dead_lettered == 0
 
-    async def test_drop_suspends_and_keeps_the_enrolment(
+    async def test_drop_removes_the_role_and_keeps_the_enrolment(
         self, capture: CaptureStack, tmp_path: Path
     ) -> None:
-        """A drop suspends (grades survive) instead of unenrolling."""
+        """A drop takes the role away (grades survive), never through enrol_users."""
         async with open_pipeline(capture, tmp_path) as pipe, pipe.runner() as runner:
             capture.sql(registration(1, ALICE, "BSC5102"))
             await pipe.sync(runner)
+            enrol_calls = pipe.sim.call_counts()["enrol_manual_enrol_users"]
             capture.sql(set_status(1, "D"))
             await pipe.sync(runner)
             [view] = pipe.sim.state.enrolments(pipe.course("BSC5102"))
             assert (view.userid, view.status, view.roleids) == (
                 pipe.userid(ALICE),
-                1,
-                (STUDENT,),
+                0,
+                (),
             )
+            assert pipe.sim.call_counts()["enrol_manual_enrol_users"] == enrol_calls
+            assert pipe.sim.call_counts()["core_role_unassign_roles"] == 1
 
     async def test_cross_list_swap_never_unenrols(
         self, capture: CaptureStack, tmp_path: Path
@@ -117,10 +120,10 @@ class TestScenarios:
             writes = [
                 c
                 for c in pipe.sim.calls[calls_before:]
-                if c.function.startswith("enrol_")
+                if c.function.startswith(("enrol_", "core_role_"))
             ]
             assert writes == []
-            assert (runner.stats.suspended, runner.stats.unenrolled) == (0, 0)
+            assert runner.stats.dropped == 0
             assert pipe.userid(ALICE) in pipe.moodle()[pipe.course("COUN6552")]
 
     async def test_replayed_events_send_no_second_welcome(
@@ -189,7 +192,7 @@ class TestDelivery:
     async def test_killed_before_recording_then_dropped(
         self, capture: CaptureStack, tmp_path: Path
     ) -> None:
-        """Moodle applied, the ledger not yet: a later drop still suspends (it is ours)."""
+        """Moodle applied, the ledger not yet: a later drop still drops it (it is ours)."""
         async with open_pipeline(capture, tmp_path) as pipe:
             capture.sql(registration(1, ALICE, "BSC5102"))
             async with pipe.runner() as runner:
@@ -202,7 +205,7 @@ class TestDelivery:
                 await pipe.sync(restarted)
             assert pipe.moodle() == pipe.truth()
             [view] = pipe.sim.state.enrolments(pipe.course("BSC5102"))
-            assert view.status == 1  # suspended, not left active and unowned
+            assert view.roleids == ()  # dropped, not left active and unowned
 
     async def test_moodle_503_and_timeouts_for_a_while(
         self, capture: CaptureStack, tmp_path: Path
@@ -364,7 +367,7 @@ class TestDelivery:
             for userid in (guest, dropped):
                 assert pipe.sim.state.is_active(course, userid)
                 assert pipe.sim.state.roles_of(course, userid) == {STUDENT}
-            assert not pipe.sim.state.is_active(course, pipe.userid(ALICE))
+            assert not pipe.sim.state.has_access(course, pipe.userid(ALICE))
 
 
 class TestStartUp:

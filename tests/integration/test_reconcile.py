@@ -140,9 +140,9 @@ class TestDrift:
             expected = {
                 ("BSC5102Winter2021", alice): "enrol",
                 ("BSC5102Winter2021", bob): "reactivate",
-                ("BSC5102Winter2021", carol): "fix_role",
+                ("BSC5102Winter2021", carol): "restore_role",
                 ("COUN6552COUN855202Winter2021", dave): "enrol",
-                ("BSC5102Winter2021", frank): "suspend",
+                ("BSC5102Winter2021", frank): "remove_role",
             }
             assert kinds(dry) == expected
             assert set(dry.outcomes) == {"planned"}
@@ -157,8 +157,9 @@ class TestDrift:
             assert state.roles_of(bsc, carol) == {TEACHER, STUDENT}
             assert state.is_active(coun, dave)
             assert state.is_active(coun, erin)
-            assert not state.is_active(bsc, frank)
-            assert state.enrolment(bsc, frank) is not None  # suspended, not removed
+            assert not state.has_access(bsc, frank)
+            assert state.enrolment(bsc, frank) is not None  # role removed, not unenrolled
+            assert state.roles_of(bsc, frank) == set()
             assert state.is_active(bsc, gina)  # not ours: left alone
 
             again = await reconcile(pipe, settings, apply=True)
@@ -209,7 +210,7 @@ class TestGuard:
             assert forced.exit_code == 0, forced.output
             coun = pipe.course("COUN")
             assert not any(
-                pipe.sim.state.is_active(coun, pipe.userid(p))
+                pipe.sim.state.has_access(coun, pipe.userid(p))
                 for p in (ALICE, BOB, CAROL)
             )
 

@@ -45,7 +45,12 @@ pytestmark = pytest.mark.integration
 
 ALICE, BOB, CAROL = "P000000001", "P000000002", "P000000003"
 STUDENT = 5
-WRITES = ("enrol_manual_enrol_users", "enrol_manual_unenrol_users")
+WRITES = (
+    "enrol_manual_enrol_users",
+    "enrol_manual_unenrol_users",
+    "core_role_assign_roles",
+    "core_role_unassign_roles",
+)
 
 
 class ReplayStack:
@@ -103,14 +108,14 @@ class ReplayStack:
         return await replay(self.settings, self.bootstrap, start, **kwargs)
 
     def moodle(self) -> dict[tuple[str, str], str]:
-        """(person, course) → active / suspended, for the students Moodle enrols."""
+        """(person, course) → active / dropped (enrolled, without access)."""
         held: dict[tuple[str, str], str] = {}
         for person, userid in self.users.items():
             for name, course in (("BSC5102", self.bsc), ("COUN6552", self.coun)):
                 enrolment = self.sim.state.enrolment(course, userid)
                 if enrolment is not None:
-                    active = self.sim.state.is_active(course, userid)
-                    held[person, name] = "active" if active else "suspended"
+                    active = self.sim.state.has_access(course, userid)
+                    held[person, name] = "active" if active else "dropped"
         return held
 
     def writes(self) -> int:
@@ -146,7 +151,7 @@ DAY_ONE = {
     (ALICE, "COUN6552"): "active",
     (BOB, "BSC5102"): "active",
 }
-TRUTH = {**DAY_ONE, (BOB, "BSC5102"): "suspended", (CAROL, "BSC5102"): "active"}
+TRUTH = {**DAY_ONE, (BOB, "BSC5102"): "dropped", (CAROL, "BSC5102"): "active"}
 
 
 async def restored_after_day_two(stack: ReplayStack) -> datetime:
@@ -176,7 +181,7 @@ class TestReplayAfterRestore:
         }
         assert corrected == {
             (stack.users[CAROL], "active", "unenrolled"),
-            (stack.users[BOB], "suspended", "active"),
+            (stack.users[BOB], "role_removed", "active"),
         }
         assert report.events == 2
         assert report.notes == []
@@ -206,7 +211,7 @@ class TestReplayAfterRestore:
             (c.after.userid, c.before.status, c.after.status) for c in check.corrections
         } == {
             (stack.users[CAROL], "active", "unenrolled"),
-            (stack.users[BOB], "suspended", "active"),
+            (stack.users[BOB], "role_removed", "active"),
         }
         await stack.consume()
         assert stack.moodle() == TRUTH
@@ -243,7 +248,7 @@ class TestDryRun:
     """--dry-run shows the plan and leaves offsets, ledger and Moodle alone."""
 
     async def test_plan_only(self, stack: ReplayStack) -> None:
-        """The plan lists Carol's enrol and Bob's suspend; nothing is committed or written."""
+        """The plan lists Carol's enrol and Bob's drop (role removed); nothing is committed or written."""
         since = await restored_after_day_two(stack)
         committed = await stack.committed()
         ledger = await read_topic(stack.options, stack.settings.kafka.ledger_topic)
@@ -253,7 +258,7 @@ class TestDryRun:
         planned = {(p.action.kind, p.action.userid) for p in report.plan.actions}
         assert planned == {
             ("enrol", stack.users[CAROL]),
-            ("suspend", stack.users[BOB]),
+            ("remove_role", stack.users[BOB]),
         }
         lines = summary_lines(report)
         assert lines[0].startswith("DRY RUN")
