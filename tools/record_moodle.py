@@ -26,10 +26,12 @@ runs on whatever site there is (its replay starts its ids where the recorded
 set-up answers say), but on one *without* the companion plugin
 (``moodle/local_enrolstream``): it records the site without it, installs it
 (copies it under ``public/local/`` and runs ``admin/cli/upgrade.php``) and puts
-its function in the token's service with ``tools/moodle_companion.php``. The outage cases stop and start the
-site's web server (``MOODLE_HARNESS_STATE``, default ``/tmp/moodle-harness``,
-holds its pid file). The token never reaches a file: requests and answers are
-masked, and a file that would still contain it is refused.
+its function in the token's service with ``tools/moodle_companion.php``.
+
+The outage cases stop and start the site's web server (``MOODLE_HARNESS_STATE``,
+default ``/tmp/moodle-harness``, holds its pid file). The token never reaches a
+file: requests and answers are masked, and a file that would still contain it
+is refused.
 
 Reading the environment here (and not through settings) is deliberate: this is
 a developer's tool run by hand against a lab site, not part of the service.
