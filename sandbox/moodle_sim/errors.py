@@ -130,6 +130,15 @@ def cannot_assign(roleid: int, userid: int, courseid: int) -> MoodleError:
     )
 
 
+def not_enrolled(userid: int, courseid: int) -> MoodleError:
+    """The companion plugin's ``notenrolled``: no manual enrolment to change."""
+    return moodle_exception(
+        "notenrolled",
+        f"User {userid} has no manual enrolment in course {courseid}: "
+        "nothing was changed",
+    )
+
+
 def no_manual_instance(courseid: int) -> MoodleError:
     """``wsnoinstance``: no (enabled, for enrol) manual instance in the course."""
     return moodle_exception(
