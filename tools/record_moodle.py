@@ -865,11 +865,11 @@ def record_companion(rec: Recorder) -> None:  # noqa: PLR0915 - one straight scr
         site.set_config("defaultenrol", "1", component="enrol_manual")
     made = rec.case(
         "companion_setup_create_users",
-        "set-up: a teacher and six students",
+        "set-up: a teacher and seven students",
         "core_user_create_users",
-        _users("p000", range(500001, 500008), idnumber=True),
+        _users("p000", range(500001, 500009), idnumber=True),
     )
-    teacher, s1, s2, s3, s4, s5, s6 = ids = [u["id"] for u in made]
+    teacher, s1, s2, s3, s4, s5, s6, s7 = ids = [u["id"] for u in made]
     if ids != list(range(teacher, teacher + len(ids))):
         sys.exit("user ids are not consecutive: another client created users")
     rec.facts.watched |= set(ids)
@@ -886,20 +886,21 @@ def record_companion(rec: Recorder) -> None:  # noqa: PLR0915 - one straight scr
     )
     rec.case(
         "companion_setup_enrol_students",
-        "set-up: four students in the course, one in the course soon without a manual"
+        "set-up: five students in the course, one in the course soon without a manual"
         " instance, in one call",
         "enrol_manual_enrol_users",
         _rows(
             "enrolments",
             [
                 {"roleid": STUDENT, "userid": u, "courseid": course}
-                for u in (s1, s2, s3, s4)
+                for u in (s1, s2, s3, s4, s7)
             ]
             + [{"roleid": STUDENT, "userid": s5, "courseid": off}],
         ),
         scope=Scope(course, students),
     )
     site.admin("manual-instance", "MANUALOFF301Winter2023", "disable")
+    site.admin("delete-user", "idnumber", "P000500008")  # s7: deleting unenrols
 
     def status(
         name: str,
@@ -923,6 +924,15 @@ def record_companion(rec: Recorder) -> None:  # noqa: PLR0915 - one straight scr
         "the function called on a site without the plugin",
         [_status(course, s1, 1)],
     )
+    site.set_debug(DEBUG_DEVELOPER)
+    try:
+        status(
+            "companion_not_installed_debug_on",
+            "the same with site debugging on",
+            [_status(course, s1, 1)],
+        )
+    finally:
+        site.set_debug(0)
     site_info(
         "companion_site_info_without_plugin",
         "the service's function list on a site without the plugin",
@@ -972,6 +982,12 @@ def record_companion(rec: Recorder) -> None:  # noqa: PLR0915 - one straight scr
         "companion_nonexistent_user",
         "a user id that does not exist",
         [_status(course, MISSING, 1)],
+    )
+    status(
+        "companion_deleted_user",
+        "a user deleted after being enrolled (deleting unenrolled them)",
+        [_status(course, s7, 1)],
+        Scope(course, (s7,)),
     )
     status(
         "companion_nonexistent_course",

@@ -11,9 +11,11 @@ whose service has it (else ``accessexception``), as recorded in sequence 3 of
 Per request: ``suspend`` must be 0 or 1 in every row (``invalidparameter``,
 before anything is read). Then per row, in one transaction (the first failing
 row undoes the rows before it): the course (``invalidparameter`` "Context does
-not exist"), the user (``invalidrecordunknown``), a manual instance, enabled
-or disabled (``wsnoinstance``), an enrolment in it (``notenrolled``: nothing is
-ever created), then the status; a row already in that status changes nothing.
+not exist"), the user (``invaliduser``, a ``moodle_exception`` with no
+``debuginfo``: the plugin never answers ``invalidrecordunknown``, which stays
+Moodle's "no such function here"), a manual instance, enabled or disabled
+(``wsnoinstance``), an enrolment in it (``notenrolled``: nothing is ever
+created), then the status; a row already in that status changes nothing.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ def set_enrolment_status(ctx: CallContext, params: dict[str, Any]) -> None:
             if course is None:
                 raise errors.invalid_parameter("Context does not exist")
             if state.user(userid) is None:
-                raise errors.missing_record("user", userid)
+                raise errors.moodle_exception("invaliduser", "Invalid user")
             if course.manual() is None:
                 raise errors.no_manual_instance(courseid)
             if state.enrolment(courseid, userid) is None:

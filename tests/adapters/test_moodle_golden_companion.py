@@ -47,7 +47,9 @@ WITHOUT, WITH = "companion_site_info_without_plugin", "companion_site_info_with_
 #    the ``functions`` list is compared over the functions the simulator
 #    implements: the harness's service also holds group, category and user-update
 #    functions the simulator does not have.
-# 3. elapsed_s is never compared (the simulator has no latency here).
+# 3. The deleted user: the simulator has no deleted users, so the replay unenrols
+#    that user and removes the row (the function answers both alike: invaliduser).
+# 4. elapsed_s is never compared (the simulator has no latency here).
 SIMULATED = frozenset(all_functions())
 
 
@@ -103,9 +105,15 @@ def _after_steps() -> dict[str, Callable[[MoodleState], None]]:
         case = "companion_setup_create_course_no_manual"
         state.set_manual_instance(_course(case, "NOMANUAL201Winter2023"), "absent")
 
-    def disable_manual(state: MoodleState) -> None:
-        case = "companion_setup_create_courses"
-        state.set_manual_instance(_course(case, "MANUALOFF301Winter2023"), "disabled")
+    def disable_manual_and_delete_user(state: MoodleState) -> None:
+        courses = "companion_setup_create_courses"
+        state.set_manual_instance(
+            _course(courses, "MANUALOFF301Winter2023"), "disabled"
+        )
+        users = load(USERS_CASE)["response_body"]
+        deleted = next(u["id"] for u in users if u["username"] == "p000500008")
+        state.unenrol(_course(courses, "COMPANION101Winter2023"), deleted)
+        del state._t.users[deleted]
 
     def install(state: MoodleState) -> None:
         # upgrade.php purged the caches: the theme revision moved.
@@ -118,7 +126,7 @@ def _after_steps() -> dict[str, Callable[[MoodleState], None]]:
 
     return {
         "companion_setup_create_course_no_manual": no_manual,
-        "companion_setup_enrol_students": disable_manual,
+        "companion_setup_enrol_students": disable_manual_and_delete_user,
         WITHOUT: install,
         "companion_not_in_service": add_to_service,
     }

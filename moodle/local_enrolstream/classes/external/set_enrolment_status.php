@@ -39,9 +39,9 @@ use moodle_exception;
  * Checks per row, in this order (the first failing row rolls back the whole
  * request, as in the core enrol functions): the course context (a missing course
  * is invalidparameter "Context does not exist"), the capability
- * enrol/manual:manage, the user (dml_missing_record_exception), the course's
- * manual instance (wsnoinstance, enabled or not), and the user's enrolment in it
- * (notenrolled).
+ * enrol/manual:manage, the user (invaliduser, also for a deleted user), the
+ * course's manual instance (wsnoinstance, enabled or not), and the user's
+ * enrolment in it (notenrolled).
  *
  * @package    local_enrolstream
  * @copyright  2026 enrolstream contributors
@@ -93,7 +93,12 @@ class set_enrolment_status extends external_api {
             $context = context_course::instance($row['courseid'], IGNORE_MISSING);
             self::validate_context($context);
             require_capability('enrol/manual:manage', $context);
-            $user = core_user::get_user($row['userid'], '*', MUST_EXIST);
+            // Not MUST_EXIST: its invalidrecordunknown is what a site without this plugin
+            // answers for the unknown function, so a client can tell the two apart.
+            $user = core_user::get_user($row['userid']);
+            if (!$user || $user->deleted) {
+                throw new moodle_exception('invaliduser', 'error');
+            }
 
             $where = ['courseid' => $row['courseid'], 'enrol' => 'manual'];
             $instance = $DB->get_record('enrol', $where, '*', IGNORE_MULTIPLE);
