@@ -84,6 +84,7 @@ __all__ = [
     "SET_STATUS",
     "UNENROL",
     "MoodleWrites",
+    "status_function_listed",
 ]
 
 log = structlog.get_logger()
@@ -157,6 +158,21 @@ def _status_calls(
     # Enrolling again assigned the role; a status change does not.
     role = _Call(ROLE_ASSIGN, RoleRow(**pair, roleid=action.roleid))
     return [reactivate, role, *_unassign_previous(action)]
+
+
+def status_function_listed(site_info: Mapping[str, object]) -> str | None:
+    """``SET_STATUS`` when ``core_webservice_get_site_info`` lists it, else None.
+
+    site_info lists the functions of the token's service, so this is None both on
+    a site without the companion plugin and on one whose service lacks its
+    function (recorded: ``companion_site_info_without_plugin`` /
+    ``companion_site_info_with_plugin``); calling it then fails either way.
+    """
+    functions = site_info.get("functions")
+    if not isinstance(functions, list):
+        return None
+    names = {f.get("name") for f in functions if isinstance(f, dict)}
+    return SET_STATUS if SET_STATUS in names else None
 
 
 def _unassign_previous(action: ChangeRoleAction | ReactivateAction) -> list[AnyCall]:

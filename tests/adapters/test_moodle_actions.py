@@ -18,7 +18,13 @@ from consumers.errors import (
     MoodleNoManualInstance,
     MoodleRejected,
 )
-from consumers.moodle_actions import ENROL, ROLE_ASSIGN, ROLE_UNASSIGN, SET_STATUS
+from consumers.moodle_actions import (
+    ENROL,
+    ROLE_ASSIGN,
+    ROLE_UNASSIGN,
+    SET_STATUS,
+    status_function_listed,
+)
 from sandbox.moodle_sim.inprocess import InProcessMoodle
 from sandbox.moodle_sim.server import MoodleSimulator
 from sandbox.moodle_sim.site import (
@@ -30,6 +36,7 @@ from sandbox.moodle_sim.site import (
 )
 from sandbox.moodle_sim.state import EDITING_TEACHER, MoodleState
 from schemas.actions import MoodleAction, ReactivateAction, SuspendAction
+from tests.adapters.golden import load
 
 STUDENT, TEACHER = 5, 4
 TOKEN = "c0ffee" * 5 + "00"
@@ -247,3 +254,33 @@ class TestWithoutTheCompanion:
         assert type(error) is MoodleAuthError
         assert error.errorcode == "accessexception"
         assert site.status(site.alice) == 0
+
+
+class TestDetection:
+    """Whether the site offers the function, read from site_info's function list."""
+
+    @pytest.mark.parametrize(
+        ("case", "expected"),
+        [
+            ("companion_site_info_with_plugin", SET_STATUS),
+            ("companion_site_info_without_plugin", None),
+            ("site_info", None),
+        ],
+    )
+    def test_recorded_site_info(self, case: str, expected: str | None) -> None:
+        """The recorded answers with and without the function are told apart."""
+        assert status_function_listed(load(case)["response_body"]) == expected
+
+    async def test_simulated_site_info(self) -> None:
+        """The simulator lists it only where the plugin is installed and in the service."""
+        found = {}
+        for plugin, in_service in ((True, True), (True, False), (False, True)):
+            moodle = Site(plugin=plugin, in_service=in_service).moodle()
+            found[plugin, in_service] = status_function_listed(
+                await moodle.get_site_info()
+            )
+        assert found == {
+            (True, True): SET_STATUS,
+            (True, False): None,
+            (False, True): None,
+        }
