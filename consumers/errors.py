@@ -10,7 +10,9 @@
     │   │                               (5xx, a proxy's or PHP's error page,
     │   │                               "Terminated: 15" while the server stops)
     │   ├── MoodleAuthError             invalidtoken, accessexception,
-    │   │                               servicenotavailable: fix token or service
+    │   │   │                           servicenotavailable: fix token or service
+    │   │   └── MoodleFunctionMissing   the site has no such function (the
+    │   │                               companion plugin is not installed)
     │   ├── MoodleBadResponse           a redirect (fix the URL), or JSON of a
     │   │                               shape Moodle's function does not return
     │   └── MoodleRejected              that row cannot be applied; carries
@@ -47,6 +49,7 @@ from typing import ClassVar, TypeGuard
 
 __all__ = [
     "AUTH_ERRORCODES",
+    "FUNCTION_MISSING",
     "REJECTED_BY_ERRORCODE",
     "REJECTED_BY_FUNCTION",
     "UNAVAILABLE_ERRORCODES",
@@ -58,6 +61,7 @@ __all__ = [
     "MoodleCannotAssignRole",
     "MoodleCodingError",
     "MoodleError",
+    "MoodleFunctionMissing",
     "MoodleGuestNotAllowed",
     "MoodleInvalidParameter",
     "MoodleNoManualInstance",
@@ -103,6 +107,23 @@ class MoodleAuthError(MoodleError):
         self.errorcode = errorcode
         self.message = message
         super().__init__(f"Moodle refused the token: {errorcode}: {message}")
+
+
+class MoodleFunctionMissing(MoodleAuthError):
+    """Moodle does not know the function called: an add-on plugin is missing.
+
+    Only raised where the function's own errors cannot be mistaken for it (see
+    ``FUNCTION_MISSING``); install the plugin or stop calling the function.
+    """
+
+    def __init__(self, errorcode: str, message: str, *, function: str) -> None:
+        super().__init__(errorcode, message)
+        self.function = function
+        text = (
+            f"Moodle has no function {function} ({errorcode}: {message}): "
+            "is its plugin installed?"
+        )
+        self.args = (text,)
 
 
 class MoodleBadResponse(MoodleError):
@@ -210,6 +231,19 @@ REJECTED_BY_FUNCTION: dict[tuple[str, str], type[MoodleRejected]] = {
     ("core_role_assign_roles", "codingerror"): MoodleNotFound,
 }
 
+#: (function, errorcode) pairs meaning Moodle does not know the function. Moodle
+#: answers an unknown function with ``invalidrecordunknown`` (``invalidrecord``
+#: with debugging on), which most functions also use for a missing row; the
+#: companion plugin's function never answers those codes itself (it says
+#: ``invaliduser``), so from it they mean the plugin is not installed (golden
+#: cases ``companion_not_installed``, ``companion_not_installed_debug_on``).
+FUNCTION_MISSING: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("local_enrolstream_set_enrolment_status", "invalidrecordunknown"),
+        ("local_enrolstream_set_enrolment_status", "invalidrecord"),
+    }
+)
+
 #: errorcodes meaning the token/service is refused, whatever the request says.
 AUTH_ERRORCODES: frozenset[str] = frozenset(
     {"invalidtoken", "accessexception", "servicenotavailable", "invalidtokensession"}
@@ -242,6 +276,8 @@ def classify_moodle_error(
     short_class = exception.rsplit("\\", 1)[-1]
     if errorcode in AUTH_ERRORCODES or short_class == _AUTH_EXCEPTION_CLASS:
         return MoodleAuthError(errorcode, message)
+    if function is not None and (function, errorcode) in FUNCTION_MISSING:
+        return MoodleFunctionMissing(errorcode, message, function=function)
     if errorcode in UNAVAILABLE_ERRORCODES:
         return MoodleUnavailable(f"{errorcode}: {message}")
     error_type = REJECTED_BY_FUNCTION.get(

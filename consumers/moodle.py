@@ -142,7 +142,10 @@ class MoodleClient(MoodleReads, MoodleWrites):
         max_input_vars: int = 1000,
         concurrency: int = 4,
         request_timeout_s: float = 30.0,
+        status_function: str | None = None,
     ) -> None:
+        """``status_function``: ``SET_STATUS`` when the site has the companion
+        plugin's function (see ``MoodleWrites.status_function``)."""
         base = URL(url)
         if base.scheme not in {"http", "https"} or not base.host:
             raise ValueError(f"Moodle URL must be http(s)://host[/path], got {url!r}")
@@ -154,6 +157,7 @@ class MoodleClient(MoodleReads, MoodleWrites):
         self._token = token
         self.max_input_vars = max_input_vars
         self.concurrency = concurrency
+        self.status_function = status_function
         self._timeout = aiohttp.ClientTimeout(total=request_timeout_s)
         self._semaphore = asyncio.Semaphore(concurrency)
         self._session: aiohttp.ClientSession | None = None

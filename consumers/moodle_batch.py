@@ -28,10 +28,12 @@ if TYPE_CHECKING:
 __all__ = [
     "ENROL_ROW_FIELDS",
     "ROLE_ROW_FIELDS",
+    "STATUS_ROW_FIELDS",
     "UNENROL_ROW_FIELDS",
     "BatchResult",
     "EnrolRow",
     "RoleRow",
+    "StatusRow",
     "UnenrolRow",
     "apply_rows",
     "balanced_chunks",
@@ -47,6 +49,8 @@ ENROL_ROW_FIELDS = 6
 UNENROL_ROW_FIELDS = 2
 #: Form fields per role row: roleid, userid, contextlevel, instanceid.
 ROLE_ROW_FIELDS = 4
+#: Form fields per status row (the companion plugin's function): courseid, userid, suspend.
+STATUS_ROW_FIELDS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +111,25 @@ class RoleRow:
             "userid": self.userid,
             "contextlevel": "course",
             "instanceid": self.courseid,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class StatusRow:
+    """An existing manual enrolment's status, set by the companion plugin's function
+    (``local_enrolstream_set_enrolment_status``): no enrolment hook, so no welcome
+    message; it never creates an enrolment and never touches roles."""
+
+    userid: int
+    courseid: int
+    suspend: bool
+
+    def as_param(self) -> dict[str, object]:
+        """The row as one ``enrolments[i]`` item (``suspend`` is required there)."""
+        return {
+            "courseid": self.courseid,
+            "userid": self.userid,
+            "suspend": self.suspend,
         }
 
 

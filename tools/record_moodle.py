@@ -13,17 +13,25 @@ files in the same order from the same set-up calls.
     export PGPASSWORD=...                   # the site database's password
     export MOODLE_HARNESS_DIR=...           # holds stop.sh / start.sh (outage cases)
     .venv/bin/python tools/record_moodle.py roles --out tests/data/moodle-golden
+    .venv/bin/python tools/record_moodle.py companion --out tests/data/moodle-golden
 
 Optional: ``PGHOST`` ``PGPORT`` ``PGDATABASE`` ``PGUSER`` (default: the
 harness's 127.0.0.1:55432, moodle/moodle) and ``MOODLE_DIR`` (``/opt/moodle``,
 for ``admin/cli/cfg.php`` to switch site debugging on and off).
 
-The site must be fresh (guest, admin and wsclient users, the front page, no
-other courses): the replay builds its simulated site from the same set-up
-calls, so ids must come out as recorded. The outage cases stop and start the
-site's web server (``MOODLE_HARNESS_STATE``, default ``/tmp/moodle-harness``,
-holds its pid file). The token never reaches a file: requests and answers are
-masked, and a file that would still contain it is refused.
+The ``roles`` sequence needs a fresh site (guest, admin and wsclient users, the
+front page, no other courses): the replay builds its simulated site from the
+same set-up calls, so ids must come out as recorded. The ``companion`` sequence
+runs on whatever site there is (its replay starts its ids where the recorded
+set-up answers say), but on one *without* the companion plugin
+(``moodle/local_enrolstream``): it records the site without it, installs it
+(copies it under ``public/local/`` and runs ``admin/cli/upgrade.php``) and puts
+its function in the token's service with ``tools/moodle_companion.php``.
+
+The outage cases stop and start the site's web server (``MOODLE_HARNESS_STATE``,
+default ``/tmp/moodle-harness``, holds its pid file). The token never reaches a
+file: requests and answers are masked, and a file that would still contain it
+is refused.
 
 Reading the environment here (and not through settings) is deliberate: this is
 a developer's tool run by hand against a lab site, not part of the service.
@@ -36,6 +44,7 @@ import contextlib
 import http.client
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -58,6 +67,12 @@ STUDENT, TEACHER, EDITINGTEACHER, MANAGER = 5, 4, 3, 1
 MISSING = 999999  # an id no user, course or context has
 BULK_USERS = 330  # 330 rows x 3 fields + 3 = 993 form fields, under max_input_vars=1000
 STOP_AFTER_S = 0.8  # the bulk enrol takes ~2.5 s on the harness
+REPOSITORY = Path(__file__).resolve().parent.parent
+COMPANION_FUNCTION = "local_enrolstream_set_enrolment_status"
+COMPANION_SOURCE = REPOSITORY / "moodle" / "local_enrolstream"
+COMPANION_TOOL = REPOSITORY / "tools" / "moodle_companion.php"
+# A per-user secret in core_webservice_get_site_info's answer (masked as in sequence 1).
+MASKED_ANSWER_KEYS = {"userprivateaccesskey": "<PRIVATEKEY>"}
 
 
 @dataclass(frozen=True)
@@ -145,12 +160,50 @@ class Site:
 
     def set_debug(self, level: int) -> None:
         """Switch the site's debugging level (0 off, 32767 developer) as an admin would."""
+        self.set_config("debug", str(level))
+
+    def set_config(self, name: str, value: str, component: str | None = None) -> None:
+        """Set one site setting with ``admin/cli/cfg.php``."""
         cfg = self.moodle_dir / "admin" / "cli" / "cfg.php"
-        subprocess.run(
-            ["php", str(cfg), "--name=debug", f"--set={level}"],
-            check=True,
-            capture_output=True,
+        where = [f"--component={component}"] if component else []
+        self.php(str(cfg), *where, f"--name={name}", f"--set={value}")
+
+    def php(self, *args: str) -> str:
+        """Run a PHP command-line script on the site (``MOODLE_DIR``); its stdout."""
+        env = {**os.environ, "MOODLE_DIR": str(self.moodle_dir)}
+        done = subprocess.run(
+            ["php", *args], env=env, check=True, capture_output=True, text=True
         )
+        return done.stdout
+
+    def companion_installed(self) -> bool:
+        """Whether the site knows the companion plugin's function."""
+        return bool(
+            self.sql(
+                "SELECT count(*) FROM mdl_external_functions"
+                f" WHERE name = '{COMPANION_FUNCTION}'"
+            )
+        )
+
+    def install_companion(self) -> None:
+        """Install the repository's companion plugin as an administrator would."""
+        target = self.moodle_dir / "public" / "local" / "enrolstream"
+        shutil.copytree(COMPANION_SOURCE, target)
+        # The CLI's own environment check wants max_input_vars >= 5000 (setup.sh too).
+        upgrade = self.moodle_dir / "admin" / "cli" / "upgrade.php"
+        self.php("-d", "max_input_vars=5000", str(upgrade), "--non-interactive")
+        if not self.companion_installed():
+            sys.exit("admin/cli/upgrade.php did not install local_enrolstream")
+
+    def companion_service(self, verb: str) -> None:
+        """``add`` or ``remove`` the plugin's function in the token's service."""
+        self.php(str(COMPANION_TOOL), verb)
+
+    def admin(self, *args: str) -> None:
+        """Run the harness's ``moodle_admin.php`` (e.g. to disable a manual instance)."""
+        if self.harness_dir is None:
+            sys.exit("MOODLE_HARNESS_DIR must name the folder holding moodle_admin.php")
+        self.php(str(self.harness_dir / "moodle_admin.php"), *args)
 
     def server_group(self) -> int:
         """The web server's process group, from the harness's pid file (start.sh's setsid)."""
@@ -352,7 +405,10 @@ class Recorder:
         if answer.text is None:
             return "none", None
         if answer.content_type == "application/json":
-            return "json", json.loads(answer.text)
+            decoded = json.loads(answer.text)
+            if isinstance(decoded, dict):
+                decoded |= {k: v for k, v in MASKED_ANSWER_KEYS.items() if k in decoded}
+            return "json", decoded
         return "text", answer.text
 
     def _write(self, name: str, record: dict[str, Any]) -> None:
@@ -748,7 +804,248 @@ def record_outage(rec: Recorder, bulk: int) -> None:
     )
 
 
-SEQUENCES: dict[str, Callable[[Recorder], None]] = {"roles": record_roles}
+def _status(courseid: int, userid: int, suspend: int) -> dict[str, int | str]:
+    """One row of the companion function."""
+    return {"courseid": courseid, "userid": userid, "suspend": suspend}
+
+
+def record_companion(rec: Recorder) -> None:  # noqa: PLR0915 - one straight script of cases
+    """Sequence 3: the companion plugin's status function, absent, refused and at work."""
+    site = rec.site
+    if site.companion_installed():
+        sys.exit(
+            "local_enrolstream is installed: the sequence starts on a site without it"
+            " (php admin/cli/uninstall_plugins.php --plugins=local_enrolstream --run,"
+            " then remove public/local/enrolstream)"
+        )
+    courses = rec.case(
+        "companion_setup_create_courses",
+        "set-up: a course whose students are suspended through the plugin, and one"
+        " whose manual instance will be disabled",
+        "core_course_create_courses",
+        _rows(
+            "courses",
+            [
+                {
+                    "fullname": "Companion test Winter 2023",
+                    "shortname": "COMPANION101Winter2023",
+                    "categoryid": 1,
+                    "idnumber": "202301-COMPANION101",
+                },
+                {
+                    "fullname": "Manual off Winter 2023",
+                    "shortname": "MANUALOFF301Winter2023",
+                    "categoryid": 1,
+                    "idnumber": "202301-MANUALOFF301",
+                },
+            ],
+        ),
+    )
+    course, off = (c["id"] for c in courses)
+    # A course created while new courses get no manual instance (enrol_manual's
+    # "Add instance to new courses" off): a course without one, as restores make.
+    site.set_config("defaultenrol", "0", component="enrol_manual")
+    try:
+        nomanual = rec.case(
+            "companion_setup_create_course_no_manual",
+            "set-up: a course created with enrol_manual/defaultenrol=0 (no manual instance)",
+            "core_course_create_courses",
+            _rows(
+                "courses",
+                [
+                    {
+                        "fullname": "No manual Winter 2023",
+                        "shortname": "NOMANUAL201Winter2023",
+                        "categoryid": 1,
+                    }
+                ],
+            ),
+        )[0]["id"]
+    finally:
+        site.set_config("defaultenrol", "1", component="enrol_manual")
+    made = rec.case(
+        "companion_setup_create_users",
+        "set-up: a teacher and seven students",
+        "core_user_create_users",
+        _users("p000", range(500001, 500009), idnumber=True),
+    )
+    teacher, s1, s2, s3, s4, s5, s6, s7 = ids = [u["id"] for u in made]
+    if ids != list(range(teacher, teacher + len(ids))):
+        sys.exit("user ids are not consecutive: another client created users")
+    rec.facts.watched |= set(ids)
+    students = (s1, s2, s3, s4, s5, s6)
+    rec.case(
+        "companion_setup_enrol_teacher",
+        "set-up: the editing teacher (the course contact that sends welcome messages)",
+        "enrol_manual_enrol_users",
+        _rows(
+            "enrolments",
+            [{"roleid": EDITINGTEACHER, "userid": teacher, "courseid": course}],
+        ),
+        scope=Scope(course, (teacher,)),
+    )
+    rec.case(
+        "companion_setup_enrol_students",
+        "set-up: five students in the course, one in the course soon without a manual"
+        " instance, in one call",
+        "enrol_manual_enrol_users",
+        _rows(
+            "enrolments",
+            [
+                {"roleid": STUDENT, "userid": u, "courseid": course}
+                for u in (s1, s2, s3, s4, s7)
+            ]
+            + [{"roleid": STUDENT, "userid": s5, "courseid": off}],
+        ),
+        scope=Scope(course, students),
+    )
+    site.admin("manual-instance", "MANUALOFF301Winter2023", "disable")
+    site.admin("delete-user", "idnumber", "P000500008")  # s7: deleting unenrols
+
+    def status(
+        name: str,
+        summary: str,
+        rows: list[dict[str, int | str]],
+        scope: Scope | None = None,
+    ) -> None:
+        rec.case(
+            name,
+            summary,
+            COMPANION_FUNCTION,
+            _rows("enrolments", rows),
+            scope=scope or Scope(course, students),
+        )
+
+    def site_info(name: str, summary: str) -> None:
+        rec.case(name, summary, "core_webservice_get_site_info", [])
+
+    status(
+        "companion_not_installed",
+        "the function called on a site without the plugin",
+        [_status(course, s1, 1)],
+    )
+    site.set_debug(DEBUG_DEVELOPER)
+    try:
+        status(
+            "companion_not_installed_debug_on",
+            "the same with site debugging on",
+            [_status(course, s1, 1)],
+        )
+    finally:
+        site.set_debug(0)
+    site_info(
+        "companion_site_info_without_plugin",
+        "the service's function list on a site without the plugin",
+    )
+    site.install_companion()
+    site.companion_service("remove")
+    status(
+        "companion_not_in_service",
+        "the plugin installed, its function not in the token's service",
+        [_status(course, s1, 1)],
+    )
+    site.companion_service("add")
+    site_info(
+        "companion_site_info_with_plugin",
+        "the function added to the service (and enrol/manual:manage to the role)",
+    )
+    for name, suspend, summary in (
+        ("companion_suspend_success", 1, "suspend an active enrolment"),
+        ("companion_suspend_again", 1, "suspend it again"),
+        ("companion_reactivate_success", 0, "reactivate the suspended enrolment"),
+        ("companion_reactivate_again", 0, "reactivate it again"),
+    ):
+        status(name, summary, [_status(course, s1, suspend)])
+    status(
+        "companion_not_enrolled_suspend",
+        "suspend for a user not enrolled in the course",
+        [_status(course, s6, 1)],
+    )
+    status(
+        "companion_not_enrolled_reactivate",
+        "reactivate for a user not enrolled in the course",
+        [_status(course, s6, 0)],
+    )
+    status(
+        "companion_no_manual_instance",
+        "a course without a manual instance",
+        [_status(nomanual, s2, 1)],
+        Scope(nomanual, (s2,)),
+    )
+    status(
+        "companion_manual_disabled",
+        "suspend in a course whose manual instance is disabled",
+        [_status(off, s5, 1)],
+        Scope(off, (s5,)),
+    )
+    status(
+        "companion_nonexistent_user",
+        "a user id that does not exist",
+        [_status(course, MISSING, 1)],
+    )
+    status(
+        "companion_deleted_user",
+        "a user deleted after being enrolled (deleting unenrolled them)",
+        [_status(course, s7, 1)],
+        Scope(course, (s7,)),
+    )
+    status(
+        "companion_nonexistent_course",
+        "a course id that does not exist",
+        [_status(MISSING, s2, 1)],
+    )
+    status(
+        "companion_suspend_not_0_or_1",
+        "suspend=2",
+        [_status(course, s2, 2)],
+    )
+    status(
+        "companion_missing_suspend",
+        "a row without the suspend key",
+        [{"courseid": course, "userid": s2}],
+    )
+    status(
+        "companion_batch_one_bad",
+        "batch [suspend, not enrolled, suspend]",
+        [_status(course, s2, 1), _status(course, s6, 1), _status(course, s3, 1)],
+    )
+    status(
+        "companion_batch_ok",
+        "batch [suspend, suspend]",
+        [_status(course, s2, 1), _status(course, s3, 1)],
+    )
+    site.set_debug(DEBUG_DEVELOPER)
+    try:
+        status(
+            "companion_not_enrolled_debug_on",
+            "not enrolled, with site debugging on",
+            [_status(course, s6, 1)],
+        )
+        status(
+            "companion_suspend_not_0_or_1_debug_on",
+            "suspend=2, with site debugging on",
+            [_status(course, s4, 2)],
+        )
+        status(
+            "companion_nonexistent_course_debug_on",
+            "a course that does not exist, with site debugging on",
+            [_status(MISSING, s4, 1)],
+        )
+        status(
+            "companion_nonexistent_user_debug_on",
+            "a user that does not exist, with site debugging on",
+            [_status(course, MISSING, 1)],
+        )
+    finally:
+        site.set_debug(0)
+
+
+SEQUENCES: dict[str, Callable[[Recorder], None]] = {
+    "roles": record_roles,
+    "companion": record_companion,
+}
+#: Sequences whose replay rebuilds the site from nothing: they need a fresh site.
+FRESH_SITE = frozenset({"roles"})
 
 
 def main() -> None:
@@ -775,7 +1072,7 @@ def main() -> None:
         "SELECT (SELECT count(*) FROM mdl_course WHERE id > 1)"
         " + (SELECT count(*) FROM mdl_user WHERE id > 3)"
     )
-    if extra:
+    if extra and args.sequence in FRESH_SITE:
         sys.exit("the site is not fresh (courses or users beyond the defaults exist)")
     recorder = Recorder(site, args.out)
     SEQUENCES[args.sequence](recorder)

@@ -34,7 +34,11 @@ Handler = Callable[[CallContext, dict[str, Any]], Any]
 
 @dataclass(frozen=True)
 class WsFunction:
-    """A function: parameter and return descriptions, handler, row count for latency."""
+    """A function: parameter and return descriptions, handler, row count for latency.
+
+    ``plugin`` names the add-on plugin that provides it (None: Moodle itself); on a
+    site without that plugin the function does not exist.
+    """
 
     name: str
     parameters: Single
@@ -42,6 +46,11 @@ class WsFunction:
     handler: Handler
     version: str = "2025100600.02"
     rows_param: str | None = None
+    plugin: str | None = None
+
+    def exists_on(self, plugins: tuple[str, ...]) -> bool:
+        """Whether a site with ``plugins`` installed has this function."""
+        return self.plugin is None or self.plugin in plugins
 
     def rows(self, params: dict[str, Any]) -> int:
         """How many items the (validated) call carries, for the latency model."""

@@ -21,11 +21,12 @@ ACCESS_EXCEPTION = "webservice_access_exception"
 
 INVALID_PARAMETER_MESSAGE = "Invalid parameter value detected"
 
-# With debugging on, Moodle names the missing record; only the user case is
-# recorded ("invaliduser"), the course and function codes follow the same rule.
+# With debugging on, Moodle names the missing record (dml_missing_record_exception
+# in lib/dmllib.php): "invaliduser" for the user table (recorded), "invalidrecord"
+# naming the table for the others, the course table included when the lookup had
+# SQL, as get_record has (recorded for external_functions, sequence 3).
 _DEBUG_MISSING_RECORD: dict[str, tuple[str, str]] = {
     "user": ("invaliduser", "Invalid user"),
-    "course": ("invalidcourseid", "You are trying to use an invalid course ID"),
 }
 
 
@@ -82,7 +83,10 @@ def missing_record(table: str, value: int | str, column: str = "id") -> MoodleEr
         "invalidrecordunknown",
         "Can't find data record in database.",
         sql,
-        debug_override=_DEBUG_MISSING_RECORD.get(table),
+        debug_override=_DEBUG_MISSING_RECORD.get(
+            table,
+            ("invalidrecord", f"Can't find data record in database table {table}."),
+        ),
     )
 
 
@@ -127,6 +131,15 @@ def cannot_assign(roleid: int, userid: int, courseid: int) -> MoodleError:
         "wsusercannotassign",
         f"You don't have the permission to assign this role ({roleid}) to this "
         f"user ({userid}) in this course ({courseid}).",
+    )
+
+
+def not_enrolled(userid: int, courseid: int) -> MoodleError:
+    """The companion plugin's ``notenrolled``: no manual enrolment to change."""
+    return moodle_exception(
+        "notenrolled",
+        f"User {userid} has no manual enrolment in course {courseid}: "
+        "nothing was changed",
     )
 
 

@@ -45,10 +45,12 @@ class InProcessMoodle(MoodleReads, MoodleWrites):
         *,
         max_input_vars: int | None = None,
         concurrency: int = 4,
+        status_function: str | None = None,
     ) -> None:
         self.simulator = simulator
         self.max_input_vars = max_input_vars or simulator.max_input_vars
         self.concurrency = concurrency
+        self.status_function = status_function
         self._lose = 0
         self._refuse = 0
         self.rule: Callable[[str, Mapping[str, object]], CallFate] | None = None

@@ -120,7 +120,8 @@ def decode(data: dict[str, Any]) -> tuple[SiteConfig, Tables]:
         category_courses={int(k): list(v) for k, v in data["category_courses"].items()},
         context_courses={int(k): int(v) for k, v in data["context_courses"].items()},
     )
-    return SiteConfig(**data["site"]), tables
+    site = data["site"]
+    return SiteConfig(**{**site, "plugins": tuple(site.get("plugins", ()))}), tables
 
 
 def write_atomically(path: Path, text: str) -> None:

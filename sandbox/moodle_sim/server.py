@@ -318,6 +318,8 @@ class MoodleSimulator:
         if not isinstance(name, str) or not name:
             raise errors.invalid_parameter("Missing wsfunction")
         function = self._functions.get(name)
+        if function is not None and not function.exists_on(self.state.site.plugins):
+            function = None  # a plugin this site has not installed
         if function is None and name not in OTHER_SITE_FUNCTIONS:
             raise errors.missing_record("external_functions", name, "name")
         if function is None or name not in token.functions:

@@ -3,6 +3,11 @@
 The values are those of the recorded site (see ``tests/data/moodle-golden``):
 guest (1), admin (2) and wsclient (3) users, the front page as course 1, and a
 web service whose wsclient role may assign editingteacher, teacher and student.
+
+A site may have add-on plugins installed (``SiteConfig.plugins``): only the
+repository's companion plugin ``local_enrolstream`` is simulated. Its function
+is in no token's service unless the token is issued with it
+(``COMPANION_SERVICE_FUNCTIONS``), as an administrator must add it by hand.
 """
 
 from __future__ import annotations
@@ -38,6 +43,14 @@ DEFAULT_SERVICE_FUNCTIONS: tuple[str, ...] = (
     "core_role_assign_roles",
     "core_role_unassign_roles",
 )
+#: The companion plugin (``moodle/local_enrolstream``) and its one function.
+COMPANION_PLUGIN = "local_enrolstream"
+SET_ENROLMENT_STATUS = "local_enrolstream_set_enrolment_status"
+#: The service of a site that installed the plugin and added its function.
+COMPANION_SERVICE_FUNCTIONS: tuple[str, ...] = (
+    *DEFAULT_SERVICE_FUNCTIONS,
+    SET_ENROLMENT_STATUS,
+)
 # The recorded wsclient role may assign these; an admin may assign every role
 # whose context levels include "course" (coursecreator is category/system only).
 WSCLIENT_ASSIGNABLE_ROLES = frozenset({3, 4, 5})
@@ -63,3 +76,5 @@ class SiteConfig:
     version: str = "2025100600.02"
     themerev: int = 1795398843
     category_name: str = "Category 1"
+    #: Add-on plugins installed (frankenstyle names); their functions exist only then.
+    plugins: tuple[str, ...] = ()

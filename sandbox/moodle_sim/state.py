@@ -14,7 +14,9 @@ the difference:
   enrolled, or be enrolled with none), unenrolling removes the enrolment and
   every role in the course;
 * enrolling into a course that has a contact (an actively enrolled editing
-  teacher) sends "Welcome to <fullname>" to the enrolled user, on every call.
+  teacher) sends "Welcome to <fullname>" to the enrolled user, on every call;
+  changing an enrolment's status alone (``set_enrolment_status``, the companion
+  plugin's way) sends nothing.
 
 ``transaction()`` rolls a failed batch back through an undo log (see
 ``undo.py``): its cost follows the rows the batch wrote, not the site.
@@ -30,6 +32,7 @@ have always imported from here are re-exported.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -249,6 +252,19 @@ class MoodleState(StateReads):
                     userid, contact, courseid, f"Welcome to {course.fullname}"
                 ),
             )
+
+    def set_enrolment_status(self, courseid: int, userid: int, status: int) -> None:
+        """``enrol_plugin::update_user_enrol`` for the status: no hook, no message.
+
+        Only an existing enrolment changes (not enrolled: nothing happens); its
+        dates and roles stay.
+        """
+        row = self._t.enrolments.get(courseid, {}).get(userid)
+        if row is None or row.status == status:
+            return
+        self._t.put_enrolment(
+            self._log, courseid, userid, dataclasses.replace(row, status=status)
+        )
 
     def assign_role(self, courseid: int, userid: int, roleid: int) -> None:
         """``role_assign`` in the course context: no enrolment needed, no message sent."""

@@ -140,12 +140,18 @@ FUNCTIONS |= ws_site.FUNCTIONS
 
 
 def all_functions() -> dict[str, WsFunction]:
-    """Every simulated function by name."""
-    from sandbox.moodle_sim import users, ws_enrol, ws_roles  # noqa: PLC0415 - avoid an import cycle
+    """Every simulated function by name (add-on plugins' too: see ``WsFunction.plugin``)."""
+    from sandbox.moodle_sim import (  # noqa: PLC0415 - avoid an import cycle
+        users,
+        ws_companion,
+        ws_enrol,
+        ws_roles,
+    )
 
     return {
         **ws_enrol.FUNCTIONS,
         **ws_roles.FUNCTIONS,
+        **ws_companion.FUNCTIONS,
         **users.FUNCTIONS,
         **FUNCTIONS,
     }

@@ -50,7 +50,7 @@ def site_info(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
         "functions": [
             {"name": name, "version": registry[name].version}
             for name in ctx.token.functions
-            if name in registry
+            if name in registry and registry[name].exists_on(state.site.plugins)
         ],
         "downloadfiles": 0,
         "uploadfiles": 0,

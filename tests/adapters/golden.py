@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 
 from sandbox.moodle_sim.server import ENDPOINT
+from sandbox.moodle_sim.state import ROLE_SHORTNAMES, MoodleState
 from tests.conftest import GOLDEN_DIR
 
 GOLDEN = GOLDEN_DIR
@@ -144,6 +145,81 @@ async def enrolled_users(
     async with session.post(base_url + ENDPOINT, data=data) as response:
         body = await response.json()
     return body if isinstance(body, list) else None
+
+
+@dataclass
+class SimulatedSite:
+    """A simulated site as a recording's replay reads it back: state, URL, token."""
+
+    state: MoodleState
+    session: aiohttp.ClientSession
+    url: str
+    token: str
+
+    async def facts(
+        self, record: dict[str, Any], sent_before: int, watched: set[int]
+    ) -> dict[str, Any]:
+        """``state_after`` of a recorded case (sequences 2 and 3) as the simulator shows it.
+
+        ``sent_before`` is the number of notifications before the call; only those
+        to ``watched`` users count, as the recorder's SQL counted them.
+        """
+        scope = record.get("state_scope")
+        if scope is None:
+            return {}
+        state, course, users = self.state, scope["course"], scope["users"]
+        sent = [
+            {
+                "to_userid": n.useridto,
+                "subject": n.subject,
+                "from_userid": n.useridfrom,
+                "name": n.name,
+            }
+            for n in state.notifications[sent_before:]
+            if n.useridto in watched
+        ]
+        if scope.get("count_only"):
+            return {
+                "enrolled_in_course_after (SQL count)": len(state.enrolments(course)),
+                "notifications sent during the call (SQL)": sent,
+            }
+        listed = await self._roster(course, onlyactive=False)
+        active = await self._roster(course, onlyactive=True)
+        return {
+            "db_user_enrolments (harness SQL ground truth)": [
+                {
+                    "userid": e.userid,
+                    "enrol": "manual",
+                    "status": e.status,
+                    "status_meaning": "suspended" if e.status else "active",
+                    "timestart": e.timestart,
+                    "timeend": e.timeend,
+                    "roles": [ROLE_SHORTNAMES[r] for r in e.roleids],
+                }
+                for e in state.enrolments(course)
+                if e.userid in users
+            ],
+            # Role order is the roles' sortorder, which is their id on these sites;
+            # every assignment here is manual (component '').
+            "db_role_assignments in the course context (SQL)": [
+                {"userid": uid, "role": ROLE_SHORTNAMES[r], "component": ""}
+                for uid in sorted(users)
+                for r in sorted(state.roles_of(course, uid))
+            ],
+            "get_enrolled_users ids (default options)": sorted(listed),
+            "get_enrolled_users ids (onlyactive=1)": sorted(active),
+            "get_enrolled_users roles of these users (default options)": {
+                str(uid): listed[uid] for uid in users if uid in listed
+            },
+            "notifications sent during the call (SQL)": sent,
+        }
+
+    async def _roster(self, courseid: int, *, onlyactive: bool) -> dict[int, list[str]]:
+        users = await enrolled_users(
+            self.session, self.url, self.token, courseid, onlyactive=onlyactive
+        )
+        assert users is not None, f"course {courseid} has no roster"
+        return {u["id"]: [role["shortname"] for role in u["roles"]] for u in users}
 
 
 def assert_answer(

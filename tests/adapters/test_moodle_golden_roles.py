@@ -18,12 +18,12 @@ import pytest
 import pytest_asyncio
 
 from sandbox.moodle_sim.server import MoodleSimulator
-from sandbox.moodle_sim.state import ROLE_SHORTNAMES, MoodleState, SiteConfig
+from sandbox.moodle_sim.state import MoodleState, SiteConfig
 from tests.adapters.golden import (
     SECTIONS,
     Observed,
+    SimulatedSite,
     assert_answer,
-    enrolled_users,
     load,
     send,
 )
@@ -108,64 +108,8 @@ class RolesReplay:
 
     async def _facts(self, record: dict[str, Any], sent_before: int) -> dict[str, Any]:
         """``state_after`` as the simulator's state and roster show it."""
-        scope = record.get("state_scope")
-        if scope is None:
-            return {}
-        course, users = scope["course"], scope["users"]
-        sent = [
-            {
-                "to_userid": n.useridto,
-                "subject": n.subject,
-                "from_userid": n.useridfrom,
-                "name": n.name,
-            }
-            for n in self.state.notifications[sent_before:]
-            if n.useridto in self.watched
-        ]
-        if scope.get("count_only"):
-            return {
-                "enrolled_in_course_after (SQL count)": len(
-                    self.state.enrolments(course)
-                ),
-                "notifications sent during the call (SQL)": sent,
-            }
-        listed = await self._roster(course, onlyactive=False)
-        active = await self._roster(course, onlyactive=True)
-        return {
-            "db_user_enrolments (harness SQL ground truth)": [
-                {
-                    "userid": e.userid,
-                    "enrol": "manual",
-                    "status": e.status,
-                    "status_meaning": "suspended" if e.status else "active",
-                    "timestart": e.timestart,
-                    "timeend": e.timeend,
-                    "roles": [ROLE_SHORTNAMES[r] for r in e.roleids],
-                }
-                for e in self.state.enrolments(course)
-                if e.userid in users
-            ],
-            # Role order is the roles' sortorder, which is their id on this site;
-            # every assignment here is manual (component '').
-            "db_role_assignments in the course context (SQL)": [
-                {"userid": uid, "role": ROLE_SHORTNAMES[r], "component": ""}
-                for uid in sorted(users)
-                for r in sorted(self.state.roles_of(course, uid))
-            ],
-            "get_enrolled_users ids (default options)": sorted(listed),
-            "get_enrolled_users ids (onlyactive=1)": sorted(active),
-            "get_enrolled_users roles of these users (default options)": {
-                str(uid): listed[uid] for uid in users if uid in listed
-            },
-            "notifications sent during the call (SQL)": sent,
-        }
-
-    async def _roster(self, courseid: int, *, onlyactive: bool) -> dict[int, list[str]]:
-        users = await enrolled_users(
-            self.session, self.url, TOKEN, courseid, onlyactive=onlyactive
-        )
-        assert users is not None, f"course {courseid} has no roster"
-        return {u["id"]: [role["shortname"] for role in u["roles"]] for u in users}
+        site = SimulatedSite(self.state, self.session, self.url, TOKEN)
+        return await site.facts(record, sent_before, self.watched)
 
 
 @pytest_asyncio.fixture(name="roles_replay", scope="module", loop_scope="module")

@@ -20,7 +20,11 @@ from sandbox.moodle_sim.cli import load_seed
 from sandbox.moodle_sim.faults import LatencyModel
 from sandbox.moodle_sim.persist import StateFileError
 from sandbox.moodle_sim.server import ENDPOINT, MoodleSimulator
-from sandbox.moodle_sim.site import SiteConfig
+from sandbox.moodle_sim.site import (
+    COMPANION_PLUGIN,
+    COMPANION_SERVICE_FUNCTIONS,
+    SiteConfig,
+)
 from sandbox.moodle_sim.state import EDITING_TEACHER, MoodleState
 
 TOKEN = "9" * 32
@@ -107,6 +111,19 @@ class TestSaveLoad:
         assert loaded.add_user("carol") == state.add_user("carol")
         assert loaded.add_course("C4") == state.add_course("C4")
         assert loaded.snapshot() == state.snapshot()
+
+    def test_installed_plugins_survive(self, tmp_path: Path) -> None:
+        """A site with the companion plugin loads with it, and its token's service."""
+        site = SiteConfig(plugins=(COMPANION_PLUGIN,))
+        state = MoodleState(clock=lambda: NOW, site=site)
+        state.add_token(TOKEN, 3, functions=COMPANION_SERVICE_FUNCTIONS)
+        path = tmp_path / "site.json"
+
+        state.save(path)
+        loaded = MoodleState.load(path, clock=lambda: NOW)
+
+        assert loaded.site == site
+        assert loaded.token(TOKEN) == state.token(TOKEN)
 
     def test_file_is_private_and_replaced_whole(self, tmp_path: Path) -> None:
         """The file is 0600 even over a 0644 one, and no temporary file is left."""

@@ -15,6 +15,7 @@ from consumers.errors import (
     MoodleCannotAssignRole,
     MoodleCodingError,
     MoodleError,
+    MoodleFunctionMissing,
     MoodleGuestNotAllowed,
     MoodleInvalidParameter,
     MoodleNoManualInstance,
@@ -88,6 +89,25 @@ EXPECTED: dict[str, type[MoodleError]] = {
     "unassign_roles_batch_one_bad": MoodleInvalidParameter,
     "unassign_roles_forbidden_manager": MoodleInvalidParameter,
     "unassign_roles_nonexistent_course": MoodleInvalidParameter,
+    # Sequence 3 (the companion plugin): "no such function" is told from a row's
+    # fault because the function never answers invalidrecordunknown itself;
+    # notenrolled is a row's fault with no subclass of its own.
+    "companion_not_installed": MoodleFunctionMissing,
+    "companion_not_installed_debug_on": MoodleFunctionMissing,
+    "companion_not_in_service": MoodleAuthError,
+    "companion_not_enrolled_suspend": MoodleRejected,
+    "companion_not_enrolled_reactivate": MoodleRejected,
+    "companion_not_enrolled_debug_on": MoodleRejected,
+    "companion_batch_one_bad": MoodleRejected,
+    "companion_no_manual_instance": MoodleNoManualInstance,
+    "companion_nonexistent_user": MoodleNotFound,
+    "companion_nonexistent_user_debug_on": MoodleNotFound,
+    "companion_deleted_user": MoodleNotFound,
+    "companion_nonexistent_course": MoodleInvalidParameter,
+    "companion_nonexistent_course_debug_on": MoodleInvalidParameter,
+    "companion_suspend_not_0_or_1": MoodleInvalidParameter,
+    "companion_suspend_not_0_or_1_debug_on": MoodleInvalidParameter,
+    "companion_missing_suspend": MoodleInvalidParameter,
 }
 
 
@@ -185,6 +205,33 @@ class TestClassificationRules:
     ) -> None:
         """Each body yields exactly this type."""
         assert type(classify_moodle_error(body)) is expected
+
+    @pytest.mark.parametrize(
+        ("function", "expected"),
+        [
+            ("local_enrolstream_set_enrolment_status", MoodleFunctionMissing),
+            ("enrol_manual_enrol_users", MoodleNotFound),
+            ("local_enrolstream_set_enrolment_statsu", MoodleNotFound),
+        ],
+    )
+    def test_missing_function_only_where_unambiguous(
+        self, function: str, expected: type[MoodleError]
+    ) -> None:
+        """invalidrecordunknown means "no such function" only from the companion's."""
+        body = golden_body("companion_not_installed")
+        assert isinstance(body, dict)
+        error = classify_moodle_error(body, function=function)
+        assert type(error) is expected
+
+    def test_missing_function_names_it(self) -> None:
+        """The message says which function is missing and why, and it stops the consumer."""
+        function = "local_enrolstream_set_enrolment_status"
+        body = golden_body("companion_not_installed")
+        assert isinstance(body, dict)
+        error = classify_moodle_error(body, function=function)
+        assert function in str(error)
+        assert "plugin installed" in str(error)
+        assert not error.retriable
 
 
 class TestRetriable:
