@@ -51,9 +51,11 @@ def consume(
 
     config = settings()
     bootstrap = _bootstrap(config)
+    from consumers.preflight import StartupRefused  # noqa: PLC0415
+
     try:
         asyncio.run(_consume(config, bootstrap, until_idle=until_idle))
-    except MappingError as exc:
+    except (MappingError, StartupRefused) as exc:
         typer.echo(f"start-up refused: {exc}", err=True)
         raise typer.Exit(CONFIG_ERROR_EXIT) from exc
     except ConsumerError as exc:
@@ -85,15 +87,9 @@ async def _consume(config: Settings, bootstrap: str, *, until_idle: bool) -> Non
         max_backoff_s=config.moodle.max_backoff_s,
     ):
         return
-    async with open_runner(config, bootstrap, mapping=mapping) as runner:
+    async with open_runner(config, bootstrap, mapping=mapping, stop=stop) as runner:
         await runner.run(stop, until_idle=until_idle)
-        stats = runner.stats
-        typer.echo(
-            f"events {stats.events}, enrolled {stats.enrolled}, suspended "
-            f"{stats.suspended}, unenrolled {stats.unenrolled}, already in state "
-            f"{stats.already_in_state}, parked {len(runner.parked)}, "
-            f"dead-lettered {stats.dead_lettered}"
-        )
+        typer.echo(f"{runner.stats.summary()}, parked {len(runner.parked)}")
 
 
 @dlq_app.command("list")

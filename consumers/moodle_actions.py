@@ -215,6 +215,8 @@ class MoodleWrites(ABC):
             sent = await self._send([(a, plans[a.key()][step]) for a in todo])
             outcomes.rejected.extend(sent.rejected)
             outcomes.unknown.extend(sent.unknown)
+            if step:
+                outcomes.partly_applied.update(a.key() for a, _ in sent.rejected)
             step += 1
             todo = []
             for action in sent.applied:

@@ -45,13 +45,18 @@ class EventStream(Protocol):
 class ActionOutcomes:
     """What became of each action sent: applied, rejected, or unknown.
 
-    ``rejected``: Moodle refused it (it is not applied; dead-letter it).
+    ``rejected``: Moodle refused it (not applied, or only partly: see
+    ``partly_applied``; dead-letter it).
     ``unknown``: its request got no usable answer; Moodle may have applied it.
     """
 
     applied: list[MoodleAction] = field(default_factory=list)
     rejected: list[tuple[MoodleAction, MoodleRejected]] = field(default_factory=list)
     unknown: list[tuple[MoodleAction, MoodleError]] = field(default_factory=list)
+    #: (course, user) of rejected actions whose earlier calls did apply (a role
+    #: assigned, then its old role's removal refused): Moodle holds neither the
+    #: state before nor the one intended, so the ledger must read it back.
+    partly_applied: set[tuple[int, int]] = field(default_factory=set)
 
 
 class MoodleGateway(Protocol):

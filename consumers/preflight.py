@@ -10,13 +10,16 @@ is named at start-up instead of through dead letters.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import structlog
 
-from consumers.errors import MappingError, MoodleError
+from consumers.errors import ConsumerError, MappingError, MoodleError
+from consumers.moodle_actions import status_function_listed
 from consumers.moodle_batch import run_all
 from consumers.moodle_reads import has_enabled_manual_instance
 
@@ -27,11 +30,29 @@ if TYPE_CHECKING:
     from consumers.moodle_reads import MoodleReads
 
 __all__ = [
+    "SUSPEND_NEEDS_PLUGIN",
     "MoodleCheckProblem",
+    "StartupRefused",
     "check_against_moodle",
     "check_mapping",
+    "moodle_ready",
     "preflight",
 ]
+
+SUSPEND_NEEDS_PLUGIN = (
+    'consumer.drop_action = "suspend" needs the companion Moodle plugin\'s function '
+    "local_enrolstream_set_enrolment_status in the token's web service, and "
+    "core_webservice_get_site_info does not list it: install moodle/local_enrolstream "
+    "on the Moodle site and add the function to the service (see "
+    'moodle/local_enrolstream/README.md), or set consumer.drop_action to "remove_role" '
+    '(the default) or "unenrol". Suspending through enrol_manual_enrol_users would '
+    "send every dropped student the course welcome message."
+)
+
+
+class StartupRefused(ConsumerError):
+    """The settings ask for something this Moodle site cannot do: fix one of them."""
+
 
 log = structlog.get_logger()
 
@@ -135,3 +156,53 @@ async def preflight(
             problem=problem.problem,
         )
     return problems
+
+
+async def moodle_ready(
+    moodle: MoodleReads,
+    *,
+    drop_action: str,
+    stop: asyncio.Event | None = None,
+    max_backoff_s: float = 30.0,
+    attempts: int | None = None,
+    first_backoff_s: float = 0.5,
+) -> str | None:
+    """Ask Moodle what it offers (``core_webservice_get_site_info``); wait while it is down.
+
+    Returns the companion plugin's status function when the token's service has
+    it (drops and reactivations then change the status without a welcome), else
+    None. Raises ``StartupRefused`` for ``drop_action = "suspend"`` without it.
+    Moodle unavailable is retried with backoff, one log line per attempt, until
+    it answers, ``stop`` is set (then None, and the caller exits) or
+    ``attempts`` are used up (the last error is raised); a refused token raises.
+    """
+    delay, attempt = first_backoff_s, 0
+    while True:
+        attempt += 1
+        try:
+            info = await moodle.get_site_info()
+            break
+        except MoodleError as exc:
+            if not exc.retriable or (attempts is not None and attempt >= attempts):
+                raise
+            log.warning(
+                "moodle_unreachable",
+                attempt=attempt,
+                error=str(exc),
+                retry_in_s=delay,
+                hint="waiting for Moodle before reading any event",
+            )
+            if stop is None:
+                await asyncio.sleep(delay)
+            else:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await stop.wait()
+                if stop.is_set():
+                    return None
+            delay = min(max_backoff_s, delay * 2)
+    status_function = status_function_listed(info)
+    log.info("moodle_status_function", present=status_function is not None)
+    if drop_action == "suspend" and status_function is None:
+        raise StartupRefused(SUSPEND_NEEDS_PLUGIN)
+    return status_function

@@ -300,7 +300,11 @@ async def _apply_slice(
     rejected = [(changes[action.key()], error) for action, error in done.rejected]
     await ledger.record(
         [_ledger_entry(plan.changes[i], plan.state_version) for i in applied]
-        + [_restored(plan.changes[i], plan.state_version) for i, _ in rejected]
+        + [
+            _restored(plan.changes[i], plan.state_version)
+            for i, _ in rejected
+            if plan.changes[i].action.key() not in done.partly_applied
+        ]
     )
     for index in applied:
         outcomes[index] = "applied"

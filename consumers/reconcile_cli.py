@@ -145,6 +145,7 @@ async def open_session(
     from consumers.kafka import KafkaRecordSink, KafkaTable  # noqa: PLC0415
     from consumers.ledger import Ledger  # noqa: PLC0415
     from consumers.mapping import load_mappings  # noqa: PLC0415
+    from consumers.preflight import moodle_ready  # noqa: PLC0415
     from consumers.reconcile import gather_inputs  # noqa: PLC0415
     from consumers.snapshot_reader import read_snapshot  # noqa: PLC0415
     from consumers.wiring import ensure_all_topics, moodle_client  # noqa: PLC0415
@@ -157,6 +158,9 @@ async def open_session(
     snapshot = await read_snapshot(options, kafka.snapshot_topic, snapshot_id)
     async with contextlib.AsyncExitStack() as stack:
         moodle = await stack.enter_async_context(moodle_client(config))
+        moodle.status_function = await moodle_ready(
+            moodle, drop_action=config.consumer.drop_action, attempts=3
+        )
         sink = await stack.enter_async_context(
             KafkaRecordSink(
                 options, kafka.ledger_topic, ack_timeout_s=kafka.request_timeout_s

@@ -318,8 +318,15 @@ class ApplyRunner:
         planned = {p.action.key(): p for p in actions}
         applied = [planned[action.key()] for action in outcomes.applied]
         rejected = [(planned[a.key()], error) for a, error in outcomes.rejected]
+        # A rejected action was rolled back (as before), unless an earlier call of
+        # it applied: then its intent stays uncertain and is read back next time.
         await self.ledger.record(
-            [_entry(p) for p in applied] + [_restored(p) for p, _ in rejected]
+            [_entry(p) for p in applied]
+            + [
+                _restored(p)
+                for p, _ in rejected
+                if p.action.key() not in outcomes.partly_applied
+            ]
         )
         self._count_applied(applied)
         for planned_action, error in rejected:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -16,7 +17,7 @@ from consumers.ledger import Ledger
 from consumers.mapping import MappingSet, load_mappings
 from consumers.moodle import MoodleClient
 from consumers.parked import ParkedEvents
-from consumers.preflight import check_mapping, preflight
+from consumers.preflight import check_mapping, moodle_ready, preflight
 from consumers.runner import ApplyRunner
 from enrolstream.kafka_options import client_options
 from enrolstream.settings import KafkaSettings, Settings
@@ -59,7 +60,11 @@ def moodle_client(settings: Settings) -> MoodleClient:
 
 @contextlib.asynccontextmanager
 async def open_runner(
-    settings: Settings, bootstrap_servers: str, *, mapping: MappingSet | None = None
+    settings: Settings,
+    bootstrap_servers: str,
+    *,
+    mapping: MappingSet | None = None,
+    stop: asyncio.Event | None = None,
 ) -> AsyncIterator[ApplyRunner]:
     """A ready runner: mapping validated, topics created, ledger and parked loaded.
 
@@ -78,6 +83,12 @@ async def open_runner(
     await ensure_all_topics(kafka, bootstrap_servers)
     async with contextlib.AsyncExitStack() as stack:
         client = await stack.enter_async_context(moodle_client(settings))
+        client.status_function = await moodle_ready(
+            client,
+            drop_action=settings.consumer.drop_action,
+            stop=stop,
+            max_backoff_s=settings.moodle.max_backoff_s,
+        )
         await preflight(mapping, client)
         ledger_sink = await stack.enter_async_context(
             KafkaRecordSink(

@@ -94,7 +94,9 @@ class StateReads:
         A dropped student lacks it whichever way the drop was made: suspended,
         role removed (the enrolment stays active, role-less) or unenrolled.
         """
-        return self.is_active(courseid, userid) and bool(self.roles_of(courseid, userid))
+        return self.is_active(courseid, userid) and bool(
+            self.roles_of(courseid, userid)
+        )
 
     def is_active(self, courseid: int, userid: int) -> bool:
         """Enrolment active now: status 0, enabled instance, inside its time window."""

@@ -22,10 +22,18 @@ from consumers.decisions import DropAction, EnrolmentPolicy
 from consumers.identity import IdentityResolver
 from consumers.ledger import Ledger
 from consumers.mapping import MappingSet, load_mappings
+from consumers.moodle_actions import SET_STATUS
 from consumers.parked import ParkedEvents
 from consumers.runner import ApplyRunner
 from sandbox.moodle_sim.inprocess import CallFate, InProcessMoodle
 from sandbox.moodle_sim.server import MoodleSimulator
+from sandbox.moodle_sim.site import (
+    COMPANION_PLUGIN,
+    COMPANION_SERVICE_FUNCTIONS,
+    DEFAULT_SERVICE_FUNCTIONS,
+    WSCLIENT_USER_ID,
+    SiteConfig,
+)
 from sandbox.moodle_sim.state import EDITING_TEACHER, MoodleState
 from schemas.actions import LedgerEntry
 from schemas.events import EnrolmentEvent, Registration, RowChange, SectionKey, TermKey
@@ -34,6 +42,7 @@ from tests.fakes import MemorySink, MemoryStream, MemoryTable
 WINTER = TermKey(academic_year="2021", academic_term="Winter")
 STUDENT = 5
 PEOPLE = tuple(f"P{n:09d}" for n in range(1, 13))
+TOKEN = "5e" * 16
 
 
 class Killed(BaseException):
@@ -58,12 +67,12 @@ class World:
 
     tmp: Path
     policy: EnrolmentPolicy
-    state: MoodleState = field(default_factory=MoodleState)
     courses: dict[str, int] = field(default_factory=dict)
     users: dict[str, int] = field(default_factory=dict)
     stream: MemoryStream = field(default_factory=MemoryStream)
     batch_sizes: tuple[int, ...] = (100,)
     max_input_vars: int = 1000
+    companion: bool = False  # the site has the companion plugin in its service
     ledger_table: MemoryTable = field(default_factory=MemoryTable)
     parked_table: MemoryTable = field(default_factory=MemoryTable)
     letters: MemorySink = field(default_factory=MemorySink)
@@ -71,6 +80,12 @@ class World:
     rows: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        plugins = (COMPANION_PLUGIN,) if self.companion else ()
+        self.state = MoodleState(site=SiteConfig(plugins=plugins))
+        functions = (
+            COMPANION_SERVICE_FUNCTIONS if self.companion else DEFAULT_SERVICE_FUNCTIONS
+        )
+        self.state.add_token(TOKEN, WSCLIENT_USER_ID, functions=functions)
         teacher = self.state.add_user("teacher", firstname="T", lastname="Eacher")
         mapping: dict[str, object] = {}
         for event_id in ("BSC5102", "MAT2001"):
@@ -85,9 +100,12 @@ class World:
             )
         self.mapping_file = self.tmp / "mapping.json"
         self.mapping_file.write_text(json.dumps(mapping))
-        self.simulator = MoodleSimulator(self.state)
+        self.simulator = MoodleSimulator(self.state, token=TOKEN)
         self.moodle = InProcessMoodle(
-            self.simulator, concurrency=3, max_input_vars=self.max_input_vars
+            self.simulator,
+            concurrency=3,
+            max_input_vars=self.max_input_vars,
+            status_function=SET_STATUS if self.companion else None,
         )
 
     @property
@@ -333,13 +351,17 @@ class TestDropsNeverWelcome:
 
     @pytest.mark.parametrize(
         ("drop_action", "dropped", "welcomes"),
-        [("remove_role", "no role", 1), ("unenrol", "absent", 2)],
+        [
+            ("remove_role", "no role", 1),
+            ("unenrol", "absent", 2),
+            ("suspend", "suspended", 1),  # through the companion plugin
+        ],
     )
     async def test_add_drop_readd_drop(
         self, tmp_path: Path, drop_action: DropAction, dropped: str, welcomes: int
     ) -> None:
         """Only new enrolments welcome: once, or again after an unenrol removed it."""
-        world = World(tmp_path, policy(drop_action))
+        world = World(tmp_path, policy(drop_action), companion=drop_action == "suspend")
         for status in ("A", "D", "A", "D"):
             world.registrar("P000000001", BSC5102=status)
             await world.consume()

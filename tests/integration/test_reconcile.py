@@ -158,7 +158,9 @@ class TestDrift:
             assert state.is_active(coun, dave)
             assert state.is_active(coun, erin)
             assert not state.has_access(bsc, frank)
-            assert state.enrolment(bsc, frank) is not None  # role removed, not unenrolled
+            assert (
+                state.enrolment(bsc, frank) is not None
+            )  # role removed, not unenrolled
             assert state.roles_of(bsc, frank) == set()
             assert state.is_active(bsc, gina)  # not ours: left alone
 

@@ -248,7 +248,7 @@ class TestDryRun:
     """--dry-run shows the plan and leaves offsets, ledger and Moodle alone."""
 
     async def test_plan_only(self, stack: ReplayStack) -> None:
-        """The plan lists Carol's enrol and Bob's drop (role removed); nothing is committed or written."""
+        """The plan lists Carol's enrol and Bob's drop; nothing is committed or written."""
         since = await restored_after_day_two(stack)
         committed = await stack.committed()
         ledger = await read_topic(stack.options, stack.settings.kafka.ledger_topic)
