@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from enrolstream.settings import (
     PollerSettings,
     Settings,
 )
+from sandbox.moodle_sim.faults import LatencyModel
 from sandbox.moodle_sim.server import MoodleSimulator
 from sandbox.moodle_sim.state import MoodleState
 from schemas.dead_letter import DeadLetter
@@ -34,6 +35,7 @@ from schemas.events import Registration, SectionKey
 from tests.integration.conftest import CaptureStack
 
 STUDENT = 5
+EDITING_TEACHER = 3
 ALICE, BOB, CAROL, DAVE, ERIN = (f"P00000000{n}" for n in range(1, 6))
 NO_ACCOUNT = "P000000009"
 PEOPLE = (ALICE, BOB, CAROL, DAVE, ERIN)
@@ -44,6 +46,13 @@ COURSES: dict[str, tuple[list[str], str | None, str]] = {
     "COUN6552COUN855202Winter2021": (["COUN6552", "COUN8552"], "02", "enabled"),
     "NOMANUAL101Winter2021": (["NOMAN101"], None, "absent"),
 }
+
+
+async def until(condition: Callable[[], bool], *, timeout_s: float = 30.0) -> None:
+    """Wait until ``condition()`` holds, checking often; fail after ``timeout_s``."""
+    async with asyncio.timeout(timeout_s):
+        while not condition():  # noqa: ASYNC110 - the condition is another task's state
+            await asyncio.sleep(0.02)
 
 
 class Pipeline:
@@ -200,12 +209,13 @@ async def open_pipeline(
     tmp_path: Path,
     *,
     people: tuple[str, ...] = PEOPLE,
+    latency: LatencyModel | None = None,
     **moodle: Any,
 ) -> AsyncIterator[Pipeline]:
     """A simulator with users and courses, the mapping file and consumer settings."""
     state = MoodleState()
     course_ids = build_site(state, people)
-    async with MoodleSimulator(state) as sim:
+    async with MoodleSimulator(state, latency=latency) as sim:
         mapping_file = write_mapping(tmp_path / "mapping.json", course_ids)
         settings = pipeline_settings(
             tmp_path, sim, mapping_file, capture.topic, **moodle

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from consumers.ports import ActionOutcomes
 from consumers.runner import ApplyRunner
 from enrolstream import cli
+from sandbox.moodle_sim.faults import LatencyModel
 from schemas.actions import MoodleAction
 from schemas.events import EnrolmentEvent
 from tests.integration.conftest import CaptureStack, delete, registration, set_status
@@ -21,9 +22,11 @@ from tests.integration.pipeline import (
     BOB,
     CAROL,
     DAVE,
+    EDITING_TEACHER,
     NO_ACCOUNT,
     STUDENT,
     open_pipeline,
+    until,
 )
 
 pytestmark = pytest.mark.integration
@@ -227,6 +230,52 @@ class TestDelivery:
             assert runner.stats.retries >= 1
             assert runner.stats.dead_lettered == 0
             assert await pipe.dead_letters() == []
+
+    async def test_moodle_stopped_mid_burst_and_started_again(
+        self, capture: CaptureStack, tmp_path: Path
+    ) -> None:
+        """Moodle's server stopped mid-burst, then started: the running consumer catches up.
+
+        Requests in flight get the shutdown handler's ``Terminated: 15``, the next
+        ones a refused connection; the consumer keeps retrying (no restart by
+        hand), and once Moodle is back nothing is lost and nobody is welcomed twice.
+        """
+        people = tuple(f"P{n:09d}" for n in range(1, 61))
+        async with open_pipeline(
+            capture,
+            tmp_path,
+            people=people,
+            max_input_vars=3 + 6 * 5,
+            latency=LatencyModel.recorded(workers=2),  # a request takes ~70 ms
+        ) as pipe:
+            state, bsc = pipe.sim.state, pipe.course("BSC5102")
+            teacher = state.add_user("teacher", firstname="T", lastname="Eacher")
+            state.enrol(bsc, teacher, EDITING_TEACHER)  # the welcome sender
+            capture.sql(
+                *(registration(n, p, "BSC5102") for n, p in enumerate(people, 1))
+            )
+            await capture.poll()
+            async with pipe.runner() as runner:
+                stop = asyncio.Event()
+                consuming = asyncio.create_task(runner.run(stop, poll_timeout_ms=100))
+                await until(
+                    lambda: pipe.sim.call_counts()["enrol_manual_enrol_users"] > 0
+                )
+                await pipe.sim.stop()
+                await until(lambda: runner.stats.retries >= 2)
+                await pipe.sim.start()
+                await until(
+                    lambda: (
+                        {c: u - {teacher} for c, u in pipe.moodle().items()}
+                        == pipe.truth()
+                    )
+                )
+                stop.set()
+                await consuming
+            assert not consuming.exception()
+            welcomed = [n.useridto for n in state.notifications]
+            assert sorted(welcomed) == sorted({pipe.userid(p) for p in people})
+            assert runner.stats.dead_lettered == 0
 
     async def test_one_bad_row_in_a_batch(
         self, capture: CaptureStack, tmp_path: Path
