@@ -222,8 +222,8 @@ def print_summary(
     console.print(
         f"initial load: {sum(len(v) for v in demo.moodle().values())} active enrolments in "
         f"{len(demo.course_ids)} Moodle courses after {initial_s:.1f} s; events consumed "
-        f"{stats.events}; enrolled {stats.enrolled}, suspended {stats.suspended}, "
-        f"unenrolled {stats.unenrolled}, already in state {stats.already_in_state}; "
+        f"{stats.events}; enrolled {stats.enrolled}, dropped {stats.dropped}, "
+        f"already in state {stats.already_in_state}; "
         f"parked now {len(demo.runner.parked)}; dead-lettered {stats.dead_lettered}; "
         f"welcome messages sent {len(demo.sim.state.notifications)}"
     )

@@ -162,10 +162,11 @@ def registrar_morning(demo: Demo) -> list[Scene]:
         ),
         Scene(
             f"Drop: {adder} drops {course_a}",
-            "an update A → D: the enrolment is suspended, so grades survive",
+            "an update A → D: the student role is taken away (grades survive; no "
+            "welcome message, which a suspend through enrol_users would send)",
             [_set(adder, course_a, "01", "ADD_DROP_WAIT = 'D'")],
             lambda d: not d.active(short_a, adder),
-            f"suspended in {short_a}",
+            f"dropped from {short_a} (role removed)",
         ),
         Scene(
             f"Cross-listed: {swapper} registers for {first} section {group.section}",
@@ -191,7 +192,7 @@ def registrar_morning(demo: Demo) -> list[Scene]:
             "ADD_DROP_WAIT stays 'A' but a withdrawn grade is a drop for the LMS",
             [_set(withdrawn, course_b, w_section, "FINAL_GRADE = 'W'")],
             lambda d: not d.active(short_b, withdrawn),
-            f"suspended in {short_b}",
+            f"dropped from {short_b} (role removed)",
         ),
         Scene(
             f"No Moodle account yet: {late} registers for {late_event}",
