@@ -25,9 +25,9 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-from cdc.checkpoint import SqliteCheckpointStore
-from cdc.kafka import KafkaEventPublisher, ensure_topics
 from cdc.poller import Poller
+from connectors.kafka.publisher import KafkaEventPublisher, ensure_topics
+from connectors.local.checkpoint import SqliteCheckpointStore
 from sandbox.broker import kafka_bootstrap
 from sandbox.powercampus.database import PowerCampusSandbox
 from sandbox.powercampus.source import SandboxChangeSource

@@ -40,17 +40,17 @@ from typing import Any
 import structlog
 from pydantic import SecretStr
 
-from cdc.checkpoint import SqliteCheckpointStore
-from cdc.kafka import KafkaEventPublisher, ensure_topics
 from cdc.poller import Poller
+from connectors.kafka.publisher import KafkaEventPublisher, ensure_topics
+from connectors.local.checkpoint import SqliteCheckpointStore
 from consumers.runner import ApplyRunner, RunnerStats
-from consumers.wiring import open_runner
 from enrolstream.settings import (
     ConsumerSettings,
     KafkaSettings,
     MoodleSettings,
     Settings,
 )
+from enrolstream.wiring.apply import open_runner
 from sandbox.broker import free_port, kafka_bootstrap
 from sandbox.moodle_sim.faults import LatencyModel
 from sandbox.moodle_sim.server import MoodleSimulator

@@ -10,7 +10,7 @@ Prints two figure sets, measured through a real aiohttp client on a local port:
   ``userfields=id,idnumber,username,roles``, then again with
   ``onlysuspended=1`` (every tenth enrolment is suspended), reads per second.
 
-Bodies are url-encoded before the clock starts, as ``consumers/moodle.py``
+Bodies are url-encoded before the clock starts, as ``connectors/moodle/client.py``
 sends them (a string body, not aiohttp ``FormData``, which alone costs ~12 ms
 per 1,000-field call), so the figures are the simulator's cost plus the HTTP
 round trip, with no simulated PHP latency: they bound what an end-to-end or

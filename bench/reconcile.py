@@ -32,14 +32,14 @@ from pathlib import Path
 import structlog
 from pydantic import SecretStr
 
+from connectors.moodle.client import MoodleClient
 from consumers.decisions import EnrolmentPolicy
 from consumers.identity import IdentityResolver
 from consumers.ledger import Ledger
 from consumers.mapping import MappingEntry, MappingSet, MoodleCourse
-from consumers.moodle import MoodleClient
-from consumers.reconcile import gather_inputs, reconcile
-from consumers.reconcile_guard import GuardLimits
-from consumers.snapshot_reader import LoadedSnapshot
+from consumers.reconcile.driver import gather_inputs, reconcile
+from consumers.reconcile.guard import GuardLimits
+from consumers.reconcile.snapshot_reader import LoadedSnapshot
 from sandbox.moodle_sim.faults import LatencyModel
 from sandbox.moodle_sim.server import MoodleSimulator
 from sandbox.moodle_sim.state import MoodleState
@@ -200,9 +200,7 @@ async def run(site: Site, latency: LatencyModel, label: str) -> None:
             "moodle": client,
         }
         started = time.perf_counter()
-        inputs = await gather_inputs(
-            client, resolver, site.snapshot, site.mapping, concurrency=CONCURRENCY
-        )
+        inputs = await gather_inputs(client, resolver, site.snapshot, site.mapping)
         gathered = time.perf_counter()
         dry = await reconcile(inputs, **options)  # type: ignore[arg-type]
         planned = time.perf_counter()
@@ -214,7 +212,6 @@ async def run(site: Site, latency: LatencyModel, label: str) -> None:
             IdentityResolver(client),
             site.snapshot,
             site.mapping,
-            concurrency=CONCURRENCY,
         )
         again = await reconcile(after, **options)  # type: ignore[arg-type]
     kinds: dict[str, int] = {}

@@ -2,7 +2,7 @@
 
 ``ChangeSource`` is implemented by the PowerCampus sandbox
 (``sandbox/powercampus/source.py``) and by the SQL Server adapter
-(``cdc/sqlserver.py``); both must pass the same contract suite
+(``connectors/sqlserver/source.py``); both must pass the same contract suite
 (``tests/contract/``). The poller never sees a driver.
 
 Rows are normalised by the adapters exactly as PowerCampus would compare them:
@@ -148,7 +148,7 @@ class EventPublisher(Protocol):
         ...
 
 
-class CheckpointStore(Protocol):
+class CheckpointStore(ShadowLookup, Protocol):
     """The poller's durable resume point and shadow map, saved together.
 
     Off-by-one rule: the stored version is the last change-tracking version whose

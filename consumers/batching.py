@@ -28,8 +28,8 @@ from consumers.decisions import (
     settle,
 )
 from consumers.identity import Found, Resolution
-from consumers.kafka import RawMessage
 from consumers.mapping import MappingSet
+from consumers.ports import RawMessage
 from schemas.actions import DesiredEnrolment, LedgerEntry, MoodleAction
 from schemas.events import EnrolmentEvent
 

@@ -10,8 +10,9 @@ cannot catch that: a rejected course has no ledger entry to be stale against.
 Several letters of one person-term redrive one event. A letter whose value is
 not a valid event (``InvalidEvent``) is re-published verbatim.
 
-Which letters were redriven is recorded on the dead-letter topic itself, so a
-second redrive does not send them again.
+Which letters were redriven is recorded on the dead-letter topic itself
+(``redriven_mark``), so a second redrive does not send them again. Pure: the
+reads and writes are ``enrolstream.wiring.apply``'s.
 """
 
 from __future__ import annotations
@@ -22,23 +23,21 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from consumers.kafka import KafkaRecordSink, read_topic
-from enrolstream.kafka_options import client_options
 from schemas.dead_letter import DeadLetter
 from schemas.events import EnrolmentEvent
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
-    from consumers.kafka import RawMessage
-    from enrolstream.settings import KafkaSettings
+    from consumers.ports import RawMessage
 
 __all__ = [
     "REDRIVEN_MARK",
     "RedriveCount",
+    "count_redrive",
+    "pending_letters",
     "plan_redrive",
-    "read_dead_letters",
-    "redrive",
+    "redriven_mark",
 ]
 
 REDRIVEN_MARK = b"enrolstream.redriven"
@@ -59,13 +58,11 @@ class RedriveCount:
     """Records published to the event topic (one per person-term, one per invalid)."""
 
 
-async def read_dead_letters(
-    kafka: KafkaSettings, bootstrap_servers: str
-) -> list[tuple[str, DeadLetter]]:
-    """Dead letters not redriven yet, with their position ``partition:offset``."""
-    records = await read_topic(
-        client_options(kafka, bootstrap_servers), kafka.dead_letter_topic
-    )
+def pending_letters(records: Iterable[RawMessage]) -> list[tuple[str, DeadLetter]]:
+    """The dead letters not redriven yet, with their position ``partition:offset``.
+
+    ``records`` is the dead-letter topic as read now (its redrive marks included).
+    """
     redriven: set[str] = set()
     letters: list[tuple[str, DeadLetter]] = []
     for record in sorted(records, key=lambda r: (r.partition, r.offset)):
@@ -83,6 +80,11 @@ async def read_dead_letters(
     return [
         (position, letter) for position, letter in letters if position not in redriven
     ]
+
+
+def redriven_mark(positions: Iterable[str]) -> Record:
+    """The record that marks these letters redriven (appended to the letters' topic)."""
+    return (REDRIVEN_MARK, json.dumps({"positions": list(positions)}).encode())
 
 
 def _parse_event(value: str | bytes | None) -> EnrolmentEvent | None:
@@ -150,46 +152,6 @@ def plan_redrive(
     return records
 
 
-def _count_events(letters: Sequence[DeadLetter]) -> int:
+def count_redrive(letters: Sequence[DeadLetter]) -> int:
     """How many records ``plan_redrive`` returns for ``letters`` (for a dry run)."""
     return len(plan_redrive(letters, ()))
-
-
-async def redrive(
-    kafka: KafkaSettings,
-    bootstrap_servers: str,
-    *,
-    error_type: str | None = None,
-    dry_run: bool = False,
-) -> RedriveCount:
-    """Re-queue the chosen dead letters as described in the module docstring.
-
-    Letters without a value are never chosen. The event records are acknowledged
-    before the letters are marked redriven: a failure in between redrives them
-    again next time, which the consumer absorbs (a full-state event is idempotent).
-    """
-    options = client_options(kafka, bootstrap_servers)
-    chosen = [
-        (position, letter)
-        for position, letter in await read_dead_letters(kafka, bootstrap_servers)
-        if letter.value is not None
-        and (error_type is None or letter.error_type == error_type)
-    ]
-    letters = [letter for _, letter in chosen]
-    if dry_run or not chosen:
-        return RedriveCount(letters=len(chosen), events=_count_events(letters))
-    records = plan_redrive(letters, await read_topic(options, kafka.events_topic))
-    async with KafkaRecordSink(options, kafka.events_topic) as events:
-        await events.append(records)
-    async with KafkaRecordSink(options, kafka.dead_letter_topic) as sink:
-        await sink.append(
-            [
-                (
-                    REDRIVEN_MARK,
-                    json.dumps(
-                        {"positions": [position for position, _ in chosen]}
-                    ).encode(),
-                )
-            ]
-        )
-    return RedriveCount(letters=len(chosen), events=len(records))

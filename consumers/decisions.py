@@ -72,7 +72,6 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from consumers.mapping import MappingSet, MoodleCourse
-    from enrolstream.settings import ConsumerSettings
     from schemas.events import EnrolmentEvent, Registration, SectionKey
 
 DropAction = Literal["remove_role", "suspend", "unenrol"]
@@ -98,17 +97,6 @@ class EnrolmentPolicy:
         object.__setattr__(self, "audit_grade", audit)
         withdrawn = frozenset(_grade(g) for g in self.withdrawn_grades) - {""}
         object.__setattr__(self, "withdrawn_grades", withdrawn)
-
-    @classmethod
-    def from_settings(cls, settings: ConsumerSettings) -> EnrolmentPolicy:
-        """The policy the consumer settings describe."""
-        return cls(
-            student_role_id=settings.student_role_id,
-            audit_role_id=settings.audit_role_id,
-            audit_grade=settings.audit_grade,
-            withdrawn_grades=frozenset(settings.withdrawn_grades),
-            drop_action=settings.drop_action,
-        )
 
     def is_withdrawn(self, grade: str | None) -> bool:
         """Whether ``grade`` is one of the withdrawn grades."""

@@ -44,7 +44,7 @@ by adding entries to ``REJECTED_BY_ERRORCODE`` (or the auth/unavailable code set
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import ClassVar, TypeGuard
 
 __all__ = [
@@ -291,6 +291,32 @@ def classify_moodle_error(
         debuginfo=None if debuginfo is None else str(debuginfo),
         function=function,
     )
+
+
+class StartupRefused(ConsumerError):
+    """The settings ask for something this Moodle site cannot do: fix one of them."""
+
+
+class LiveConsumerRefused(ConsumerError):
+    """The apply consumer group has live members: writing the ledger now is unsafe.
+
+    Not retriable by the command itself: an operator stops the consumer (or
+    waits for the maintenance window) and runs it again.
+    """
+
+    def __init__(
+        self, command: str, group: str, state: str, members: Sequence[str]
+    ) -> None:
+        self.command = command
+        self.group = group
+        self.state = state
+        self.members = tuple(members)
+        super().__init__(
+            f"{command} refused: consumer group {group!r} is {state} with live "
+            f"members {', '.join(members) or '(none listed)'}; both write the "
+            "ownership ledger: stop `enrolstream consume` first (or run the "
+            "reconcile in its maintenance window)"
+        )
 
 
 class BrokerUnavailable(ConsumerError):

@@ -19,8 +19,6 @@ from typing import TYPE_CHECKING, Literal, Protocol
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
 
-    from consumers.moodle_reads import UserField
-
 __all__ = [
     "Ambiguous",
     "Found",
@@ -28,12 +26,15 @@ __all__ = [
     "Missing",
     "Resolution",
     "Transform",
+    "UserField",
     "UserLookup",
     "classify_lookup",
     "transform_people_code_id",
 ]
 
 Transform = Literal["strip_p", "none", "lower"]
+#: The Moodle user field a person is looked up by.
+UserField = Literal["id", "idnumber", "username", "email"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ log = structlog.get_logger()
 
 
 class TableStore(Protocol):
-    """A keyed table (``consumers.kafka.KafkaTable`` or an in-memory fake)."""
+    """A keyed table (``connectors.kafka.KafkaTable`` or an in-memory fake)."""
 
     async def load(self) -> dict[bytes, bytes]:
         """The latest value per key."""

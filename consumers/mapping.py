@@ -41,6 +41,8 @@ from itertools import combinations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import structlog
+
 from consumers.errors import MappingError
 from schemas.events import SectionKey, TermKey
 
@@ -49,6 +51,8 @@ if TYPE_CHECKING:
 
 _ENTRY_KEYS = frozenset({"courses", "section", "id"})
 _TERM_LABEL = re.compile(r"(?P<year>\d{4})/(?P<term>[^/]*[^/\s][^/]*)")
+log = structlog.get_logger()
+
 #: The ``key`` of a MappingError about the whole file rather than one entry.
 WHOLE_FILE = "(file)"
 
@@ -351,7 +355,31 @@ __all__ = [
     "MappingOverlap",
     "MappingSet",
     "MoodleCourse",
+    "check_mapping",
     "load_mappings",
     "normalise",
     "parse_term_label",
 ]
+
+
+def check_mapping(
+    mapping: MappingSet, files: Mapping[str, object], *, allow_empty: bool = False
+) -> None:
+    """Refuse an empty mapping (``MappingError``); warn about shared sections."""
+    if not len(mapping) and not allow_empty:
+        names = ", ".join(str(f) for f in files.values()) or "(no files configured)"
+        raise MappingError(
+            names,
+            "consumer.mappings",
+            "no Moodle course is mapped: the consumer would apply nothing; map the "
+            "live terms' courses, or set consumer.allow_empty_mapping = true",
+        )
+    for overlap in mapping.overlaps():
+        first, second = overlap.shortnames
+        log.warning(
+            "mapping_section_feeds_two_courses",
+            event_id=overlap.event_id,
+            section=overlap.section or "every section",
+            courses=[first, second],
+            hint="students of that section are enrolled in both courses",
+        )

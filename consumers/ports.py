@@ -2,15 +2,63 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 from consumers.decisions import Held
 from consumers.errors import MoodleError, MoodleRejected
 from consumers.identity import Resolution
-from consumers.kafka import Partition, RawMessage
 from schemas.actions import MoodleAction
+
+Partition = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    """One Kafka record as the runner sees it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int
+
+    @property
+    def tp(self) -> Partition:
+        """(topic, partition)."""
+        return (self.topic, self.partition)
+
+
+RosterStatus = Literal["active", "inactive"]
+
+
+@dataclass(frozen=True, slots=True)
+class RosterEntry:
+    """One participant of a Moodle course as Moodle reports it."""
+
+    userid: int
+    idnumber: str
+    username: str
+    roleids: frozenset[int]
+    status: RosterStatus
+
+
+class Rosters(Protocol):
+    """Who a Moodle course holds, with status and roles (the reconcile, replay, adopt)."""
+
+    async def read_rosters(
+        self,
+        course_ids: Iterable[int],
+        *,
+        progress: Callable[[int], None] | None = None,
+        attempts: int = 1,
+        retry_delay_s: float = 1.0,
+        failed: dict[int, str] | None = None,
+    ) -> dict[int, dict[int, RosterEntry]]:
+        """The roster of every course; see ``connectors.moodle.rosters.read_rosters``."""
+        ...
 
 
 class EventStream(Protocol):
@@ -60,7 +108,7 @@ class ActionOutcomes:
 
 
 class MoodleGateway(Protocol):
-    """Moodle as the apply side needs it (``consumers.moodle.MoodleClient``).
+    """Moodle as the apply side needs it (``connectors.moodle.client.MoodleClient``).
 
     It takes the domain's actions and owns their translation to web-service calls.
     """

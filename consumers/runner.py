@@ -48,12 +48,17 @@ from consumers.errors import (
     MoodleNotFound,
     MoodleRejected,
 )
-from consumers.kafka import Partition, RawMessage
 from consumers.ledger import Ledger
 from consumers.mapping import MappingSet
 from consumers.parked import ParkedEvents
-from consumers.ports import EventStream, Identities, MoodleGateway, RecordSink
-from enrolstream.crashpoints import crash_point
+from consumers.ports import (
+    EventStream,
+    Identities,
+    MoodleGateway,
+    Partition,
+    RawMessage,
+    RecordSink,
+)
 from schemas.actions import DROP_KINDS, LedgerEntry
 from schemas.dead_letter import DeadLetter
 from schemas.events import EnrolmentEvent
@@ -121,6 +126,10 @@ class Origin:
     value: bytes | None
 
 
+def _no_crash(point: str) -> None:
+    del point
+
+
 class ApplyRunner:
     """Makes Moodle match the events, at least once, idempotently."""
 
@@ -139,8 +148,11 @@ class ApplyRunner:
         parked_retry_s: float = 30.0,
         max_backoff_s: float = 30.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        crash_point: Callable[[str], None] = _no_crash,
     ) -> None:
         self.stream = stream
+        # bench/chaos.py kills the process at these points (enrolstream.crashpoints)
+        self.crash_point = crash_point
         self.moodle = moodle
         self.identities = identities
         self.mapping = mapping
@@ -219,7 +231,7 @@ class ApplyRunner:
         letters = [self._invalid_letter(bad) for bad in decoded.invalid]
         letters += await self._apply([event for _, event in decoded.events], origins)
         await self._dead_letter(letters)
-        crash_point("consumer.after_ledger")
+        self.crash_point("consumer.after_ledger")
         await self.stream.commit(
             {tp: msgs[-1].offset + 1 for tp, msgs in batches.items()}
         )
@@ -312,9 +324,9 @@ class ApplyRunner:
         # Intent first: if the call is cut off after Moodle applied it, or this
         # process dies, the entry says the pair is ours and must be read back.
         await self.ledger.record([_entry(p, uncertain=True) for p in actions])
-        crash_point("consumer.after_intent")
+        self.crash_point("consumer.after_intent")
         outcomes = await self.moodle.apply([p.action for p in actions])
-        crash_point("consumer.after_moodle")
+        self.crash_point("consumer.after_moodle")
         planned = {p.action.key(): p for p in actions}
         applied = [planned[action.key()] for action in outcomes.applied]
         rejected = [(planned[a.key()], error) for a, error in outcomes.rejected]

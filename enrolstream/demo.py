@@ -24,17 +24,17 @@ from pydantic import SecretStr
 from rich.console import Console
 from rich.table import Table
 
-from cdc.checkpoint import SqliteCheckpointStore
-from cdc.kafka import KafkaEventPublisher, ensure_topics
 from cdc.poller import Poller
-from consumers.decisions import EnrolmentPolicy
+from connectors.kafka.options import client_options
+from connectors.kafka.publisher import KafkaEventPublisher, ensure_topics
+from connectors.local.checkpoint import SqliteCheckpointStore
 from consumers.mapping import load_mappings
 from consumers.runner import ApplyRunner
-from consumers.wiring import open_runner
 from enrolstream.demo_script import Scene, registrar_morning
 from enrolstream.demo_site import build_site, expected_active, moodle_active
-from enrolstream.kafka_options import client_options
 from enrolstream.settings import Settings
+from enrolstream.wiring.apply import open_runner
+from enrolstream.wiring.common import policy as policy_of
 from sandbox.broker import kafka_bootstrap
 from sandbox.moodle_sim.faults import LatencyModel
 from sandbox.moodle_sim.server import MoodleSimulator
@@ -143,7 +143,7 @@ class Demo:
         self.summary = summary
         self.course_ids = course_ids
         self.mapping = load_mappings(settings.consumer.mappings)
-        self.policy = EnrolmentPolicy.from_settings(settings.consumer)
+        self.policy = policy_of(settings)
 
     async def truth(self, *, with_accounts_only: bool = True) -> dict[int, set[str]]:
         """Who PowerCampus says should be active, per Moodle course."""

@@ -25,7 +25,7 @@ import os
 import tomllib
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -33,7 +33,6 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
-    model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
@@ -43,6 +42,13 @@ from pydantic_settings import (
 )
 from pydantic_settings import SettingsError as SourceParseError
 
+from connectors.kafka.config import (
+    SASL_PROTOCOLS,
+    TLS_PROTOCOLS,
+    KafkaSettings,
+    security_problems,
+)
+from connectors.sqlserver.config import SqlServerSettings
 from enrolstream.settings_errors import (
     CONFIG_VARIABLE,
     SettingsError,
@@ -62,154 +68,6 @@ class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
 
-SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
-SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
-TLS_PROTOCOLS: frozenset[str] = frozenset({"SSL", "SASL_SSL"})
-SASL_PROTOCOLS: frozenset[str] = frozenset({"SASL_PLAINTEXT", "SASL_SSL"})
-
-
-class KafkaSettings(_Section):
-    """The Kafka cluster. No bootstrap servers: start the embedded broker."""
-
-    bootstrap_servers: str | None = Field(
-        default=None,
-        description="host:port[,host:port]; unset means: start the embedded broker",
-    )
-    events_topic: str = "enrolstream.enrolments"
-    snapshot_topic: str = "enrolstream.snapshots"
-    ledger_topic: str = "enrolstream.ledger"
-    parked_topic: str = "enrolstream.parked"
-    dead_letter_topic: str = "enrolstream.dead-letters"
-    partitions: int = Field(default=4, ge=1)
-    replication_factor: int = Field(default=1, ge=1)
-    enable_idempotence: bool = Field(
-        default=False,
-        description="on for a real cluster; the embedded broker does not support it",
-    )
-    security_protocol: SecurityProtocol = Field(
-        default="PLAINTEXT",
-        description="SSL and SASL_SSL encrypt; SASL_* authenticate with sasl_*",
-    )
-    sasl_mechanism: SaslMechanism | None = Field(
-        default=None, description="required with SASL_PLAINTEXT and SASL_SSL"
-    )
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
-    ssl_cafile: Path | None = Field(
-        default=None,
-        description="PEM file of the CA(s) that sign the brokers' certificates; "
-        "unset: the system's trusted CAs (enough for MSK, Confluent Cloud)",
-    )
-    ssl_certfile: Path | None = Field(
-        default=None,
-        description="PEM client certificate, for brokers that require mutual TLS",
-    )
-    ssl_keyfile: Path | None = Field(
-        default=None,
-        description="PEM private key of ssl_certfile (unset: the key is in ssl_certfile)",
-    )
-    ssl_key_password: SecretStr | None = Field(
-        default=None, description="the password of an encrypted ssl_keyfile"
-    )
-    ssl_check_hostname: bool = Field(
-        default=True,
-        description="check that the broker's certificate names the host connected "
-        "to; turning it off (warned at start-up) still verifies the CA",
-    )
-    request_timeout_s: float = Field(default=30.0, gt=0)
-    broker_log: Path = Path("var/broker.log")
-
-    @model_validator(mode="after")
-    def _security_is_complete(self) -> Self:
-        problems = security_problems(self)
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
-
-
-_SASL_FIELDS = ("sasl_mechanism", "sasl_username", "sasl_password")
-_TLS_FIELDS = ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_key_password")
-
-
-def security_problems(kafka: KafkaSettings) -> list[str]:
-    """What is missing or contradictory in the TLS/SASL settings, one sentence each.
-
-    Settings that the chosen ``security_protocol`` would silently ignore are
-    problems too: a CA file with PLAINTEXT means someone believes the traffic is
-    encrypted. Secrets are named, never shown.
-    """
-    return _sasl_problems(kafka) + _tls_problems(kafka)
-
-
-def _sasl_problems(kafka: KafkaSettings) -> list[str]:
-    protocol = kafka.security_protocol
-    if protocol in SASL_PROTOCOLS:
-        missing = [
-            f"kafka.{name}"
-            for name in _SASL_FIELDS
-            if not _is_set(getattr(kafka, name))
-        ]
-        if missing:
-            return [
-                (
-                    f"kafka.security_protocol {protocol} needs {', '.join(missing)} "
-                    "(mechanisms: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)"
-                )
-            ]
-        return []
-    given = [name for name in _SASL_FIELDS if getattr(kafka, name) is not None]
-    if given:
-        return [
-            (
-                f"{_named(given)} set, but kafka.security_protocol is {protocol}: "
-                "SASL is used only with SASL_SSL or SASL_PLAINTEXT"
-            )
-        ]
-    return []
-
-
-def _tls_problems(kafka: KafkaSettings) -> list[str]:
-    protocol = kafka.security_protocol
-    if protocol not in TLS_PROTOCOLS:
-        given = [name for name in _TLS_FIELDS if getattr(kafka, name) is not None]
-        if not kafka.ssl_check_hostname:
-            given.append("ssl_check_hostname")
-        if given:
-            return [
-                (
-                    f"{_named(given)} set, but kafka.security_protocol is {protocol}: "
-                    "TLS is used only with SSL or SASL_SSL"
-                )
-            ]
-        return []
-    problems: list[str] = []
-    if kafka.ssl_keyfile is not None and kafka.ssl_certfile is None:
-        problems.append(
-            "kafka.ssl_keyfile needs kafka.ssl_certfile (the client certificate)"
-        )
-    if kafka.ssl_key_password is not None and kafka.ssl_certfile is None:
-        problems.append(
-            "kafka.ssl_key_password needs kafka.ssl_certfile (and kafka.ssl_keyfile "
-            "unless the key is in the certificate file)"
-        )
-    for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
-        path: Path | None = getattr(kafka, name)
-        if path is not None and not path.is_file():
-            state = "is not a file" if path.exists() else "does not exist"
-            problems.append(f"kafka.{name} names {path}, which {state}")
-    return problems
-
-
-def _named(fields: list[str]) -> str:
-    return ", ".join(f"kafka.{name}" for name in fields)
-
-
-def _is_set(value: str | SecretStr | None) -> bool:
-    if isinstance(value, SecretStr):
-        return bool(value.get_secret_value())
-    return bool(value)
-
-
 class SandboxSettings(_Section):
     """The PowerCampus sandbox (SQLite with change tracking reproduced)."""
 
@@ -217,37 +75,6 @@ class SandboxSettings(_Section):
     retention_versions: int | None = Field(
         default=None,
         description="keep this many versions of history at cleanup; None: keep all",
-    )
-
-
-class SqlServerSettings(_Section):
-    """PowerCampus on Microsoft SQL Server, read through pyodbc."""
-
-    driver: str = "ODBC Driver 18 for SQL Server"
-    server: str = "localhost"
-    port: int = 1433
-    database: str = "Campus6"
-    user: str | None = None
-    password: SecretStr | None = None
-    kerberos: bool = Field(default=False, description="Trusted_Connection after kinit")
-    encrypt: Literal["yes", "no", "strict", "mandatory", "optional"] = "yes"
-    trust_server_certificate: bool = False
-    read_only_intent: bool = Field(
-        default=False, description="ApplicationIntent=ReadOnly"
-    )
-    tds_version: str = Field(default="7.4", description="FreeTDS only")
-    freetds_servername: str | None = Field(
-        default=None,
-        description="FreeTDS only: connect through this freetds.conf section "
-        "(SERVERNAME=) instead of server/port; its `ca file` makes FreeTDS check "
-        "SQL Server's certificate, which it does not do otherwise (docs/dba.md)",
-    )
-    login_timeout_s: int = Field(default=15, ge=1)
-    query_timeout_s: int = Field(default=60, ge=0)
-    snapshot_isolation: bool = Field(
-        default=True,
-        description="poll in one SNAPSHOT transaction; off: the documented fallback "
-        "(read the current version first, tolerate duplicates)",
     )
 
 
@@ -481,8 +308,6 @@ __all__ = [
     "PollerSettings",
     "ReconcileSettings",
     "SandboxSettings",
-    "SaslMechanism",
-    "SecurityProtocol",
     "Settings",
     "SettingsError",
     "SourceSettings",

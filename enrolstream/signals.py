@@ -11,15 +11,16 @@ SIGKILL after a grace period). The last resort, when this process is killed
 with SIGKILL, is in ``sandbox/broker.py`` (the child dies with its parent).
 
 Commands with their own graceful stop (``poll``, ``consume``, ``demo
---keep-running``) install handlers that set their stop event; those replace
-these while they are installed.
+--keep-running``) use ``stop_on_signals`` instead: SIGTERM and SIGINT set an
+event that the loop checks, so the batch in flight finishes first.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -77,4 +78,18 @@ def run_until_signalled(main: Coroutine[Any, Any, T]) -> T:
     return result
 
 
-__all__ = ["SIGNALS", "Interrupted", "run_until_signalled"]
+@contextlib.asynccontextmanager
+async def stop_on_signals() -> AsyncIterator[asyncio.Event]:
+    """An event SIGTERM and SIGINT set while the block runs (handlers removed after)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in SIGNALS:
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        yield stop
+    finally:
+        for signum in SIGNALS:
+            loop.remove_signal_handler(signum)
+
+
+__all__ = ["SIGNALS", "Interrupted", "run_until_signalled", "stop_on_signals"]

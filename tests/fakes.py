@@ -9,7 +9,7 @@ from datetime import date
 from cdc.errors import PublishFailed
 from cdc.ports import ChangeBatch, ShadowLookup, Snapshot
 from consumers.errors import BrokerUnavailable
-from consumers.kafka import Partition, RawMessage
+from consumers.ports import Partition, RawMessage
 from schemas.events import EnrolmentEvent, TermKey
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from sandbox.moodle_sim.external import Description, Single
@@ -12,11 +12,13 @@ from sandbox.moodle_sim.state import MoodleState, Token
 
 @dataclass(frozen=True)
 class CallContext:
-    """One call: the site, the token's record and the site's wwwroot."""
+    """One call: the site, the token's record, the site's wwwroot and its functions."""
 
     state: MoodleState
     token: Token
     wwwroot: str
+    #: Every function the site knows, by name (``registry.all_functions``).
+    functions: Mapping[str, WsFunction] = field(default_factory=dict)
 
     @property
     def is_admin(self) -> bool:

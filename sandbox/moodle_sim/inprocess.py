@@ -5,7 +5,7 @@ call into ``MoodleSimulator.serve``, the way httpx's ``MockTransport`` replaces
 the network: the request is form-encoded and decoded exactly as over the
 socket (``max_input_vars`` included), the answer is checked by the client's own
 ``check_answer``, and the domain's actions go through the real translation
-(``consumers.moodle_actions``). Tests and the property test drive the apply
+(``connectors.moodle.actions``). Tests and the property test drive the apply
 side through it without a server, with the simulator's recorded behaviour.
 
 Faults a network adds are injected per call: ``lose_replies(n)`` (the request is
@@ -20,11 +20,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Literal
 
+from connectors.moodle.actions import MoodleWrites
+from connectors.moodle.client import check_answer
+from connectors.moodle.form import ROUTING_FIELDS, encode_params
+from connectors.moodle.reads import MoodleReads
 from consumers.errors import MoodleUnavailable
-from consumers.moodle import check_answer
-from consumers.moodle_actions import MoodleWrites
-from consumers.moodle_form import ROUTING_FIELDS, encode_params
-from consumers.moodle_reads import MoodleReads
 from sandbox.moodle_sim.protocol import decode_php_vars, truncate_input_vars
 from sandbox.moodle_sim.server import MoodleSimulator
 

@@ -51,13 +51,13 @@ from sandbox.moodle_sim.protocol import (
     render_success,
     truncate_input_vars,
 )
+from sandbox.moodle_sim.registry import all_functions
 from sandbox.moodle_sim.state import (
     ADMIN_ASSIGNABLE_ROLES,
     ADMIN_USER_ID,
     WSCLIENT_USER_ID,
     MoodleState,
 )
-from sandbox.moodle_sim.ws_core import all_functions
 
 ENDPOINT = "/webservice/rest/server.php"
 _ROUTING_KEYS = ("wstoken", "wsfunction", "moodlewsrestformat")
@@ -326,7 +326,8 @@ class MoodleSimulator:
             raise errors.access_exception(name)
         args = {k: v for k, v in params.items() if k not in _ROUTING_KEYS}
         validated = validate_parameters(function.parameters, args)
-        return CallContext(self.state, token, self.url), function, validated
+        context = CallContext(self.state, token, self.url, self._functions)
+        return context, function, validated
 
     def _record(self, name: Any, rows: int, errorcode: str | None) -> None:
         if isinstance(name, str) and name in self._functions:

@@ -20,7 +20,6 @@ from sandbox.moodle_sim.ws_site import site_info
 
 __all__ = [
     "FUNCTIONS",
-    "all_functions",
     "course_summary",
     "create_courses",
     "get_courses_by_field",
@@ -137,21 +136,3 @@ FUNCTIONS: dict[str, WsFunction] = {
     )
 }
 FUNCTIONS |= ws_site.FUNCTIONS
-
-
-def all_functions() -> dict[str, WsFunction]:
-    """Every simulated function by name (add-on plugins' too: see ``WsFunction.plugin``)."""
-    from sandbox.moodle_sim import (  # noqa: PLC0415 - avoid an import cycle
-        users,
-        ws_companion,
-        ws_enrol,
-        ws_roles,
-    )
-
-    return {
-        **ws_enrol.FUNCTIONS,
-        **ws_roles.FUNCTIONS,
-        **ws_companion.FUNCTIONS,
-        **users.FUNCTIONS,
-        **FUNCTIONS,
-    }

@@ -17,9 +17,7 @@ def site_info(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
     state = ctx.state
     user = state.user(ctx.token.userid)
     assert user is not None  # noqa: S101 - tokens are issued to existing users
-    from sandbox.moodle_sim.ws_core import all_functions  # noqa: PLC0415 - an import cycle
-
-    registry = all_functions()
+    registry = ctx.functions
     private_key = hashlib.sha256(f"{ctx.token.token}:{user.id}".encode()).hexdigest()[
         :32
     ]

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from connectors.moodle.actions import SET_STATUS
 from consumers.decisions import DropAction, EnrolmentPolicy
 from consumers.identity import IdentityResolver
 from consumers.ledger import Ledger
 from consumers.mapping import MappingSet, load_mappings
-from consumers.moodle_actions import SET_STATUS
 from consumers.parked import ParkedEvents
 from consumers.runner import ApplyRunner
 from sandbox.moodle_sim.inprocess import CallFate, InProcessMoodle

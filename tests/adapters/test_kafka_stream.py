@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from consumers.kafka.stream import _AssignmentListener
+from connectors.kafka.stream import _AssignmentListener
 
 
 class TestAssignmentListener:

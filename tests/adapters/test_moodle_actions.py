@@ -12,18 +12,18 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from consumers.errors import (
-    MoodleAuthError,
-    MoodleFunctionMissing,
-    MoodleNoManualInstance,
-    MoodleRejected,
-)
-from consumers.moodle_actions import (
+from connectors.moodle.actions import (
     ENROL,
     ROLE_ASSIGN,
     ROLE_UNASSIGN,
     SET_STATUS,
     status_function_listed,
+)
+from consumers.errors import (
+    MoodleAuthError,
+    MoodleFunctionMissing,
+    MoodleNoManualInstance,
+    MoodleRejected,
 )
 from sandbox.moodle_sim.inprocess import InProcessMoodle
 from sandbox.moodle_sim.server import MoodleSimulator

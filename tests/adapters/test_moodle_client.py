@@ -11,6 +11,14 @@ from aiohttp import web
 from pydantic import SecretStr
 from structlog.testing import capture_logs
 
+from connectors.moodle.batch import EnrolRow, UnenrolRow
+from connectors.moodle.client import (
+    REST_PATH,
+    MoodleClient,
+    check_answer,
+    sends_token_in_clear,
+)
+from connectors.moodle.reads import has_enabled_manual_instance
 from consumers.errors import (
     MoodleAuthError,
     MoodleBadResponse,
@@ -21,9 +29,6 @@ from consumers.errors import (
     MoodleUnavailable,
 )
 from consumers.identity import Ambiguous, Found, IdentityResolver, Missing
-from consumers.moodle import REST_PATH, MoodleClient, check_answer, sends_token_in_clear
-from consumers.moodle_batch import EnrolRow, UnenrolRow
-from consumers.moodle_reads import has_enabled_manual_instance
 from tests.adapters.moodle_stub_server import Fault, MoodleStub, start
 
 TOKEN = "0123456789abcdef-s3cret-token"  # noqa: S105 - a test fixture value

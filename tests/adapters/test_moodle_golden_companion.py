@@ -22,10 +22,10 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
+from sandbox.moodle_sim.registry import all_functions
 from sandbox.moodle_sim.server import MoodleSimulator
 from sandbox.moodle_sim.site import COMPANION_PLUGIN, SET_ENROLMENT_STATUS
 from sandbox.moodle_sim.state import WSCLIENT_USER_ID, MoodleState, SiteConfig
-from sandbox.moodle_sim.ws_core import all_functions
 from tests.adapters.golden import (
     SECTIONS,
     Observed,

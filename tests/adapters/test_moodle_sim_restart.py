@@ -15,8 +15,8 @@ from urllib.parse import urlencode
 import aiohttp
 import pytest
 
+from enrolstream.cli.moodle_sim import load_seed
 from sandbox.broker import free_port
-from sandbox.moodle_sim.cli import load_seed
 from sandbox.moodle_sim.faults import LatencyModel
 from sandbox.moodle_sim.persist import StateFileError
 from sandbox.moodle_sim.server import ENDPOINT, MoodleSimulator
@@ -29,7 +29,7 @@ from sandbox.moodle_sim.state import EDITING_TEACHER, MoodleState
 
 TOKEN = "9" * 32
 TERMINATED = (200, "text/html", "Terminated: 15\n")
-ENROLSTREAM = [sys.executable, "-c", "from enrolstream.cli import main; main()"]
+ENROLSTREAM = [sys.executable, "-c", "from enrolstream.cli.root import main; main()"]
 NOW = 1_760_000_000.0
 
 

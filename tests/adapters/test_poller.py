@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from cdc.checkpoint import SqliteCheckpointStore
 from cdc.errors import (
     ChangeTrackingVersionTooOld,
     PublishFailed,
@@ -26,6 +25,7 @@ from cdc.ports import (
     Snapshot,
     TranscriptRow,
 )
+from connectors.local.checkpoint import SqliteCheckpointStore
 from schemas.events import SectionKey, TermKey
 from tests.fakes import RecordingPublisher, ScriptedChangeSource
 

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from cdc.errors import ChangeTrackingVersionTooOld
 from cdc.ports import ShadowEntry
+from enrolstream.cli.root import app
 from sandbox.powercampus.changetracking import ChangeTableRow, ChangeTrackingNotEnabled
 from sandbox.powercampus.database import (
     PowerCampusSandbox,
@@ -441,10 +442,6 @@ class TestCli:
     @pytest.fixture(name="cli")
     def cli_fixture(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
         """A runner whose settings point the sandbox at a fresh, not yet existing path."""
-        from enrolstream import cli  # noqa: PLC0415
-
-        if not any(group.name == "sandbox" for group in cli.app.registered_groups):
-            cli._register_subcommands()
         monkeypatch.chdir(tmp_path)
         monkeypatch.delenv("ENROLSTREAM_CONFIG", raising=False)
         monkeypatch.setenv(
@@ -454,8 +451,6 @@ class TestCli:
 
     def invoke(self, cli: CliRunner, *args: str) -> str:
         """Run ``enrolstream sandbox <args>``, expect success, return stdout."""
-        from enrolstream.cli import app  # noqa: PLC0415
-
         result = cli.invoke(app, ["sandbox", *args])
         assert result.exit_code == 0, result.output
         return result.stdout
@@ -488,7 +483,7 @@ class TestCli:
 
     def test_errors_exit_non_zero(self, cli: CliRunner) -> None:
         """A failing statement or a missing database exits 1 with the reason on stderr."""
-        from enrolstream.cli import app  # noqa: PLC0415
+        from enrolstream.cli.root import app  # noqa: PLC0415
 
         missing = cli.invoke(app, ["sandbox", "status"])
         assert missing.exit_code == 1

@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
-from consumers.errors import MoodleAuthError, MoodleUnavailable
-from consumers.moodle_actions import SET_STATUS
-from consumers.preflight import StartupRefused, moodle_ready
+from connectors.moodle.actions import SET_STATUS
+from connectors.moodle.checks import moodle_ready
+from consumers.errors import MoodleAuthError, MoodleUnavailable, StartupRefused
 from sandbox.moodle_sim.inprocess import InProcessMoodle
 from sandbox.moodle_sim.server import MoodleSimulator
 from sandbox.moodle_sim.site import (

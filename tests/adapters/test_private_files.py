@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from cdc.checkpoint import SqliteCheckpointStore
 from cdc.ports import ShadowEntry
-from enrolstream.private_files import (
+from connectors.local.checkpoint import SqliteCheckpointStore
+from connectors.local.files import (
     make_private_directory,
     open_private,
     prepare_private_file,

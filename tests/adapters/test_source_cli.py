@@ -11,8 +11,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from cdc.source_cli import register
-from enrolstream import cli as root_cli
+from enrolstream.cli import root as root_cli
+from enrolstream.cli.capture import register
 
 PASSWORD = "Sup3r;Secret}pw"  # noqa: S105 - a test value that must never be printed
 

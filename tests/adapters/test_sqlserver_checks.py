@@ -8,10 +8,9 @@ from typing import Any
 import pyodbc
 import pytest
 
-from cdc import sqlserver_sql as sql
 from cdc.errors import SourceError, SourceMisconfigured, SourceUnavailable
-from cdc.sqlserver import map_pyodbc_errors
-from cdc.sqlserver_checks import (
+from connectors.sqlserver import sql
+from connectors.sqlserver.checks import (
     NATIVE_RULES,
     SQLSTATE_RULES,
     CheckReport,
@@ -20,6 +19,7 @@ from cdc.sqlserver_checks import (
     native_error,
     run_checks,
 )
+from connectors.sqlserver.source import map_pyodbc_errors
 
 MS = "[Microsoft][ODBC Driver 18 for SQL Server]"
 

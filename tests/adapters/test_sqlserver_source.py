@@ -10,14 +10,14 @@ import pytest
 from pydantic import SecretStr
 from structlog.testing import capture_logs
 
-from cdc import sqlserver_sql as sql
 from cdc.errors import (
     ChangeTrackingVersionTooOld,
     SourceMisconfigured,
     SourceUnavailable,
 )
 from cdc.ports import PersonTerm, ShadowEntry
-from cdc.sqlserver import SqlServerChangeSource
+from connectors.sqlserver import sql
+from connectors.sqlserver.source import SqlServerChangeSource
 from enrolstream.settings import SqlServerSettings
 from schemas.events import SectionKey, TermKey
 

@@ -15,7 +15,7 @@ from structlog.testing import capture_logs
 from enrolstream.startup import wait_for_broker
 from sandbox.broker import free_port
 
-ENROLSTREAM = [sys.executable, "-c", "from enrolstream.cli import main; main()"]
+ENROLSTREAM = [sys.executable, "-c", "from enrolstream.cli.root import main; main()"]
 MAPPING = Path(__file__).resolve().parents[2] / "data" / "mapping.example.json"
 
 

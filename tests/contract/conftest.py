@@ -114,7 +114,7 @@ class SqlServerHarness:
     name = "sqlserver"
 
     def __init__(self, host: str, port: int) -> None:
-        from cdc.sqlserver import connect, installed_drivers  # noqa: PLC0415
+        from connectors.sqlserver.source import connect, installed_drivers  # noqa: PLC0415
 
         driver = (
             "ODBC Driver 18 for SQL Server"
@@ -157,7 +157,7 @@ class SqlServerHarness:
         return int(row[0])
 
     def make_source(self) -> ChangeSource:
-        from cdc.sqlserver import SqlServerChangeSource  # noqa: PLC0415
+        from connectors.sqlserver.source import SqlServerChangeSource  # noqa: PLC0415
 
         return SqlServerChangeSource(self.settings, name="contract")
 
@@ -169,7 +169,7 @@ class SqlServerHarness:
 
 
 def sql_current() -> str:
-    from cdc.sqlserver_sql import CURRENT_VERSION  # noqa: PLC0415
+    from connectors.sqlserver.sql import CURRENT_VERSION  # noqa: PLC0415
 
     return CURRENT_VERSION
 

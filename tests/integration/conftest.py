@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from cdc.checkpoint import SqliteCheckpointStore
-from cdc.kafka import KafkaEventPublisher, ensure_topics
 from cdc.poller import Poller, PollResult
-from consumers.kafka import read_topic
+from connectors.kafka import read_topic
+from connectors.kafka.publisher import KafkaEventPublisher, ensure_topics
+from connectors.local.checkpoint import SqliteCheckpointStore
 from sandbox.powercampus.database import PowerCampusSandbox
 from sandbox.powercampus.source import SandboxChangeSource
 from schemas.events import EnrolmentEvent, TermKey

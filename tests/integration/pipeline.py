@@ -15,11 +15,10 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from consumers.decisions import EnrolmentPolicy, is_enrolled
-from consumers.kafka import read_topic
+from connectors.kafka import read_topic
+from consumers.decisions import is_enrolled
 from consumers.mapping import MappingSet, load_mappings
 from consumers.runner import ApplyRunner
-from consumers.wiring import open_runner
 from enrolstream.settings import (
     ConsumerSettings,
     KafkaSettings,
@@ -27,6 +26,8 @@ from enrolstream.settings import (
     PollerSettings,
     Settings,
 )
+from enrolstream.wiring.apply import open_runner
+from enrolstream.wiring.common import policy as policy_of
 from sandbox.moodle_sim.faults import LatencyModel
 from sandbox.moodle_sim.server import MoodleSimulator
 from sandbox.moodle_sim.state import MoodleState
@@ -71,7 +72,7 @@ class Pipeline:
         self.settings = settings
         self.mapping = mapping
         self.course_ids = course_ids
-        self.policy = EnrolmentPolicy.from_settings(settings.consumer)
+        self.policy = policy_of(settings)
         self.bootstrap = str(capture.options["bootstrap_servers"])
 
     def course(self, shortname_prefix: str) -> int:

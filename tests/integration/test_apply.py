@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from consumers.ports import ActionOutcomes
 from consumers.runner import ApplyRunner
-from enrolstream import cli
+from enrolstream.cli import root as cli
 from sandbox.moodle_sim.faults import LatencyModel
 from schemas.actions import MoodleAction
 from schemas.events import EnrolmentEvent
@@ -312,7 +312,6 @@ class TestDelivery:
                 "ENROLSTREAM_KAFKA__EVENTS_TOPIC": kafka.events_topic,
                 "ENROLSTREAM_KAFKA__DEAD_LETTER_TOPIC": kafka.dead_letter_topic,
             }
-            cli._register_subcommands()
             listed = await asyncio.to_thread(
                 CliRunner().invoke, cli.app, ["dlq", "list"], env=env
             )
@@ -430,7 +429,6 @@ class TestStartUp:
         bad.write_text(
             json.dumps({"BSC5102Winter2021": {"courses": "BSC5102", "id": 7}})
         )
-        cli._register_subcommands()
         result = CliRunner().invoke(
             cli.app,
             ["consume", "--until-idle"],

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from cdc.errors import PublishFailed
-from cdc.kafka import KafkaEventPublisher
 from cdc.poller import Poller
+from connectors.kafka.publisher import KafkaEventPublisher
 from sandbox.broker import EmbeddedBroker, free_port
 from schemas.events import EnrolmentEvent
 from tests.integration.conftest import (

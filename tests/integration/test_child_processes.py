@@ -20,7 +20,7 @@ import pytest
 from sandbox.broker import free_port
 
 pytestmark = pytest.mark.integration
-ENROLSTREAM = [sys.executable, "-c", "from enrolstream.cli import main; main()"]
+ENROLSTREAM = [sys.executable, "-c", "from enrolstream.cli.root import main; main()"]
 RUN = Path(__file__).resolve().parents[2] / "run"
 #: ./run checks for libodbc first; this stand-in says it is there (no apt-get).
 FAKE_LDCONFIG = (

@@ -6,11 +6,12 @@ from dataclasses import dataclass
 
 import pytest
 
-from cdc.kafka import ensure_topics
-from consumers.dead_letters import RedriveCount, read_dead_letters, redrive
-from consumers.kafka import KafkaRecordSink, read_topic
-from enrolstream.kafka_options import client_options
-from enrolstream.settings import KafkaSettings
+from connectors.kafka import KafkaRecordSink, read_topic
+from connectors.kafka.options import client_options
+from connectors.kafka.publisher import ensure_topics
+from consumers.dead_letters import RedriveCount
+from enrolstream.settings import KafkaSettings, Settings
+from enrolstream.wiring.apply import read_dead_letters, redrive
 from schemas.dead_letter import DeadLetter
 from schemas.events import EnrolmentEvent
 from tests.unit.test_dead_letters import ALICE, BOB, event, letter
@@ -94,14 +95,19 @@ class TestRedrive:
         await topics.dead_letter(letter(value), letter(value))
         before = await topics.events()
 
-        count = await redrive(topics.kafka, topics.bootstrap_servers)
+        count = await redrive(Settings(kafka=topics.kafka), topics.bootstrap_servers)
 
         assert count == RedriveCount(letters=2, events=1)
         [redriven] = await topics.published_since(before)
         assert EnrolmentEvent.model_validate_json(redriven) == drop_a.model_copy(
             update={"kind": "snapshot", "change": None}
         )
-        assert await read_dead_letters(topics.kafka, topics.bootstrap_servers) == []
+        assert (
+            await read_dead_letters(
+                Settings(kafka=topics.kafka), topics.bootstrap_servers
+            )
+            == []
+        )
 
     async def test_invalid_event_redriven_verbatim(self, topics: Topics) -> None:
         """A letter that is not a valid event goes back as it was, beside the rest."""
@@ -113,10 +119,12 @@ class TestRedrive:
         )
         before = await topics.events()
 
-        dry = await redrive(topics.kafka, topics.bootstrap_servers, dry_run=True)
+        dry = await redrive(
+            Settings(kafka=topics.kafka), topics.bootstrap_servers, dry_run=True
+        )
         assert dry == RedriveCount(letters=2, events=2)
         assert await topics.events() == before
-        count = await redrive(topics.kafka, topics.bootstrap_servers)
+        count = await redrive(Settings(kafka=topics.kafka), topics.bootstrap_servers)
 
         assert count == RedriveCount(letters=2, events=2)
         published = await topics.published_since(before)
@@ -134,10 +142,10 @@ class TestRedrive:
         enrol_a = event(ALICE, 5, {"BSC5102": "A"})
         await topics.publish(enrol_a)
         await topics.dead_letter(letter(enrol_a.model_dump_json()))
-        await redrive(topics.kafka, topics.bootstrap_servers)
+        await redrive(Settings(kafka=topics.kafka), topics.bootstrap_servers)
         after_first = await topics.events()
 
-        again = await redrive(topics.kafka, topics.bootstrap_servers)
+        again = await redrive(Settings(kafka=topics.kafka), topics.bootstrap_servers)
 
         assert again == RedriveCount(letters=0, events=0)
         assert await topics.events() == after_first

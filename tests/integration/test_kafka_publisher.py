@@ -8,7 +8,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from cdc.errors import PublishFailed
-from cdc.kafka import KafkaEventPublisher, ensure_topics
+from connectors.kafka.publisher import KafkaEventPublisher, ensure_topics
 from sandbox.broker import EmbeddedBroker
 from schemas.events import EnrolmentEvent, TermKey, snapshot_event_id
 

@@ -16,16 +16,16 @@ import structlog
 import typer
 from pydantic import SecretStr
 
-from cdc.kafka import ensure_topics
-from consumers.kafka.stream import read_topic
-from enrolstream import cli
-from enrolstream.kafka_options import (
+from connectors.kafka.options import (
     KafkaTlsRefused,
     check_tls,
     client_options,
     warn_about_security,
 )
-from enrolstream.kafka_producer import AckedProducer, ProducerFailed
+from connectors.kafka.producer import AckedProducer, ProducerFailed
+from connectors.kafka.publisher import ensure_topics
+from connectors.kafka.stream import read_topic
+from enrolstream.cli.context import require_bootstrap
 from enrolstream.settings import KafkaSettings, load_settings
 from sandbox.broker import free_port
 from tests.integration.tls_proxy import server_context, tls_cluster
@@ -101,7 +101,7 @@ class TestKafkaOverTls:
                 kafka=kafka.model_copy(update={"bootstrap_servers": bootstrap})
             )
             with pytest.raises(typer.Exit) as exited:
-                await asyncio.to_thread(cli.require_bootstrap, settings, "poll")
+                await asyncio.to_thread(require_bootstrap, settings, "poll")
         message = str(refused.value)
         assert f"TLS to Kafka at {bootstrap} refused" in message
         assert f"kafka.ssl_cafile = {other.cert_path}" in message

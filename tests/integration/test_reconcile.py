@@ -15,22 +15,26 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-from cdc.kafka import KafkaEventPublisher, KafkaSnapshotSink, ensure_topics
 from cdc.snapshot import publish_snapshot
-from consumers.kafka import read_topic
-from consumers.reconcile import LiveConsumerRefused, ReconcileResult
-from consumers.reconcile import reconcile as reconcile_inputs
-from consumers.reconcile_cli import (
+from connectors.kafka import read_topic
+from connectors.kafka.publisher import (
+    KafkaEventPublisher,
+    KafkaSnapshotSink,
+    ensure_topics,
+)
+from consumers.errors import LiveConsumerRefused
+from consumers.reconcile.driver import ReconcileResult
+from consumers.reconcile.driver import reconcile as reconcile_inputs
+from enrolstream.cli import root as cli
+from enrolstream.cli.reconcile import register
+from enrolstream.settings import ReconcileSettings, Settings
+from enrolstream.wiring.common import guard_limits, refuse_live_consumer
+from enrolstream.wiring.reconcile import (
     open_session,
-    refuse_live_consumer,
-    register,
     run_adopt,
     run_reconcile,
+    write_report,
 )
-from consumers.reconcile_guard import GuardLimits
-from consumers.reconcile_report import write_report
-from enrolstream import cli
-from enrolstream.settings import ReconcileSettings, Settings
 from schemas.actions import LedgerEntry
 from schemas.snapshot import SnapshotMarker
 from tests.integration.conftest import TERM, CaptureStack, delete, registration
@@ -390,7 +394,7 @@ class TestLiveConsumer:
                         mapping=session.mapping,
                         policy=session.policy,
                         ledger=session.ledger,
-                        limits=GuardLimits.from_settings(pipe.settings.reconcile),
+                        limits=guard_limits(pipe.settings),
                         resolver=session.resolver,
                         moodle=session.moodle,
                         apply=True,

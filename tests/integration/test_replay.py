@@ -17,11 +17,9 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from consumers.kafka import read_topic
-from consumers.kafka.groups import GroupOffsets
-from consumers.replay import ReplayReport, replay
-from consumers.replay_cli import summary_lines
-from consumers.replay_offsets import (
+from connectors.kafka import read_topic
+from connectors.kafka.groups import GroupOffsets
+from consumers.replay.offsets import (
     FromBeginning,
     InvalidReplayOffsets,
     ReplayRefused,
@@ -29,13 +27,15 @@ from consumers.replay_offsets import (
     Since,
     ToOffsets,
 )
-from consumers.wiring import open_runner
+from enrolstream.cli.replay import summary_lines
 from enrolstream.settings import (
     ConsumerSettings,
     KafkaSettings,
     MoodleSettings,
     Settings,
 )
+from enrolstream.wiring.apply import open_runner
+from enrolstream.wiring.replay import ReplayReport, replay
 from sandbox.moodle_sim.server import MoodleSimulator
 from sandbox.moodle_sim.site import EDITING_TEACHER
 from sandbox.moodle_sim.state import MoodleState

@@ -15,14 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from cdc.checkpoint import SqliteCheckpointStore
+from connectors.local.checkpoint import SqliteCheckpointStore
 from sandbox.broker import EmbeddedBroker, free_port
 from sandbox.powercampus.database import PowerCampusSandbox
 from tests.integration.conftest import CaptureStack, registration
 from tests.integration.pipeline import ALICE, BOB, open_pipeline
 
 pytestmark = pytest.mark.integration
-ENROLSTREAM = [sys.executable, "-c", "from enrolstream.cli import main; main()"]
+ENROLSTREAM = [sys.executable, "-c", "from enrolstream.cli.root import main; main()"]
 MAPPING = Path(__file__).resolve().parents[2] / "data" / "mapping.example.json"
 
 

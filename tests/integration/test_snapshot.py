@@ -10,10 +10,15 @@ from pathlib import Path
 import pytest
 
 from cdc.errors import PublishFailed
-from cdc.kafka import KafkaEventPublisher, KafkaSnapshotSink, ensure_topics
 from cdc.snapshot import publish_snapshot
-from cdc.snapshot_cli import describe, run_snapshot
-from consumers.kafka import RawMessage, read_topic
+from connectors.kafka import read_topic
+from connectors.kafka.publisher import (
+    KafkaEventPublisher,
+    KafkaSnapshotSink,
+    ensure_topics,
+)
+from consumers.ports import RawMessage
+from enrolstream.cli.capture import describe
 from enrolstream.settings import (
     KafkaSettings,
     PollerSettings,
@@ -21,6 +26,7 @@ from enrolstream.settings import (
     Settings,
     SourceSettings,
 )
+from enrolstream.wiring.capture import run_snapshot
 from schemas.events import EnrolmentEvent
 from schemas.snapshot import MARKER_KEY, SnapshotMarker
 from tests.integration.conftest import TERM, CaptureStack, registration, set_status

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from consumers.dead_letters import plan_redrive
-from consumers.kafka import RawMessage
+from consumers.ports import RawMessage
 from schemas.dead_letter import DeadLetter
 from schemas.events import (
     EnrolmentEvent,

@@ -20,7 +20,8 @@ from consumers.decisions import (
     settle,
 )
 from consumers.mapping import MappingSet, load_mappings
-from enrolstream.settings import ConsumerSettings
+from enrolstream.settings import ConsumerSettings, Settings
+from enrolstream.wiring.common import policy as policy_of
 from schemas.actions import (
     MOODLE_ACTION,
     ChangeRoleAction,
@@ -142,8 +143,12 @@ class TestEnrolmentPolicy:
 
     def test_from_settings_normalises_grades(self) -> None:
         """Settings become a policy with stripped, casefolded grades."""
-        policy = EnrolmentPolicy.from_settings(
-            ConsumerSettings(withdrawn_grades=(" W", "wa"), audit_grade="Au ")
+        policy = policy_of(
+            Settings(
+                consumer=ConsumerSettings(
+                    withdrawn_grades=(" W", "wa"), audit_grade="Au "
+                )
+            )
         )
         assert policy.withdrawn_grades == frozenset({"w", "wa"})
         assert policy.audit_grade == "au"

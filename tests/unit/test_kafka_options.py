@@ -20,7 +20,7 @@ import pytest
 from aiokafka.client import AIOKafkaClient
 from pydantic import SecretStr
 
-from enrolstream.kafka_options import (
+from connectors.kafka.options import (
     KafkaTlsUnusable,
     _host_port,
     build_ssl_context,

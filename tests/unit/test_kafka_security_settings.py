@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
-from enrolstream import cli
+from enrolstream.cli import root as cli
 from enrolstream.settings import KafkaSettings, load_settings, masked
 from enrolstream.settings_errors import SettingsError
 

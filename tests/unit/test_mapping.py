@@ -9,6 +9,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from connectors.moodle.checks import check_against_moodle
 from consumers.errors import MappingError
 from consumers.mapping import (
     WHOLE_FILE,
@@ -16,7 +17,7 @@ from consumers.mapping import (
     load_mappings,
     parse_term_label,
 )
-from consumers.mapping_cli import check_against_moodle, register
+from enrolstream.cli.mapping import register
 from schemas.events import SectionKey, TermKey
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "data" / "mapping.example.json"

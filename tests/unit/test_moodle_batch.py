@@ -6,13 +6,14 @@ from collections.abc import Sequence
 
 import pytest
 
+from connectors.moodle.batch import EnrolRow, apply_rows, balanced_chunks
 from consumers.errors import (
     MoodleCodingError,
     MoodleNotFound,
     MoodleRejected,
     MoodleUnavailable,
 )
-from consumers.moodle_batch import EnrolRow, apply_rows, balanced_chunks, run_all
+from consumers.tasks import run_all
 
 
 class AllOrNothing:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from consumers.moodle_batch import ENROL_ROW_FIELDS, UNENROL_ROW_FIELDS, EnrolRow
-from consumers.moodle_form import (
+from connectors.moodle.batch import ENROL_ROW_FIELDS, UNENROL_ROW_FIELDS, EnrolRow
+from connectors.moodle.form import (
     ROUTING_FIELDS,
     chunk_by_fields,
     count_fields,

@@ -13,10 +13,10 @@ from consumers.identity import (
     Missing,
     Resolution,
     Transform,
+    UserField,
     classify_lookup,
     transform_people_code_id,
 )
-from consumers.moodle_reads import UserField
 
 
 class TestTransform:

@@ -10,13 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from consumers.adopt import plan_adoption
 from consumers.identity import Found
-from consumers.kafka import RawMessage
-from consumers.reconcile import ReconcileInputs, ReconcileResult
-from consumers.reconcile_plan import plan_reconcile
-from consumers.reconcile_report import CSV_COLUMNS, write_report
-from consumers.snapshot_reader import LoadedSnapshot, SnapshotUnavailable, pick_snapshot
+from consumers.ports import RawMessage
+from consumers.reconcile.adopt import plan_adoption
+from consumers.reconcile.driver import ReconcileInputs, ReconcileResult
+from consumers.reconcile.plan import plan_reconcile
+from consumers.reconcile.report import CSV_COLUMNS
+from consumers.reconcile.snapshot_reader import (
+    LoadedSnapshot,
+    SnapshotUnavailable,
+    pick_snapshot,
+)
+from enrolstream.wiring.reconcile import write_report
 from schemas.actions import LedgerEntry
 from schemas.snapshot import MARKER_KEY, SnapshotMarker
 from tests.unit.test_reconcile_plan import (

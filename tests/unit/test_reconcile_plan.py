@@ -11,9 +11,9 @@ import pytest
 from consumers.decisions import EnrolmentPolicy
 from consumers.identity import Ambiguous, Found, Missing, Resolution
 from consumers.mapping import MappingEntry, MappingSet, MoodleCourse
-from consumers.reconcile_guard import GuardLimits
-from consumers.reconcile_plan import ReconcilePlan, plan_reconcile
-from consumers.rosters import RosterEntry
+from consumers.ports import RosterEntry
+from consumers.reconcile.guard import GuardLimits
+from consumers.reconcile.plan import ReconcilePlan, plan_reconcile
 from schemas.actions import (
     EnrolAction,
     LedgerEntry,

@@ -6,9 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from consumers.kafka import RawMessage
-from consumers.replay import uncovered_notes
-from consumers.replay_ledger import (
+from consumers.ports import RawMessage, RosterEntry, RosterStatus
+from consumers.replay.ledger_check import (
     LedgerRecord,
     apply_corrections,
     check_since_ms,
@@ -16,8 +15,8 @@ from consumers.replay_ledger import (
     latest_entries,
     recorded_since,
 )
-from consumers.replay_offsets import FromBeginning, ReplayStart, Since, ToOffsets
-from consumers.rosters import RosterEntry, RosterStatus
+from consumers.replay.offsets import FromBeginning, ReplayStart, Since, ToOffsets
+from enrolstream.wiring.replay import uncovered_notes
 from schemas.actions import LedgerEntry, LedgerStatus
 
 

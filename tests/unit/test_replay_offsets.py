@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 import typer
 
-from consumers.replay_cli import choose_start
-from consumers.replay_offsets import (
+from consumers.replay.offsets import (
     FromBeginning,
     InvalidReplayOffsets,
     PartitionMove,
@@ -21,6 +20,7 @@ from consumers.replay_offsets import (
     plan_moves,
     time_targets,
 )
+from enrolstream.cli.replay import choose_start
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 

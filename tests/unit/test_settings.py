@@ -11,7 +11,7 @@ import pytest
 from pydantic import BaseModel
 from typer.testing import CliRunner
 
-from enrolstream import cli
+from enrolstream.cli import root as cli
 from enrolstream.settings import (
     Settings,
     SettingsError,

@@ -8,7 +8,7 @@ import pytest
 from pydantic import SecretStr
 
 from cdc.errors import SourceMisconfigured
-from cdc.sqlserver_config import connection_string, odbc_value, tls_caveat
+from connectors.sqlserver.config import connection_string, odbc_value, tls_caveat
 from enrolstream.settings import SqlServerSettings
 
 LOGIN: dict[str, Any] = {"user": "enrolstream", "password": SecretStr("s3cret;pw")}

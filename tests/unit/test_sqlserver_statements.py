@@ -20,7 +20,7 @@ from sqlglot.errors import ParseError
 from sqlglot.parsers.tsql import TSQLParser
 from sqlglot.tokenizer_core import TokenType
 
-from cdc import sqlserver_sql as sql
+from connectors.sqlserver import sql
 
 
 def _parse_changetable(self: Any) -> exp.Expr:

@@ -1,0 +1,274 @@
+"""The consumer side's Kafka adapter: the event consumer, table topics, record sinks.
+
+The only module of ``consumers/`` that imports aiokafka. The runner sees plain
+``RawMessage`` values and ``(topic, partition)`` tuples, never aiokafka types.
+
+- ``KafkaEventConsumer``: a group member with manual commits, ``getmany`` and
+  ``rewind`` (seek back to where an unfinished batch began: never skip forward).
+- ``KafkaTable``: a keyed topic read as a table (latest value per key wins,
+  ``None`` deletes), used for the ownership ledger and the parked events. The
+  reader takes the latest value itself because compaction is not guaranteed to
+  have run (the embedded broker never runs it).
+- ``KafkaRecordSink``: acknowledged appends (dead letters, redrives).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any, Self
+
+import structlog
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+from aiokafka.partitioner import DefaultPartitioner
+
+from connectors.kafka.producer import AckedProducer, describe_kafka_failure
+from consumers.errors import BrokerUnavailable
+from consumers.ports import Partition, RawMessage
+
+log = structlog.get_logger()
+
+
+class _AssignmentListener(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Notes when a rebalance gave this member other partitions than before."""
+
+    def __init__(self) -> None:
+        self.changed = False
+        self._held: frozenset[Any] | None = None
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        """Nothing to flush: offsets are committed per batch."""
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        """The first assignment is the start; later different ones are rebalances."""
+        now = frozenset(assigned)
+        if self._held is not None and now != self._held:
+            self.changed = True
+        self._held = now
+
+
+def _leave_even_at_generation_zero(consumer: AIOKafkaConsumer) -> None:
+    """Make ``stop()`` send LeaveGroup for a member of generation 0.
+
+    aiokafka 0.14 leaves the group on stop only when its generation is above 0;
+    Apache Kafka numbers generations from 1, but some Kafka-protocol brokers (the
+    embedded one) start at 0, and there a stopped consumer would stay listed as a
+    live member (replay then refuses to move the group). LeaveGroup carries no
+    generation, so presenting 1 only lets aiokafka's own leave path run.
+    """
+    coordinator = getattr(consumer, "_coordinator", None)
+    if (
+        coordinator is not None
+        and getattr(coordinator, "generation", None) == 0
+        and getattr(coordinator, "member_id", "")
+    ):
+        coordinator.generation = 1
+
+
+def _raw(message: Any) -> RawMessage:
+    return RawMessage(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=message.key,
+        value=message.value,
+        timestamp_ms=message.timestamp,
+    )
+
+
+class KafkaEventConsumer:
+    """A consumer-group member on one topic with manual, per-partition commits."""
+
+    def __init__(
+        self,
+        options: dict[str, Any],
+        topic: str,
+        group_id: str,
+        *,
+        max_records: int = 2000,
+        session_timeout_s: float = 10.0,
+    ) -> None:
+        self.topic = topic
+        self._options = {
+            **options,
+            "group_id": group_id,
+            "session_timeout_ms": int(session_timeout_s * 1000),
+            "heartbeat_interval_ms": int(session_timeout_s * 1000 / 3),
+            "enable_auto_commit": False,
+            "auto_offset_reset": "earliest",
+            "max_poll_records": max_records,
+            "isolation_level": "read_committed",
+        }
+        self._started: AIOKafkaConsumer | None = None
+        self._listener = _AssignmentListener()
+
+    @property
+    def _consumer(self) -> AIOKafkaConsumer:
+        if self._started is None:
+            raise RuntimeError("use the consumer inside `async with`")
+        return self._started
+
+    async def __aenter__(self) -> Self:
+        # Created here, not in __init__: a consumer never entered holds nothing open.
+        self._started = AIOKafkaConsumer(**self._options)
+        self._started.subscribe([self.topic], listener=self._listener)
+        try:
+            await self._consumer.start()
+        except KafkaError as exc:
+            await self._consumer.stop()
+            raise BrokerUnavailable(f"cannot join the consumer group: {exc}") from exc
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        _leave_even_at_generation_zero(self._consumer)
+        await self._consumer.stop()
+
+    def take_reassigned(self) -> bool:
+        """True once after each rebalance that changed this member's partitions."""
+        changed, self._listener.changed = self._listener.changed, False
+        return changed
+
+    def owns(self, key: bytes) -> bool:
+        """Whether the record keyed ``key`` lives on a partition this member holds.
+
+        Uses the default partitioner the publishers use (murmur2 of the key).
+        """
+        partitions = sorted(self._consumer.partitions_for_topic(self.topic) or ())
+        if not partitions:
+            return True
+        partition = DefaultPartitioner()(key, partitions, partitions)
+        return TopicPartition(self.topic, partition) in self._consumer.assignment()
+
+    async def getmany(self, timeout_ms: int) -> dict[Partition, list[RawMessage]]:
+        """The next records per partition (empty when none arrived within the timeout)."""
+        try:
+            batches = await self._consumer.getmany(timeout_ms=timeout_ms)
+        except KafkaError as exc:
+            raise BrokerUnavailable(f"fetch failed: {exc}") from exc
+        return {
+            (tp.topic, tp.partition): [_raw(m) for m in messages]
+            for tp, messages in batches.items()
+            if messages
+        }
+
+    async def commit(self, offsets: Mapping[Partition, int]) -> None:
+        """Commit the next offset to read, per partition."""
+        if not offsets:
+            return
+        try:
+            await self._consumer.commit(
+                {
+                    TopicPartition(topic, partition): offset
+                    for (topic, partition), offset in offsets.items()
+                }
+            )
+        except KafkaError as exc:
+            raise BrokerUnavailable(f"offset commit failed: {exc}") from exc
+
+    def rewind(self, offsets: Mapping[Partition, int]) -> None:
+        """Seek back to where an unfinished batch began, so it is read again."""
+        for (topic, partition), offset in offsets.items():
+            tp = TopicPartition(topic, partition)
+            if tp in self._consumer.assignment():
+                self._consumer.seek(tp, offset)
+
+    async def lag(self) -> int:
+        """Records between this member's positions and the end of its partitions."""
+        assignment = self._consumer.assignment()
+        if not assignment:
+            return -1
+        ends = await self._consumer.end_offsets(list(assignment))
+        behind = 0
+        for tp in assignment:
+            behind += max(0, ends[tp] - await self._consumer.position(tp))
+        return behind
+
+
+class KafkaRecordSink(AckedProducer):
+    """Acknowledged appends to one topic (dead letters, redrives, table writes)."""
+
+    failure = BrokerUnavailable
+
+    def __init__(
+        self, options: dict[str, Any], topic: str, *, ack_timeout_s: float = 30.0
+    ) -> None:
+        super().__init__(options, ack_timeout_s=ack_timeout_s, linger_ms=2)
+        self.topic = topic
+
+    async def append(
+        self, records: Sequence[tuple[bytes | None, bytes | None]]
+    ) -> None:
+        """Send (key, value) records and wait until all are acknowledged."""
+        await self.send_all(self.topic, records)
+
+
+async def read_topic(options: dict[str, Any], topic: str) -> list[RawMessage]:
+    """Every record of ``topic`` from the beginning to its end as of now."""
+    consumer = AIOKafkaConsumer(
+        **options, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    try:
+        # start() inside: an unreachable broker is a BrokerUnavailable, and the
+        # consumer is stopped (not left for the garbage collector to complain about)
+        await consumer.start()
+        await consumer.topics()  # fetches cluster metadata
+        partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        records: list[RawMessage] = []
+        while True:
+            remaining = [tp for tp in tps if await consumer.position(tp) < ends[tp]]
+            # At the end offsets, one short fetch more: a broker may report a high
+            # watermark one short after a multi-record batch (the embedded one does).
+            batches = await consumer.getmany(
+                *(remaining or tps), timeout_ms=1000 if remaining else 200
+            )
+            for messages in batches.values():
+                records.extend(_raw(m) for m in messages)
+            if not remaining and not batches:
+                break
+    except KafkaError as exc:
+        reason = describe_kafka_failure(exc, options.get("bootstrap_servers"))
+        raise BrokerUnavailable(f"cannot read {topic}: {reason}") from exc
+    else:
+        return records
+    finally:
+        await consumer.stop()
+
+
+class KafkaTable:
+    """A keyed topic read as a table: the latest value per key, ``None`` deletes."""
+
+    def __init__(
+        self, options: dict[str, Any], topic: str, sink: KafkaRecordSink
+    ) -> None:
+        self.options = options
+        self.topic = topic
+        self.sink = sink
+
+    async def load(self) -> dict[bytes, bytes]:
+        """The table as of now (latest value per key; deleted keys absent)."""
+        table: dict[bytes, bytes] = {}
+        records = await read_topic(self.options, self.topic)
+        for record in sorted(records, key=lambda r: (r.partition, r.offset)):
+            if record.key is None:
+                continue
+            if record.value is None:
+                table.pop(record.key, None)
+            else:
+                table[record.key] = record.value
+        return table
+
+    async def put(self, rows: Sequence[tuple[bytes, bytes | None]]) -> None:
+        """Write rows (``None`` deletes the key), acknowledged."""
+        await self.sink.append(list(rows))

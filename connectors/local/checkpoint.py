@@ -1,0 +1,203 @@
+"""The poller's durable state: the saved change-tracking version and the shadow map.
+
+Both live in one local SQLite file and change in one transaction, after Kafka
+acknowledged the events: a crash can never leave a shadow map that already
+forgot a deleted row whose drop was not yet published.
+
+Off-by-one rule: the saved version is the last version whose changes are
+already published and acknowledged; the poller resumes strictly after it.
+
+The shadow map is student data: the file and its SQLite side files are 0600,
+the directories created for it 0700 (``connectors/local/files.py``).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from cdc.ports import ShadowEntry
+from connectors.local.files import SQLITE_SIDE_FILES, prepare_private_file
+from schemas.events import SectionKey, TermKey
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS checkpoint (
+    source TEXT PRIMARY KEY,
+    version INTEGER NOT NULL,
+    saved_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+CREATE TABLE IF NOT EXISTS shadow (
+    source TEXT NOT NULL,
+    transcript_detail_id INTEGER NOT NULL,
+    people_code_id TEXT NOT NULL,
+    academic_year TEXT NOT NULL,
+    academic_term TEXT NOT NULL,
+    academic_session TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    event_sub_type TEXT NOT NULL,
+    section TEXT NOT NULL,
+    PRIMARY KEY (source, transcript_detail_id)
+);
+"""
+_LOOKUP_CHUNK = 500
+_SAME_TERM = (
+    "rtrim(academic_year) = rtrim(?) COLLATE NOCASE "
+    "AND rtrim(academic_term) = rtrim(?) COLLATE NOCASE"
+)
+
+
+def _entry(row: Sequence[Any]) -> ShadowEntry:
+    return ShadowEntry(
+        transcript_detail_id=row[0],
+        people_code_id=row[1],
+        section=SectionKey(
+            academic_year=row[2],
+            academic_term=row[3],
+            academic_session=row[4],
+            event_id=row[5],
+            event_sub_type=row[6],
+            section=row[7],
+        ),
+    )
+
+
+class SqliteCheckpointStore:
+    """``CheckpointStore`` and ``ShadowLookup`` over one SQLite file, per source name.
+
+    Safe to call from the source's worker thread (lookups) and the event loop
+    (commits): one connection guarded by a lock.
+    """
+
+    def __init__(self, path: Path, source: str) -> None:
+        # created 0600 before SQLite opens it: SQLite gives -wal/-shm the same mode
+        prepare_private_file(path, SQLITE_SIDE_FILES)
+        self.path = path
+        self.source = source
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        """Close the database."""
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def load_version(self) -> int | None:
+        """The saved version, or None before the first initialisation."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT version FROM checkpoint WHERE source = ?", (self.source,)
+            ).fetchone()
+        return None if row is None else int(row[0])
+
+    def lookup(self, transcript_detail_ids: Sequence[int]) -> Mapping[int, ShadowEntry]:
+        """Shadow entries for the ids the map knows; unknown ids are absent."""
+        found: dict[int, ShadowEntry] = {}
+        ids = list(dict.fromkeys(transcript_detail_ids))
+        with self._lock:
+            for start in range(0, len(ids), _LOOKUP_CHUNK):
+                chunk = ids[start : start + _LOOKUP_CHUNK]
+                marks = ",".join("?" * len(chunk))
+                rows = self._db.execute(
+                    "SELECT transcript_detail_id, people_code_id, academic_year, "
+                    "academic_term, academic_session, event_id, event_sub_type, section "
+                    f"FROM shadow WHERE source = ? AND transcript_detail_id IN ({marks})",
+                    (self.source, *chunk),
+                ).fetchall()
+                for row in rows:
+                    found[row[0]] = _entry(row)
+        return found
+
+    def entries(self, terms: Sequence[TermKey]) -> list[ShadowEntry]:
+        """The shadow map's entries in these terms."""
+        found: list[ShadowEntry] = []
+        with self._lock:
+            for term in terms:
+                rows = self._db.execute(
+                    "SELECT transcript_detail_id, people_code_id, academic_year, "
+                    "academic_term, academic_session, event_id, event_sub_type, section "
+                    f"FROM shadow WHERE source = ? AND {_SAME_TERM}",
+                    (self.source, term.academic_year, term.academic_term),
+                ).fetchall()
+                found.extend(_entry(row) for row in rows)
+        return found
+
+    def shadow_size(self) -> int:
+        """How many rows the shadow map holds (for logs and tests)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT count(*) FROM shadow WHERE source = ?", (self.source,)
+            ).fetchone()
+        return int(row[0])
+
+    def commit(
+        self,
+        version: int,
+        upserts: Sequence[ShadowEntry],
+        deletes: Sequence[int],
+        *,
+        replace_terms: Sequence[TermKey] = (),
+    ) -> None:
+        """Atomically save ``version`` and the shadow-map changes.
+
+        ``replace_terms`` first removes those terms' entries (compared as the
+        PowerCampus collation does: case and trailing spaces ignored).
+        """
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    f"DELETE FROM shadow WHERE source = ? AND {_SAME_TERM}",
+                    [
+                        (self.source, t.academic_year, t.academic_term)
+                        for t in replace_terms
+                    ],
+                )
+                self._db.executemany(
+                    "DELETE FROM shadow WHERE source = ? AND transcript_detail_id = ?",
+                    [(self.source, key) for key in deletes],
+                )
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO shadow VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (
+                            self.source,
+                            entry.transcript_detail_id,
+                            entry.people_code_id,
+                            entry.section.academic_year,
+                            entry.section.academic_term,
+                            entry.section.academic_session,
+                            entry.section.event_id,
+                            entry.section.event_sub_type,
+                            entry.section.section,
+                        )
+                        for entry in upserts
+                    ],
+                )
+                self._db.execute(
+                    "INSERT INTO checkpoint (source, version) VALUES (?, ?) "
+                    "ON CONFLICT(source) DO UPDATE SET version = excluded.version, "
+                    "saved_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+                    (self.source, version),
+                )
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")

@@ -1,0 +1,331 @@
+"""The production ``ChangeSource``: PowerCampus on SQL Server, read through pyodbc.
+
+The only module that imports pyodbc. One dedicated connection, used by one
+thread at a time (an ``asyncio.Lock`` around ``asyncio.to_thread``), in
+autocommit mode with explicit ``BEGIN``/``COMMIT`` so no transaction (and no
+snapshot pinning tempdb versions) stays open between polls.
+
+Each ``fetch_since`` is one SNAPSHOT transaction (``domain/sqlserver-ct.md`` §5):
+min valid version, current version, CHANGETABLE joined back, the shadow map
+consulted for the changed keys, then the complete term state of every touched
+person, then COMMIT. With ``snapshot_isolation=False`` it runs the documented
+fallback under READ COMMITTED: current version first, changes after, the min
+valid version checked again at the end; changes newer than ``to_version`` may
+appear and come again next poll (duplicates, never losses).
+
+A caller cancelled mid-transaction does not leave the connection half-used:
+the work runs in a shielded task that always commits or rolls back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Self, TypeVar
+
+import pyodbc
+import structlog
+
+from cdc.errors import (
+    ChangeTrackingVersionTooOld,
+    SourceMisconfigured,
+    SourceUnavailable,
+)
+from cdc.ports import ChangeBatch, ShadowLookup, Snapshot, TranscriptRow
+from cdc.rows import transcript_row
+from connectors.sqlserver import rows, sql
+from connectors.sqlserver.checks import (
+    CheckReport,
+    check_driver,
+    classify,
+    run_checks,
+    view_change_tracking_missing,
+)
+from connectors.sqlserver.config import connection_string, secrets_of, tls_caveat
+
+if TYPE_CHECKING:
+    from datetime import date
+
+    from connectors.sqlserver.config import SqlServerSettings
+    from schemas.events import TermKey
+
+log = structlog.get_logger()
+T = TypeVar("T")
+Connect = Callable[[], Any]
+
+
+@contextlib.contextmanager
+def map_pyodbc_errors(secrets: Sequence[str] = ()) -> Iterator[None]:
+    """Translate any ``pyodbc.Error`` (and ``pyodbc.Warning``) into our error types.
+
+    ``SourceUnavailable`` (retriable) or ``SourceMisconfigured`` with a message
+    that says what to do; ``secrets`` never reach the message.
+    """
+    try:
+        yield
+    except (pyodbc.Error, pyodbc.Warning) as exc:
+        raise classify(type(exc).__name__, exc.args, secrets) from exc
+
+
+def installed_drivers() -> list[str]:
+    """The ODBC drivers unixODBC knows (``odbcinst -q -d``)."""
+    return list(pyodbc.drivers())
+
+
+def connect(settings: SqlServerSettings) -> Any:
+    """A new autocommit connection with the login and query timeouts applied."""
+    check_driver(settings.driver, installed_drivers())
+    log.debug(
+        "sqlserver_connecting", connection=connection_string(settings, masked=True)
+    )
+    with map_pyodbc_errors(secrets_of(settings)):
+        connection = pyodbc.connect(
+            connection_string(settings),
+            autocommit=True,
+            timeout=settings.login_timeout_s,
+        )
+        connection.timeout = settings.query_timeout_s
+    return connection
+
+
+class SqlServerChangeSource:
+    """``ChangeSource`` over one pyodbc connection (see the module docstring)."""
+
+    def __init__(
+        self,
+        settings: SqlServerSettings,
+        *,
+        name: str = "powercampus",
+        connect_with: Connect | None = None,
+    ) -> None:
+        """Nothing connects yet; ``open()`` (or the first read) does."""
+        self.name = name
+        self._settings = settings
+        self._snapshot = settings.snapshot_isolation
+        self._secrets = secrets_of(settings)
+        self._connect = connect_with or (lambda: connect(settings))
+        self._connection: Any = None
+        self._lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._report: CheckReport | None = None
+
+    def __repr__(self) -> str:
+        """Names the server, never the credentials."""
+        return (
+            f"SqlServerChangeSource(name={self.name!r},"
+            f" server={self._settings.server!r},"
+            f" database={self._settings.database!r})"
+        )
+
+    async def __aenter__(self) -> Self:
+        """Connect and run the start-up checks."""
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """Close the connection."""
+        await self.close()
+
+    async def open(self) -> CheckReport:
+        """Connect and run every start-up check.
+
+        Warns when snapshot isolation is off and when SQL Server's certificate
+        goes unchecked (``tls_caveat``).
+        """
+        caveat = tls_caveat(self._settings)
+        if caveat is not None:
+            log.warning(
+                "sqlserver_certificate_not_checked",
+                driver=self._settings.driver,
+                server=self._settings.server,
+                what_to_do=caveat,
+            )
+        if not self._snapshot:
+            log.warning(
+                "snapshot_isolation_off",
+                consequence="READ COMMITTED fallback: duplicates, never losses",
+            )
+        report = await self._exclusive(self._run(self._checks))
+        self._report = report
+        log.info(
+            "sqlserver_source_ready",
+            database=report.database,
+            current_version=report.current_version,
+            min_valid_version=report.min_valid_version,
+        )
+        return report
+
+    async def fetch_since(self, last_version: int, shadow: ShadowLookup) -> ChangeBatch:
+        """Net changes after ``last_version`` and the term state they touch."""
+        await self._ensure_open()
+        return await self._exclusive(self._fetch(last_version, shadow))
+
+    async def read_snapshot(self, terms: Sequence[TermKey]) -> Snapshot:
+        """Every row of ``terms`` and the version it is consistent with."""
+        await self._ensure_open()
+        terms = tuple(terms)
+        version, found = await self._exclusive(
+            self._run(lambda c: self._snapshot_read(c, terms))
+        )
+        return Snapshot(version=version, terms=terms, rows=tuple(found))
+
+    async def live_terms(self, today: date) -> Sequence[TermKey]:
+        """Terms with an ACADEMICCALENDAR session whose dates include ``today``."""
+
+        def read(cursor: Any) -> list[TermKey]:
+            return rows.distinct_terms(
+                cursor.execute(sql.LIVE_TERMS, today, today).fetchall()
+            )
+
+        await self._ensure_open()
+        return await self._exclusive(self._run(read))
+
+    async def close(self) -> None:
+        """Wait for in-flight work, then close the connection."""
+        async with self._lock:
+            if self._connection is not None:
+                await asyncio.to_thread(self._discard)
+
+    async def _ensure_open(self) -> None:
+        """The start-up checks run before the first read, whoever wired us."""
+        if self._report is None:
+            await self.open()
+
+    # --- transaction bodies (run in a worker thread) -------------------------------
+
+    def _checks(self, cursor: Any) -> CheckReport:
+        return run_checks(cursor, snapshot_required=self._snapshot)
+
+    def _begin(self, cursor: Any) -> None:
+        if self._snapshot:
+            cursor.execute(sql.SET_SNAPSHOT)
+            cursor.execute(sql.BEGIN_TRANSACTION)
+        else:
+            cursor.execute(sql.SET_READ_COMMITTED)
+
+    def _read_changes(self, cursor: Any, last_version: int) -> tuple[int, list[Any]]:
+        self._begin(cursor)
+        self._check_min_valid(cursor, last_version)
+        current = _scalar(cursor, sql.CURRENT_VERSION)
+        if current is None:
+            raise view_change_tracking_missing()
+        found = list(cursor.execute(sql.CHANGES, last_version).fetchall())
+        if not self._snapshot:
+            # Without a snapshot, cleanup may have run while we read: re-validate.
+            self._check_min_valid(cursor, last_version)
+        return int(current), found
+
+    def _check_min_valid(self, cursor: Any, last_version: int) -> None:
+        min_valid = _scalar(cursor, sql.MIN_VALID_VERSION)
+        if min_valid is None:
+            raise view_change_tracking_missing()
+        if last_version < int(min_valid):
+            raise ChangeTrackingVersionTooOld(last_version, int(min_valid))
+
+    def _read_term_state(self, cursor: Any, keys: Sequence[Any]) -> list[TranscriptRow]:
+        found: list[TranscriptRow] = []
+        for chunk in sql.chunked(keys, sql.KEYS_PER_CHUNK):
+            query = sql.term_state_query(len(chunk))
+            result = cursor.execute(query, *rows.term_key_params(chunk)).fetchall()
+            found += [transcript_row(row) for row in result]
+        self._commit(cursor)
+        return found
+
+    def _snapshot_read(
+        self, cursor: Any, terms: Sequence[TermKey]
+    ) -> tuple[int, list[TranscriptRow]]:
+        self._begin(cursor)
+        current = _scalar(cursor, sql.CURRENT_VERSION)
+        if current is None:
+            raise SourceMisconfigured(
+                "CHANGE_TRACKING_CURRENT_VERSION() is NULL: change tracking is off for "
+                "the database; run `enrolstream source check`"
+            )
+        found: list[TranscriptRow] = []
+        for chunk in sql.chunked(terms, sql.TERMS_PER_CHUNK):
+            query = sql.snapshot_query(len(chunk))
+            result = cursor.execute(query, *rows.term_params(chunk)).fetchall()
+            found += [transcript_row(row) for row in result]
+        self._commit(cursor)
+        return int(current), found
+
+    def _commit(self, cursor: Any) -> None:
+        if self._snapshot:
+            cursor.execute(sql.COMMIT_TRANSACTION)
+
+    # --- plumbing ------------------------------------------------------------------
+
+    async def _fetch(self, last_version: int, shadow: ShadowLookup) -> ChangeBatch:
+        async with self._lock:
+            try:
+                current, found = await self._in_thread(
+                    lambda c: self._read_changes(c, last_version)
+                )
+                # The shadow map is the poller's: consult it on the loop's thread.
+                known = shadow.lookup(rows.changed_keys(found))
+                changes = [rows.change_row(row, known) for row in found]
+                keys = rows.person_terms(changes)
+                state = await self._in_thread(lambda c: self._read_term_state(c, keys))
+            except BaseException:
+                await asyncio.to_thread(self._rollback)
+                raise
+        return ChangeBatch(
+            from_version=last_version,
+            to_version=current,
+            changes=tuple(changes),
+            term_state=rows.group_term_state(keys, state),
+        )
+
+    async def _run(self, work: Callable[[Any], T]) -> T:
+        """``work(cursor)`` in a worker thread under the lock; roll back on failure."""
+        async with self._lock:
+            try:
+                return await self._in_thread(work)
+            except BaseException:
+                await asyncio.to_thread(self._rollback)
+                raise
+
+    async def _in_thread(self, work: Callable[[Any], T]) -> T:
+        return await asyncio.to_thread(self._call, work)
+
+    def _call(self, work: Callable[[Any], T]) -> T:
+        try:
+            with map_pyodbc_errors(self._secrets):
+                if self._connection is None:
+                    self._connection = self._connect()
+                cursor = self._connection.cursor()
+                try:
+                    return work(cursor)
+                finally:
+                    cursor.close()
+        except SourceUnavailable:
+            self._discard()  # a broken link is not reused: reconnect next time
+            raise
+
+    def _rollback(self) -> None:
+        if self._connection is None:
+            return
+        try:
+            with map_pyodbc_errors(self._secrets):
+                self._connection.execute(sql.ROLLBACK_IF_OPEN)
+        except (SourceUnavailable, SourceMisconfigured):
+            self._discard()
+
+    def _discard(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(pyodbc.Error):
+                connection.close()
+
+    async def _exclusive(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run ``work`` to completion even if the caller is cancelled."""
+        task: asyncio.Task[T] = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return await asyncio.shield(task)
+
+
+def _scalar(cursor: Any, statement: str) -> Any:
+    row = cursor.execute(statement).fetchone()
+    return None if row is None else row[0]

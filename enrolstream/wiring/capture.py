@@ -1,0 +1,192 @@
+"""The capture side wired: ``poll``, ``snapshot`` and ``source check``."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from datetime import date
+
+import structlog
+
+from cdc.errors import PublishFailed, SourceMisconfigured
+from cdc.poller import Poller, PollResult, parse_terms
+from cdc.ports import ChangeSource
+from cdc.snapshot import publish_snapshot
+from connectors.kafka.publisher import (
+    KafkaEventPublisher,
+    KafkaSnapshotSink,
+    ensure_topics,
+)
+from connectors.local.checkpoint import SqliteCheckpointStore
+from enrolstream.crashpoints import crash_point
+from enrolstream.settings import Settings, SourceSettings
+from enrolstream.startup import wait_for_broker
+from enrolstream.wiring.common import kafka_options
+from sandbox.powercampus.source import SandboxChangeSource
+from schemas.events import TermKey
+from schemas.snapshot import SnapshotMarker
+
+__all__ = ["build_source", "check_source", "run_poller", "run_snapshot"]
+
+log = structlog.get_logger()
+
+
+def build_source(source: SourceSettings) -> ChangeSource:
+    """The configured ``ChangeSource``: the PowerCampus sandbox or SQL Server."""
+    if source.kind == "sqlserver":
+        # Imported here: pyodbc needs unixODBC, which only SQL Server sites install.
+        from connectors.sqlserver.source import SqlServerChangeSource  # noqa: PLC0415
+
+        return SqlServerChangeSource(source.sqlserver, name=source.name)
+    return SandboxChangeSource(source.sandbox.path, name=source.name)
+
+
+async def run_poller(
+    settings: Settings,
+    bootstrap_servers: str,
+    *,
+    once: bool,
+    stop: asyncio.Event,
+) -> PollResult | None:
+    """Wire source, publisher and checkpoint store; poll once or until ``stop``.
+
+    Until ``stop`` (not ``once``), an unreachable Kafka is waited for with
+    backoff; with ``once`` it raises ``PublishFailed`` at once. Returns the
+    iteration's result with ``once``.
+    """
+    kafka = settings.kafka
+    options = kafka_options(settings, bootstrap_servers)
+
+    async def create_topics() -> None:
+        await ensure_topics(
+            options,
+            [kafka.events_topic],
+            partitions=kafka.partitions,
+            replication_factor=kafka.replication_factor,
+        )
+
+    if once:
+        await create_topics()
+    elif not await wait_for_broker(
+        create_topics,
+        stop=stop,
+        retriable=(PublishFailed,),
+        bootstrap_servers=bootstrap_servers,
+        max_backoff_s=settings.poller.max_backoff_s,
+    ):
+        log.info("poller_stopped", reason="stopped before Kafka answered")
+        return None
+    source = build_source(settings.source)
+    try:
+        with SqliteCheckpointStore(settings.poller.state_path, source.name) as store:
+            async with KafkaEventPublisher(
+                options,
+                kafka.events_topic,
+                enable_idempotence=kafka.enable_idempotence,
+                ack_timeout_s=kafka.request_timeout_s,
+            ) as publisher:
+                poller = Poller(
+                    source,
+                    publisher,
+                    store,
+                    live_terms=parse_terms(settings.poller.live_terms),
+                    crash_point=crash_point,
+                )
+                if once:
+                    return await poller.run_once()
+                await poller.run(
+                    stop,
+                    interval_s=settings.poller.poll_interval_s,
+                    max_backoff_s=settings.poller.max_backoff_s,
+                )
+    finally:
+        await source.close()
+    log.info("poller_stopped")
+    return None
+
+
+async def run_snapshot(
+    settings: Settings,
+    bootstrap_servers: str,
+    *,
+    terms: Sequence[TermKey] = (),
+    today: Callable[[], date] = date.today,
+) -> SnapshotMarker:
+    """Choose the terms, publish their state between markers; returns the end marker.
+
+    Terms: ``terms``, else the configured live terms, else those whose
+    ACADEMICCALENDAR dates include today (``ValueError`` when none).
+    """
+    kafka = settings.kafka
+    options = kafka_options(settings, bootstrap_servers)
+    await ensure_topics(
+        options,
+        [kafka.snapshot_topic],
+        partitions=kafka.partitions,
+        replication_factor=kafka.replication_factor,
+    )
+    source = build_source(settings.source)
+    try:
+        chosen = list(terms) or parse_terms(settings.poller.live_terms)
+        if not chosen:
+            chosen = list(await source.live_terms(today()))
+        if not chosen:
+            raise ValueError(
+                "no live term today in ACADEMICCALENDAR and none configured: "
+                "name one with --term YEAR/TERM"
+            )
+        async with KafkaEventPublisher(
+            options,
+            kafka.snapshot_topic,
+            enable_idempotence=kafka.enable_idempotence,
+            ack_timeout_s=kafka.request_timeout_s,
+        ) as publisher:
+            return await publish_snapshot(
+                source, KafkaSnapshotSink(publisher), terms=chosen
+            )
+    finally:
+        await source.close()
+
+
+async def check_source(source: SourceSettings) -> str:
+    """The one-line OK report for ``source``; raises ``SourceError`` when unusable."""
+    if source.kind == "sqlserver":
+        return await _check_sqlserver(source)
+    return await _check_sandbox(source)
+
+
+async def _check_sqlserver(source: SourceSettings) -> str:
+    # Imported here: pyodbc needs unixODBC, which only SQL Server sites install.
+    from connectors.sqlserver.source import SqlServerChangeSource  # noqa: PLC0415
+
+    settings = source.sqlserver
+    change_source = SqlServerChangeSource(settings, name=source.name)
+    try:
+        report = await change_source.open()
+    finally:
+        await change_source.close()
+    return (
+        f"source OK: sqlserver {settings.server}:{settings.port}/{report.database} "
+        f"current_version={report.current_version} "
+        f"min_valid_version={report.min_valid_version} "
+        f"snapshot_isolation={report.snapshot_isolation}"
+    )
+
+
+async def _check_sandbox(source: SourceSettings) -> str:
+    path = source.sandbox.path
+    if not path.is_file():
+        raise SourceMisconfigured(
+            f"no PowerCampus sandbox at {path}: create one with `enrolstream sandbox "
+            "init` (and `enrolstream sandbox seed`), or set source.sandbox.path"
+        )
+    sandbox_source = SandboxChangeSource(path, name=source.name)
+    try:
+        snapshot = await sandbox_source.read_snapshot(())
+        min_valid = await sandbox_source.min_valid_version()
+    finally:
+        await sandbox_source.close()
+    return (
+        f"source OK: sandbox {source.sandbox.path} "
+        f"current_version={snapshot.version} min_valid_version={min_valid}"
+    )

@@ -1,0 +1,191 @@
+"""The nightly reconcile and ``ledger adopt`` wired: snapshot, ledger, Moodle, report.
+
+``reconcile --apply`` and ``ledger adopt`` write the ownership ledger, which the
+running consumer holds in memory and would overwrite: while the apply group
+(``consumer.group_id``) has live members they refuse (``LiveConsumerRefused``),
+before reading anything and again just before the first write. Dry runs only
+read and are always allowed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from connectors.kafka import KafkaRecordSink, KafkaTable, read_topic
+from connectors.local.files import make_private_directory, write_private_text
+from connectors.moodle.client import MoodleClient
+from consumers.decisions import EnrolmentPolicy
+from consumers.identity import IdentityResolver
+from consumers.ledger import Ledger
+from consumers.mapping import MappingSet, load_mappings
+from consumers.reconcile.adopt import AdoptionPlan, adopt
+from consumers.reconcile.driver import (
+    ProgressTask,
+    ReconcileInputs,
+    ReconcileResult,
+    gather_inputs,
+    reconcile,
+)
+from consumers.reconcile.report import render_report
+from consumers.reconcile.snapshot_reader import pick_snapshot
+from enrolstream.settings import Settings
+from enrolstream.wiring.common import (
+    ensure_all_topics,
+    guard_limits,
+    identity_resolver,
+    kafka_options,
+    open_moodle,
+    policy,
+    refuse_live_consumer,
+)
+
+__all__ = ["open_session", "run_adopt", "run_reconcile", "write_report"]
+
+#: Moodle reads retried this many times per course before a course is skipped.
+READ_ATTEMPTS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """Everything one reconcile or adopt run holds open."""
+
+    inputs: ReconcileInputs
+    moodle: MoodleClient
+    resolver: IdentityResolver
+    ledger: Ledger
+    mapping: MappingSet
+    policy: EnrolmentPolicy
+
+
+@contextlib.asynccontextmanager
+async def open_session(
+    settings: Settings,
+    bootstrap_servers: str,
+    snapshot_id: str | None = None,
+    progress: ProgressTask | None = None,
+) -> AsyncIterator[Session]:
+    """Read the mapping, the snapshot, the ledger, identities and rosters; hold the
+    Moodle client and the ledger's producer open for the caller."""
+    mapping = load_mappings(settings.consumer.mappings)
+    kafka = settings.kafka
+    options = kafka_options(settings, bootstrap_servers)
+    await ensure_all_topics(settings, bootstrap_servers)
+    snapshot = pick_snapshot(
+        await read_topic(options, kafka.snapshot_topic), snapshot_id
+    )
+    async with contextlib.AsyncExitStack() as stack:
+        moodle = await stack.enter_async_context(
+            open_moodle(settings, attempts=READ_ATTEMPTS)
+        )
+        sink = await stack.enter_async_context(
+            KafkaRecordSink(
+                options, kafka.ledger_topic, ack_timeout_s=kafka.request_timeout_s
+            )
+        )
+        ledger = Ledger(KafkaTable(options, kafka.ledger_topic, sink))
+        await ledger.load()
+        resolver = identity_resolver(moodle, settings)
+        inputs = await gather_inputs(
+            moodle,
+            resolver,
+            snapshot,
+            mapping,
+            progress=progress,
+            attempts=READ_ATTEMPTS,
+        )
+        yield Session(
+            inputs=inputs,
+            moodle=moodle,
+            resolver=resolver,
+            ledger=ledger,
+            mapping=mapping,
+            policy=policy(settings),
+        )
+
+
+async def run_reconcile(
+    settings: Settings,
+    bootstrap_servers: str,
+    *,
+    apply: bool = False,
+    force: bool = False,
+    snapshot_id: str | None = None,
+    progress: ProgressTask | None = None,
+) -> ReconcileResult:
+    """One reconcile run as the command does it, without the report or exit code.
+
+    With ``apply``, ``LiveConsumerRefused`` while ``enrolstream consume`` runs
+    (checked before reading and again before the first write).
+    """
+
+    async def before_writing() -> None:
+        await refuse_live_consumer(settings, bootstrap_servers, "reconcile --apply")
+
+    if apply:
+        await before_writing()
+    async with open_session(
+        settings, bootstrap_servers, snapshot_id, progress
+    ) as session:
+        return await reconcile(
+            session.inputs,
+            mapping=session.mapping,
+            policy=session.policy,
+            ledger=session.ledger,
+            limits=guard_limits(settings),
+            resolver=session.resolver,
+            moodle=session.moodle,
+            apply=apply,
+            force=force,
+            progress=progress,
+            before_writing=before_writing,
+        )
+
+
+async def run_adopt(
+    settings: Settings,
+    bootstrap_servers: str,
+    *,
+    dry_run: bool = False,
+    snapshot_id: str | None = None,
+    progress: ProgressTask | None = None,
+) -> AdoptionPlan:
+    """One ``ledger adopt`` run as the command does it.
+
+    Unless ``dry_run``, ``LiveConsumerRefused`` while ``enrolstream consume``
+    runs (checked before reading and again before writing the ledger).
+    """
+
+    async def before_writing() -> None:
+        await refuse_live_consumer(settings, bootstrap_servers, "ledger adopt")
+
+    if not dry_run:
+        await before_writing()
+    async with open_session(
+        settings, bootstrap_servers, snapshot_id, progress
+    ) as session:
+        return await adopt(
+            session.inputs,
+            session.mapping,
+            session.policy,
+            session.ledger,
+            dry_run=dry_run,
+            before_writing=before_writing,
+        )
+
+
+def write_report(directory: Path, result: ReconcileResult) -> list[Path]:
+    """Write the report's three files into ``directory``; returns their paths.
+
+    They hold student data: the directory is created 0700, the files 0600 (also
+    when an older run left them looser).
+    """
+    make_private_directory(directory)
+    written = []
+    for name, text in render_report(result).items():
+        path = directory / name
+        write_private_text(path, text)
+        written.append(path)
+    return written
