@@ -27,6 +27,7 @@ from cdc.ports import (
     Snapshot,
     TranscriptRow,
 )
+from schemas.collation import person_term_key
 from schemas.events import (
     EnrolmentEvent,
     Operation,
@@ -86,12 +87,8 @@ def _registrations(rows: Sequence[TranscriptRow]) -> tuple[Registration, ...]:
 
 
 def fold(people_code_id: str, term: TermKey) -> tuple[str, str, str]:
-    """A person-term as PowerCampus's collation compares it (case, trailing spaces)."""
-    return (
-        people_code_id.strip().casefold(),
-        term.academic_year.strip().casefold(),
-        term.academic_term.strip().casefold(),
-    )
+    """A person-term as PowerCampus's collation compares it (``schemas.collation``)."""
+    return person_term_key(people_code_id, term)
 
 
 def _fold_state(

@@ -51,13 +51,7 @@ class PollResult:
 
 def parse_terms(labels: Sequence[str]) -> list[TermKey]:
     """Terms from settings labels ``YEAR/TERM`` (e.g. ``2021/Winter``)."""
-    terms = []
-    for label in labels:
-        year, sep, term = label.partition("/")
-        if not sep or not year.strip() or not term.strip():
-            raise ValueError(f"live term {label!r} is not YEAR/TERM, e.g. 2021/Winter")
-        terms.append(TermKey(academic_year=year.strip(), academic_term=term.strip()))
-    return terms
+    return [TermKey.parse(label) for label in labels]
 
 
 def _no_crash(point: str) -> None:

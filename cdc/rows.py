@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from cdc.ports import TranscriptRow
+from schemas.collation import unpad
 from schemas.events import SectionKey
 
 #: The TRANSCRIPTDETAIL columns read, in the order ``transcript_row`` expects.
@@ -34,13 +35,13 @@ TRANSCRIPT_COLUMNS = (
 
 
 def text(value: object) -> str:
-    """A PowerCampus string as compared: trailing spaces removed, NULL as ''."""
-    return "" if value is None else str(value).rstrip()
+    """A PowerCampus string as stored, without CHAR padding (``unpad``); NULL as ''."""
+    return "" if value is None else unpad(str(value))
 
 
 def optional_text(value: object) -> str | None:
     """Like ``text`` but NULL stays None."""
-    return None if value is None else str(value).rstrip()
+    return None if value is None else unpad(str(value))
 
 
 def transcript_row(values: Sequence[Any]) -> TranscriptRow:

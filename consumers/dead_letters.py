@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
+from schemas.collation import collate
 from schemas.dead_letter import DeadLetter
 from schemas.events import EnrolmentEvent
 
@@ -42,8 +43,8 @@ __all__ = [
 
 REDRIVEN_MARK = b"enrolstream.redriven"
 
-#: (PEOPLE_CODE_ID, academic year, academic term), the term folded as SQL Server's
-#: case-insensitive collation compares it.
+#: (PEOPLE_CODE_ID, academic year, academic term) as PowerCampus's collation
+#: compares them (``schemas.collation``).
 PersonTerm = tuple[str, str, str]
 Record = tuple[bytes | None, bytes | None]
 
@@ -97,11 +98,7 @@ def _parse_event(value: str | bytes | None) -> EnrolmentEvent | None:
 
 
 def _person_term(event: EnrolmentEvent) -> PersonTerm:
-    return (
-        event.people_code_id,
-        event.term.academic_year.strip().casefold(),
-        event.term.academic_term.strip().casefold(),
-    )
+    return event.person_term_key()
 
 
 def plan_redrive(
@@ -127,9 +124,10 @@ def plan_redrive(
             newest[person_term] = event
         elif event.state_version > newest[person_term].state_version:
             newest[person_term] = event
-    people = {person_term[0].encode() for person_term in newest}
+    people = {person_term[0] for person_term in newest}
     for record in sorted(events, key=lambda r: (r.partition, r.offset)):
-        if record.key not in people:  # parse only the letters' people's events
+        person = collate(record.key.decode(errors="replace")) if record.key else None
+        if person not in people:  # parse only the letters' people's events
             continue
         event = _parse_event(record.value)
         if event is None:

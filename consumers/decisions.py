@@ -67,6 +67,7 @@ from schemas.actions import (
     SuspendAction,
     UnenrolAction,
 )
+from schemas.collation import collate
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -78,7 +79,9 @@ DropAction = Literal["remove_role", "suspend", "unenrol"]
 
 
 def _grade(value: str | None) -> str:
-    return (value or "").strip().casefold()
+    # Grades come from settings (typed by people: blanks around them dropped) and
+    # from PowerCampus (compared under its collation).
+    return collate((value or "").strip())
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +110,11 @@ class EnrolmentPolicy:
         return self.audit_grade is not None and _grade(grade) == self.audit_grade
 
 
+def _status_code(registration: Registration) -> str:
+    """ADD_DROP_WAIT as PowerCampus's collation compares it, in its documented case."""
+    return collate(registration.add_drop_wait.strip()).upper()
+
+
 #: The ADD_DROP_WAIT values PowerCampus documents; any other is not enrolled.
 KNOWN_STATUSES = frozenset({"A", "D", "W"})
 
@@ -121,14 +129,14 @@ def unknown_statuses(event: EnrolmentEvent) -> list[str]:
         {
             code
             for r in event.registrations
-            if (code := r.add_drop_wait.strip().upper()) not in KNOWN_STATUSES
+            if (code := _status_code(r)) not in KNOWN_STATUSES
         }
     )
 
 
 def is_enrolled(registration: Registration, policy: EnrolmentPolicy) -> bool:
     """Added (``ADD_DROP_WAIT = 'A'``) and not carrying a withdrawn final grade."""
-    added = registration.add_drop_wait.strip().upper() == "A"
+    added = _status_code(registration) == "A"
     return added and not policy.is_withdrawn(registration.final_grade)
 
 
@@ -205,7 +213,7 @@ def _reason(
 
 
 def _status(registration: Registration, policy: EnrolmentPolicy) -> str:
-    code = registration.add_drop_wait.strip().upper()
+    code = _status_code(registration)
     if code == "A" and policy.is_withdrawn(registration.final_grade):
         return f"withdrawn ({(registration.final_grade or '').strip()})"
     return {"D": "dropped", "W": "wait-listed"}.get(code, f"status {code!r}")

@@ -34,7 +34,6 @@ them as warnings; loading itself does not log.
 from __future__ import annotations
 
 import json
-import re
 from collections import Counter
 from dataclasses import dataclass
 from itertools import combinations
@@ -44,13 +43,13 @@ from typing import TYPE_CHECKING
 import structlog
 
 from consumers.errors import MappingError
+from schemas.collation import collate
 from schemas.events import SectionKey, TermKey
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 _ENTRY_KEYS = frozenset({"courses", "section", "id"})
-_TERM_LABEL = re.compile(r"(?P<year>\d{4})/(?P<term>[^/]*[^/\s][^/]*)")
 log = structlog.get_logger()
 
 #: The ``key`` of a MappingError about the whole file rather than one entry.
@@ -58,20 +57,17 @@ WHOLE_FILE = "(file)"
 
 
 def normalise(value: str) -> str:
-    """A PowerCampus value as its collation compares it: rstripped, casefolded."""
-    return value.rstrip().casefold()
+    """A PowerCampus value as its collation compares it (``schemas.collation``)."""
+    return collate(value)
 
 
 def _term_norm(term: TermKey) -> tuple[str, str]:
-    return (term.academic_year.strip(), normalise(term.academic_term.strip()))
+    return term.key()
 
 
 def parse_term_label(label: str) -> TermKey:
     """``"2021/Winter"`` → ``TermKey``; raises ``ValueError`` unless ``YEAR/TERM``."""
-    match = _TERM_LABEL.fullmatch(label.strip())
-    if match is None:
-        raise ValueError(f"term {label!r} is not YEAR/TERM (e.g. 2021/Winter)")
-    return TermKey(academic_year=match["year"], academic_term=match["term"].strip())
+    return TermKey.parse(label)
 
 
 @dataclass(frozen=True, slots=True)

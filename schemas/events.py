@@ -18,6 +18,7 @@ JSON Schema beside this module is kept in sync by a test.
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
 from functools import cached_property
@@ -25,7 +26,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.collation import person_term_key, section_key, term_key
+
 SCHEMA_VERSION: Literal[1] = 1
+
+_TERM_LABEL = re.compile(r"(?P<year>\d{4})\s*/(?P<term>[^/]*[^/\s][^/]*)")
 
 #: Namespace of the deterministic event ids (uuid5); never change it.
 EVENT_ID_NAMESPACE = uuid.UUID("6f1c3a52-3a8e-4c59-9a53-0f6d8e7b2a10")
@@ -47,18 +52,30 @@ class TermKey(_Frozen):
         description="ACADEMIC_TERM as stored, trailing spaces removed, e.g. 'Winter'."
     )
 
+    @classmethod
+    def parse(cls, label: str) -> TermKey:
+        """``"2021/Winter"`` → the term; ``ValueError`` unless the label is ``YEAR/TERM``.
+
+        The one parser of term labels (settings, mapping files, command options):
+        a four-digit ACADEMIC_YEAR, a slash, a non-blank ACADEMIC_TERM; blanks
+        around the label and the term are dropped.
+        """
+        match = _TERM_LABEL.fullmatch(label.strip())
+        if match is None:
+            raise ValueError(f"term {label!r} is not YEAR/TERM (e.g. 2021/Winter)")
+        return cls(academic_year=match["year"], academic_term=match["term"].strip())
+
     def label(self) -> str:
         """The term as people write it: ``2021/Winter``."""
         return f"{self.academic_year}/{self.academic_term}"
 
+    def key(self) -> tuple[str, str]:
+        """The term as PowerCampus's collation compares it (``schemas.collation``)."""
+        return term_key(self)
+
     def matches(self, other: TermKey) -> bool:
-        """Compare as SQL Server's case-insensitive collation does."""
-        return (
-            self.academic_year.strip().casefold()
-            == other.academic_year.strip().casefold()
-            and self.academic_term.strip().casefold()
-            == other.academic_term.strip().casefold()
-        )
+        """The same term under PowerCampus's collation (case, trailing spaces)."""
+        return self.key() == other.key()
 
 
 class SectionKey(_Frozen):
@@ -74,6 +91,10 @@ class SectionKey(_Frozen):
     event_id: str = Field(description="EVENT_ID, the PowerCampus course id.")
     event_sub_type: str = Field(description="EVENT_SUB_TYPE, e.g. LEC or LAB.")
     section: str = Field(description="SECTION, e.g. '01'.")
+
+    def key(self) -> tuple[str, str, str, str, str, str]:
+        """The section as PowerCampus's collation compares it (``schemas.collation``)."""
+        return section_key(self)
 
     @cached_property
     def term(self) -> TermKey:
@@ -154,6 +175,10 @@ class EnrolmentEvent(_Frozen):
     def kafka_key(self) -> bytes:
         """The partitioning key: the person, so their events stay in order."""
         return self.people_code_id.encode()
+
+    def person_term_key(self) -> tuple[str, str, str]:
+        """The event's person and term as PowerCampus's collation compares them."""
+        return person_term_key(self.people_code_id, self.term)
 
 
 def change_event_id(

@@ -12,6 +12,7 @@ from typing import Any, cast
 
 from cdc.ports import ChangeRow, CtOperation, PersonTerm, ShadowEntry, TranscriptRow
 from cdc.rows import text, transcript_row
+from schemas.collation import person_term_key
 from schemas.events import TermKey
 
 Row = Sequence[Any]
@@ -67,12 +68,8 @@ def person_terms(changes: Iterable[ChangeRow]) -> list[PersonTerm]:
 
 
 def fold(person_term: PersonTerm) -> tuple[str, str, str]:
-    """The comparison key of a person-term under a case-insensitive collation."""
-    return (
-        person_term.people_code_id.rstrip().casefold(),
-        person_term.term.academic_year.rstrip().casefold(),
-        person_term.term.academic_term.rstrip().casefold(),
-    )
+    """A person-term as PowerCampus's collation compares it (``schemas.collation``)."""
+    return person_term_key(person_term.people_code_id, person_term.term)
 
 
 def term_key_params(keys: Sequence[PersonTerm]) -> list[str]:
@@ -109,7 +106,5 @@ def distinct_terms(rows: Iterable[Row]) -> list[TermKey]:
     seen: dict[tuple[str, str], TermKey] = {}
     for row in rows:
         term = TermKey(academic_year=text(row[0]), academic_term=text(row[1]))
-        seen.setdefault(
-            (term.academic_year.casefold(), term.academic_term.casefold()), term
-        )
+        seen.setdefault(term.key(), term)
     return list(seen.values())

@@ -307,8 +307,7 @@ def _empty_terms(
 
 
 def _term(label: str) -> TermKey:
-    year, _, term = label.partition("/")
-    return TermKey(academic_year=year, academic_term=term)
+    return TermKey.parse(label)
 
 
 def _pairs(

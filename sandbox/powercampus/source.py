@@ -40,6 +40,7 @@ from cdc.ports import (
 from cdc.rows import TRANSCRIPT_COLUMNS, text, transcript_row
 from sandbox.powercampus import changetracking as ct
 from sandbox.powercampus.schema import TRACKABLE_TABLES, ci
+from schemas.collation import person_term_key
 from schemas.events import TermKey
 
 T = TypeVar("T")
@@ -85,11 +86,7 @@ def map_sqlite_errors() -> Iterator[None]:
 
 
 def _fold(people_code_id: str, term: TermKey) -> tuple[str, str, str]:
-    return (
-        people_code_id.rstrip().casefold(),
-        term.academic_year.rstrip().casefold(),
-        term.academic_term.rstrip().casefold(),
-    )
+    return person_term_key(people_code_id, term)
 
 
 class SandboxChangeSource:
