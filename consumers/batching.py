@@ -27,6 +27,7 @@ from consumers.decisions import (
     plan_against,
     settle,
 )
+from consumers.errors import InvalidEvent
 from consumers.identity import Found, Resolution
 from consumers.mapping import MappingSet
 from consumers.ports import RawMessage
@@ -36,10 +37,15 @@ from schemas.events import EnrolmentEvent
 
 @dataclass(frozen=True, slots=True)
 class Undecodable:
-    """A record that is not a valid enrolment event."""
+    """A record that is not a valid enrolment event, and why (dead-letter it)."""
 
     message: RawMessage
-    reason: str
+    error: InvalidEvent
+
+    @property
+    def reason(self) -> str:
+        """What is wrong with the record."""
+        return self.error.reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +63,9 @@ def decode(messages: Sequence[RawMessage]) -> Decoded:
     for message in messages:
         if message.value is None:
             invalid.append(
-                Undecodable(message, "empty record (tombstone) on the event topic")
+                Undecodable(
+                    message, InvalidEvent("empty record (tombstone) on the event topic")
+                )
             )
             continue
         try:
@@ -68,7 +76,9 @@ def decode(messages: Sequence[RawMessage]) -> Decoded:
                 for error in exc.errors()[:5]
             )
             invalid.append(
-                Undecodable(message, f"not a valid enrolment event: {problems}")
+                Undecodable(
+                    message, InvalidEvent(f"not a valid enrolment event: {problems}")
+                )
             )
     return Decoded(events=events, invalid=invalid)
 

@@ -138,7 +138,7 @@ class IdentityResolver:
         """A ``Resolution`` for every distinct id given, keyed by the id as given.
 
         Uncached ids are looked up with one ``get_users_by_field`` call. Client
-        errors (``MoodleUnavailable``, ``MoodleAuthError``...) propagate.
+        errors (``TargetUnavailable``, ``TargetRefused``...) propagate.
         """
         result: dict[str, Resolution] = {}
         pending: dict[str, str] = {}

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from consumers.decisions import Held
-from consumers.errors import MoodleError, MoodleRejected
+from consumers.errors import ActionRejected, TargetError
 from consumers.identity import Resolution
 from schemas.actions import MoodleAction
 
@@ -99,8 +99,8 @@ class ActionOutcomes:
     """
 
     applied: list[MoodleAction] = field(default_factory=list)
-    rejected: list[tuple[MoodleAction, MoodleRejected]] = field(default_factory=list)
-    unknown: list[tuple[MoodleAction, MoodleError]] = field(default_factory=list)
+    rejected: list[tuple[MoodleAction, ActionRejected]] = field(default_factory=list)
+    unknown: list[tuple[MoodleAction, TargetError]] = field(default_factory=list)
     #: (course, user) of rejected actions whose earlier calls did apply (a role
     #: assigned, then its old role's removal refused): Moodle holds neither the
     #: state before nor the one intended, so the ledger must read it back.

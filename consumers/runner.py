@@ -42,12 +42,7 @@ from consumers.batching import (
     uncertain_pairs,
 )
 from consumers.decisions import EnrolmentPolicy, next_ledger_entry, unknown_statuses
-from consumers.errors import (
-    ConsumerError,
-    MoodleError,
-    MoodleNotFound,
-    MoodleRejected,
-)
+from consumers.errors import ActionRejected, ConsumerError, TargetError
 from consumers.ledger import Ledger
 from consumers.mapping import MappingSet
 from consumers.parked import ParkedEvents
@@ -342,7 +337,7 @@ class ApplyRunner:
         )
         self._count_applied(applied)
         for planned_action, error in rejected:
-            if isinstance(error, MoodleNotFound):
+            if error.person_may_be_gone:
                 # merged or recreated account: look the person up afresh next time
                 self.identities.forget(planned_action.decision.desired.people_code_id)
         if outcomes.unknown:
@@ -373,13 +368,13 @@ class ApplyRunner:
 
     def _invalid_letter(self, bad: Undecodable) -> DeadLetter:
         return self._letter(
-            _origin(bad.message), reason=bad.reason, error_type="InvalidEvent"
+            _origin(bad.message), reason=bad.reason, error_type=type(bad.error).__name__
         )
 
     def _rejected_letter(
         self,
         planned: PlannedAction,
-        error: MoodleRejected,
+        error: ActionRejected,
         origins: Mapping[str, Origin],
     ) -> DeadLetter:
         event = planned.decision.event
@@ -480,7 +475,7 @@ def _restored(planned: PlannedAction) -> LedgerEntry:
     )
 
 
-def _unknown(unknown: Sequence[tuple[object, MoodleError]], total: int) -> MoodleError:
+def _unknown(unknown: Sequence[tuple[object, TargetError]], total: int) -> TargetError:
     """The error to raise for actions whose outcome is unknown.
 
     A non-retriable one (token refused, an answer of the wrong shape) stops the

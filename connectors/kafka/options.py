@@ -21,35 +21,17 @@ import asyncio
 import contextlib
 import ssl
 import struct
-from typing import Any, ClassVar
+from typing import Any
 
 import structlog
 
 from connectors.kafka.config import SASL_PROTOCOLS, TLS_PROTOCOLS, KafkaSettings
+from connectors.kafka.errors import KafkaTlsRefused, KafkaTlsUnusable
 
 log = structlog.get_logger()
 
 # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH (OpenSSL's x509_vfy.h)
 _NAME_MISMATCH = frozenset({62, 64})
-
-
-class KafkaTlsError(Exception):
-    """The TLS settings cannot be used; retrying does not help, a setting must change."""
-
-    retriable: ClassVar[bool] = False
-
-
-class KafkaTlsUnusable(KafkaTlsError):
-    """A CA file, certificate or key could not be loaded (names the setting and file)."""
-
-
-class KafkaTlsRefused(KafkaTlsError):
-    """A broker and we did not agree on TLS: its certificate, or ours, was refused."""
-
-    def __init__(self, server: str, reason: str) -> None:
-        super().__init__(f"TLS to Kafka at {server} refused: {reason}")
-        self.server = server
-        self.reason = reason
 
 
 def client_options(kafka: KafkaSettings, bootstrap_servers: str) -> dict[str, Any]:

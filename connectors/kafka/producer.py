@@ -17,6 +17,8 @@ from typing import Any, ClassVar, Self
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
+from connectors.kafka.errors import ProducerFailed
+
 Record = tuple[bytes | None, bytes | None]
 
 
@@ -32,10 +34,6 @@ def describe_kafka_failure(exc: KafkaError, bootstrap_servers: object) -> str:
             "and do KAFKA_BOOTSTRAP_SERVERS / kafka.bootstrap_servers name it?"
         )
     return f"Kafka at {bootstrap_servers} failed: {type(exc).__name__}: {exc}"
-
-
-class ProducerFailed(Exception):
-    """The broker could not be reached or did not acknowledge every record."""
 
 
 class AckedProducer:

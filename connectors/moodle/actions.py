@@ -62,8 +62,8 @@ from connectors.moodle.batch import (
     UnenrolRow,
     apply_rows,
 )
+from connectors.moodle.errors import MoodleBadResponse
 from connectors.moodle.form import ROUTING_FIELDS
-from consumers.errors import MoodleBadResponse
 from consumers.ports import ActionOutcomes
 from consumers.tasks import run_all
 from schemas.actions import (

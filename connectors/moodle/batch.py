@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Generic, TypeVar
 
-from consumers.errors import MoodleError, MoodleRejected
+from connectors.moodle.errors import MoodleError, MoodleRejected
 from consumers.tasks import run_all
 
 if TYPE_CHECKING:

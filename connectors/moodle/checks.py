@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING
 import structlog
 
 from connectors.moodle.actions import status_function_listed
+from connectors.moodle.errors import MoodleError
 from connectors.moodle.reads import has_enabled_manual_instance
-from consumers.errors import MoodleError, StartupRefused
+from consumers.errors import StartupRefused
 from consumers.tasks import run_all
 
 if TYPE_CHECKING:

@@ -33,14 +33,14 @@ from yarl import URL
 
 from connectors.moodle.actions import MoodleWrites
 from connectors.moodle.batch import ENROL_ROW_FIELDS
-from connectors.moodle.form import ROUTING_FIELDS, encode_params
-from connectors.moodle.reads import MoodleReads
-from consumers.errors import (
+from connectors.moodle.errors import (
     MoodleBadResponse,
     MoodleUnavailable,
     classify_moodle_error,
     is_moodle_error_body,
 )
+from connectors.moodle.form import ROUTING_FIELDS, encode_params
+from connectors.moodle.reads import MoodleReads
 
 if TYPE_CHECKING:
     from types import TracebackType

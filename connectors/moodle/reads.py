@@ -18,9 +18,9 @@ from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Literal
 
 from connectors.moodle.batch import balanced_chunks
+from connectors.moodle.errors import MoodleBadResponse
 from connectors.moodle.form import ROUTING_FIELDS, chunk_by_fields, encode_params
 from connectors.moodle.rosters import read_holdings, read_rosters
-from consumers.errors import MoodleBadResponse
 from consumers.identity import UserField
 from consumers.tasks import run_all
 

@@ -17,8 +17,8 @@ from typing import Protocol
 
 import structlog
 
+from connectors.moodle.errors import MoodleAuthError, MoodleError
 from consumers.decisions import Held
-from consumers.errors import MoodleAuthError, MoodleError
 from consumers.ports import RosterEntry
 from consumers.tasks import run_all
 

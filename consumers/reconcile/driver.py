@@ -32,7 +32,7 @@ from typing import Protocol
 import structlog
 
 from consumers.decisions import EnrolmentPolicy, next_ledger_entry
-from consumers.errors import MoodleAuthError, MoodleError
+from consumers.errors import TargetError, TargetRefused
 from consumers.identity import IdentityResolver, Missing, Resolution
 from consumers.ledger import Ledger
 from consumers.mapping import MappingSet
@@ -90,9 +90,9 @@ async def _resolve_with_retries(
     for attempt in range(1, attempts + 1):
         try:
             return await resolver.resolve(chunk)
-        except MoodleAuthError:
+        except TargetRefused:
             raise
-        except MoodleError as exc:
+        except TargetError as exc:
             if not exc.retriable or attempt == attempts:
                 log.warning(
                     "reconcile_lookup_failed", persons=len(chunk), error=str(exc)

@@ -12,7 +12,8 @@ import asyncio
 import typer
 
 from connectors.kafka.config import TLS_PROTOCOLS
-from connectors.kafka.options import KafkaTlsError, check_tls, warn_about_security
+from connectors.kafka.errors import KafkaTlsError
+from connectors.kafka.options import check_tls, warn_about_security
 from enrolstream.settings import Settings
 
 __all__ = ["CONFIG_ERROR_EXIT", "require_bootstrap", "settings_of"]

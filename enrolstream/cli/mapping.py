@@ -14,7 +14,8 @@ from typing import Annotated
 import typer
 
 from connectors.moodle.checks import MoodleCheckProblem, check_courses
-from consumers.errors import MappingError, MoodleError
+from connectors.moodle.errors import MoodleError
+from consumers.errors import MappingError
 from consumers.mapping import MappingSet, load_mappings
 from enrolstream.cli.context import settings_of
 from enrolstream.settings import Settings

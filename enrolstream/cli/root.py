@@ -18,6 +18,7 @@ import structlog
 import typer
 
 from cdc.errors import CdcError
+from connectors.kafka.errors import KafkaAdapterError
 from consumers.errors import ConsumerError
 from enrolstream.cli import (
     apply,
@@ -147,6 +148,6 @@ def main() -> None:
     """
     try:
         app()
-    except (CdcError, ConsumerError, BrokerError) as exc:
+    except (CdcError, ConsumerError, KafkaAdapterError, BrokerError) as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
         sys.exit(1)

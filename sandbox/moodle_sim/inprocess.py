@@ -22,9 +22,9 @@ from typing import Literal
 
 from connectors.moodle.actions import MoodleWrites
 from connectors.moodle.client import check_answer
+from connectors.moodle.errors import MoodleUnavailable
 from connectors.moodle.form import ROUTING_FIELDS, encode_params
 from connectors.moodle.reads import MoodleReads
-from consumers.errors import MoodleUnavailable
 from sandbox.moodle_sim.protocol import decode_php_vars, truncate_input_vars
 from sandbox.moodle_sim.server import MoodleSimulator
 

@@ -19,7 +19,7 @@ from connectors.moodle.actions import (
     SET_STATUS,
     status_function_listed,
 )
-from consumers.errors import (
+from connectors.moodle.errors import (
     MoodleAuthError,
     MoodleFunctionMissing,
     MoodleNoManualInstance,

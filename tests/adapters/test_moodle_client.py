@@ -18,8 +18,7 @@ from connectors.moodle.client import (
     check_answer,
     sends_token_in_clear,
 )
-from connectors.moodle.reads import has_enabled_manual_instance
-from consumers.errors import (
+from connectors.moodle.errors import (
     MoodleAuthError,
     MoodleBadResponse,
     MoodleError,
@@ -28,6 +27,7 @@ from consumers.errors import (
     MoodleRejected,
     MoodleUnavailable,
 )
+from connectors.moodle.reads import has_enabled_manual_instance
 from consumers.identity import Ambiguous, Found, IdentityResolver, Missing
 from tests.adapters.moodle_stub_server import Fault, MoodleStub, start
 

@@ -8,7 +8,8 @@ import pytest
 
 from connectors.moodle.actions import SET_STATUS
 from connectors.moodle.checks import moodle_ready
-from consumers.errors import MoodleAuthError, MoodleUnavailable, StartupRefused
+from connectors.moodle.errors import MoodleAuthError, MoodleUnavailable
+from consumers.errors import StartupRefused
 from sandbox.moodle_sim.inprocess import InProcessMoodle
 from sandbox.moodle_sim.server import MoodleSimulator
 from sandbox.moodle_sim.site import (

@@ -6,8 +6,8 @@ from collections.abc import Callable, Mapping
 
 import pytest
 
+from connectors.moodle.errors import MoodleUnavailable
 from connectors.moodle.rosters import read_holdings, read_rosters
-from consumers.errors import MoodleUnavailable
 from sandbox.moodle_sim.inprocess import CallFate, InProcessMoodle
 from sandbox.moodle_sim.server import MoodleSimulator
 from sandbox.moodle_sim.state import MoodleState

@@ -16,13 +16,9 @@ import structlog
 import typer
 from pydantic import SecretStr
 
-from connectors.kafka.options import (
-    KafkaTlsRefused,
-    check_tls,
-    client_options,
-    warn_about_security,
-)
-from connectors.kafka.producer import AckedProducer, ProducerFailed
+from connectors.kafka.errors import KafkaTlsRefused, ProducerFailed
+from connectors.kafka.options import check_tls, client_options, warn_about_security
+from connectors.kafka.producer import AckedProducer
 from connectors.kafka.publisher import ensure_topics
 from connectors.kafka.stream import read_topic
 from enrolstream.cli.context import require_bootstrap

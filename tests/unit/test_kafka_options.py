@@ -20,12 +20,8 @@ import pytest
 from aiokafka.client import AIOKafkaClient
 from pydantic import SecretStr
 
-from connectors.kafka.options import (
-    KafkaTlsUnusable,
-    _host_port,
-    build_ssl_context,
-    client_options,
-)
+from connectors.kafka.errors import KafkaTlsUnusable
+from connectors.kafka.options import _host_port, build_ssl_context, client_options
 from enrolstream.settings import KafkaSettings
 from tests.pki import ThrowawayCa
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import pytest
 
 from connectors.moodle.batch import EnrolRow, apply_rows, balanced_chunks
-from consumers.errors import (
+from connectors.moodle.errors import (
     MoodleCodingError,
     MoodleNotFound,
     MoodleRejected,

@@ -6,10 +6,7 @@ import json
 
 import pytest
 
-from consumers.errors import (
-    ConsumerError,
-    InvalidEvent,
-    MappingError,
+from connectors.moodle.errors import (
     MoodleAuthError,
     MoodleBadResponse,
     MoodleCannotAssignRole,
@@ -25,6 +22,7 @@ from consumers.errors import (
     classify_moodle_error,
     is_moodle_error_body,
 )
+from consumers.errors import ConsumerError, InvalidEvent, MappingError
 from tests.conftest import GOLDEN_DIR
 
 GOLDEN = GOLDEN_DIR

@@ -6,9 +6,9 @@ from collections.abc import Mapping
 
 import pytest
 
+from connectors.moodle.errors import MoodleBadResponse
 from connectors.moodle.form import encode_params
 from connectors.moodle.reads import MoodleReads
-from consumers.errors import MoodleBadResponse
 
 
 class ScriptedMoodle(MoodleReads):
