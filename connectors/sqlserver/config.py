@@ -1,6 +1,6 @@
 """SQL Server's settings (``[source.sqlserver]``) and the ODBC connection strings from them.
 
-Two driver families, two conventions (``domain/sqlserver-ct.md`` §9):
+Two driver families, two conventions (``docs/sqlserver-change-tracking.md`` §9):
 
 * Microsoft ODBC Driver 17/18: ``SERVER=tcp:host,port``, ``Encrypt`` /
   ``TrustServerCertificate`` (v18 encrypts and validates by default),

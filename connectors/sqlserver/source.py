@@ -5,7 +5,7 @@ thread at a time (an ``asyncio.Lock`` around ``asyncio.to_thread``), in
 autocommit mode with explicit ``BEGIN``/``COMMIT`` so no transaction (and no
 snapshot pinning tempdb versions) stays open between polls.
 
-Each ``fetch_since`` is one SNAPSHOT transaction (``domain/sqlserver-ct.md`` §5):
+Each ``fetch_since`` is one SNAPSHOT transaction (``docs/sqlserver-change-tracking.md`` §5):
 min valid version, current version, CHANGETABLE joined back, the shadow map
 consulted for the changed keys, then the complete term state of every touched
 person, then COMMIT. With ``snapshot_isolation=False`` it runs the documented

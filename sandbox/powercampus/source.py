@@ -1,7 +1,7 @@
 """``SandboxChangeSource``: the ``ChangeSource`` port over the PowerCampus sandbox.
 
 It reads exactly what the SQL Server adapter reads, in the same consistent-sync
-pattern (sqlserver-ct.md §5): each call is ONE read transaction, which WAL mode
+pattern (docs/sqlserver-change-tracking.md §5): each call is ONE read transaction, which WAL mode
 makes a snapshot, so the min valid version check, the current version, the net
 changes and the term state all agree. Every blocking call runs in
 ``asyncio.to_thread``; the one connection is serialised by a lock.

@@ -1,4 +1,4 @@
-"""The PowerCampus sandbox reproduces SQL Server change tracking (sqlserver-ct.md)."""
+"""The PowerCampus sandbox reproduces SQL Server change tracking (docs/sqlserver-*.md)."""
 
 from __future__ import annotations
 
@@ -113,7 +113,7 @@ NET_CHANGE_CASES = [
 
 
 class TestNetChanges:
-    """CHANGETABLE(CHANGES TRANSCRIPTDETAIL, @last) follows sqlserver-ct.md §4 exactly."""
+    """CHANGETABLE(CHANGES TRANSCRIPTDETAIL, @last) nets changes as SQL Server does (§4)."""
 
     @pytest.mark.parametrize(
         ("steps", "last", "expected"),
