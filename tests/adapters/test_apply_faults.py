@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from connectors.moodle.actions import SET_STATUS
 from consumers.decisions import DropAction, EnrolmentPolicy
@@ -367,3 +368,33 @@ class TestDropsNeverWelcome:
             await world.consume()
         assert world.holds("P000000001", "BSC5102") == dropped
         assert world.welcomes("P000000001") == welcomes
+
+
+class TestNothingAcceptedSilently:
+    """Item 8 of issue 8: what used to pass without a word now says so."""
+
+    async def test_unknown_status_is_warned_and_counted(self, world: World) -> None:
+        """An ADD_DROP_WAIT other than A, D, W: not enrolled, a warning, a count."""
+        world.registrar("P000000001", BSC5102="A")
+        await world.consume()
+        world.registrar("P000000001", BSC5102="X")
+        with capture_logs() as logs:
+            runner = await world.consume()
+        assert runner.stats.unknown_statuses == 1
+        warned = [e for e in logs if e["event"] == "unknown_registration_status"]
+        assert [e["add_drop_wait"] for e in warned] == [["X"]]
+        assert world.holds("P000000001", "BSC5102") == "no role"
+
+    async def test_until_idle_retries_parked_people_before_it_exits(
+        self, world: World
+    ) -> None:
+        """A script running --until-idle enrols someone whose account appeared meanwhile."""
+        world.registrar("P000000099", BSC5102="A")  # no Moodle account yet
+        runner = await world.consume()
+        assert len(runner.parked) == 1
+        world.users["P000000099"] = world.state.add_user(
+            "p000000099", idnumber="000000099", firstname="Late", lastname="Comer"
+        )
+        runner = await world.consume()
+        assert len(runner.parked) == 0
+        assert world.holds("P000000099", "BSC5102") == "active"

@@ -483,8 +483,6 @@ class TestCli:
 
     def test_errors_exit_non_zero(self, cli: CliRunner) -> None:
         """A failing statement or a missing database exits 1 with the reason on stderr."""
-        from enrolstream.cli.root import app  # noqa: PLC0415
-
         missing = cli.invoke(app, ["sandbox", "status"])
         assert missing.exit_code == 1
         assert "sandbox init" in missing.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import date
 from typing import Any
 
 import pyodbc
@@ -347,8 +348,6 @@ class TestSnapshotAndTerms:
 
     async def test_live_terms(self) -> None:
         """ACADEMICCALENDAR terms for today, duplicates by case removed."""
-        from datetime import date  # noqa: PLC0415
-
         terms = await make_source(FakeServer()).live_terms(date(2021, 1, 15))
         assert [t.label() for t in terms] == ["2021/Winter", "2021/Spring"]
 

@@ -24,7 +24,10 @@ import pytest
 from pydantic import SecretStr
 
 from cdc.ports import ChangeSource
+from connectors.sqlserver.sql import CURRENT_VERSION
 from enrolstream.settings import SqlServerSettings
+from sandbox.powercampus.database import PowerCampusSandbox
+from sandbox.powercampus.source import SandboxChangeSource
 
 SQLSERVER_IMAGE = "mcr.microsoft.com/mssql/server:2022-latest"
 SA_PASSWORD = "Contract!Pass1"  # noqa: S105 - throwaway container
@@ -58,8 +61,6 @@ class SandboxHarness:
     name = "sandbox"
 
     def __init__(self, path: Path) -> None:
-        from sandbox.powercampus.database import PowerCampusSandbox  # noqa: PLC0415
-
         self.path = path
         self.sandbox = PowerCampusSandbox(path)
         self.sandbox.create()
@@ -72,8 +73,6 @@ class SandboxHarness:
         return self.sandbox.current_version()
 
     def make_source(self) -> ChangeSource:
-        from sandbox.powercampus.source import SandboxChangeSource  # noqa: PLC0415
-
         source: ChangeSource = SandboxChangeSource(self.path, name="contract")
         return source
 
@@ -114,7 +113,7 @@ class SqlServerHarness:
     name = "sqlserver"
 
     def __init__(self, host: str, port: int) -> None:
-        from connectors.sqlserver.source import connect, installed_drivers  # noqa: PLC0415
+        from connectors.sqlserver.source import connect, installed_drivers  # noqa: PLC0415 - pyodbc needs unixODBC (optional)
 
         driver = (
             "ODBC Driver 18 for SQL Server"
@@ -157,7 +156,7 @@ class SqlServerHarness:
         return int(row[0])
 
     def make_source(self) -> ChangeSource:
-        from connectors.sqlserver.source import SqlServerChangeSource  # noqa: PLC0415
+        from connectors.sqlserver.source import SqlServerChangeSource  # noqa: PLC0415 - pyodbc needs unixODBC (optional)
 
         return SqlServerChangeSource(self.settings, name="contract")
 
@@ -169,14 +168,12 @@ class SqlServerHarness:
 
 
 def sql_current() -> str:
-    from connectors.sqlserver.sql import CURRENT_VERSION  # noqa: PLC0415
-
     return CURRENT_VERSION
 
 
 def _docker_answers() -> str | None:
     """None when a Docker engine answers, else why not."""
-    import docker  # noqa: PLC0415
+    import docker  # noqa: PLC0415 - only where Docker may answer
 
     # The docker SDK leaks its socket when the engine is absent; collect it here.
     with warnings.catch_warnings():
@@ -202,7 +199,7 @@ def fixture_sqlserver_container() -> Iterator[tuple[str, int]]:
     reason = _docker_answers()
     if reason is not None:
         pytest.skip(reason)
-    from testcontainers.community.mssql import SqlServerContainer  # noqa: PLC0415
+    from testcontainers.community.mssql import SqlServerContainer  # noqa: PLC0415 - only where Docker answers
 
     container = SqlServerContainer(SQLSERVER_IMAGE, password=SA_PASSWORD)
     with container:

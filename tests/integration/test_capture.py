@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from cdc.changes import to_events
 from cdc.errors import PublishFailed
 from cdc.poller import Poller
 from connectors.kafka.publisher import KafkaEventPublisher
@@ -205,8 +206,6 @@ class TestResume:
         saved = capture.store.load_version()
         poller = capture.poller()
         batch = await capture.source.fetch_since(saved or 0, capture.store)
-        from cdc.changes import to_events  # noqa: PLC0415 - the steps of run_once, by hand
-
         translation = to_events(batch, source="pc", captured_at=poller.clock())
         await capture.publisher.publish(translation.events)
         # the process dies here: the version is not saved
