@@ -6,11 +6,14 @@ served by ``workers`` PHP workers (one worker: requests queue behind each other)
 
 ``FaultPlan`` injects what proxies and overloaded servers do, for the next N
 requests or for a time window: an HTTP status (503/502/500) instead of the
-answer, a delay before the answer (longer than the client timeout makes a
-timeout), a connection closed without any answer, or an HTML page where Moodle's
-JSON belongs: Moodle's shutdown handler (``Terminated: 15``, what a request in
-flight gets when the web server is stopped: recorded as ``outage_stop_in_flight``,
-its transaction rolled back) or a PHP fatal error, both with HTTP 200.
+answer (503 with ``Retry-After``), a delay before the answer (longer than the
+client timeout makes a timeout), a connection closed without any answer, a
+redirect (a proxy sending ``http://`` to ``https://``, or a site that moved), or
+a page where Moodle's JSON belongs: Moodle's shutdown handler (``Terminated: 15``,
+what a request in flight gets when the web server is stopped: recorded as
+``outage_stop_in_flight``, its transaction rolled back), a PHP fatal error, both
+with HTTP 200, or any page a proxy or debug handler might send (any status and
+content type, for instance one that repeats the request, token included).
 ``after=True`` faults hit *after* Moodle committed the call: the client sees a
 failure for work that was done, which is what idempotent retries must survive.
 """
@@ -25,11 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-FaultKind = Literal["status", "delay", "drop", "page"]
+FaultKind = Literal["status", "delay", "drop", "page", "redirect"]
 
 # Moodle's core_shutdown_manager::signal_handler echoes this on SIGTERM and
 # exits; PHP's built-in server sends it with its default headers (200, HTML).
 TERMINATED_PAGE = "Terminated: 15\n"
+HTML_CONTENT_TYPE = "text/html; charset=utf-8"  # PHP's default
 # A PHP fatal error with display_errors and html_errors on (a development
 # site): PHP answers 200 with the message and none of Moodle's JSON.
 PHP_FATAL_PAGE = (
@@ -93,7 +97,9 @@ class LatencyModel:
 class Fault:
     """One injected fault: what happens and whether Moodle did the work first.
 
-    ``body`` is the HTML a ``page`` fault answers with (``status`` its HTTP status).
+    ``body`` is what a ``page`` fault answers with (``status`` its HTTP status,
+    ``content_type`` its type); ``location`` is where a ``redirect`` points;
+    ``retry_after_s`` is the ``Retry-After`` of a 503 ``status`` fault.
     """
 
     kind: FaultKind
@@ -101,6 +107,9 @@ class Fault:
     seconds: float = 0.0
     after: bool = False
     body: str = ""
+    content_type: str = HTML_CONTENT_TYPE
+    location: str = ""
+    retry_after_s: int = 1
 
 
 @dataclass
@@ -118,9 +127,20 @@ class FaultPlan:
         self._window: _Window | None = None
         self.injected: list[Fault] = []
 
-    def fail_next(self, n: int, status: int = 503, *, after: bool = False) -> None:
-        """Answer the next ``n`` requests with HTTP ``status`` (body: a short HTML page)."""
-        self._queue.extend([Fault("status", status=status, after=after)] * n)
+    def fail_next(
+        self,
+        n: int,
+        status: int = 503,
+        *,
+        after: bool = False,
+        retry_after_s: int = 1,
+    ) -> None:
+        """Answer the next ``n`` requests with HTTP ``status`` (body: a short HTML page).
+
+        A 503 carries ``Retry-After: retry_after_s``, as maintenance pages do.
+        """
+        fault = Fault("status", status=status, after=after, retry_after_s=retry_after_s)
+        self._queue.extend([fault] * n)
 
     def delay_next(self, n: int, seconds: float) -> None:
         """Hold the next ``n`` requests ``seconds`` before Moodle handles them."""
@@ -135,10 +155,32 @@ class FaultPlan:
         self._queue.extend([Fault("drop", after=after)] * n)
 
     def page_next(
-        self, n: int, body: str, status: int = 200, *, after: bool = False
+        self,
+        n: int,
+        body: str,
+        status: int = 200,
+        *,
+        after: bool = False,
+        content_type: str = HTML_CONTENT_TYPE,
     ) -> None:
-        """Answer the next ``n`` requests with an HTML ``body`` instead of Moodle's answer."""
-        self._queue.extend([Fault("page", status=status, after=after, body=body)] * n)
+        """Answer the next ``n`` requests with ``body`` instead of Moodle's answer.
+
+        HTML unless ``content_type`` says otherwise: a proxy's or a debug
+        handler's page, even JSON in Moodle's error shape.
+        """
+        fault = Fault(
+            "page", status=status, after=after, body=body, content_type=content_type
+        )
+        self._queue.extend([fault] * n)
+
+    def redirect_next(self, n: int, location: str, status: int = 301) -> None:
+        """Answer the next ``n`` requests with a redirect to ``location`` (any 3xx).
+
+        What a proxy in front of Moodle sends for ``http://`` when the site is
+        served on ``https://``, or a web server for a site that moved. Moodle
+        never sees the request.
+        """
+        self._queue.extend([Fault("redirect", status=status, location=location)] * n)
 
     def terminate_next(self, n: int, *, after: bool = False) -> None:
         """Answer as Moodle's shutdown handler does: 200, ``text/html``, ``Terminated: 15``.

@@ -9,6 +9,10 @@ token's service, parameters, then the function itself.
     async with MoodleSimulator(token="t0k") as sim:
         ...  # sim.url, sim.state, sim.calls, sim.faults.fail_next(2)
 
+What a client put on the wire is kept with ``record_requests=True``: each
+request's form fields as they arrived, in order and before PHP's
+``max_input_vars`` cut (``sim.requests``), as a packet capture would show them.
+
 Stopped and started like a real site's web server: ``await sim.stop()``
 answers every request in flight as Moodle's shutdown handler does (HTTP 200,
 ``text/html``, ``Terminated: 15``), then closes the port, so connections are
@@ -42,7 +46,13 @@ from aiohttp import web
 from sandbox.moodle_sim import errors
 from sandbox.moodle_sim.api import CallContext, WsFunction
 from sandbox.moodle_sim.external import validate_parameters
-from sandbox.moodle_sim.faults import TERMINATED_PAGE, Fault, FaultPlan, LatencyModel
+from sandbox.moodle_sim.faults import (
+    HTML_CONTENT_TYPE,
+    TERMINATED_PAGE,
+    Fault,
+    FaultPlan,
+    LatencyModel,
+)
 from sandbox.moodle_sim.protocol import (
     Rendered,
     decode_php_vars,
@@ -78,6 +88,20 @@ _MULTIPART = "multipart/form-data"
 
 
 @dataclass(frozen=True)
+class WireRequest:
+    """One request as it arrived: method and form fields (query, then body), uncut."""
+
+    method: str
+    fields: tuple[tuple[str, str], ...]
+
+    @property
+    def function(self) -> str:
+        """The ``wsfunction`` asked for (the last one, as PHP keeps it), or ""."""
+        names = [value for key, value in self.fields if key == "wsfunction"]
+        return names[-1] if names else ""
+
+
+@dataclass(frozen=True)
 class CallRecord:
     """One call naming a simulated function: rows carried, error code (None: success)."""
 
@@ -102,6 +126,7 @@ class MoodleSimulator:
         max_input_vars: int = 1000,
         admin_token: str | None = None,
         state_path: Path | None = None,
+        record_requests: bool = False,
     ) -> None:
         self.state = state or MoodleState()
         self.state_path = state_path
@@ -118,6 +143,9 @@ class MoodleSimulator:
         self.debug = debug
         self.max_input_vars = max_input_vars
         self.calls: list[CallRecord] = []
+        # Off by default: a long-running site would keep every batch it was sent.
+        self._requests: list[WireRequest] | None = [] if record_requests else None
+        self.max_in_flight = 0
         self._host, self._port = host, port
         self._functions = all_functions()
         self._workers = asyncio.Semaphore(self.latency.workers)
@@ -147,6 +175,17 @@ class MoodleSimulator:
     def in_flight(self) -> int:
         """Requests being handled now (what ``stop()`` would cut)."""
         return len(self._inflight)
+
+    @property
+    def requests(self) -> list[WireRequest]:
+        """Every request received, in arrival order (faulted ones included).
+
+        Only with ``record_requests=True``; otherwise ``RuntimeError``, so that
+        no test can read an empty list as "nothing was sent".
+        """
+        if self._requests is None:
+            raise RuntimeError("start the simulator with record_requests=True")
+        return self._requests
 
     async def start(self) -> None:
         """Listen on the host and port; again after ``stop()``, on the port it had."""
@@ -220,6 +259,7 @@ class MoodleSimulator:
         # aiohttp runs each request in its own task: stop() cancels it while it
         # is in here, and the handler answers as PHP's shutdown handler does.
         self._inflight.add(task)
+        self.max_in_flight = max(self.max_in_flight, len(self._inflight))
         try:
             return await self._answer(request)
         except asyncio.CancelledError:
@@ -231,6 +271,9 @@ class MoodleSimulator:
             self._inflight.discard(task)
 
     async def _answer(self, request: web.Request) -> web.StreamResponse:
+        if self._requests is not None:
+            query, body = await _read_pairs(request)
+            self._requests.append(WireRequest(request.method, (*query, *body)))
         fault = self.faults.take()
         if fault is not None and not fault.after:
             early = await self._before(request, fault)
@@ -262,13 +305,18 @@ class MoodleSimulator:
                 transport.abort()
             raise web.HTTPServiceUnavailable  # never written: the socket is gone
         if fault.kind == "page":
-            return _html_page(fault.body, fault.status)
+            return _html_page(fault.body, fault.status, fault.content_type)
+        if fault.kind == "redirect":
+            reason = HTTPStatus(fault.status).phrase
+            page = f"<html><body><h1>{fault.status} {reason}</h1></body></html>"
+            headers = {"Location": fault.location, "Content-Type": HTML_CONTENT_TYPE}
+            return web.Response(status=fault.status, text=page, headers=headers)
         page = f"<html><body><h1>{fault.status}</h1>Service unavailable</body></html>"
         return web.Response(
             status=fault.status,
             text=page,
             content_type="text/html",
-            headers={"Retry-After": "1"}
+            headers={"Retry-After": str(fault.retry_after_s)}
             if fault.status == HTTPStatus.SERVICE_UNAVAILABLE
             else None,
         )
@@ -276,17 +324,9 @@ class MoodleSimulator:
     async def _read_params(self, request: web.Request) -> dict[str, Any]:
         """PHP's ``$_GET`` + ``$_POST`` (POST wins), each cut at max_input_vars."""
         limit = self.max_input_vars
-        query = decode_php_vars(truncate_input_vars(list(request.query.items()), limit))
+        query_pairs, pairs = await _read_pairs(request)
+        query = decode_php_vars(truncate_input_vars(query_pairs, limit))
         body: dict[str, Any] = {}
-        pairs: list[tuple[str, str]] = []
-        if request.method == "POST" and request.content_type == _URLENCODED:
-            # Parsed here, not by request.post(): aiohttp refuses > 1000 fields
-            # with 413, where PHP silently keeps max_input_vars + 1 of them.
-            text = (await request.read()).decode("utf-8", errors="replace")
-            pairs = parse_form(text)
-        elif request.method == "POST" and request.content_type == _MULTIPART:
-            form = await request.post()
-            pairs = [(k, v) for k, v in form.items() if isinstance(v, str)]
         if pairs:
             body = decode_php_vars(truncate_input_vars(pairs, limit))
         return {**query, **body}
@@ -334,10 +374,31 @@ class MoodleSimulator:
             self.calls.append(CallRecord(name, rows, errorcode))
 
 
-def _html_page(body: str, status: int = HTTPStatus.OK) -> web.Response:
-    """An HTML answer with PHP's default content type, where Moodle's JSON belongs."""
+async def _read_pairs(
+    request: web.Request,
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """The query string's and the form body's fields, in order, none dropped.
+
+    aiohttp keeps the body once read, so this may run twice for one request.
+    """
+    query = list(request.query.items())
+    if request.method == "POST" and request.content_type == _URLENCODED:
+        # Parsed here, not by request.post(): aiohttp refuses > 1000 fields
+        # with 413, where PHP silently keeps max_input_vars + 1 of them.
+        text = (await request.read()).decode("utf-8", errors="replace")
+        return query, parse_form(text)
+    if request.method == "POST" and request.content_type == _MULTIPART:
+        form = await request.post()
+        return query, [(k, v) for k, v in form.items() if isinstance(v, str)]
+    return query, []
+
+
+def _html_page(
+    body: str, status: int = HTTPStatus.OK, content_type: str = HTML_CONTENT_TYPE
+) -> web.Response:
+    """A page where Moodle's answer belongs; HTML with PHP's default type unless told."""
     return web.Response(
-        status=status, text=body, headers={"Content-Type": "text/html; charset=utf-8"}
+        status=status, text=body, headers={"Content-Type": content_type}
     )
 
 

@@ -1,4 +1,4 @@
-"""The simulator's latency model and injected faults, seen by a real aiohttp client."""
+"""The simulator's latency model, injected faults and wire record, seen by a real aiohttp client."""
 
 from __future__ import annotations
 
@@ -311,3 +311,94 @@ class TestHtmlPages:
                 "<html>Bad gateway</html>",
             )
             assert [f.kind for f in sim.faults.injected] == ["page"]
+
+    async def test_page_next_serves_any_content_type(
+        self, session: aiohttp.ClientSession
+    ) -> None:
+        """page_next with a content type serves e.g. JSON in Moodle's error shape."""
+        state, ids, course = _site()
+        body = '{"exception": "moodle_exception", "errorcode": "x", "message": "m"}'
+        async with MoodleSimulator(state, token=TOKEN) as sim:
+            sim.faults.page_next(1, body, content_type="application/json")
+            assert await _post(session, sim, _enrol_pairs(ids[:1], course)) == (
+                200,
+                {"exception": "moodle_exception", "errorcode": "x", "message": "m"},
+            )
+            assert state.enrolments(course) == []
+
+
+class TestProxyAnswers:
+    """What a proxy in front of Moodle answers: redirects, and 503 with its Retry-After."""
+
+    @pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+    async def test_redirect_next_names_the_location(
+        self, session: aiohttp.ClientSession, status: int
+    ) -> None:
+        """redirect_next answers the 3xx with Location; Moodle never sees the request."""
+        state, ids, course = _site()
+        async with MoodleSimulator(state, token=TOKEN) as sim:
+            elsewhere = "https://moodle.example.invalid/webservice/rest/server.php"
+            sim.faults.redirect_next(1, elsewhere, status)
+            async with session.post(
+                sim.url + ENDPOINT,
+                data=_enrol_pairs(ids[:1], course),
+                allow_redirects=False,
+            ) as response:
+                assert response.status == status
+                assert response.headers["Location"] == elsewhere
+            assert state.enrolments(course) == []
+            assert sim.calls == []
+            assert await _post(session, sim, _enrol_pairs(ids[:1], course)) == (
+                200,
+                None,
+            )
+
+    async def test_fail_next_retry_after(self, session: aiohttp.ClientSession) -> None:
+        """fail_next(retry_after_s=7) sends Retry-After: 7 with its 503."""
+        state, ids, course = _site()
+        async with MoodleSimulator(state, token=TOKEN) as sim:
+            sim.faults.fail_next(1, 503, retry_after_s=7)
+            async with session.post(
+                sim.url + ENDPOINT, data=_enrol_pairs(ids[:1], course)
+            ) as response:
+                assert response.status == 503
+                assert response.headers["Retry-After"] == "7"
+
+
+class TestWireRecord:
+    """What the simulator keeps of the wire: requests as sent, and the most at once."""
+
+    async def test_requests_recorded_as_sent(
+        self, session: aiohttp.ClientSession
+    ) -> None:
+        """Fields in order and uncut by max_input_vars, faulted requests included."""
+        state, ids, course = _site()
+        pairs = _enrol_pairs(ids, course)  # 3 + 3 * 3 fields
+        async with MoodleSimulator(
+            state, token=TOKEN, max_input_vars=5, record_requests=True
+        ) as sim:
+            sim.faults.drop_next(1)
+            with pytest.raises(aiohttp.ServerDisconnectedError):
+                await _post(session, sim, pairs)
+            await _post(session, sim, pairs)
+            assert [r.fields for r in sim.requests] == [tuple(pairs)] * 2
+            assert [r.method for r in sim.requests] == ["POST", "POST"]
+            assert sim.requests[0].function == "enrol_manual_enrol_users"
+
+    async def test_requests_need_recording_on(self) -> None:
+        """Without record_requests, reading sim.requests fails instead of showing []."""
+        async with MoodleSimulator(MoodleState(), token=TOKEN) as sim:
+            with pytest.raises(RuntimeError, match="record_requests"):
+                _ = sim.requests
+
+    async def test_max_in_flight_is_the_high_water_mark(
+        self, session: aiohttp.ClientSession
+    ) -> None:
+        """Three held requests at once make max_in_flight 3; it stays after they end."""
+        state, _, _ = _site()
+        pairs = [("wstoken", TOKEN), ("wsfunction", "core_webservice_get_site_info")]
+        async with MoodleSimulator(state, token=TOKEN) as sim:
+            sim.faults.delay_next(3, 0.1)
+            await asyncio.gather(*(_post(session, sim, pairs) for _ in range(3)))
+            await _post(session, sim, pairs)
+            assert (sim.max_in_flight, sim.in_flight) == (3, 0)
