@@ -8,7 +8,9 @@ events Kafka acknowledged. One iteration (``run_once``):
    current version is below the saved one (restored from an older backup)
    → re-initialise, loudly;
 3. translate (pure), publish, wait for every ack;
-4. only then save the batch's version and the shadow-map changes, together.
+4. only then save the batch's version and the shadow-map changes, together
+   (where the rows go was *staged* before publishing, so a crash between 3 and
+   4 cannot make the next attempt forget a row it published).
 
 (Re-)initialisation publishes the full state of every person in the live terms
 as snapshot events consistent with one version, rebuilds the shadow map from
@@ -101,6 +103,7 @@ class Poller:
         translation = to_events(
             batch, source=self.source.name, captured_at=self.clock()
         )
+        self.store.stage(translation.shadow_upserts)
         await self.publisher.publish(translation.events)
         self.crash_point("poller.after_publish")
         self.store.commit(
@@ -154,11 +157,13 @@ class Poller:
             source=self.source.name,
             captured_at=captured_at,
         )
+        entries = [shadow_entry(row) for row in snapshot.rows]
+        self.store.stage(entries)
         await self.publisher.publish([*events, *vanished])
         self.crash_point("poller.after_publish")
         self.store.commit(
             snapshot.version,
-            [shadow_entry(row) for row in snapshot.rows],
+            entries,
             [],
             replace_terms=snapshot.terms,
         )

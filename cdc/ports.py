@@ -164,6 +164,17 @@ class CheckpointStore(ShadowLookup, Protocol):
         """The shadow map's entries in these terms (re-initialisation compares them)."""
         ...
 
+    def stage(self, upserts: Sequence[ShadowEntry]) -> None:
+        """Remember where rows are about to be published, before the version moves.
+
+        Called before publishing: a crash after Kafka acknowledged and before
+        ``commit`` must not leave rows that were published but that the shadow
+        map never saw (their later delete, or a re-initialisation, would not know
+        where to drop them). ``lookup`` and ``entries`` include staged entries
+        (staged winning); ``commit`` clears them.
+        """
+        ...
+
     def commit(
         self,
         version: int,

@@ -4,6 +4,14 @@ Both live in one local SQLite file and change in one transaction, after Kafka
 acknowledged the events: a crash can never leave a shadow map that already
 forgot a deleted row whose drop was not yet published.
 
+What is about to be published is *staged* first (``stage``, a second table):
+if the poller dies after Kafka acknowledged but before the commit, the next
+attempt still knows where those rows were published (a row inserted, published,
+then deleted before the retry is resolved through its staged entry, and a
+re-initialisation finds it among the rows that vanished). Staged entries win
+over committed ones in ``lookup`` (they were published later) and are cleared
+by the next ``commit``.
+
 Off-by-one rule: the saved version is the last version whose changes are
 already published and acknowledged; the poller resumes strictly after it.
 
@@ -42,7 +50,25 @@ CREATE TABLE IF NOT EXISTS shadow (
     section TEXT NOT NULL,
     PRIMARY KEY (source, transcript_detail_id)
 );
+CREATE TABLE IF NOT EXISTS shadow_staged (
+    source TEXT NOT NULL,
+    transcript_detail_id INTEGER NOT NULL,
+    people_code_id TEXT NOT NULL,
+    academic_year TEXT NOT NULL,
+    academic_term TEXT NOT NULL,
+    academic_session TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    event_sub_type TEXT NOT NULL,
+    section TEXT NOT NULL,
+    PRIMARY KEY (source, transcript_detail_id)
+);
 """
+_COLUMNS = (
+    "transcript_detail_id, people_code_id, academic_year, academic_term, "
+    "academic_session, event_id, event_sub_type, section"
+)
+#: Committed first, staged second: a staged entry replaces the committed one.
+_TABLES = ("shadow", "shadow_staged")
 _LOOKUP_CHUNK = 500
 _SAME_TERM = (
     "rtrim(academic_year) = rtrim(?) COLLATE NOCASE "
@@ -62,6 +88,20 @@ def _entry(row: Sequence[Any]) -> ShadowEntry:
             event_sub_type=row[6],
             section=row[7],
         ),
+    )
+
+
+def _row(entry: ShadowEntry) -> tuple[int, str, str, str, str, str, str, str]:
+    section = entry.section
+    return (
+        entry.transcript_detail_id,
+        entry.people_code_id,
+        section.academic_year,
+        section.academic_term,
+        section.academic_session,
+        section.event_id,
+        section.event_sub_type,
+        section.section,
     )
 
 
@@ -108,36 +148,44 @@ class SqliteCheckpointStore:
         return None if row is None else int(row[0])
 
     def lookup(self, transcript_detail_ids: Sequence[int]) -> Mapping[int, ShadowEntry]:
-        """Shadow entries for the ids the map knows; unknown ids are absent."""
+        """Where the ids were last published (staged over committed); unknown ids absent."""
         found: dict[int, ShadowEntry] = {}
         ids = list(dict.fromkeys(transcript_detail_ids))
         with self._lock:
-            for start in range(0, len(ids), _LOOKUP_CHUNK):
-                chunk = ids[start : start + _LOOKUP_CHUNK]
-                marks = ",".join("?" * len(chunk))
-                rows = self._db.execute(
-                    "SELECT transcript_detail_id, people_code_id, academic_year, "
-                    "academic_term, academic_session, event_id, event_sub_type, section "
-                    f"FROM shadow WHERE source = ? AND transcript_detail_id IN ({marks})",
-                    (self.source, *chunk),
-                ).fetchall()
-                for row in rows:
-                    found[row[0]] = _entry(row)
+            for table in _TABLES:
+                for start in range(0, len(ids), _LOOKUP_CHUNK):
+                    chunk = ids[start : start + _LOOKUP_CHUNK]
+                    marks = ",".join("?" * len(chunk))
+                    rows = self._db.execute(
+                        f"SELECT {_COLUMNS} FROM {table} "
+                        f"WHERE source = ? AND transcript_detail_id IN ({marks})",
+                        (self.source, *chunk),
+                    ).fetchall()
+                    found.update((row[0], _entry(row)) for row in rows)
         return found
 
     def entries(self, terms: Sequence[TermKey]) -> list[ShadowEntry]:
-        """The shadow map's entries in these terms."""
-        found: list[ShadowEntry] = []
+        """The shadow map's entries in these terms, staged ones included."""
+        found: dict[int, ShadowEntry] = {}
         with self._lock:
-            for term in terms:
-                rows = self._db.execute(
-                    "SELECT transcript_detail_id, people_code_id, academic_year, "
-                    "academic_term, academic_session, event_id, event_sub_type, section "
-                    f"FROM shadow WHERE source = ? AND {_SAME_TERM}",
-                    (self.source, term.academic_year, term.academic_term),
-                ).fetchall()
-                found.extend(_entry(row) for row in rows)
-        return found
+            for table in _TABLES:
+                for term in terms:
+                    rows = self._db.execute(
+                        f"SELECT {_COLUMNS} FROM {table} "
+                        f"WHERE source = ? AND {_SAME_TERM}",
+                        (self.source, term.academic_year, term.academic_term),
+                    ).fetchall()
+                    found.update((row[0], _entry(row)) for row in rows)
+        return list(found.values())
+
+    def stage(self, upserts: Sequence[ShadowEntry]) -> None:
+        """Remember where rows are about to be published, before the version moves."""
+        with self._lock:
+            self._db.executemany(
+                f"INSERT OR REPLACE INTO shadow_staged ({_COLUMNS}, source) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(*_row(entry), self.source) for entry in upserts],
+            )
 
     def shadow_size(self) -> int:
         """How many rows the shadow map holds (for logs and tests)."""
@@ -175,21 +223,13 @@ class SqliteCheckpointStore:
                     [(self.source, key) for key in deletes],
                 )
                 self._db.executemany(
-                    "INSERT OR REPLACE INTO shadow VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        (
-                            self.source,
-                            entry.transcript_detail_id,
-                            entry.people_code_id,
-                            entry.section.academic_year,
-                            entry.section.academic_term,
-                            entry.section.academic_session,
-                            entry.section.event_id,
-                            entry.section.event_sub_type,
-                            entry.section.section,
-                        )
-                        for entry in upserts
-                    ],
+                    f"INSERT OR REPLACE INTO shadow ({_COLUMNS}, source) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(*_row(entry), self.source) for entry in upserts],
+                )
+                # Published and now committed: the staging has served.
+                self._db.execute(
+                    "DELETE FROM shadow_staged WHERE source = ?", (self.source,)
                 )
                 self._db.execute(
                     "INSERT INTO checkpoint (source, version) VALUES (?, ?) "

@@ -163,6 +163,59 @@ class TestRunOnce:
         assert again == first
         assert store2.load_version() == 12
 
+    async def test_crash_before_the_first_save_then_a_delete(
+        self, tmp_path: Path
+    ) -> None:
+        """Killed between the first snapshot's acks and its save, then a row deleted:
+        the re-initialisation still publishes its drop (found by bench/chaos.py)."""
+        source, _, store, poller = make(tmp_path, CrashingStore)
+        assert isinstance(store, CrashingStore)
+        store.crash = True
+        with pytest.raises(Crash):
+            await poller.run_once()  # Alice's snapshot published, nothing saved
+        store.close()
+        source, publisher, store, poller = make(tmp_path)
+        source.snapshot = Snapshot(version=11, terms=[TERM], rows=[])  # Alice deleted
+        await poller.run_once()
+        dropped = [
+            (e.people_code_id, e.change.operation, e.change.section)
+            for e in publisher.published
+            if e.change
+        ]
+        assert dropped == [("P000000001", "delete", BSC)]
+        assert store.load_version() == 11
+
+    async def test_crash_after_publishing_an_insert_then_a_delete(
+        self, tmp_path: Path
+    ) -> None:
+        """Bob inserted and published, killed before the save, then Bob deleted: the
+        retried batch resolves his delete where his insert was published."""
+        source, _, store, poller = make(tmp_path, CrashingStore)
+        await poller.run_once()
+        assert isinstance(store, CrashingStore)
+        store.crash = True
+        with pytest.raises(Crash):
+            await poller.run_once()  # Bob's insert published, version 12 not saved
+        store.close()
+        source, publisher, store, poller = make(tmp_path)
+        source.batches[10] = ChangeBatch(
+            10,
+            13,
+            [ChangeRow(1, "D", 11, None, None), ChangeRow(2, "D", 13, 12, None)],
+            {PersonTerm("P000000001", TERM): (), PersonTerm("P000000002", TERM): ()},
+        )
+        await poller.run_once()
+        resolved = [
+            (e.people_code_id, e.change.operation, e.change.section)
+            for e in publisher.published
+            if e.change
+        ]
+        assert resolved == [
+            ("P000000001", "delete", BSC),
+            ("P000000002", "delete", BSC),
+        ]
+        assert store.lookup([1, 2]) == {}
+
     async def test_version_too_old_reinitialises(self, tmp_path: Path) -> None:
         """Below the min valid version: a snapshot, deletes for rows gone meanwhile."""
         source, publisher, store, poller = make(tmp_path)
