@@ -212,6 +212,8 @@ def plan(
     policy: EnrolmentPolicy,
     *,
     verified: Mapping[tuple[int, int], Held | None] | None = None,
+    now_ms: int = 0,
+    late_write_window_ms: int = 0,
 ) -> Plan:
     """Actions for the decisions whose person has exactly one Moodle user.
 
@@ -219,7 +221,9 @@ def plan(
     term) with their latest event and the reason, to be parked. ``verified``
     holds what Moodle was read to hold (None: no enrolment) for every pair of
     ``uncertain_pairs``; those pairs are decided from it, and their entry is
-    rewritten as certain even when no call is needed.
+    rewritten as certain even when no call is needed, to be read again
+    ``late_write_window_ms`` after its lost call was sent (``now_ms`` when the
+    entry does not say): a call cut off may still be applied late.
     """
     verified = verified or {}
     result = Plan()
@@ -244,6 +248,7 @@ def plan(
             policy=policy,
             verified=verified,
             result=result,
+            recheck=lambda sent: (sent or now_ms) + late_write_window_ms,
         )
     result.resolved_events = list(resolved.values())
     return result
@@ -257,6 +262,7 @@ def _plan_one(
     policy: EnrolmentPolicy,
     verified: Mapping[tuple[int, int], Held | None],
     result: Plan,
+    recheck: Callable[[int | None], int],
 ) -> None:
     event = decision.event
     pair = (decision.desired.course.id, userid)
@@ -271,7 +277,7 @@ def _plan_one(
         if pair not in verified:
             raise ValueError(f"uncertain ledger entry {pair} was not read from Moodle")
         held = verified[pair]
-        before = settle(before, held)
+        before = settle(before, held, recheck_at_ms=recheck(before.sent_at_ms))
         action = plan_against(decision.desired, userid, before, held, policy=policy)
         # The read settled the entry: keep that, whether or not a call follows.
         mark = before.model_copy(

@@ -306,17 +306,33 @@ def plan_against(
       creates an enrolment.
     """
     if desired.active:
-        return _bring_in(desired, userid, ledger, held)
-    return _drop(desired, userid, ledger, held, policy)
+        return _bring_in(desired.course.id, desired.role_id, userid, ledger, held)
+    return _drop(desired.course.id, userid, ledger, held, policy)
+
+
+def repair_late_write(
+    entry: LedgerEntry, held: Held | None, *, policy: EnrolmentPolicy
+) -> MoodleAction | None:
+    """The change that puts back what ``entry`` says we decided, or None.
+
+    For a (certain) entry whose ``recheck_at_ms`` came due: a call whose answer
+    was lost, and that Moodle applied only after we had read it back, may have
+    changed the enrolment since (an enrol landing after the drop that followed
+    it). The late write was ours, so its effects are ours to undo.
+    """
+    if entry.status == "active":
+        return _bring_in(entry.courseid, entry.roleid, entry.userid, entry, held)
+    ours = entry.model_copy(update={"status": "active", "owned": True})
+    return _drop(entry.courseid, entry.userid, ours, held, policy)
 
 
 def _bring_in(
-    desired: DesiredEnrolment,
+    courseid: int,
+    role: int,
     userid: int,
     ledger: LedgerEntry | None,
     held: Held | None,
 ) -> MoodleAction | None:
-    courseid, role = desired.course.id, desired.role_id
     if held is None:
         return EnrolAction(courseid=courseid, userid=userid, roleid=role)
     if not owns(ledger):
@@ -336,7 +352,7 @@ def _bring_in(
 
 
 def _drop(
-    desired: DesiredEnrolment,
+    courseid: int,
     userid: int,
     ledger: LedgerEntry | None,
     held: Held | None,
@@ -344,7 +360,7 @@ def _drop(
 ) -> MoodleAction | None:
     if ledger is None or held is None or not held.active or not owns(ledger):
         return None
-    courseid, ours = desired.course.id, ledger.roleid
+    ours = ledger.roleid
     if ours not in held.roleids:
         return None  # our role is gone already: dropped by role removal (or by hand)
     if policy.drop_action == "unenrol":
@@ -355,10 +371,14 @@ def _drop(
 
 
 def _leftover_role(ledger: LedgerEntry | None, held: Held, role: int) -> int | None:
-    """A role we assigned that Moodle still holds and that is not wanted any more."""
+    """A role we assigned that Moodle still holds and that is not wanted any more.
+
+    Besides the role we last assigned and the one a role change replaced, a role
+    a lost call may have assigned late (``late_roleids``).
+    """
     if ledger is None:
         return None
-    for candidate in (ledger.roleid, ledger.previous_roleid):
+    for candidate in (ledger.roleid, ledger.previous_roleid, *ledger.late_roleids):
         if candidate is not None and candidate != role and candidate in held.roleids:
             return candidate
     return None
@@ -372,12 +392,15 @@ def _check_pair(ledger: LedgerEntry, courseid: int, userid: int) -> None:
         )
 
 
-def settle(entry: LedgerEntry, held: Held | None) -> LedgerEntry:
+def settle(
+    entry: LedgerEntry, held: Held | None, *, recheck_at_ms: int | None = None
+) -> LedgerEntry:
     """The certain entry for what Moodle was read to hold, ownership kept.
 
     Used when an entry was uncertain (a call's outcome unknown): the status is
     what Moodle holds now; a role we held before an unfinished role change is
-    kept in ``previous_roleid`` while Moodle still holds it.
+    kept in ``previous_roleid`` while Moodle still holds it. ``recheck_at_ms``:
+    when to read Moodle again, as the lost call may still land later.
     """
     entry = entry.normalised()
     status: LedgerStatus
@@ -392,8 +415,18 @@ def settle(entry: LedgerEntry, held: Held | None) -> LedgerEntry:
     previous = entry.previous_roleid
     if held is None or previous not in held.roleids:
         previous = None
+    late = set(entry.late_roleids)
+    if entry.uncertain and entry.status == "active":
+        late.add(entry.roleid)  # the lost call assigns it if it lands late
     return entry.model_copy(
-        update={"status": status, "uncertain": False, "previous_roleid": previous}
+        update={
+            "status": status,
+            "uncertain": False,
+            "previous_roleid": previous,
+            "sent_at_ms": None,
+            "late_roleids": tuple(sorted(late)),
+            "recheck_at_ms": recheck_at_ms or entry.recheck_at_ms,
+        }
     )
 
 
@@ -415,6 +448,8 @@ def next_ledger_entry(
     event_id: str,
     state_version: int,
     uncertain: bool = False,
+    sent_at_ms: int | None = None,
+    people_code_id: str | None = None,
 ) -> LedgerEntry:
     """The ledger entry for ``action``: its intent (``uncertain``) or its outcome.
 
@@ -443,6 +478,12 @@ def next_ledger_entry(
         state_version=state_version,
         uncertain=uncertain,
         previous_roleid=previous_roleid,
+        people_code_id=people_code_id
+        or (previous.people_code_id if previous is not None else None),
+        sent_at_ms=sent_at_ms if uncertain else None,
+        # A late write may still land: the recheck outlives the writes after it.
+        recheck_at_ms=previous.recheck_at_ms if previous is not None else None,
+        late_roleids=previous.late_roleids if previous is not None else (),
     )
 
 
@@ -458,6 +499,7 @@ __all__ = [
     "owns",
     "plan_action",
     "plan_against",
+    "repair_late_write",
     "settle",
     "unknown_statuses",
 ]

@@ -47,16 +47,21 @@ class Ledger:
     def __init__(self, table: TableStore) -> None:
         self._table = table
         self._entries: dict[tuple[int, int], LedgerEntry] = {}
+        self._recheck: set[tuple[int, int]] = set()
 
     async def load(self) -> int:
         """Read the whole ledger topic; returns the number of entries."""
         rows = await self._table.load()
         self._entries = {}
+        self._recheck = set()
         for value in rows.values():
-            entry = LedgerEntry.model_validate_json(value)
-            self._entries[(entry.courseid, entry.userid)] = entry
+            self._remember(LedgerEntry.model_validate_json(value))
         log.info("ledger_loaded", entries=len(self._entries))
         return len(self._entries)
+
+    def awaiting_recheck(self) -> list[LedgerEntry]:
+        """Entries to read Moodle for again (``recheck_at_ms`` set), any time."""
+        return [self._entries[key] for key in self._recheck if key in self._entries]
 
     def get(self, courseid: int, userid: int) -> LedgerEntry | None:
         """What we last did to this (course, user), if anything."""
@@ -79,7 +84,15 @@ class Ledger:
             ]
         )
         for entry in entries:
-            self._entries[(entry.courseid, entry.userid)] = entry
+            self._remember(entry)
+
+    def _remember(self, entry: LedgerEntry) -> None:
+        key = (entry.courseid, entry.userid)
+        self._entries[key] = entry
+        if entry.recheck_at_ms is None:
+            self._recheck.discard(key)
+        else:
+            self._recheck.add(key)
 
     async def forget(self, keys: Sequence[tuple[int, int]]) -> None:
         """Delete entries (the enrolment is no longer ours to manage)."""
@@ -88,3 +101,4 @@ class Ledger:
         await self._table.put([(ledger_key(*key), None) for key in keys])
         for key in keys:
             self._entries.pop(key, None)
+            self._recheck.discard(key)

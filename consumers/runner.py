@@ -43,6 +43,7 @@ from consumers.batching import (
 )
 from consumers.decisions import EnrolmentPolicy, next_ledger_entry, unknown_statuses
 from consumers.errors import ActionRejected, ConsumerError, TargetError
+from consumers.late_writes import LateWrites
 from consumers.ledger import Ledger
 from consumers.mapping import MappingSet
 from consumers.parked import ParkedEvents
@@ -78,6 +79,8 @@ class RunnerStats:
     unknown_outcomes: int = 0
     #: Events carrying an ADD_DROP_WAIT other than A, D or W (read as not enrolled).
     unknown_statuses: int = 0
+    #: Enrolments put back after a lost call was applied late (``late_writes``).
+    late_writes_repaired: int = 0
     applied_at: dict[tuple[int, int], float] = field(default_factory=dict)
 
     @property
@@ -144,6 +147,7 @@ class ApplyRunner:
         max_backoff_s: float = 30.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         crash_point: Callable[[str], None] = _no_crash,
+        late_write_window_s: float = 600.0,
     ) -> None:
         self.stream = stream
         # bench/chaos.py kills the process at these points (enrolstream.crashpoints)
@@ -160,6 +164,17 @@ class ApplyRunner:
         self.max_backoff_s = max_backoff_s
         self.clock = clock
         self.stats = RunnerStats()
+        self.late_write_window_ms = int(late_write_window_s * 1000)
+        self.late_writes = LateWrites(
+            moodle=moodle,
+            ledger=ledger,
+            policy=policy,
+            owns=stream.owns,
+            clock_ms=self._now_ms,
+            window_ms=self.late_write_window_ms,
+        )
+        # Due rechecks are looked for this often (a fraction of the window).
+        self.recheck_every_s = min(60.0, max(late_write_window_s / 10, 0.1))
 
     async def run(
         self,
@@ -171,6 +186,7 @@ class ApplyRunner:
         """Consume until ``stop`` is set (or, with ``until_idle``, nothing is left)."""
         failures = 0
         next_parked_retry = time.monotonic() + self.parked_retry_s
+        next_recheck = time.monotonic() + self.recheck_every_s
         retried_when_idle = False
         while not stop.is_set():
             batches = await self.stream.getmany(timeout_ms=poll_timeout_ms)
@@ -207,12 +223,18 @@ class ApplyRunner:
             if len(self.parked) and time.monotonic() >= next_parked_retry:
                 next_parked_retry = time.monotonic() + self.parked_retry_s
                 await self._retry_parked_safely()
+            if time.monotonic() >= next_recheck:
+                next_recheck = time.monotonic() + self.recheck_every_s
+                await self._recheck_safely()
             if until_idle and not batches and await self.stream.lag() == 0:
-                if len(self.parked) and not retried_when_idle:
+                if not retried_when_idle:
                     # A script running --until-idle must still enrol someone whose
-                    # account was created since they were parked.
+                    # account was created since they were parked, and look at the
+                    # late writes that are due.
                     retried_when_idle = True
-                    await self._retry_parked_safely()
+                    if len(self.parked):
+                        await self._retry_parked_safely()
+                    await self._recheck_safely()
                     continue
                 return
 
@@ -254,6 +276,17 @@ class ApplyRunner:
                 raise
             log.warning("parked_retry_failed", error=str(exc))
 
+    async def _recheck_safely(self) -> None:
+        try:
+            self.stats.late_writes_repaired += await self.late_writes.check_due()
+        except ConsumerError as exc:
+            if not exc.retriable:
+                raise
+            log.warning("late_write_check_failed", error=str(exc))
+
+    def _now_ms(self) -> int:
+        return int(self.clock().timestamp() * 1000)
+
     async def _apply(
         self,
         events: Sequence[EnrolmentEvent],
@@ -279,7 +312,13 @@ class ApplyRunner:
             self.stats.verified += len(unsure)
             log.info("uncertain_entries_read", pairs=len(unsure))
         batch_plan = plan(
-            decisions, identities, self.ledger.get, self.policy, verified=verified
+            decisions,
+            identities,
+            self.ledger.get,
+            self.policy,
+            verified=verified,
+            now_ms=self._now_ms(),
+            late_write_window_ms=self.late_write_window_ms,
         )
         self.stats.already_in_state += batch_plan.already_in_state
         letters = await self._execute(batch_plan.actions, origins)
@@ -318,7 +357,10 @@ class ApplyRunner:
             return []
         # Intent first: if the call is cut off after Moodle applied it, or this
         # process dies, the entry says the pair is ours and must be read back.
-        await self.ledger.record([_entry(p, uncertain=True) for p in actions])
+        sent = self._now_ms()
+        await self.ledger.record(
+            [_entry(p, uncertain=True, sent_at_ms=sent) for p in actions]
+        )
         self.crash_point("consumer.after_intent")
         outcomes = await self.moodle.apply([p.action for p in actions])
         self.crash_point("consumer.after_moodle")
@@ -446,13 +488,17 @@ class ApplyRunner:
             )
 
 
-def _entry(planned: PlannedAction, *, uncertain: bool = False) -> LedgerEntry:
+def _entry(
+    planned: PlannedAction, *, uncertain: bool = False, sent_at_ms: int | None = None
+) -> LedgerEntry:
     return next_ledger_entry(
         planned.action,
         planned.previous,
         event_id=planned.decision.event.event_id,
         state_version=planned.decision.event.state_version,
         uncertain=uncertain,
+        sent_at_ms=sent_at_ms,
+        people_code_id=planned.decision.desired.people_code_id,
     )
 
 

@@ -109,6 +109,13 @@ class MoodleSettings(_Section):
     concurrency: int = Field(default=4, ge=1)
     request_timeout_s: float = Field(default=30.0, gt=0)
     max_backoff_s: float = Field(default=30.0, gt=0)
+    late_write_window_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="how long after a call whose answer was lost Moodle may still "
+        "apply it (PHP's max_execution_time and the web server's timeouts): its "
+        "enrolment is read again then, and put back if the late write changed it",
+    )
     user_field: Literal["idnumber", "username", "email"] = "idnumber"
     user_transform: Literal["strip_p", "none", "lower"] = Field(
         default="strip_p",

@@ -207,6 +207,26 @@ class LedgerEntry(_Frozen):
         description="On an uncertain role change: the role we held before, which "
         "Moodle may still hold.",
     )
+    people_code_id: str | None = Field(
+        default=None,
+        description="The person whose enrolment this is (PEOPLE_CODE_ID), when known.",
+    )
+    sent_at_ms: int | None = Field(
+        default=None,
+        description="On an uncertain entry: when its call was sent (Unix ms).",
+    )
+    late_roleids: tuple[int, ...] = Field(
+        default=(),
+        description="Roles a call whose answer was lost may still assign when "
+        "Moodle applies it late: taken away again if Moodle holds them, until the "
+        "recheck.",
+    )
+    recheck_at_ms: int | None = Field(
+        default=None,
+        description="Read Moodle again at this time (Unix ms): a call whose answer "
+        "was lost may still be applied until then (a late write), after the "
+        "decision that read Moodle back.",
+    )
 
     def normalised(self) -> LedgerEntry:
         """The entry with legacy ``pending`` read as an uncertain ``active``."""

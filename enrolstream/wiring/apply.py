@@ -108,6 +108,7 @@ async def open_runner(
             parked_retry_s=settings.consumer.parked_retry_s,
             max_backoff_s=settings.moodle.max_backoff_s,
             crash_point=crash_point,
+            late_write_window_s=settings.moodle.late_write_window_s,
         )
 
 

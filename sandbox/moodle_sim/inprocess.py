@@ -28,8 +28,9 @@ from connectors.moodle.reads import MoodleReads
 from sandbox.moodle_sim.protocol import decode_php_vars, truncate_input_vars
 from sandbox.moodle_sim.server import MoodleSimulator
 
-#: What happens to one call: answered, applied with its answer lost, or refused.
-CallFate = Literal["answer", "lose_reply", "refuse"]
+#: What happens to one call: answered, applied with its answer lost, refused, or
+#: cut off and applied later (``release_late``), as a hung PHP request is.
+CallFate = Literal["answer", "lose_reply", "refuse", "apply_later"]
 
 
 def _nothing(function: str) -> None:
@@ -55,8 +56,16 @@ class InProcessMoodle(MoodleReads, MoodleWrites):
         self._refuse = 0
         self.rule: Callable[[str, Mapping[str, object]], CallFate] | None = None
         self.after_serve: Callable[[str], None] = _nothing
+        self._late: list[dict[str, object]] = []
         #: Every call made: (function, fate).
         self.log: list[tuple[str, CallFate]] = []
+
+    async def release_late(self) -> int:
+        """Apply the calls cut off with ``apply_later`` now; how many there were."""
+        late, self._late = self._late, []
+        for params in late:
+            await self.simulator.serve(params)
+        return len(late)
 
     def lose_replies(self, n: int) -> None:
         """The next ``n`` calls are applied by Moodle and their answers lost."""
@@ -102,6 +111,9 @@ class InProcessMoodle(MoodleReads, MoodleWrites):
         decoded = decode_php_vars(
             truncate_input_vars(pairs, self.simulator.max_input_vars)
         )
+        if fate == "apply_later":
+            self._late.append(decoded)
+            raise MoodleUnavailable(f"{function}: request timed out (in-process)")
         rendered = await self.simulator.serve(decoded)
         self.after_serve(function)
         if fate == "lose_reply":

@@ -13,7 +13,7 @@ import asyncio
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -44,6 +44,7 @@ WINTER = TermKey(academic_year="2021", academic_term="Winter")
 STUDENT = 5
 PEOPLE = tuple(f"P{n:09d}" for n in range(1, 13))
 TOKEN = "5e" * 16
+LATE_WRITE_WINDOW_S = 60.0
 
 
 class Killed(BaseException):
@@ -79,6 +80,7 @@ class World:
     letters: MemorySink = field(default_factory=MemorySink)
     version: int = 0
     rows: dict[str, dict[str, str]] = field(default_factory=dict)
+    now: datetime = datetime(2021, 1, 11, tzinfo=UTC)  # the consumers' clock
 
     def __post_init__(self) -> None:
         plugins = (COMPANION_PLUGIN,) if self.companion else ()
@@ -135,7 +137,8 @@ class World:
             parked=parked,
             dead_letters=self.letters,
             max_backoff_s=0.0,
-            clock=lambda: datetime(2021, 1, 11, tzinfo=UTC),
+            clock=lambda: self.now,
+            late_write_window_s=LATE_WRITE_WINDOW_S,
         )
 
     def registrar(self, person: str, **changes: str) -> None:
@@ -278,6 +281,45 @@ class TestLostReplies:
         assert [world.welcomes(p) for p in PEOPLE] == [1] * len(PEOPLE)
         assert runner.stats.unknown_outcomes == 2  # one chunk of two rows
         assert runner.stats.verified == 2
+
+
+class TestLateWrites:
+    """A call cut off, read back, then applied by Moodle after all: put back in time."""
+
+    async def test_enrol_landing_after_the_drop_is_undone(self, world: World) -> None:
+        """Added (the call hangs), dropped: the late enrol is taken back after the window."""
+        world.registrar("P000000001", BSC5102="A")
+        world.registrar("P000000001", BSC5102="D")
+        world.batch_sizes = (1, 100)
+        world.moodle.on_call(on_writes("apply_later"))
+        runner = await world.consume()
+        assert world.holds("P000000001", "BSC5102") == "absent"  # read back: nothing
+        assert await world.moodle.release_late() == 1  # ...then PHP finished it
+        assert world.holds("P000000001", "BSC5102") == "active"  # wrong, for now
+        assert await runner.late_writes.check_due() == 0  # not due yet
+        world.now += timedelta(seconds=LATE_WRITE_WINDOW_S + 1)
+        assert await runner.late_writes.check_due() == 1
+        assert world.holds("P000000001", "BSC5102") == "no role"
+        world.now += timedelta(seconds=LATE_WRITE_WINDOW_S + 1)
+        assert await runner.late_writes.check_due() == 0  # settled: nothing pending
+        assert runner.late_writes.due() == []
+        assert runner.ledger.awaiting_recheck() == []
+
+    async def test_nothing_late_nothing_done(self, world: World) -> None:
+        """A lost reply read back and never applied late: one read, no write."""
+        world.registrar("P000000001", BSC5102="A")
+        world.moodle.on_call(on_writes("lose_reply"))
+        runner = await world.consume()
+        writes = [
+            f for f, _ in world.moodle.log if f.startswith(("enrol", "core_role"))
+        ]
+        world.now += timedelta(seconds=LATE_WRITE_WINDOW_S + 1)
+        assert await runner.late_writes.check_due() == 0
+        assert [
+            f for f, _ in world.moodle.log if f.startswith(("enrol", "core_role"))
+        ] == writes
+        assert runner.ledger.awaiting_recheck() == []
+        assert world.holds("P000000001", "BSC5102") == "active"
 
 
 class TestOutages:

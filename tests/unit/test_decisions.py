@@ -470,6 +470,22 @@ class TestPlanAgainst:
 class TestSettle:
     """An uncertain entry settled on what Moodle holds."""
 
+    def test_a_lost_assignment_is_remembered_until_the_recheck(self) -> None:
+        """The role a lost call would assign is kept as a late role, with the recheck time."""
+        settled = settle(intent("active", AUDIT), None, recheck_at_ms=1_000)
+        assert (settled.status, settled.late_roleids) == ("unenrolled", (AUDIT,))
+        assert settled.recheck_at_ms == 1_000
+        later = next_ledger_entry(ENROL, settled, event_id="e", state_version=11)
+        assert (later.late_roleids, later.recheck_at_ms) == ((AUDIT,), 1_000)
+        # the late assignment landing is taken away again by the next decision
+        assert plan_against(
+            desired(True), 7, later, held(STUDENT, AUDIT), policy=POLICY
+        ) == (
+            ChangeRoleAction(
+                courseid=COUN, userid=7, roleid=STUDENT, previous_roleid=AUDIT
+            )
+        )
+
     @pytest.mark.parametrize(
         ("entry", "moodle", "status", "previous"),
         [
