@@ -49,6 +49,9 @@ class Missing:
     """No Moodle account carries the value (or it cannot be looked up)."""
 
     reason: str
+    #: The reason as a closed vocabulary (a metric label): ``no_user``,
+    #: ``empty_id`` or ``not_looked_up``.
+    code: str = "no_user"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +60,7 @@ class Ambiguous:
 
     userids: tuple[int, ...]
     reason: str
+    code: str = "several_users"
 
 
 Resolution = Found | Missing | Ambiguous
@@ -96,7 +100,7 @@ def classify_lookup(
     batched answer can be classified per value.
     """
     if not value:
-        return Missing(reason=f"empty {field}: nothing to look up")
+        return Missing(reason=f"empty {field}: nothing to look up", code="empty_id")
     userids = sorted(
         {
             int(str(user["id"]))

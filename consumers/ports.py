@@ -88,6 +88,10 @@ class EventStream(Protocol):
         """Records not yet read on the assigned partitions (-1: none assigned yet)."""
         ...
 
+    async def lags(self) -> dict[int, int]:
+        """Records not yet read, per assigned partition (empty: none assigned yet)."""
+        ...
+
 
 @dataclass(slots=True)
 class ActionOutcomes:

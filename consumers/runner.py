@@ -18,6 +18,14 @@ anywhere in between finds its uncertain entries on restart.
 
 ``run(stop)`` finishes the batch in flight when ``stop`` is set (SIGTERM), then
 returns; ``run(stop, until_idle=True)`` also returns once nothing is left to read.
+
+Operations: everything counted in ``RunnerStats`` is also reported to the
+``Metrics`` port, with the commit → Moodle latency of every action applied for a
+change that carries its commit time (``EnrolmentEvent.committed_at``; one
+observation per action). ``run`` beats its ``Heartbeat`` once per iteration and
+samples the consumer lag every ``lag_sample_s``; ``lag_age_s`` is how long the
+oldest event read but not yet committed has waited (0 when none waits), and
+``newest_change_at`` the newest commit time seen: the staleness alarm's inputs.
 """
 
 from __future__ import annotations
@@ -54,6 +62,8 @@ from consumers.ports import (
     RawMessage,
     RecordSink,
 )
+from operations.health import Heartbeat
+from operations.metrics import NO_METRICS, Metrics
 from schemas.actions import DROP_KINDS, LedgerEntry
 from schemas.dead_letter import DeadLetter
 from schemas.events import EnrolmentEvent
@@ -144,8 +154,18 @@ class ApplyRunner:
         max_backoff_s: float = 30.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         crash_point: Callable[[str], None] = _no_crash,
+        metrics: Metrics = NO_METRICS,
+        heartbeat: Heartbeat | None = None,
+        lag_sample_s: float = 5.0,
     ) -> None:
         self.stream = stream
+        self.metrics = metrics
+        self.heartbeat = heartbeat
+        self.lag_sample_s = lag_sample_s
+        #: Kafka timestamp (s) of the oldest record of the batch not yet committed.
+        self._pending_since: float | None = None
+        #: The newest commit time of a change seen (None: none yet).
+        self.newest_change_at: datetime | None = None
         # bench/chaos.py kills the process at these points (enrolstream.crashpoints)
         self.crash_point = crash_point
         self.moodle = moodle
@@ -171,8 +191,15 @@ class ApplyRunner:
         """Consume until ``stop`` is set (or, with ``until_idle``, nothing is left)."""
         failures = 0
         next_parked_retry = time.monotonic() + self.parked_retry_s
+        next_lag_sample = time.monotonic()
         retried_when_idle = False
+        self.metrics.parked(self.parked.reason_codes())
         while not stop.is_set():
+            if self.heartbeat is not None:
+                self.heartbeat.beat(time.monotonic())
+            if time.monotonic() >= next_lag_sample:
+                next_lag_sample = time.monotonic() + self.lag_sample_s
+                await self._sample_lag()
             batches = await self.stream.getmany(timeout_ms=poll_timeout_ms)
             if self.stream.take_reassigned():
                 # Another member may have written the ledger and parked tables for
@@ -187,6 +214,7 @@ class ApplyRunner:
                         raise
                     failures += 1
                     self.stats.retries += 1
+                    self.metrics.retried()
                     self.stream.rewind(
                         {tp: msgs[0].offset for tp, msgs in batches.items()}
                     )
@@ -216,9 +244,27 @@ class ApplyRunner:
                     continue
                 return
 
+    def lag_age_s(self) -> float:
+        """How long the oldest event read but not yet committed has waited (0: none)."""
+        if self._pending_since is None:
+            return 0.0
+        return max(0.0, self.clock().timestamp() - self._pending_since)
+
+    async def _sample_lag(self) -> None:
+        try:
+            lags = await self.stream.lags()
+        except ConsumerError as exc:
+            log.debug("lag_not_sampled", error=str(exc))
+            return
+        self.metrics.consumer_lag(lags)
+        self.metrics.lag_age(self.lag_age_s())
+
     async def process(self, batches: Mapping[Partition, Sequence[RawMessage]]) -> None:
         """Apply one batch, then commit each partition past it."""
         messages = [message for msgs in batches.values() for message in msgs]
+        if messages and self._pending_since is None:
+            # Kept across retries: a batch read again is still the same wait.
+            self._pending_since = min(m.timestamp_ms for m in messages) / 1000
         decoded = decode(messages)
         origins = {
             event.event_id: _origin(message) for message, event in decoded.events
@@ -230,7 +276,11 @@ class ApplyRunner:
         await self.stream.commit(
             {tp: msgs[-1].offset + 1 for tp, msgs in batches.items()}
         )
+        self._pending_since = None
         self.stats.events += len(decoded.events)  # applied, parked or dead-lettered
+        self.metrics.events_done(len(decoded.events))
+        for _, event in decoded.events:
+            self._saw_change(event)
 
     async def retry_parked(self) -> int:
         """Try every parked person-term again; returns how many are still parked."""
@@ -277,17 +327,19 @@ class ApplyRunner:
             held = await self.moodle.holdings(unsure)
             verified = {pair: held.get(pair) for pair in unsure}
             self.stats.verified += len(unsure)
+            self.metrics.read_back(len(unsure))
             log.info("uncertain_entries_read", pairs=len(unsure))
         batch_plan = plan(
             decisions, identities, self.ledger.get, self.policy, verified=verified
         )
         self.stats.already_in_state += batch_plan.already_in_state
+        self.metrics.already_in_state(batch_plan.already_in_state)
         letters = await self._execute(batch_plan.actions, origins)
         await self.ledger.record(batch_plan.watermarks)
         if batch_plan.unresolved:
             await self.parked.park(list(batch_plan.unresolved.values()), self.clock())
             self.stats.parked += len(batch_plan.unresolved)
-            for event, reason in batch_plan.unresolved.values():
+            for event, reason, _ in batch_plan.unresolved.values():
                 log.warning(
                     "person_parked",
                     people_code_id=event.people_code_id,
@@ -295,7 +347,14 @@ class ApplyRunner:
                     reason=reason,
                 )
         await self.parked.release(batch_plan.resolved_events)
+        self.metrics.parked(self.parked.reason_codes())
         return letters
+
+    def _saw_change(self, event: EnrolmentEvent) -> None:
+        newest = _newer(self.newest_change_at, event)
+        if newest is not None and newest != self.newest_change_at:
+            self.newest_change_at = newest
+            self.metrics.change_seen(newest)
 
     def _warn_unknown_statuses(self, events: Sequence[EnrolmentEvent]) -> None:
         for event in events:
@@ -342,16 +401,21 @@ class ApplyRunner:
                 self.identities.forget(planned_action.decision.desired.people_code_id)
         if outcomes.unknown:
             self.stats.unknown_outcomes += len(outcomes.unknown)
+            self.metrics.unknown_outcomes(len(outcomes.unknown))
             raise _unknown(outcomes.unknown, len(actions))
         return [self._rejected_letter(p, error, origins) for p, error in rejected]
 
     def _count_applied(self, applied: Sequence[PlannedAction]) -> None:
         now = time.monotonic()
+        wall = self.clock()
         counts: Counter[str] = Counter()
         for planned in applied:
             kind = planned.action.kind
             counts[kind] += 1
             self.stats.applied_at[planned.action.key()] = now
+            committed = planned.decision.event.committed_at
+            if committed is not None:
+                self.metrics.commit_to_applied((wall - committed).total_seconds())
             # One line per row at debug (the ledger topic is the durable record);
             # a start-of-term burst would otherwise print tens of thousands of lines.
             log.debug(
@@ -363,6 +427,8 @@ class ApplyRunner:
                 reason=planned.decision.desired.reason,
             )
         self.stats.applied.update(counts)
+        for applied_kind, count in counts.items():
+            self.metrics.actions_applied(applied_kind, count)
         if applied:
             log.info("moodle_batch_applied", **dict(sorted(counts.items())))
 
@@ -437,6 +503,7 @@ class ApplyRunner:
         )
         self.stats.dead_lettered += len(letters)
         for letter in letters:
+            self.metrics.dead_lettered(letter.error_type, 1)
             log.error(
                 "dead_lettered",
                 reason=letter.reason,
@@ -444,6 +511,14 @@ class ApplyRunner:
                 source_offset=letter.source_offset,
                 event_id=letter.event_id,
             )
+
+
+def _newer(seen: datetime | None, event: EnrolmentEvent) -> datetime | None:
+    """The later of ``seen`` and the event's commit time."""
+    committed = event.committed_at
+    if committed is None or (seen is not None and seen >= committed):
+        return seen
+    return committed
 
 
 def _entry(planned: PlannedAction, *, uncertain: bool = False) -> LedgerEntry:

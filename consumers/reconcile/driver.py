@@ -98,7 +98,8 @@ async def _resolve_with_retries(
                     "reconcile_lookup_failed", persons=len(chunk), error=str(exc)
                 )
                 reason = f"not looked up: {type(exc).__name__}: {exc}"
-                return dict.fromkeys(chunk, Missing(reason=reason))
+                missing = Missing(reason=reason, code="not_looked_up")
+                return dict.fromkeys(chunk, missing)
             await asyncio.sleep(delay)
             delay *= 2
     return {}
