@@ -16,7 +16,38 @@ from typing import Any
 
 from operations.alarm import describe_duration
 
-__all__ = ["PipelineStatus", "ReconcileGlance", "render_text"]
+__all__ = [
+    "LetterRow",
+    "ParkedRow",
+    "PipelineStatus",
+    "ReconcileGlance",
+    "render_text",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ParkedRow:
+    """One parked person-term, as the page and ``enrolstream parked list`` show it."""
+
+    people_code_id: str
+    term: str
+    reason: str
+    reason_code: str
+    since: datetime
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class LetterRow:
+    """One dead letter waiting, as the page shows it (``position`` redrives it)."""
+
+    position: str
+    dead_lettered_at: datetime
+    person: str | None
+    error_type: str
+    errorcode: str | None
+    reason: str
+    redrivable: bool
 
 
 @dataclass(frozen=True, slots=True)
