@@ -55,6 +55,18 @@ class PollResult:
     unresolved_deletes: int = 0
 
 
+def _newest_change(batch: ChangeBatch, captured_at: datetime) -> datetime | None:
+    """The newest commit time of the batch's changes (None: no change read).
+
+    Without commit times (no permission, history cleaned up) the read time bounds
+    it from above, so quiet is never overstated.
+    """
+    if not batch.changes:
+        return None
+    times = batch.commit_times.values()
+    return max(times) if times else captured_at
+
+
 def parse_terms(labels: Sequence[str]) -> list[TermKey]:
     """Terms from settings labels ``YEAR/TERM`` (e.g. ``2021/Winter``)."""
     return [TermKey.parse(label) for label in labels]
@@ -112,10 +124,14 @@ class Poller:
         translation = to_events(batch, source=self.source.name, captured_at=captured_at)
         await self.publisher.publish(translation.events)
         self.crash_point("poller.after_publish")
+        newest = _newest_change(batch, captured_at)
         self.store.commit(
-            batch.to_version, translation.shadow_upserts, translation.shadow_deletes
+            batch.to_version,
+            translation.shadow_upserts,
+            translation.shadow_deletes,
+            newest_change_at=newest,
         )
-        self._report(batch, len(translation.events), captured_at)
+        self._report(batch, len(translation.events), newest)
         if translation.unresolved_deletes:
             log.info(
                 "deletes_without_shadow",
@@ -136,17 +152,14 @@ class Poller:
             unresolved_deletes=len(translation.unresolved_deletes),
         )
 
-    def _report(self, batch: ChangeBatch, events: int, captured_at: datetime) -> None:
+    def _report(self, batch: ChangeBatch, events: int, newest: datetime | None) -> None:
         """Tell the metrics what one saved iteration did."""
         metrics = self.metrics
         metrics.changes_read(len(batch.changes))
         metrics.events_published("change", events)
         metrics.versions(source=batch.to_version, saved=batch.to_version)
-        if batch.changes:
-            # Without commit times (no permission, history cleaned up) the read
-            # time bounds the newest change from above: quiet is never overstated.
-            times = batch.commit_times.values()
-            metrics.change_seen(max(times) if times else captured_at)
+        if newest is not None:
+            metrics.change_seen(newest)
         metrics.poll_finished("ok")
 
     async def initialise(self, *, reason: str) -> PollResult:

@@ -176,10 +176,13 @@ class CheckpointStore(ShadowLookup, Protocol):
         deletes: Sequence[int],
         *,
         replace_terms: Sequence[TermKey] = (),
+        newest_change_at: datetime | None = None,
     ) -> None:
         """Atomically save ``version`` and apply shadow-map changes.
 
         ``replace_terms`` first removes those terms' entries: a re-initialisation
         replaces the terms it read and leaves the others' entries alone.
+        ``newest_change_at``: the commit time of the newest change the batch read,
+        kept for the status page when later than the one saved.
         """
         ...
