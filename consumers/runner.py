@@ -166,6 +166,8 @@ class ApplyRunner:
         self._pending_since: float | None = None
         #: The newest commit time of a change seen (None: none yet).
         self.newest_change_at: datetime | None = None
+        #: Records not yet read per partition, as last sampled (None: not yet).
+        self.last_lags: dict[int, int] | None = None
         # bench/chaos.py kills the process at these points (enrolstream.crashpoints)
         self.crash_point = crash_point
         self.moodle = moodle
@@ -256,6 +258,7 @@ class ApplyRunner:
         except ConsumerError as exc:
             log.debug("lag_not_sampled", error=str(exc))
             return
+        self.last_lags = lags
         self.metrics.consumer_lag(lags)
         self.metrics.lag_age(self.lag_age_s())
 

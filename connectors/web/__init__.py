@@ -13,6 +13,11 @@ no Moodle and no database.
 """
 
 from connectors.web.page import PageView
-from connectors.web.server import OpsServer, StatusBackend, WebRefused
+from connectors.web.server import (
+    OpsServer,
+    PortUnavailable,
+    StatusBackend,
+    WebRefused,
+)
 
-__all__ = ["OpsServer", "PageView", "StatusBackend", "WebRefused"]
+__all__ = ["OpsServer", "PageView", "PortUnavailable", "StatusBackend", "WebRefused"]

@@ -33,7 +33,13 @@ from connectors.web.guard import Credentials, CsrfGuard, RateLimit, authorised
 from connectors.web.page import PageView, render_page
 from operations.health import Probe, run_probes
 
-__all__ = ["OpsServer", "StatusBackend", "WebRefused", "is_loopback"]
+__all__ = [
+    "OpsServer",
+    "PortUnavailable",
+    "StatusBackend",
+    "WebRefused",
+    "is_loopback",
+]
 
 log = structlog.get_logger()
 
@@ -52,6 +58,10 @@ _HEADERS = {
 
 class WebRefused(Exception):
     """The server cannot start as configured (credentials missing, port taken)."""
+
+
+class PortUnavailable(WebRefused):
+    """The address cannot be bound (the port is taken, or not ours to bind)."""
 
 
 class StatusBackend(Protocol):
@@ -149,7 +159,7 @@ class OpsServer:
             await site.start()
         except OSError as exc:
             await runner.cleanup()
-            raise WebRefused(
+            raise PortUnavailable(
                 f"cannot listen on {self.host}:{self.port}: {exc.strerror}"
             ) from exc
         self._runner = runner

@@ -11,7 +11,8 @@ import typer
 from consumers.errors import ConsumerError, MappingError, StartupRefused
 from enrolstream.cli.context import CONFIG_ERROR_EXIT, require_bootstrap, settings_of
 from enrolstream.signals import stop_on_signals
-from enrolstream.wiring.apply import read_dead_letters, redrive, run_consume
+from enrolstream.wiring.apply import read_dead_letters, redrive
+from enrolstream.wiring.consume import run_consume
 
 dlq_app = typer.Typer(help="Show and re-queue dead letters.", no_args_is_help=True)
 
