@@ -237,7 +237,7 @@ class ApplyRunner:
             if len(self.parked) and time.monotonic() >= next_parked_retry:
                 next_parked_retry = time.monotonic() + self.parked_retry_s
                 await self._retry_parked_safely()
-            if until_idle and not batches and await self.stream.lag() == 0:
+            if until_idle and not batches and await self._idle():
                 if len(self.parked) and not retried_when_idle:
                     # A script running --until-idle must still enrol someone whose
                     # account was created since they were parked.
@@ -258,9 +258,18 @@ class ApplyRunner:
         except ConsumerError as exc:
             log.debug("lag_not_sampled", error=str(exc))
             return
+        self._record_lags(lags)
+
+    def _record_lags(self, lags: dict[int, int]) -> None:
         self.last_lags = lags
         self.metrics.consumer_lag(lags)
         self.metrics.lag_age(self.lag_age_s())
+
+    async def _idle(self) -> bool:
+        """Nothing left to read on the partitions held (none held: not idle)."""
+        lags = await self.stream.lags()
+        self._record_lags(lags)
+        return bool(lags) and sum(lags.values()) == 0
 
     async def process(self, batches: Mapping[Partition, Sequence[RawMessage]]) -> None:
         """Apply one batch, then commit each partition past it."""

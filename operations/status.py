@@ -148,6 +148,20 @@ class PipelineStatus:
                 ),
             ),
             (
+                "poller",
+                known(
+                    "saved_version",
+                    self.poller_saved_at,
+                    "saved its version "
+                    + describe_duration_s(
+                        (self.generated_at - self.poller_saved_at).total_seconds()
+                    )
+                    + " ago"
+                    if self.poller_saved_at is not None
+                    else "",
+                ),
+            ),
+            (
                 "last change",
                 known(
                     "newest_change_at",

@@ -86,7 +86,7 @@ def _glance(status: PipelineStatus) -> str:
             css = ' class="alarm"' if status.alarms else ' class="ok"'
         rows.append(f"<tr><th>{_e(label)}</th><td{css}>{_e(value)}</td></tr>")
     return (
-        '<section><h2>Pipeline at a glance</h2><table class="glance">'
+        '<section id="glance"><h2>Pipeline at a glance</h2><table class="glance">'
         + "".join(rows)
         + "</table></section>"
     )
@@ -108,7 +108,7 @@ def _latency(view: PageView) -> str:
         "slowest</span></p>"
     )
     return (
-        '<section class="wide"><h2>Commit in PowerCampus → applied in Moodle, last '
+        '<section id="latency" class="wide"><h2>Commit in PowerCampus → applied in Moodle, last '
         f"hour</h2>{latency_svg(minutes, view.status.generated_at)}{legend}"
         f'<p class="muted">{_e(caption)}</p></section>'
     )
@@ -130,7 +130,7 @@ def _parked(rows: Sequence[ParkedRow]) -> str:
         "Nobody is parked.",
     )
     return (
-        f"<section><h2>Parked persons ({len(rows)})</h2>"
+        f'<section id="parked"><h2>Parked persons ({len(rows)})</h2>'
         '<p class="muted">Registered in PowerCampus but without exactly one Moodle '
         "account; retried on a schedule, never guessed.</p>"
         f"{table}</section>"
@@ -177,7 +177,7 @@ def _letters(rows: Sequence[LetterRow], csrf: str) -> str:
         else ""
     )
     return (
-        f'<section class="wide"><h2>Dead letters ({len(rows)})</h2>'
+        f'<section id="dead-letters" class="wide"><h2>Dead letters ({len(rows)})</h2>'
         '<p class="muted">What Moodle refused. Fix the cause in Moodle or PowerCampus, '
         "then redrive: the person's newest state is decided again.</p>"
         f"{table}<p>{redrive_all}</p></section>"
@@ -206,7 +206,7 @@ def _reconcile(view: PageView) -> str:
             f"{glance.needs_attention} findings need a person's attention.</p>"
             f"{guard}{link}"
         )
-    return f"<section><h2>Last nightly reconcile</h2>{body}</section>"
+    return f'<section id="reconcile"><h2>Last nightly reconcile</h2>{body}</section>'
 
 
 def _reprocess(view: PageView, csrf: str) -> str:
@@ -220,7 +220,7 @@ def _reprocess(view: PageView, csrf: str) -> str:
         )
 
     return (
-        "<section><h2>Reprocess</h2>"
+        '<section id="reprocess"><h2>Reprocess</h2>'
         '<p class="muted">Decide a person or a course again from what PowerCampus '
         f"holds now. At most {view.reprocess_per_minute} requests a minute.</p>"
         + one("person", "Person", "P000012345")

@@ -4,7 +4,8 @@ Order of start-up: the mapping is read (a configuration error is reported before
 any waiting); the listener starts (``/livez`` answers and ``/readyz`` says what is
 missing while Kafka and Moodle are waited for); then the consumer; once it is
 ready the status page shows what it holds and the staleness alarm starts
-watching (not with ``--until-idle``: a one-shot run alarms nobody).
+watching. With ``--until-idle`` (a one-shot run) there is neither listener nor
+alarm: nobody scrapes or is alarmed by a script that ends.
 """
 
 from __future__ import annotations
@@ -154,7 +155,8 @@ async def run_consume(
     try:
         async with serve(
             settings,
-            port=settings.operations.consume_port,
+            # a one-shot run (--until-idle) serves nothing: scripts scrape nothing
+            port=None if until_idle else settings.operations.consume_port,
             live=alive(beat),
             probes=consumer_probes(settings, bootstrap_servers, mapping),
             metrics=metrics,
