@@ -137,6 +137,8 @@ class IdentityResolver:
         self.field: UserField = field
         self.transform: Transform = transform
         self._found: dict[str, int] = {}
+        #: Moodle user id → full name, as the look-ups answered (for reports).
+        self.fullnames: dict[int, str] = {}
 
     async def resolve(self, people_code_ids: Iterable[str]) -> dict[str, Resolution]:
         """A ``Resolution`` for every distinct id given, keyed by the id as given.
@@ -157,6 +159,10 @@ class IdentityResolver:
         users = (
             await self._client.get_users_by_field(self.field, values) if values else []
         )
+        for user in users:
+            name = user.get("fullname")
+            if name and "id" in user:
+                self.fullnames[int(str(user["id"]))] = str(name)
         for people_code_id, value in pending.items():
             resolution = classify_lookup(value, users, self.field)
             if isinstance(resolution, Found):

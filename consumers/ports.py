@@ -43,6 +43,7 @@ class RosterEntry:
     username: str
     roleids: frozenset[int]
     status: RosterStatus
+    fullname: str = ""
 
 
 class Rosters(Protocol):
