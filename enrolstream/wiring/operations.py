@@ -39,11 +39,14 @@ from connectors.web import OpsServer, PortUnavailable, StatusBackend
 from connectors.web.guard import Credentials
 from consumers.errors import ConsumerError
 from consumers.mapping import MappingSet
+from consumers.reconcile.driver import ReconcileResult
+from consumers.reconcile.report import summarise
 from enrolstream.settings import WEEKDAYS, Settings
 from enrolstream.wiring.common import kafka_options
 from operations.alarm import AlarmPolicy, BusinessHours
 from operations.health import Heartbeat, Probe, ProbeFailed
 from operations.watch import Notifier
+from schemas.snapshot import SnapshotMarker
 
 __all__ = [
     "alarm_policy",
@@ -54,7 +57,10 @@ __all__ = [
     "probe_mapping",
     "probe_moodle",
     "probe_source",
+    "reconcile_textfile",
+    "replay_textfile",
     "serve",
+    "snapshot_textfile",
     "write_textfile",
 ]
 
@@ -239,3 +245,43 @@ def write_textfile(settings: Settings, batch: BatchMetrics) -> None:
         return
     path = batch.write(directory)
     log.info("textfile_written", path=str(path))
+
+
+def snapshot_textfile(settings: Settings, end: SnapshotMarker) -> None:
+    """``enrolstream_snapshot.prom`` for a published snapshot."""
+    batch = BatchMetrics("snapshot")
+    batch.snapshot(
+        events=end.events or 0,
+        persons=end.persons or 0,
+        registrations=end.registrations or 0,
+        state_version=end.state_version,
+    )
+    write_textfile(settings, batch)
+
+
+def reconcile_textfile(settings: Settings, result: ReconcileResult) -> None:
+    """``enrolstream_reconcile.prom`` for a finished reconcile."""
+    summary = summarise(result)
+    trips: dict[str, int] = {}
+    for trip in result.plan.guard.trips:
+        trips[trip.scope] = trips.get(trip.scope, 0) + 1
+    batch = BatchMetrics("reconcile")
+    batch.reconcile(
+        planned=summary["totals"]["by_action"],
+        outcomes=summary["totals"]["by_outcome"],
+        guard_trips=trips,
+        guard_blocked=result.blocked,
+        unowned=len(result.plan.unowned),
+        unresolved=len(result.plan.unresolved),
+        needs_attention=len(summary["needs_attention"]),
+    )
+    write_textfile(settings, batch)
+
+
+def replay_textfile(
+    settings: Settings, *, events: int, partitions: int, dry_run: bool
+) -> None:
+    """``enrolstream_replay.prom`` for a replay (or its dry run)."""
+    batch = BatchMetrics("replay")
+    batch.replay(events=events, partitions=partitions, dry_run=dry_run)
+    write_textfile(settings, batch)
