@@ -200,8 +200,8 @@ class PipelineStatus:
                 "none found"
                 if reconcile is None
                 else f"{reconcile.finished_at:%Y-%m-%d %H:%M} ({reconcile.mode}): "
-                f"{reconcile.changes} changes, "
-                + ", ".join(f"{k} {v}" for k, v in sorted(reconcile.by_outcome.items()))
+                f"{reconcile.changes} changes"
+                + "".join(f", {k} {v}" for k, v in sorted(reconcile.by_outcome.items()))
                 + (", GUARD TRIPPED" if reconcile.guard_tripped else "")
                 + f"; {reconcile.needs_attention} need a person's attention",
             ),
