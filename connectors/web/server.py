@@ -119,8 +119,8 @@ class OpsServer:
         if backend is not None and not credentials.configured and not is_loopback(host):
             raise WebRefused(
                 f"the status page would listen on {host} without credentials: set "
-                "status.token (or status.username and status.password), or bind it "
-                "to 127.0.0.1"
+                "operations.token (or operations.username and operations.password), or "
+                "bind it to 127.0.0.1"
             )
         self.host, self.port = host, port
         self._live = live

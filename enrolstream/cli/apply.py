@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from connectors.web import WebRefused
 from consumers.errors import ConsumerError, MappingError, StartupRefused
 from enrolstream.cli.context import CONFIG_ERROR_EXIT, require_bootstrap, settings_of
 from enrolstream.signals import stop_on_signals
@@ -49,7 +50,7 @@ def consume(
 
     try:
         summary = asyncio.run(run())
-    except (MappingError, StartupRefused) as exc:
+    except (MappingError, StartupRefused, WebRefused) as exc:
         typer.echo(f"start-up refused: {exc}", err=True)
         raise typer.Exit(CONFIG_ERROR_EXIT) from exc
     except ConsumerError as exc:

@@ -72,7 +72,7 @@ class TestStartUp:
 
     def test_refused_without_credentials_off_loopback(self) -> None:
         """0.0.0.0 with no credentials refuses to start, naming what to set."""
-        with pytest.raises(WebRefused, match=r"status\.token"):
+        with pytest.raises(WebRefused, match=r"operations\.token"):
             OpsServer(host="0.0.0.0", backend=FakeBackend())  # noqa: S104 - the point
 
     def test_health_alone_needs_no_credentials(self) -> None:
