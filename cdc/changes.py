@@ -4,7 +4,8 @@ No I/O, no clock, no logging: time and the source name come in as arguments.
 
 One event per changed TRANSCRIPTDETAIL row, in SYS_CHANGE_VERSION order, each
 carrying the person's complete term state as of the batch's version (and one
-more for the person-term a row left, when it moved to another person or term).
+more for the person-term a row left, when it moved to another person or term),
+and the commit time of its row's version when the source knows it.
 Person-terms compare as the PowerCampus collation does: case and trailing spaces
 do not make two persons or terms. A delete
 carries only the key, so its person and section come from the shadow map; a
@@ -117,6 +118,7 @@ class _Builder:
     state_version: int
     captured_at: datetime
     term_state: dict[tuple[str, str, str], list[TranscriptRow]]
+    commit_times: Mapping[int, datetime] = field(default_factory=dict)
     translation: Translation = field(default_factory=lambda: Translation(events=[]))
     built: dict[tuple[str, str, str], tuple[Registration, ...]] = field(
         default_factory=dict
@@ -158,6 +160,7 @@ class _Builder:
                     previous_section=previous,
                 ),
                 captured_at=self.captured_at,
+                committed_at=self.commit_times.get(change.change_version),
             )
         )
 
@@ -170,7 +173,11 @@ def to_events(batch: ChangeBatch, *, source: str, captured_at: datetime) -> Tran
     a later delete of any of them can be resolved.
     """
     builder = _Builder(
-        source, batch.to_version, captured_at, _fold_state(batch.term_state)
+        source,
+        batch.to_version,
+        captured_at,
+        _fold_state(batch.term_state),
+        batch.commit_times,
     )
     translation = builder.translation
     for change in sorted(

@@ -19,6 +19,10 @@ that snapshot and continues incrementally from its version.
 A crash between 3 and 4 republishes at most that batch, with the same event ids.
 Transient failures (``err.retriable``) never advance the version; ``run`` backs off
 and tries again. ``run`` finishes the in-flight iteration when asked to stop.
+
+Each saved iteration is reported to the ``Metrics`` port (rows read, events
+published, the source's and the saved version, the newest change's commit time,
+the outcome); ``run`` beats its ``Heartbeat`` once per iteration (``/livez``).
 """
 
 from __future__ import annotations
@@ -34,7 +38,9 @@ import structlog
 
 from cdc.changes import shadow_entry, snapshot_events, to_events, vanished_events
 from cdc.errors import CdcError, ChangeTrackingVersionTooOld
-from cdc.ports import ChangeSource, CheckpointStore, EventPublisher
+from cdc.ports import ChangeBatch, ChangeSource, CheckpointStore, EventPublisher
+from operations.health import Heartbeat
+from operations.metrics import NO_METRICS, Metrics
 from schemas.events import TermKey
 
 log = structlog.get_logger()
@@ -49,6 +55,18 @@ class PollResult:
     events: int
     initialised: bool = False
     unresolved_deletes: int = 0
+
+
+def _newest_change(batch: ChangeBatch, captured_at: datetime) -> datetime | None:
+    """The newest commit time of the batch's changes (None: no change read).
+
+    Without commit times (no permission, history cleaned up) the read time bounds
+    it from above, so quiet is never overstated.
+    """
+    if not batch.changes:
+        return None
+    times = batch.commit_times.values()
+    return max(times) if times else captured_at
 
 
 def parse_terms(labels: Sequence[str]) -> list[TermKey]:
@@ -73,8 +91,12 @@ class Poller:
         crash_point: Callable[[str], None] = _no_crash,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         today: Callable[[], date] = date.today,
+        metrics: Metrics = NO_METRICS,
+        heartbeat: Heartbeat | None = None,
     ) -> None:
         self.source = source
+        self.metrics = metrics
+        self.heartbeat = heartbeat
         self.publisher = publisher
         self.store = store
         # bench/chaos.py kills the process here (enrolstream.crashpoints): never
@@ -100,15 +122,19 @@ class Poller:
                 reason=f"the source's current version {batch.to_version} is below the "
                 f"saved version {last}: the database was restored or recreated"
             )
-        translation = to_events(
-            batch, source=self.source.name, captured_at=self.clock()
-        )
+        captured_at = self.clock()
+        translation = to_events(batch, source=self.source.name, captured_at=captured_at)
         self.store.stage(translation.shadow_upserts)
         await self.publisher.publish(translation.events)
         self.crash_point("poller.after_publish")
+        newest = _newest_change(batch, captured_at)
         self.store.commit(
-            batch.to_version, translation.shadow_upserts, translation.shadow_deletes
+            batch.to_version,
+            translation.shadow_upserts,
+            translation.shadow_deletes,
+            newest_change_at=newest,
         )
+        self._report(batch, len(translation.events), newest)
         if translation.unresolved_deletes:
             log.info(
                 "deletes_without_shadow",
@@ -128,6 +154,16 @@ class Poller:
             events=len(translation.events),
             unresolved_deletes=len(translation.unresolved_deletes),
         )
+
+    def _report(self, batch: ChangeBatch, events: int, newest: datetime | None) -> None:
+        """Tell the metrics what one saved iteration did."""
+        metrics = self.metrics
+        metrics.changes_read(len(batch.changes))
+        metrics.events_published("change", events)
+        metrics.versions(source=batch.to_version, saved=batch.to_version)
+        if newest is not None:
+            metrics.change_seen(newest)
+        metrics.poll_finished("ok")
 
     async def initialise(self, *, reason: str) -> PollResult:
         """Publish the full state of the live terms as snapshot events and restart from it."""
@@ -167,6 +203,9 @@ class Poller:
             [],
             replace_terms=snapshot.terms,
         )
+        self.metrics.events_published("snapshot", len(events) + len(vanished))
+        self.metrics.versions(source=snapshot.version, saved=snapshot.version)
+        self.metrics.poll_finished("reinitialised")
         log.warning(
             "reinitialised",
             version=snapshot.version,
@@ -192,11 +231,14 @@ class Poller:
         failures = 0
         next_due = time.monotonic()
         while not stop.is_set():
+            if self.heartbeat is not None:
+                self.heartbeat.beat(time.monotonic())
             try:
                 await self.run_once()
             except CdcError as exc:
                 if not exc.retriable:
                     raise
+                self.metrics.poll_finished("retry")
                 failures += 1
                 delay = min(max_backoff_s, interval_s * 2 ** min(failures, 16))
                 log.warning(

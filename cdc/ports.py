@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Literal, Protocol
 
 from schemas.events import EnrolmentEvent, SectionKey, TermKey
@@ -84,12 +84,17 @@ class ChangeBatch:
     the complete TRANSCRIPTDETAIL rows, as of ``to_version``, of every person and
     term a change touched (including persons resolved from the shadow map for
     deletes); a person with no rows left in the term maps to an empty tuple.
+    ``commit_times`` maps each change-tracking version of the batch to the UTC
+    time its transaction committed, where the source knows it (SQL Server's
+    ``sys.dm_tran_commit_table``; the sandbox's ``CT_COMMIT``); absent versions
+    are unknown (history cleaned up, or no permission to read it).
     """
 
     from_version: int
     to_version: int
     changes: Sequence[ChangeRow]
     term_state: Mapping[PersonTerm, Sequence[TranscriptRow]]
+    commit_times: Mapping[int, datetime] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,10 +187,13 @@ class CheckpointStore(ShadowLookup, Protocol):
         deletes: Sequence[int],
         *,
         replace_terms: Sequence[TermKey] = (),
+        newest_change_at: datetime | None = None,
     ) -> None:
         """Atomically save ``version`` and apply shadow-map changes.
 
         ``replace_terms`` first removes those terms' entries: a re-initialisation
         replaces the terms it read and leaves the others' entries alone.
+        ``newest_change_at``: the commit time of the newest change the batch read,
+        kept for the status page when later than the one saved.
         """
         ...

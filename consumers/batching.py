@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from pydantic import ValidationError
 
@@ -166,14 +167,20 @@ def watermark(
     )
 
 
+class Unresolved(NamedTuple):
+    """A person-term to park: its latest event, why, and the reason's code."""
+
+    event: EnrolmentEvent
+    reason: str
+    code: str
+
+
 @dataclass(slots=True)
 class Plan:
     """What to do with a batch once identities are known."""
 
     actions: list[PlannedAction] = field(default_factory=list)
-    unresolved: dict[tuple[str, str], tuple[EnrolmentEvent, str]] = field(
-        default_factory=dict
-    )
+    unresolved: dict[tuple[str, str], Unresolved] = field(default_factory=dict)
     resolved_events: list[EnrolmentEvent] = field(default_factory=list)
     already_in_state: int = 0
     #: Ledger entries for decisions that needed no call: the version they were
@@ -238,7 +245,9 @@ def plan(
                 previous is None
                 or previous[0].state_version <= decision.event.state_version
             ):
-                result.unresolved[slot] = (decision.event, resolution.reason)
+                result.unresolved[slot] = Unresolved(
+                    decision.event, resolution.reason, resolution.code
+                )
             continue
         resolved[(person, decision.event.term.label())] = decision.event
         _plan_one(

@@ -49,6 +49,9 @@ class Missing:
     """No Moodle account carries the value (or it cannot be looked up)."""
 
     reason: str
+    #: The reason as a closed vocabulary (a metric label): ``no_user``,
+    #: ``empty_id`` or ``not_looked_up``.
+    code: str = "no_user"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +60,7 @@ class Ambiguous:
 
     userids: tuple[int, ...]
     reason: str
+    code: str = "several_users"
 
 
 Resolution = Found | Missing | Ambiguous
@@ -96,7 +100,7 @@ def classify_lookup(
     batched answer can be classified per value.
     """
     if not value:
-        return Missing(reason=f"empty {field}: nothing to look up")
+        return Missing(reason=f"empty {field}: nothing to look up", code="empty_id")
     userids = sorted(
         {
             int(str(user["id"]))
@@ -133,6 +137,8 @@ class IdentityResolver:
         self.field: UserField = field
         self.transform: Transform = transform
         self._found: dict[str, int] = {}
+        #: Moodle user id → full name, as the look-ups answered (for reports).
+        self.fullnames: dict[int, str] = {}
 
     async def resolve(self, people_code_ids: Iterable[str]) -> dict[str, Resolution]:
         """A ``Resolution`` for every distinct id given, keyed by the id as given.
@@ -153,6 +159,10 @@ class IdentityResolver:
         users = (
             await self._client.get_users_by_field(self.field, values) if values else []
         )
+        for user in users:
+            name = user.get("fullname")
+            if name and "id" in user:
+                self.fullnames[int(str(user["id"]))] = str(name)
         for people_code_id, value in pending.items():
             resolution = classify_lookup(value, users, self.field)
             if isinstance(resolution, Found):

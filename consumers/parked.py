@@ -29,6 +29,11 @@ class ParkedEvent(BaseModel):
 
     event: EnrolmentEvent = Field(description="The latest event of the person-term.")
     reason: str = Field(description="Why it waits: no Moodle user, or two.")
+    reason_code: str = Field(
+        default="other",
+        description="The reason as a closed vocabulary (no_user, several_users, "
+        "empty_id, not_looked_up); 'other' in entries written before it existed.",
+    )
     parked_at: datetime = Field(description="When it was first parked.")
     attempts: int = Field(default=1, description="Resolution attempts so far.")
 
@@ -77,12 +82,22 @@ class ParkedEvents:
             counts[parked.reason] = counts.get(parked.reason, 0) + 1
         return counts
 
+    def reason_codes(self) -> dict[str, int]:
+        """How many wait for each reason code (a metric's label values)."""
+        counts: dict[str, int] = {}
+        for parked in self._parked.values():
+            counts[parked.reason_code] = counts.get(parked.reason_code, 0) + 1
+        return counts
+
     async def park(
-        self, items: Sequence[tuple[EnrolmentEvent, str]], now: datetime
+        self, items: Sequence[tuple[EnrolmentEvent, str, str]], now: datetime
     ) -> None:
-        """Park events (the newest state per person-term wins), acknowledged."""
+        """Park (event, reason, reason code) items, acknowledged.
+
+        The newest state per person-term wins; the first parking time is kept.
+        """
         rows: dict[bytes, ParkedEvent] = {}
-        for event, reason in items:
+        for event, reason, code in items:
             key = parked_key(event)
             before = rows.get(key) or self._parked.get(key)
             if before is not None and before.event.state_version > event.state_version:
@@ -90,6 +105,7 @@ class ParkedEvents:
             rows[key] = ParkedEvent(
                 event=event,
                 reason=reason,
+                reason_code=code,
                 parked_at=before.parked_at if before else now,
                 attempts=before.attempts + 1 if before else 1,
             )

@@ -43,6 +43,7 @@ class RosterEntry:
     username: str
     roleids: frozenset[int]
     status: RosterStatus
+    fullname: str = ""
 
 
 class Rosters(Protocol):
@@ -86,6 +87,10 @@ class EventStream(Protocol):
 
     async def lag(self) -> int:
         """Records not yet read on the assigned partitions (-1: none assigned yet)."""
+        ...
+
+    async def lags(self) -> dict[int, int]:
+        """Records not yet read, per assigned partition (empty: none assigned yet)."""
         ...
 
 

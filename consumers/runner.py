@@ -18,6 +18,14 @@ anywhere in between finds its uncertain entries on restart.
 
 ``run(stop)`` finishes the batch in flight when ``stop`` is set (SIGTERM), then
 returns; ``run(stop, until_idle=True)`` also returns once nothing is left to read.
+
+Operations: everything counted in ``RunnerStats`` is also reported to the
+``Metrics`` port, with the commit → Moodle latency of every action applied for a
+change that carries its commit time (``EnrolmentEvent.committed_at``; one
+observation per action). ``run`` beats its ``Heartbeat`` once per iteration and
+samples the consumer lag every ``lag_sample_s``; ``lag_age_s`` is how long the
+oldest event read but not yet committed has waited (0 when none waits), and
+``newest_change_at`` the newest commit time seen: the staleness alarm's inputs.
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -55,6 +63,8 @@ from consumers.ports import (
     RawMessage,
     RecordSink,
 )
+from operations.health import Heartbeat
+from operations.metrics import NO_METRICS, Metrics
 from schemas.actions import DROP_KINDS, LedgerEntry
 from schemas.dead_letter import DeadLetter
 from schemas.events import EnrolmentEvent
@@ -128,6 +138,20 @@ def _no_crash(point: str) -> None:
     del point
 
 
+@dataclass(slots=True)
+class _Chore:
+    """Work the loop does between batches every ``every_s`` seconds."""
+
+    every_s: float
+    action: Callable[[], Awaitable[None]]
+    next_at: float
+
+    async def run_if_due(self, now: float) -> None:
+        if now >= self.next_at:
+            self.next_at = now + self.every_s
+            await self.action()
+
+
 class ApplyRunner:
     """Makes Moodle match the events, at least once, idempotently."""
 
@@ -148,8 +172,20 @@ class ApplyRunner:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         crash_point: Callable[[str], None] = _no_crash,
         late_write_window_s: float = 600.0,
+        metrics: Metrics = NO_METRICS,
+        heartbeat: Heartbeat | None = None,
+        lag_sample_s: float = 5.0,
     ) -> None:
         self.stream = stream
+        self.metrics = metrics
+        self.heartbeat = heartbeat
+        self.lag_sample_s = lag_sample_s
+        #: Kafka timestamp (s) of the oldest record of the batch not yet committed.
+        self._pending_since: float | None = None
+        #: The newest commit time of a change seen (None: none yet).
+        self.newest_change_at: datetime | None = None
+        #: Records not yet read per partition, as last sampled (None: not yet).
+        self.last_lags: dict[int, int] | None = None
         # bench/chaos.py kills the process at these points (enrolstream.crashpoints)
         self.crash_point = crash_point
         self.moodle = moodle
@@ -183,12 +219,29 @@ class ApplyRunner:
         until_idle: bool = False,
         poll_timeout_ms: int = 500,
     ) -> None:
-        """Consume until ``stop`` is set (or, with ``until_idle``, nothing is left)."""
+        """Consume until ``stop`` is set (or, with ``until_idle``, nothing is left).
+
+        Between batches, on their own schedules: the lag is sampled, parked
+        persons are retried, due late-write rechecks run.
+        """
+        now = time.monotonic()
+        chores = [
+            _Chore(self.lag_sample_s, self._sample_lag, now),
+            _Chore(
+                self.parked_retry_s,
+                self._retry_parked_if_any,
+                now + self.parked_retry_s,
+            ),
+            _Chore(
+                self.recheck_every_s, self._recheck_safely, now + self.recheck_every_s
+            ),
+        ]
         failures = 0
-        next_parked_retry = time.monotonic() + self.parked_retry_s
-        next_recheck = time.monotonic() + self.recheck_every_s
         retried_when_idle = False
+        self.metrics.parked(self.parked.reason_codes())
         while not stop.is_set():
+            if self.heartbeat is not None:
+                self.heartbeat.beat(time.monotonic())
             batches = await self.stream.getmany(timeout_ms=poll_timeout_ms)
             if self.stream.take_reassigned():
                 # Another member may have written the ledger and parked tables for
@@ -196,51 +249,90 @@ class ApplyRunner:
                 await self.ledger.load()
                 await self.parked.load()
             if batches:
-                try:
-                    await self.process(batches)
-                except ConsumerError as exc:
-                    if not exc.retriable:
-                        raise
-                    failures += 1
-                    self.stats.retries += 1
-                    self.stream.rewind(
-                        {tp: msgs[0].offset for tp, msgs in batches.items()}
-                    )
-                    delay = min(self.max_backoff_s, 0.25 * 2 ** min(failures, 10))
-                    log.warning(
-                        "apply_paused",
-                        error=str(exc),
-                        error_type=type(exc).__name__,
-                        attempt=failures,
-                        retry_in_s=delay,
-                        hint="nothing committed; the batch is read again",
-                    )
-                    await _wait(stop, delay)
-                    continue
+                failures = await self._process_or_back_off(batches, failures, stop)
                 if failures:
-                    log.info("apply_resumed", after_attempts=failures)
-                failures = 0
-            if len(self.parked) and time.monotonic() >= next_parked_retry:
-                next_parked_retry = time.monotonic() + self.parked_retry_s
-                await self._retry_parked_safely()
-            if time.monotonic() >= next_recheck:
-                next_recheck = time.monotonic() + self.recheck_every_s
-                await self._recheck_safely()
-            if until_idle and not batches and await self.stream.lag() == 0:
-                if not retried_when_idle:
-                    # A script running --until-idle must still enrol someone whose
-                    # account was created since they were parked, and look at the
-                    # late writes that are due.
-                    retried_when_idle = True
-                    if len(self.parked):
-                        await self._retry_parked_safely()
-                    await self._recheck_safely()
                     continue
-                return
+            for chore in chores:
+                await chore.run_if_due(time.monotonic())
+            if until_idle and not batches and await self._idle():
+                if retried_when_idle:
+                    return
+                # A script running --until-idle must still enrol someone whose
+                # account was created since they were parked, and look at the
+                # late writes that are due.
+                retried_when_idle = True
+                await self._retry_parked_if_any()
+                await self._recheck_safely()
+
+    async def _process_or_back_off(
+        self,
+        batches: Mapping[Partition, Sequence[RawMessage]],
+        failures: int,
+        stop: asyncio.Event,
+    ) -> int:
+        """Process the batch; on a retriable failure rewind and back off.
+
+        Returns the consecutive failures so far (0 once a batch went through).
+        """
+        try:
+            await self.process(batches)
+        except ConsumerError as exc:
+            if not exc.retriable:
+                raise
+            failures += 1
+            self.stats.retries += 1
+            self.metrics.retried()
+            self.stream.rewind({tp: msgs[0].offset for tp, msgs in batches.items()})
+            delay = min(self.max_backoff_s, 0.25 * 2 ** min(failures, 10))
+            log.warning(
+                "apply_paused",
+                error=str(exc),
+                error_type=type(exc).__name__,
+                attempt=failures,
+                retry_in_s=delay,
+                hint="nothing committed; the batch is read again",
+            )
+            await _wait(stop, delay)
+            return failures
+        if failures:
+            log.info("apply_resumed", after_attempts=failures)
+        return 0
+
+    async def _retry_parked_if_any(self) -> None:
+        if len(self.parked):
+            await self._retry_parked_safely()
+
+    def lag_age_s(self) -> float:
+        """How long the oldest event read but not yet committed has waited (0: none)."""
+        if self._pending_since is None:
+            return 0.0
+        return max(0.0, self.clock().timestamp() - self._pending_since)
+
+    async def _sample_lag(self) -> None:
+        try:
+            lags = await self.stream.lags()
+        except ConsumerError as exc:
+            log.debug("lag_not_sampled", error=str(exc))
+            return
+        self._record_lags(lags)
+
+    def _record_lags(self, lags: dict[int, int]) -> None:
+        self.last_lags = lags
+        self.metrics.consumer_lag(lags)
+        self.metrics.lag_age(self.lag_age_s())
+
+    async def _idle(self) -> bool:
+        """Nothing left to read on the partitions held (none held: not idle)."""
+        lags = await self.stream.lags()
+        self._record_lags(lags)
+        return bool(lags) and sum(lags.values()) == 0
 
     async def process(self, batches: Mapping[Partition, Sequence[RawMessage]]) -> None:
         """Apply one batch, then commit each partition past it."""
         messages = [message for msgs in batches.values() for message in msgs]
+        if messages and self._pending_since is None:
+            # Kept across retries: a batch read again is still the same wait.
+            self._pending_since = min(m.timestamp_ms for m in messages) / 1000
         decoded = decode(messages)
         origins = {
             event.event_id: _origin(message) for message, event in decoded.events
@@ -252,7 +344,11 @@ class ApplyRunner:
         await self.stream.commit(
             {tp: msgs[-1].offset + 1 for tp, msgs in batches.items()}
         )
+        self._pending_since = None
         self.stats.events += len(decoded.events)  # applied, parked or dead-lettered
+        self.metrics.events_done(len(decoded.events))
+        for _, event in decoded.events:
+            self._saw_change(event)
 
     async def retry_parked(self) -> int:
         """Try every parked person-term again; returns how many are still parked."""
@@ -310,6 +406,7 @@ class ApplyRunner:
             held = await self.moodle.holdings(unsure)
             verified = {pair: held.get(pair) for pair in unsure}
             self.stats.verified += len(unsure)
+            self.metrics.read_back(len(unsure))
             log.info("uncertain_entries_read", pairs=len(unsure))
         batch_plan = plan(
             decisions,
@@ -321,12 +418,13 @@ class ApplyRunner:
             late_write_window_ms=self.late_write_window_ms,
         )
         self.stats.already_in_state += batch_plan.already_in_state
+        self.metrics.already_in_state(batch_plan.already_in_state)
         letters = await self._execute(batch_plan.actions, origins)
         await self.ledger.record(batch_plan.watermarks)
         if batch_plan.unresolved:
             await self.parked.park(list(batch_plan.unresolved.values()), self.clock())
             self.stats.parked += len(batch_plan.unresolved)
-            for event, reason in batch_plan.unresolved.values():
+            for event, reason, _ in batch_plan.unresolved.values():
                 log.warning(
                     "person_parked",
                     people_code_id=event.people_code_id,
@@ -334,7 +432,14 @@ class ApplyRunner:
                     reason=reason,
                 )
         await self.parked.release(batch_plan.resolved_events)
+        self.metrics.parked(self.parked.reason_codes())
         return letters
+
+    def _saw_change(self, event: EnrolmentEvent) -> None:
+        newest = _newer(self.newest_change_at, event)
+        if newest is not None and newest != self.newest_change_at:
+            self.newest_change_at = newest
+            self.metrics.change_seen(newest)
 
     def _warn_unknown_statuses(self, events: Sequence[EnrolmentEvent]) -> None:
         for event in events:
@@ -384,16 +489,21 @@ class ApplyRunner:
                 self.identities.forget(planned_action.decision.desired.people_code_id)
         if outcomes.unknown:
             self.stats.unknown_outcomes += len(outcomes.unknown)
+            self.metrics.unknown_outcomes(len(outcomes.unknown))
             raise _unknown(outcomes.unknown, len(actions))
         return [self._rejected_letter(p, error, origins) for p, error in rejected]
 
     def _count_applied(self, applied: Sequence[PlannedAction]) -> None:
         now = time.monotonic()
+        wall = self.clock()
         counts: Counter[str] = Counter()
         for planned in applied:
             kind = planned.action.kind
             counts[kind] += 1
             self.stats.applied_at[planned.action.key()] = now
+            committed = planned.decision.event.committed_at
+            if committed is not None:
+                self.metrics.commit_to_applied((wall - committed).total_seconds())
             # One line per row at debug (the ledger topic is the durable record);
             # a start-of-term burst would otherwise print tens of thousands of lines.
             log.debug(
@@ -405,6 +515,8 @@ class ApplyRunner:
                 reason=planned.decision.desired.reason,
             )
         self.stats.applied.update(counts)
+        for applied_kind, count in counts.items():
+            self.metrics.actions_applied(applied_kind, count)
         if applied:
             log.info("moodle_batch_applied", **dict(sorted(counts.items())))
 
@@ -479,6 +591,7 @@ class ApplyRunner:
         )
         self.stats.dead_lettered += len(letters)
         for letter in letters:
+            self.metrics.dead_lettered(letter.error_type, 1)
             log.error(
                 "dead_lettered",
                 reason=letter.reason,
@@ -486,6 +599,14 @@ class ApplyRunner:
                 source_offset=letter.source_offset,
                 event_id=letter.event_id,
             )
+
+
+def _newer(seen: datetime | None, event: EnrolmentEvent) -> datetime | None:
+    """The later of ``seen`` and the event's commit time."""
+    committed = event.committed_at
+    if committed is None or (seen is not None and seen >= committed):
+        return seen
+    return committed
 
 
 def _entry(

@@ -9,13 +9,14 @@ plain SQL and each is shown landing in Moodle with its latency.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import shutil
 import signal
 import statistics
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,13 +29,20 @@ from cdc.poller import Poller
 from connectors.kafka.options import client_options
 from connectors.kafka.publisher import KafkaEventPublisher, ensure_topics
 from connectors.local.checkpoint import SqliteCheckpointStore
+from connectors.web import OpsServer
 from consumers.mapping import load_mappings
 from consumers.runner import ApplyRunner
+from enrolstream.demo_ops import print_instructions
 from enrolstream.demo_script import Scene, registrar_morning
 from enrolstream.demo_site import build_site, expected_active, moodle_active
 from enrolstream.settings import Settings
 from enrolstream.wiring.apply import open_runner
 from enrolstream.wiring.common import policy as policy_of
+from enrolstream.wiring.consume import alarm_watch, consumer_probes
+from enrolstream.wiring.operations import alive, heartbeat, probe_source, serve
+from enrolstream.wiring.status_page import ConsumerStatusPage, StatusMetrics
+from operations.health import Heartbeat, Probe
+from operations.latency import LatencyWindow
 from sandbox.broker import kafka_bootstrap
 from sandbox.moodle_sim.faults import LatencyModel
 from sandbox.moodle_sim.server import MoodleSimulator
@@ -85,6 +93,7 @@ def demo_settings(
             "source": base.source.model_copy(
                 update={
                     "kind": "sandbox",
+                    "name": "demo",
                     "sandbox": base.source.sandbox.model_copy(
                         update={"path": workdir / "powercampus.sqlite"}
                     ),
@@ -106,6 +115,9 @@ def demo_settings(
                     "parked_retry_s": 2.0,
                     "session_timeout_s": 6.0 if external_broker else 2.0,
                 }
+            ),
+            "reconcile": base.reconcile.model_copy(
+                update={"report_dir": workdir / "reports"}
             ),
         }
     )
@@ -301,12 +313,22 @@ async def _run_stack(
         replication_factor=settings.kafka.replication_factor,
     )
     source = SandboxChangeSource(settings.source.sandbox.path, name="demo")
+    window = LatencyWindow()
+    metrics = StatusMetrics(window)
+    beat = heartbeat(settings)
+    page = ConsumerStatusPage(settings, bootstrap, source=source, window=window)
+    mapping = load_mappings(settings.consumer.mappings)
+    probes = {
+        "source": probe_source(source),
+        **consumer_probes(settings, bootstrap, mapping),
+    }
     with SqliteCheckpointStore(settings.poller.state_path, source.name) as store:
         async with (
+            _status_server(settings, beat, probes, metrics, page) as server,
             KafkaEventPublisher(
                 options_kafka, settings.kafka.events_topic
             ) as publisher,
-            open_runner(settings, bootstrap) as runner,
+            open_runner(settings, bootstrap, metrics=metrics, heartbeat=beat) as runner,
         ):
             demo = Demo(
                 sandbox=sandbox,
@@ -317,7 +339,22 @@ async def _run_stack(
                 summary=summary,
                 course_ids=course_ids,
             )
-            poller = Poller(source, publisher, store, live_terms=[summary.term])
+            watch = alarm_watch(
+                settings, runner, page, metrics, started=datetime.now(UTC)
+            )
+            page.attach(runner, watch)
+            if server is not None:
+                console.print(
+                    f"Status page: [bold]{server.url}/[/bold] (metrics: {server.url}/metrics)"
+                )
+            poller = Poller(
+                source,
+                publisher,
+                store,
+                live_terms=[summary.term],
+                metrics=metrics,
+                heartbeat=beat,
+            )
             started = time.perf_counter()
             stop = asyncio.Event()
             loops = [
@@ -329,15 +366,23 @@ async def _run_stack(
                     )
                 ),
                 asyncio.ensure_future(runner.run(stop)),
+                asyncio.ensure_future(
+                    watch.run(stop, interval_s=settings.alarm.check_interval_s)
+                ),
             ]
             try:
-                ok = await _script(demo, started, options)
+                ok, scenes = await _script(demo, started, options)
                 if options.keep_running:
                     loop = asyncio.get_running_loop()
                     for signum in (signal.SIGINT, signal.SIGTERM):
                         loop.add_signal_handler(signum, stop.set)
-                    _print_instructions(demo, bootstrap)
+                    print_instructions(console, demo, bootstrap, server, scenes)
                     await stop.wait()
+                elif server is not None:
+                    console.print(
+                        f"Status page was {server.url}/ — `./run demo --keep-running` "
+                        "keeps it up."
+                    )
             finally:
                 stop.set()  # the loops finish their iteration in flight, then return
                 await asyncio.gather(*loops)
@@ -346,12 +391,38 @@ async def _run_stack(
     return ok
 
 
-async def _script(demo: Demo, started: float, options: DemoOptions) -> bool:
+@contextlib.asynccontextmanager
+async def _status_server(
+    settings: Settings,
+    beat: Heartbeat,
+    probes: dict[str, Probe],
+    metrics: StatusMetrics,
+    page: ConsumerStatusPage,
+) -> AsyncIterator[OpsServer | None]:
+    """The demo's listener: the consume port when free, else any free port."""
+    for port in (settings.operations.consume_port or 0, 0):
+        async with serve(
+            settings,
+            port=port,
+            live=alive(beat),
+            probes=probes,
+            metrics=metrics,
+            backend=page,
+        ) as server:
+            if server is not None:
+                yield server
+                return
+    yield None
+
+
+async def _script(
+    demo: Demo, started: float, options: DemoOptions
+) -> tuple[bool, list[Scene]]:
     expected = await demo.truth()
     initial = await wait_until(lambda: demo.moodle() == expected, options.timeout_s * 2)
     if initial is None:
         console.print("[red]initial load did not converge[/red]")
-        return False
+        return False, []
     initial_s = time.perf_counter() - started
     console.print(
         f"initial load: Moodle matches PowerCampus after {initial_s:.1f} s "
@@ -375,26 +446,4 @@ async def _script(demo: Demo, started: float, options: DemoOptions) -> bool:
                     f"  {names[courseid]}: missing {sorted(missing)}, "
                     f"not expected {sorted(extra)}"
                 )
-    return converged and len(latencies) == len(scenes)
-
-
-def _print_instructions(demo: Demo, bootstrap: str) -> None:
-    path = demo.settings.source.sandbox.path
-    sql = "UPDATE TRANSCRIPTDETAIL SET ADD_DROP_WAIT = 'D' WHERE TranscriptDetailId = 1"
-    console.print(
-        "\n[bold]The stack keeps running.[/bold] In another terminal:\n"
-        f"  make a change:  ENROLSTREAM_SOURCE__SANDBOX__PATH={path} \\\n"
-        f'                    ./run sandbox sql "{sql}"\n'
-        f"  look at Moodle: curl -s {demo.sim.url}/webservice/rest/server.php \\\n"
-        f"                    -d wstoken={demo.sim.token} -d moodlewsrestformat=json \\\n"
-        "                    -d wsfunction=core_enrol_get_enrolled_users -d courseid=2\n"
-        f"  dead letters:   KAFKA_BOOTSTRAP_SERVERS={bootstrap} \\\n"
-        "                    ENROLSTREAM_KAFKA__DEAD_LETTER_TOPIC="
-        f"{demo.settings.kafka.dead_letter_topic} ./run dlq list\n"
-        "  mapping file:   "
-        + ", ".join(
-            f"{term}: {path}" for term, path in demo.settings.consumer.mappings.items()
-        )
-        + "\n"
-        "Changes applied to Moodle are logged below. Ctrl-C stops everything."
-    )
+    return converged and len(latencies) == len(scenes), scenes

@@ -58,6 +58,12 @@ from enrolstream.settings_errors import (
     unknown_variables,
     validation_problems,
 )
+from enrolstream.settings_operations import (
+    WEEKDAYS,
+    AlarmSettings,
+    EmailSettings,
+    OperationsSettings,
+)
 
 DEFAULT_CONFIG_FILE = Path("enrolstream.toml")
 
@@ -189,6 +195,8 @@ class Settings(BaseSettings):
     moodle: MoodleSettings = MoodleSettings()
     consumer: ConsumerSettings = ConsumerSettings()
     reconcile: ReconcileSettings = ReconcileSettings()
+    operations: OperationsSettings = OperationsSettings()
+    alarm: AlarmSettings = AlarmSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -309,9 +317,13 @@ def masked(settings: Settings) -> dict[str, Any]:
 __all__ = [
     "SASL_PROTOCOLS",
     "TLS_PROTOCOLS",
+    "WEEKDAYS",
+    "AlarmSettings",
     "ConsumerSettings",
+    "EmailSettings",
     "KafkaSettings",
     "MoodleSettings",
+    "OperationsSettings",
     "PollerSettings",
     "ReconcileSettings",
     "SandboxSettings",

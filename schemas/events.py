@@ -171,6 +171,14 @@ class EnrolmentEvent(_Frozen):
         default=None, description="The snapshot this event belongs to, if any."
     )
     captured_at: datetime = Field(description="When the poller read the change.")
+    committed_at: datetime | None = Field(
+        default=None,
+        description="When PowerCampus committed the change (UTC): the commit time "
+        "change tracking records for change.change_version (SQL Server's "
+        "sys.dm_tran_commit_table). None for snapshot events, and where the source "
+        "cannot tell (history cleaned up, or no permission to read it). Optional "
+        "and additive within schema version 1.",
+    )
 
     def kafka_key(self) -> bytes:
         """The partitioning key: the person, so their events stay in order."""

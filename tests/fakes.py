@@ -179,3 +179,7 @@ class MemoryStream:
     async def lag(self) -> int:
         """Records not yet read."""
         return len(self.log) - self.position
+
+    async def lags(self) -> dict[int, int]:
+        """Records not yet read, on the one partition."""
+        return {0: len(self.log) - self.position}

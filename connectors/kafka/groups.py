@@ -272,3 +272,33 @@ class GroupOffsets:
                     return records
         finally:
             await reader.stop()
+
+
+@dataclass(frozen=True, slots=True)
+class GroupLag:
+    """How far a group is behind on a topic, measured from outside the group."""
+
+    by_partition: dict[int, int]
+    #: Kafka timestamp (Unix s) of the oldest record not yet consumed (None: none).
+    oldest_waiting_s: float | None
+
+
+async def group_lag(options: dict[str, Any], topic: str, group_id: str) -> GroupLag:
+    """Records after the group's committed offsets, and the oldest one's timestamp.
+
+    A partition the group never committed counts from its beginning. Joins and
+    commits nothing; ``BrokerUnavailable`` when Kafka does not answer.
+    """
+    async with GroupOffsets(options, topic, group_id) as offsets:
+        beginning = await offsets.beginning_offsets()
+        ends = await offsets.end_offsets()
+        committed = await offsets.committed()
+        start = {
+            p: committed.get(p) if committed.get(p) is not None else beginning[p]
+            for p in ends
+        }
+        lags = {p: max(0, ends[p] - int(start[p] or 0)) for p in sorted(ends)}
+        waiting = {p: int(start[p] or 0) for p, n in lags.items() if n}
+        heads = await offsets.read(waiting, {p: o + 1 for p, o in waiting.items()})
+    oldest = min((r.timestamp_ms for r in heads), default=None)
+    return GroupLag(lags, None if oldest is None else oldest / 1000)

@@ -180,14 +180,23 @@ class KafkaEventConsumer:
 
     async def lag(self) -> int:
         """Records between this member's positions and the end of its partitions."""
+        if not self._consumer.assignment():
+            return -1
+        return sum((await self.lags()).values())
+
+    async def lags(self) -> dict[int, int]:
+        """Records between this member's position and the end, per partition held."""
         assignment = self._consumer.assignment()
         if not assignment:
-            return -1
-        ends = await self._consumer.end_offsets(list(assignment))
-        behind = 0
-        for tp in assignment:
-            behind += max(0, ends[tp] - await self._consumer.position(tp))
-        return behind
+            return {}
+        try:
+            ends = await self._consumer.end_offsets(list(assignment))
+        except KafkaError as exc:
+            raise BrokerUnavailable(f"cannot read end offsets: {exc}") from exc
+        return {
+            tp.partition: max(0, ends[tp] - await self._consumer.position(tp))
+            for tp in sorted(assignment, key=lambda tp: tp.partition)
+        }
 
 
 class KafkaRecordSink(AckedProducer):

@@ -24,6 +24,8 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -69,11 +71,62 @@ _COLUMNS = (
 )
 #: Committed first, staged second: a staged entry replaces the committed one.
 _TABLES = ("shadow", "shadow_staged")
+#: Added after the first release: older files get the column on open.
+_MIGRATIONS = ("ALTER TABLE checkpoint ADD COLUMN newest_change_at TEXT",)
 _LOOKUP_CHUNK = 500
 _SAME_TERM = (
     "rtrim(academic_year) = rtrim(?) COLLATE NOCASE "
     "AND rtrim(academic_term) = rtrim(?) COLLATE NOCASE"
 )
+
+
+def _stamp(moment: datetime | None) -> str | None:
+    """A UTC time as fixed-width ISO text (so text order is time order)."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointGlance:
+    """What the poller's state file says of its progress (for the status page)."""
+
+    version: int
+    saved_at: datetime
+    newest_change_at: datetime | None
+
+
+def read_checkpoint(path: Path, source: str) -> CheckpointGlance | None:
+    """The saved version, when it was saved and the newest change seen; read-only.
+
+    None when the file or the source's row does not exist (the poller has not
+    started, or runs on another host).
+    """
+    if not path.is_file():
+        return None
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        columns = {row[1] for row in db.execute("PRAGMA table_info(checkpoint)")}
+        newest = "newest_change_at" if "newest_change_at" in columns else "NULL"
+        row = db.execute(
+            f"SELECT version, saved_at, {newest} FROM checkpoint WHERE source = ?",
+            (source,),
+        ).fetchone()
+    except sqlite3.Error:
+        return None
+    finally:
+        db.close()
+    if row is None:
+        return None
+
+    def parse(text: object) -> datetime | None:
+        if not text:
+            return None
+        return datetime.fromisoformat(str(text))  # 3.11 reads a trailing Z
+
+    saved = parse(row[1])
+    assert saved is not None  # noqa: S101 - NOT NULL column
+    return CheckpointGlance(int(row[0]), saved, parse(row[2]))
 
 
 def _entry(row: Sequence[Any]) -> ShadowEntry:
@@ -122,6 +175,10 @@ class SqliteCheckpointStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(checkpoint)")}
+        if "newest_change_at" not in columns:
+            for statement in _MIGRATIONS:
+                self._db.execute(statement)
 
     def close(self) -> None:
         """Close the database."""
@@ -202,11 +259,13 @@ class SqliteCheckpointStore:
         deletes: Sequence[int],
         *,
         replace_terms: Sequence[TermKey] = (),
+        newest_change_at: datetime | None = None,
     ) -> None:
         """Atomically save ``version`` and the shadow-map changes.
 
         ``replace_terms`` first removes those terms' entries (compared as the
         PowerCampus collation does: case and trailing spaces ignored).
+        ``newest_change_at`` (UTC) is kept when later than the one saved.
         """
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
@@ -232,10 +291,13 @@ class SqliteCheckpointStore:
                     "DELETE FROM shadow_staged WHERE source = ?", (self.source,)
                 )
                 self._db.execute(
-                    "INSERT INTO checkpoint (source, version) VALUES (?, ?) "
-                    "ON CONFLICT(source) DO UPDATE SET version = excluded.version, "
-                    "saved_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
-                    (self.source, version),
+                    "INSERT INTO checkpoint (source, version, newest_change_at) "
+                    "VALUES (?, ?, ?) ON CONFLICT(source) DO UPDATE SET "
+                    "version = excluded.version, "
+                    "saved_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), "
+                    "newest_change_at = max(coalesce(newest_change_at, ''), "
+                    "coalesce(excluded.newest_change_at, ''))",
+                    (self.source, version, _stamp(newest_change_at)),
                 )
             except BaseException:
                 self._db.execute("ROLLBACK")

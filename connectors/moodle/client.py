@@ -14,7 +14,11 @@ Contract:
   holding ``exception``; these, HTTP failures and transport failures become the
   typed errors of ``consumers.errors`` (``raise ... from`` the driver's error);
 * the token never appears in a log line, an exception message or a ``repr``:
-  logs carry the function name and row/field counts only.
+  logs carry the function name and row/field counts only;
+* every call sent is reported to ``metrics`` (``Metrics.moodle_call``) with its
+  function, its outcome (``ok``, ``rejected``, ``auth``, ``unavailable``,
+  ``bad_response``, or ``cancelled`` when the caller gave up waiting; see
+  ``call_outcome``) and its duration.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Self
@@ -34,13 +39,17 @@ from yarl import URL
 from connectors.moodle.actions import MoodleWrites
 from connectors.moodle.batch import ENROL_ROW_FIELDS
 from connectors.moodle.errors import (
+    MoodleAuthError,
     MoodleBadResponse,
+    MoodleError,
+    MoodleRejected,
     MoodleUnavailable,
     classify_moodle_error,
     is_moodle_error_body,
 )
 from connectors.moodle.form import ROUTING_FIELDS, encode_params
 from connectors.moodle.reads import MoodleReads
+from operations.metrics import NO_METRICS, Metrics
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -128,6 +137,17 @@ def _retry_after_s(value: str | None) -> float | None:
     return max(seconds, 0.0)
 
 
+def call_outcome(error: MoodleError) -> str:
+    """The ``outcome`` label of a call that ended with ``error``."""
+    if isinstance(error, MoodleRejected):
+        return "rejected"
+    if isinstance(error, MoodleAuthError):
+        return "auth"
+    if isinstance(error, MoodleUnavailable):
+        return "unavailable"
+    return "bad_response"
+
+
 class MoodleClient(MoodleReads, MoodleWrites):
     """Async context manager around one ``aiohttp.ClientSession`` to one Moodle site.
 
@@ -143,9 +163,11 @@ class MoodleClient(MoodleReads, MoodleWrites):
         concurrency: int = 4,
         request_timeout_s: float = 30.0,
         status_function: str | None = None,
+        metrics: Metrics = NO_METRICS,
     ) -> None:
         """``status_function``: ``SET_STATUS`` when the site has the companion
-        plugin's function (see ``MoodleWrites.status_function``)."""
+        plugin's function (see ``MoodleWrites.status_function``); ``metrics``
+        hears of every call sent."""
         base = URL(url)
         if base.scheme not in {"http", "https"} or not base.host:
             raise ValueError(f"Moodle URL must be http(s)://host[/path], got {url!r}")
@@ -161,6 +183,7 @@ class MoodleClient(MoodleReads, MoodleWrites):
         self._timeout = aiohttp.ClientTimeout(total=request_timeout_s)
         self._semaphore = asyncio.Semaphore(concurrency)
         self._session: aiohttp.ClientSession | None = None
+        self.metrics = metrics
 
     def __repr__(self) -> str:
         return (
@@ -214,8 +237,34 @@ class MoodleClient(MoodleReads, MoodleWrites):
             ]
         )
         headers = {"Content-Type": "application/x-www-form-urlencoded"}
-        async with self._semaphore, map_aiohttp_errors():
-            log.debug("moodle_request", function=function, fields=len(fields))
+        async with self._semaphore:
+            started = time.perf_counter()
+            outcome = "cancelled"  # unless it answers or fails below
+            try:
+                answer = await self._post(function, body, headers, token, len(fields))
+                outcome = "ok"
+            except MoodleError as exc:
+                outcome = call_outcome(exc)
+                raise
+            finally:
+                self.metrics.moodle_call(
+                    function, outcome, time.perf_counter() - started
+                )
+            return answer
+
+    async def _post(
+        self,
+        function: str,
+        body: str,
+        headers: Mapping[str, str],
+        token: str,
+        field_count: int,
+    ) -> object:
+        """One POST and its checked answer (the caller holds the semaphore)."""
+        if self._session is None:
+            raise RuntimeError("MoodleClient used outside 'async with'")
+        async with map_aiohttp_errors():
+            log.debug("moodle_request", function=function, fields=field_count)
             # Never follow: a 307/308 would re-post the token to another address.
             async with self._session.post(
                 self._endpoint, data=body, headers=headers, allow_redirects=False

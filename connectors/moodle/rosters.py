@@ -58,7 +58,7 @@ async def read_roster(
     """The participants of one course keyed by user id, each active or inactive."""
     everyone = await client.get_enrolled_users(
         courseid,
-        userfields=("id", "idnumber", "username", "roles"),
+        userfields=("id", "idnumber", "username", "fullname", "roles"),
         page_size=page_size,
     )
     inactive = await client.get_enrolled_users(
@@ -74,6 +74,7 @@ async def read_roster(
             username=str(user.get("username") or ""),
             roleids=_roles(user),
             status="inactive" if userid in inactive_ids else "active",
+            fullname=str(user.get("fullname") or ""),
         )
     return roster
 

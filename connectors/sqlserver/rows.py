@@ -8,6 +8,7 @@ case-insensitively, as the ``..._CI_AS`` collation does.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from cdc.ports import ChangeRow, CtOperation, PersonTerm, ShadowEntry, TranscriptRow
@@ -43,6 +44,21 @@ def change_row(values: Row, shadow: Mapping[int, ShadowEntry]) -> ChangeRow:
         current=current,
         shadow=shadow.get(key),
     )
+
+
+def commit_times(rows: Iterable[Row]) -> dict[int, datetime]:
+    """``{version: UTC commit time}`` from the COMMIT_TIMES query's rows.
+
+    Each row is (commit_ts, commit_time in the server's local time, the server's
+    offset from UTC in minutes); rows without a time are left out.
+    """
+    found: dict[int, datetime] = {}
+    for version, local, offset_minutes in rows:
+        if local is None:
+            continue
+        moment = local - timedelta(minutes=int(offset_minutes or 0))
+        found[int(version)] = moment.replace(tzinfo=UTC)
+    return found
 
 
 def changed_keys(rows: Iterable[Row]) -> list[int]:

@@ -45,7 +45,7 @@ from connectors.sqlserver.checks import (
 from connectors.sqlserver.config import connection_string, secrets_of, tls_caveat
 
 if TYPE_CHECKING:
-    from datetime import date
+    from datetime import date, datetime
 
     from connectors.sqlserver.config import SqlServerSettings
     from schemas.events import TermKey
@@ -109,6 +109,8 @@ class SqlServerChangeSource:
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._report: CheckReport | None = None
+        #: False once reading commit times was refused (no VIEW SERVER STATE).
+        self._commit_times_readable = True
 
     def __repr__(self) -> str:
         """Names the server, never the credentials."""
@@ -204,7 +206,9 @@ class SqlServerChangeSource:
         else:
             cursor.execute(sql.SET_READ_COMMITTED)
 
-    def _read_changes(self, cursor: Any, last_version: int) -> tuple[int, list[Any]]:
+    def _read_changes(
+        self, cursor: Any, last_version: int
+    ) -> tuple[int, list[Any], dict[int, datetime]]:
         self._begin(cursor)
         self._check_min_valid(cursor, last_version)
         current = _scalar(cursor, sql.CURRENT_VERSION)
@@ -214,7 +218,32 @@ class SqlServerChangeSource:
         if not self._snapshot:
             # Without a snapshot, cleanup may have run while we read: re-validate.
             self._check_min_valid(cursor, last_version)
-        return int(current), found
+        times = self._commit_times(cursor, last_version, int(current)) if found else {}
+        return int(current), found, times
+
+    def _commit_times(
+        self, cursor: Any, last_version: int, current: int
+    ) -> dict[int, datetime]:
+        """Commit times of the batch's versions; {} once the login may not read them."""
+        if not self._commit_times_readable:
+            return {}
+        try:
+            with map_pyodbc_errors(self._secrets):
+                found = cursor.execute(sql.COMMIT_TIMES, last_version, current)
+                return rows.commit_times(found.fetchall())
+        except SourceMisconfigured as exc:
+            # Latency is then measured from the poll, not the commit: worth a
+            # warning, never worth stopping capture for.
+            self._commit_times_readable = False
+            log.warning(
+                "commit_times_unreadable",
+                error=str(exc),
+                consequence="events carry no commit time; commit-to-Moodle latency "
+                "is not measured",
+                what_to_do="GRANT VIEW SERVER STATE (VIEW SERVER PERFORMANCE STATE "
+                "on SQL Server 2022) to the login; see docs/dba.md",
+            )
+            return {}
 
     def _check_min_valid(self, cursor: Any, last_version: int) -> None:
         min_valid = _scalar(cursor, sql.MIN_VALID_VERSION)
@@ -259,7 +288,7 @@ class SqlServerChangeSource:
     async def _fetch(self, last_version: int, shadow: ShadowLookup) -> ChangeBatch:
         async with self._lock:
             try:
-                current, found = await self._in_thread(
+                current, found, times = await self._in_thread(
                     lambda c: self._read_changes(c, last_version)
                 )
                 # The shadow map is the poller's: consult it on the loop's thread.
@@ -275,6 +304,7 @@ class SqlServerChangeSource:
             to_version=current,
             changes=tuple(changes),
             term_state=rows.group_term_state(keys, state),
+            commit_times=times,
         )
 
     async def _run(self, work: Callable[[Any], T]) -> T:

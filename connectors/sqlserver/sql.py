@@ -66,6 +66,20 @@ CHANGES = (
     f" ORDER BY ct.SYS_CHANGE_VERSION, ct.{TRACKED_KEY}"
 )
 
+#: Commit times of the versions in ``(?, ?]`` (the saved version, the current one):
+#: change tracking's ``commit_ts`` is the SYS_CHANGE_VERSION. ``commit_time`` is
+#: the server's local time, so the server's offset from UTC comes with it (read
+#: in the same statement; a commit within the hour of a daylight-saving switch
+#: may be off by that hour). Reading the view needs VIEW SERVER STATE (VIEW
+#: SERVER PERFORMANCE STATE on SQL Server 2022); without it the source carries on
+#: without commit times (docs/dba.md).
+COMMIT_TIMES = (
+    "SELECT tc.commit_ts, tc.commit_time,"
+    " DATEDIFF(MINUTE, SYSUTCDATETIME(), SYSDATETIME()) AS utc_offset_minutes"
+    " FROM sys.dm_tran_commit_table AS tc"
+    " WHERE tc.commit_ts > ? AND tc.commit_ts <= ?"
+)
+
 
 def term_state_query(key_count: int) -> str:
     """Every TRANSCRIPTDETAIL row of ``key_count`` (person, year, term) keys.
@@ -168,6 +182,7 @@ def all_statements() -> dict[str, str]:
         "MIN_VALID_VERSION": MIN_VALID_VERSION,
         "CURRENT_VERSION": CURRENT_VERSION,
         "CHANGES": CHANGES,
+        "COMMIT_TIMES": COMMIT_TIMES,
         "term_state_query(1)": term_state_query(1),
         "term_state_query(max)": term_state_query(KEYS_PER_CHUNK),
         "snapshot_query(1)": snapshot_query(1),

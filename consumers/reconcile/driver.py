@@ -98,7 +98,8 @@ async def _resolve_with_retries(
                     "reconcile_lookup_failed", persons=len(chunk), error=str(exc)
                 )
                 reason = f"not looked up: {type(exc).__name__}: {exc}"
-                return dict.fromkeys(chunk, Missing(reason=reason))
+                missing = Missing(reason=reason, code="not_looked_up")
+                return dict.fromkeys(chunk, missing)
             await asyncio.sleep(delay)
             delay *= 2
     return {}
@@ -114,6 +115,8 @@ class ReconcileResult:
     forced: bool
     blocked: bool
     errors: list[str] = field(default_factory=list)
+    #: Moodle user id → full name (from the rosters and the look-ups), for reports.
+    names: dict[int, str] = field(default_factory=dict)
 
     @property
     def rejected(self) -> int:
@@ -373,6 +376,15 @@ async def reconcile(
         applied=False,
         forced=force,
         blocked=blocked and apply,
+        names={
+            **resolver.fullnames,
+            **{
+                entry.userid: entry.fullname
+                for roster in inputs.rosters.values()
+                for entry in roster.values()
+                if entry.fullname
+            },
+        },
     )
     if plan.missing_rosters:
         names = ", ".join(

@@ -87,6 +87,9 @@ class CourseCounts:
     in_step: int = 0
     unowned: int = 0
     stale: int = 0
+    #: Active enrolments holding none of our roles (teachers, assistants) that
+    #: PowerCampus says nothing about: not ours to decide, not a difference.
+    other_roles: int = 0
 
 
 @dataclass(slots=True)

@@ -66,6 +66,7 @@ from consumers.reconcile.model import (
     UnownedDifference,
     UnresolvedPerson,
 )
+from consumers.roles import role_name
 from schemas.actions import (
     ChangeRoleAction,
     CourseRef,
@@ -347,13 +348,13 @@ def _pairs(
 
 
 def _roles(roleids: Iterable[int]) -> str:
-    return ",".join(str(r) for r in sorted(roleids)) or "none"
+    return ", ".join(role_name(r) for r in sorted(roleids)) or "no role"
 
 
 def _moodle_view(roster: RosterEntry | None) -> str:
     if roster is None:
         return "not enrolled"
-    return f"{roster.status} (roles {_roles(roster.roleids)})"
+    return f"{roster.status} as {_roles(roster.roleids)}"
 
 
 def _held(roster: RosterEntry | None) -> Held | None:
@@ -394,6 +395,8 @@ def _decide(
     if action is not None:
         _add(pair, action, _reason(action, pair, ledger, desired, want), result)
         _count(result, counts)
+    elif not ours and not wanted and _staff(roster, policy):
+        counts.other_roles += 1
     elif not ours and _differs(desired, roster):
         powercampus = (
             want.desired.reason
@@ -401,7 +404,7 @@ def _decide(
             else "no registration in the term (absent from the snapshot)"
         )
         if wanted:
-            powercampus = f"enrolled with role {desired.role_id}: {desired.reason}"
+            powercampus = f"enrolled as {role_name(desired.role_id)}: {desired.reason}"
         _unowned(pair, powercampus, result, counts)
     else:
         counts.in_step += 1
@@ -417,6 +420,12 @@ def _absent(pair: _Pair, policy: EnrolmentPolicy) -> DesiredEnrolment:
         role_id=policy.student_role_id,
         reason="no registration in the term (absent from the snapshot)",
     )
+
+
+def _staff(roster: RosterEntry | None, policy: EnrolmentPolicy) -> bool:
+    """An enrolment holding none of the roles we give (a teacher's, an assistant's)."""
+    ours = {policy.student_role_id, policy.audit_role_id}
+    return roster is not None and not roster.roleids & ours
 
 
 def _differs(desired: DesiredEnrolment, roster: RosterEntry | None) -> bool:
@@ -447,14 +456,14 @@ def _reason(
         case ChangeRoleAction():
             held = _roles(pair.roster.roleids if pair.roster else ())
             return (
-                f"Moodle holds roles {held}, PowerCampus says {action.roleid} "
-                f"({desired.reason}); role {action.previous_roleid} is taken away"
+                f"Moodle holds {held}, PowerCampus says {role_name(action.roleid)} "
+                f"({desired.reason}); {role_name(action.previous_roleid)} is taken away"
             )
         case RestoreRoleAction():
             how = (
                 "removed by hand in Moodle" if was_active else "removed by us at a drop"
             )
-            return f"role {action.roleid} {how}; {powercampus}"
+            return f"{role_name(action.roleid)} role {how}; {powercampus}"
         case _:
             return (
                 want.desired.reason

@@ -1,41 +1,50 @@
-"""The reconcile's report: ``actions.csv``, ``summary.json`` and ``report.html``.
+"""The reconcile's report, for a registrar: ``actions.csv``, ``summary.json``, ``report.html``.
 
-``actions.csv`` is campus-enrollment-sync's add/drop log grown up: one row per
-planned change with ``action, course_shortname, user_idnumber, role, reason,
-outcome`` (then ``userid, people_code_id``), where outcome is ``planned``,
-``applied``, ``rejected: <Moodle's error>``, ``skipped: guard`` or ``error: …``.
-``summary.json`` holds the counts per course, the guard's trips, the unowned
-differences, the unresolved persons and the errors; ``report.html`` shows the
-same as one self-contained page (no scripts, no external resources; every
-value escaped).
+Written for the people who act on it, not for us: students and courses by name
+(Moodle's full name beside the idnumber, the course's PowerCampus codes beside its
+shortname), roles by name ("Student", not "role 5"), outcomes in words, each
+column explained in one line, and what **needs a person's attention** (the guard
+tripped, Moodle refused a change, a person has no single Moodle account, Moodle
+holds someone PowerCampus enrols in a way we may not change) kept apart from what
+is merely **noted** (enrolments made by hand that PowerCampus does not list,
+teachers and other roles, which are not PowerCampus's to decide).
+
+``actions.csv`` has one row per planned change (its header is written whatever the
+count, so an empty plan is still a readable file): ``action, course_shortname,
+student_name, user_idnumber, people_code_id, role, reason, outcome,
+moodle_userid``; outcome is ``planned``, ``applied``, ``rejected: <Moodle's
+error>``, ``skipped: guard`` or ``error: …``. ``summary.json`` holds the same
+counts plus the attention and noted lists.
 
 Pure: ``render_report`` returns the three files' texts; the caller writes them
-(``enrolstream.wiring.reconcile.write_report``, files only the service may read), which
-hold student data: mode 0600, in a directory created 0700.
+(``enrolstream.wiring.reconcile.write_report``) with mode 0600: they hold student
+data.
 """
 
 from __future__ import annotations
 
 import csv
-import html
 import io
 import json
 from collections import Counter
 from typing import Any
 
 from consumers.reconcile.driver import ReconcileResult
+from consumers.reconcile.report_html import ACTION_WORDS, render_html
+from consumers.roles import role_name
 
 __all__ = ["CSV_COLUMNS", "render_report", "summarise"]
 
 CSV_COLUMNS = (
     "action",
     "course_shortname",
+    "student_name",
     "user_idnumber",
+    "people_code_id",
     "role",
     "reason",
     "outcome",
-    "userid",
-    "people_code_id",
+    "moodle_userid",
 )
 
 
@@ -43,23 +52,88 @@ def _outcome_class(outcome: str) -> str:
     return outcome.split(":", 1)[0]
 
 
+def _attention(result: ReconcileResult) -> list[dict[str, str]]:
+    """What a person must look at, each with what to do."""
+    plan, names = result.plan, result.names
+    items = [
+        {
+            "what": "mass-drop guard",
+            "detail": trip.describe(),
+            "to_do": "check PowerCampus lost nothing; `reconcile --apply --force` once sure"
+            if trip.overridable
+            else "PowerCampus returned nothing for the term: fix the source",
+        }
+        for trip in plan.guard.trips
+    ]
+    items += [
+        {"what": "error", "detail": e, "to_do": "run again once fixed"}
+        for e in result.errors
+    ]
+    for change, outcome in zip(plan.changes, result.outcomes, strict=True):
+        if _outcome_class(outcome) == "rejected":
+            who = names.get(change.userid) or change.user_idnumber
+            items.append(
+                {
+                    "what": "Moodle refused a change",
+                    "detail": f"{ACTION_WORDS[change.kind]} {who} in "
+                    f"{change.course.shortname}: {outcome.split(':', 1)[1].strip()}",
+                    "to_do": "fix it in Moodle; the next run tries again",
+                }
+            )
+    items += [
+        {
+            "what": "no single Moodle account",
+            "detail": f"{u.people_code_id}: {u.reason} (courses {', '.join(u.courses)})",
+            "to_do": "create or merge the account; enrolstream then enrols them",
+        }
+        for u in plan.unresolved
+    ]
+    items += [
+        {
+            "what": "Moodle differs, not ours to change",
+            "detail": f"{names.get(d.userid) or d.user_idnumber} in {d.course.shortname}: "
+            f"Moodle holds {d.moodle}; PowerCampus: {d.powercampus}",
+            "to_do": "decide by hand, or `ledger adopt` to let enrolstream manage it",
+        }
+        for d in plan.unowned
+        if not d.powercampus.startswith("no registration")
+        and "not enrolled" not in d.powercampus
+    ]
+    return items
+
+
+def _noted(result: ReconcileResult) -> list[dict[str, str]]:
+    """Differences left alone on purpose: enrolments made by hand."""
+    names = result.names
+    return [
+        {
+            "course": d.course.shortname,
+            "student": names.get(d.userid) or d.user_idnumber,
+            "moodle": d.moodle,
+            "powercampus": d.powercampus,
+        }
+        for d in result.plan.unowned
+        if d.powercampus.startswith("no registration")
+        or "not enrolled" in d.powercampus
+    ]
+
+
 def summarise(result: ReconcileResult) -> dict[str, Any]:
     """The report's content as plain JSON-ready data."""
     plan = result.plan
-    outcomes_by_course: dict[int, Counter[str]] = {}
+    by_course: dict[int, Counter[str]] = {}
     for change, outcome in zip(plan.changes, result.outcomes, strict=True):
-        outcomes_by_course.setdefault(change.course.id, Counter())[
-            _outcome_class(outcome)
-        ] += 1
+        by_course.setdefault(change.course.id, Counter())[_outcome_class(outcome)] += 1
     courses = {
         counts.course.shortname: {
             "courseid": counts.course.id,
             "owned_active": counts.owned_active,
             "planned": dict(sorted(counts.planned.items())),
-            "outcomes": dict(sorted(outcomes_by_course.get(courseid, {}).items())),
+            "outcomes": dict(sorted(by_course.get(courseid, {}).items())),
             "in_step": counts.in_step,
             "unowned_differences": counts.unowned,
             "stale": counts.stale,
+            "other_roles": counts.other_roles,
         }
         for courseid, counts in plan.counts.items()
     }
@@ -97,11 +171,14 @@ def summarise(result: ReconcileResult) -> dict[str, Any]:
                 for t in plan.guard.trips
             ],
         },
+        "needs_attention": _attention(result),
+        "noted": _noted(result),
         "courses": courses,
         "unowned_differences": [
             {
                 "course_shortname": d.course.shortname,
                 "userid": d.userid,
+                "student_name": result.names.get(d.userid, ""),
                 "user_idnumber": d.user_idnumber,
                 "people_code_id": d.people_code_id,
                 "moodle": d.moodle,
@@ -127,12 +204,13 @@ def _csv_rows(result: ReconcileResult) -> list[list[str]]:
         [
             change.kind,
             change.course.shortname,
+            result.names.get(change.userid, ""),
             change.user_idnumber,
-            str(change.roleid),
+            change.people_code_id or "",
+            role_name(change.roleid) if change.roleid else "",
             change.reason,
             outcome,
             str(change.userid),
-            change.people_code_id or "",
         ]
         for change, outcome in zip(result.plan.changes, result.outcomes, strict=True)
     ]
@@ -141,99 +219,31 @@ def _csv_rows(result: ReconcileResult) -> list[list[str]]:
 def render_report(result: ReconcileResult) -> dict[str, str]:
     """The three report files by name: ``actions.csv``, ``summary.json``, ``report.html``."""
     summary = summarise(result)
-    rows = _csv_rows(result)
     actions = io.StringIO(newline="")
     writer = csv.writer(actions)
     writer.writerow(CSV_COLUMNS)
-    writer.writerows(rows)
+    writer.writerows(_csv_rows(result))
     return {
         "actions.csv": actions.getvalue(),
         "summary.json": json.dumps(summary, indent=2) + "\n",
-        "report.html": render_html(summary, rows),
+        "report.html": render_html(summary, _html_rows(result)),
     }
 
 
-def _table(headers: tuple[str, ...], rows: list[list[str]]) -> str:
-    if not rows:
-        return "<p>None.</p>"
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>"
-        for row in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-_STYLE = (
-    "body{font-family:system-ui,sans-serif;margin:2em;color:#222}"
-    "table{border-collapse:collapse;margin:1em 0;font-size:.9em}"
-    "td,th{border:1px solid #ccc;padding:.25em .5em;text-align:left}"
-    "th{background:#eee}.trip{color:#a00;font-weight:bold}"
-)
-
-
-def render_html(summary: dict[str, Any], actions: list[list[str]]) -> str:
-    """One self-contained page of the summary and the actions (values escaped)."""
-    esc = html.escape
-    guard = summary["guard"]
-    trips = "".join(
-        f'<li class="trip">{esc(trip["description"])}</li>' for trip in guard["trips"]
-    )
-    totals = summary["totals"]
-    course_rows = [
-        [
-            name,
-            str(c["owned_active"]),
-            ", ".join(f"{k} {v}" for k, v in c["planned"].items()),
-            ", ".join(f"{k} {v}" for k, v in c["outcomes"].items()),
-            str(c["in_step"]),
-            str(c["unowned_differences"]),
-            str(c["stale"]),
-        ]
-        for name, c in summary["courses"].items()
-    ]
-    unowned = [
-        [d["course_shortname"], d["user_idnumber"], d["moodle"], d["powercampus"]]
-        for d in summary["unowned_differences"]
-    ]
-    unresolved = [
-        [u["people_code_id"], u["reason"], ", ".join(u["courses"])]
-        for u in summary["unresolved_persons"]
-    ]
-    errors = "".join(f"<li>{esc(e)}</li>" for e in summary["errors"])
-    return (
-        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-        f"<title>enrolstream reconcile {esc(summary['snapshot_id'])}</title>"
-        f"<style>{_STYLE}</style></head><body>"
-        f"<h1>Reconcile ({esc(summary['mode'])})</h1>"
-        f"<p>Snapshot {esc(summary['snapshot_id'])} at change-tracking version "
-        f"{esc(str(summary['state_version']))}; {totals['changes']} changes over "
-        f"{totals['courses']} courses; by outcome: "
-        f"{esc(json.dumps(totals['by_outcome']))}.</p>"
-        "<h2>Mass-drop guard</h2>"
-        f"<p>{guard['drops']} drops of {guard['owned_active']} owned active "
-        f"enrolments; {'TRIPPED' if guard['tripped'] else 'not tripped'}"
-        f"{' (nothing applied)' if guard['blocked'] else ''}.</p>"
-        f"<ul>{trips}</ul>"
-        f"<h2>Errors</h2>{f'<ul>{errors}</ul>' if errors else '<p>None.</p>'}"
-        "<h2>Courses</h2>"
-        + _table(
-            (
-                "course",
-                "owned active",
-                "planned",
-                "outcomes",
-                "in step",
-                "unowned",
-                "stale",
-            ),
-            course_rows,
+def _html_rows(result: ReconcileResult) -> list[list[str]]:
+    """The changes as the page shows them: words, names, role names."""
+    rows = []
+    for change, outcome in zip(result.plan.changes, result.outcomes, strict=True):
+        name = result.names.get(change.userid, "")
+        who = f"{name} ({change.user_idnumber})" if name else change.user_idnumber
+        rows.append(
+            [
+                ACTION_WORDS.get(change.kind, change.kind),
+                change.course.shortname,
+                who,
+                role_name(change.roleid) if change.roleid else "",
+                change.reason,
+                outcome,
+            ]
         )
-        + "<h2>Actions</h2>"
-        + _table(CSV_COLUMNS, actions)
-        + "<h2>Unowned differences (left alone)</h2>"
-        + _table(("course", "user idnumber", "Moodle", "PowerCampus"), unowned)
-        + "<h2>Unresolved persons (not acted on)</h2>"
-        + _table(("PEOPLE_CODE_ID", "reason", "courses"), unresolved)
-        + "</body></html>\n"
-    )
+    return rows

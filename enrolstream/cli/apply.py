@@ -8,10 +8,12 @@ from typing import Annotated
 
 import typer
 
+from connectors.web import WebRefused
 from consumers.errors import ConsumerError, MappingError, StartupRefused
 from enrolstream.cli.context import CONFIG_ERROR_EXIT, require_bootstrap, settings_of
 from enrolstream.signals import stop_on_signals
-from enrolstream.wiring.apply import read_dead_letters, redrive, run_consume
+from enrolstream.wiring.apply import read_dead_letters, redrive
+from enrolstream.wiring.consume import run_consume
 
 dlq_app = typer.Typer(help="Show and re-queue dead letters.", no_args_is_help=True)
 
@@ -48,7 +50,7 @@ def consume(
 
     try:
         summary = asyncio.run(run())
-    except (MappingError, StartupRefused) as exc:
+    except (MappingError, StartupRefused, WebRefused) as exc:
         typer.echo(f"start-up refused: {exc}", err=True)
         raise typer.Exit(CONFIG_ERROR_EXIT) from exc
     except ConsumerError as exc:

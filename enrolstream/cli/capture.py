@@ -12,6 +12,7 @@ from cdc.poller import parse_terms
 from enrolstream.cli.context import require_bootstrap, settings_of
 from enrolstream.signals import stop_on_signals
 from enrolstream.wiring.capture import check_source, run_poller, run_snapshot
+from enrolstream.wiring.operations import snapshot_textfile
 from schemas.snapshot import SnapshotMarker
 
 source_app = typer.Typer(help="The PowerCampus change source.", no_args_is_help=True)
@@ -81,6 +82,7 @@ def snapshot(
     except (CdcError, ValueError) as exc:
         typer.echo(f"snapshot failed: {exc}", err=True)
         raise typer.Exit(1) from None
+    snapshot_textfile(config, end)
     typer.echo(describe(end))
 
 

@@ -30,6 +30,7 @@ from consumers.errors import ConsumerError
 from consumers.reconcile.adopt import AdoptionPlan
 from consumers.reconcile.driver import ProgressTask, ReconcileResult
 from enrolstream.cli.context import require_bootstrap, settings_of
+from enrolstream.wiring.operations import reconcile_textfile
 from enrolstream.wiring.reconcile import run_adopt, run_reconcile, write_report
 
 __all__ = ["register"]
@@ -142,6 +143,7 @@ def reconcile_command(
     result = _run(run())
     directory = report or config.reconcile.report_dir
     write_report(directory, result)
+    reconcile_textfile(config, result)
     _echo_summary(result, directory)
     raise typer.Exit(result.exit_code)
 

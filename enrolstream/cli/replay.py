@@ -28,6 +28,7 @@ from consumers.replay.offsets import (
     parse_since,
 )
 from enrolstream.cli.context import require_bootstrap, settings_of
+from enrolstream.wiring.operations import replay_textfile
 from enrolstream.wiring.replay import ReplayReport, replay
 
 
@@ -107,6 +108,12 @@ def replay_command(  # noqa: PLR0917 - typer maps each parameter to an option
     except ConsumerError as exc:
         typer.echo(f"replay: {exc}", err=True)
         raise typer.Exit(1) from None
+    replay_textfile(
+        config,
+        events=report.events,
+        partitions=sum(1 for move in report.moves if move.events),
+        dry_run=report.dry_run,
+    )
     for line in summary_lines(report):
         typer.echo(line)
 

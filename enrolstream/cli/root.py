@@ -25,6 +25,7 @@ from enrolstream.cli import (
     capture,
     mapping,
     moodle_sim,
+    operations,
     powercampus,
     reconcile,
     replay,
@@ -136,6 +137,7 @@ for group in (
     mapping,
     reconcile,
     replay,
+    operations,
 ):
     group.register(app)
 

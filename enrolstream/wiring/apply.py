@@ -1,11 +1,13 @@
-"""The apply side wired: ``consume`` and the dead-letter commands."""
+"""The apply side wired: the consumer's parts (``open_runner``) and the dead-letter commands.
+
+``consume`` itself, with its listener and alarm, is ``enrolstream.wiring.consume``.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Sequence
 
 import structlog
 
@@ -18,14 +20,12 @@ from consumers.dead_letters import (
     plan_redrive,
     redriven_mark,
 )
-from consumers.errors import BrokerUnavailable
 from consumers.ledger import Ledger
 from consumers.mapping import MappingSet, check_mapping, load_mappings
 from consumers.parked import ParkedEvents
 from consumers.runner import ApplyRunner
 from enrolstream.crashpoints import crash_point
 from enrolstream.settings import Settings
-from enrolstream.startup import wait_for_broker
 from enrolstream.wiring.common import (
     ensure_all_topics,
     identity_resolver,
@@ -33,15 +33,11 @@ from enrolstream.wiring.common import (
     open_moodle,
     policy,
 )
+from operations.health import Heartbeat
+from operations.metrics import NO_METRICS, Metrics
 from schemas.dead_letter import DeadLetter
 
-__all__ = [
-    "ConsumeResult",
-    "open_runner",
-    "read_dead_letters",
-    "redrive",
-    "run_consume",
-]
+__all__ = ["open_runner", "read_dead_letters", "redrive"]
 
 log = structlog.get_logger()
 
@@ -53,6 +49,8 @@ async def open_runner(
     *,
     mapping: MappingSet | None = None,
     stop: asyncio.Event | None = None,
+    metrics: Metrics = NO_METRICS,
+    heartbeat: Heartbeat | None = None,
 ) -> AsyncIterator[ApplyRunner]:
     """A ready runner: mapping checked, topics created, Moodle asked, tables loaded.
 
@@ -71,7 +69,9 @@ async def open_runner(
     options = kafka_options(settings, bootstrap_servers)
     await ensure_all_topics(settings, bootstrap_servers)
     async with contextlib.AsyncExitStack() as stack:
-        client = await stack.enter_async_context(open_moodle(settings, stop=stop))
+        client = await stack.enter_async_context(
+            open_moodle(settings, stop=stop, metrics=metrics)
+        )
         await preflight(mapping, client)
 
         async def sink(topic: str) -> KafkaRecordSink:
@@ -109,50 +109,8 @@ async def open_runner(
             max_backoff_s=settings.moodle.max_backoff_s,
             crash_point=crash_point,
             late_write_window_s=settings.moodle.late_write_window_s,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class ConsumeResult:
-    """How a ``consume`` run ended: the summary line, or why it never started."""
-
-    summary: str | None
-
-
-async def run_consume(
-    settings: Settings,
-    bootstrap_servers: str,
-    *,
-    until_idle: bool,
-    stop: asyncio.Event,
-) -> ConsumeResult:
-    """``enrolstream consume``: apply events until ``stop`` (or idle).
-
-    The mapping is read first, so a configuration error is reported before any
-    waiting; then Kafka is waited for with backoff (unless ``until_idle``, which
-    fails fast). Returns the summary line (None when stopped before starting).
-    """
-    mapping = load_mappings(settings.consumer.mappings)
-
-    async def create_topics() -> None:
-        await ensure_all_topics(settings, bootstrap_servers)
-
-    if until_idle:
-        await create_topics()
-    elif not await wait_for_broker(
-        create_topics,
-        stop=stop,
-        retriable=(BrokerUnavailable,),
-        bootstrap_servers=bootstrap_servers,
-        max_backoff_s=settings.moodle.max_backoff_s,
-    ):
-        return ConsumeResult(summary=None)
-    async with open_runner(
-        settings, bootstrap_servers, mapping=mapping, stop=stop
-    ) as runner:
-        await runner.run(stop, until_idle=until_idle)
-        return ConsumeResult(
-            summary=f"{runner.stats.summary()}, parked {len(runner.parked)}"
+            metrics=metrics,
+            heartbeat=heartbeat,
         )
 
 
@@ -169,11 +127,14 @@ async def redrive(
     bootstrap_servers: str,
     *,
     error_type: str | None = None,
+    positions: Sequence[str] | None = None,
     dry_run: bool = False,
 ) -> RedriveCount:
     """Re-queue the chosen dead letters (``consumers.dead_letters``).
 
-    Letters without a value are never chosen. The event records are acknowledged
+    Chosen: every letter, or those of ``error_type``, or those at ``positions``
+    (``partition:offset``, as ``dlq list`` shows them). Letters without a value are
+    never chosen. The event records are acknowledged
     before the letters are marked redriven: a failure in between redrives them
     again next time, which the consumer absorbs (a full-state event is idempotent).
     """
@@ -184,6 +145,7 @@ async def redrive(
         for position, letter in await read_dead_letters(settings, bootstrap_servers)
         if letter.value is not None
         and (error_type is None or letter.error_type == error_type)
+        and (positions is None or position in positions)
     ]
     letters = [letter for _, letter in chosen]
     if dry_run or not chosen:

@@ -22,6 +22,16 @@ from enrolstream.crashpoints import crash_point
 from enrolstream.settings import Settings, SourceSettings
 from enrolstream.startup import wait_for_broker
 from enrolstream.wiring.common import kafka_options
+from enrolstream.wiring.operations import (
+    alive,
+    build_metrics,
+    heartbeat,
+    probe_broker,
+    probe_source,
+    serve,
+)
+from operations.health import Heartbeat
+from operations.metrics import NO_METRICS, Metrics
 from sandbox.powercampus.source import SandboxChangeSource
 from schemas.events import TermKey
 from schemas.snapshot import SnapshotMarker
@@ -52,8 +62,47 @@ async def run_poller(
 
     Until ``stop`` (not ``once``), an unreachable Kafka is waited for with
     backoff; with ``once`` it raises ``PublishFailed`` at once. Returns the
-    iteration's result with ``once``.
+    iteration's result with ``once``. Polling until ``stop`` also serves
+    ``/metrics``, ``/livez`` and ``/readyz`` (source, broker) on
+    ``operations.poll_port`` from before Kafka is waited for.
     """
+    if once:
+        return await _poll(settings, bootstrap_servers, once=True, stop=stop)
+    metrics = build_metrics()
+    beat = heartbeat(settings)
+    probe = build_source(settings.source)
+    try:
+        async with serve(
+            settings,
+            port=settings.operations.poll_port,
+            live=alive(beat),
+            probes={
+                "source": probe_source(probe),
+                "broker": probe_broker(settings, bootstrap_servers),
+            },
+            metrics=metrics,
+        ):
+            return await _poll(
+                settings,
+                bootstrap_servers,
+                once=False,
+                stop=stop,
+                metrics=metrics,
+                beat=beat,
+            )
+    finally:
+        await probe.close()
+
+
+async def _poll(
+    settings: Settings,
+    bootstrap_servers: str,
+    *,
+    once: bool,
+    stop: asyncio.Event,
+    metrics: Metrics = NO_METRICS,
+    beat: Heartbeat | None = None,
+) -> PollResult | None:
     kafka = settings.kafka
     options = kafka_options(settings, bootstrap_servers)
 
@@ -91,6 +140,8 @@ async def run_poller(
                     store,
                     live_terms=parse_terms(settings.poller.live_terms),
                     crash_point=crash_point,
+                    metrics=metrics,
+                    heartbeat=beat,
                 )
                 if once:
                     return await poller.run_once()

@@ -17,6 +17,7 @@ from consumers.errors import BrokerUnavailable, LiveConsumerRefused
 from consumers.identity import IdentityResolver
 from consumers.reconcile.guard import GuardLimits
 from enrolstream.settings import Settings
+from operations.metrics import NO_METRICS, Metrics
 
 __all__ = [
     "ensure_all_topics",
@@ -77,7 +78,7 @@ def guard_limits(settings: Settings) -> GuardLimits:
     )
 
 
-def moodle_client(settings: Settings) -> MoodleClient:
+def moodle_client(settings: Settings, metrics: Metrics = NO_METRICS) -> MoodleClient:
     """The Moodle client the settings describe (not yet open)."""
     moodle = settings.moodle
     return MoodleClient(
@@ -86,6 +87,7 @@ def moodle_client(settings: Settings) -> MoodleClient:
         max_input_vars=moodle.max_input_vars,
         concurrency=moodle.concurrency,
         request_timeout_s=moodle.request_timeout_s,
+        metrics=metrics,
     )
 
 
@@ -95,6 +97,7 @@ async def open_moodle(
     *,
     stop: asyncio.Event | None = None,
     attempts: int | None = None,
+    metrics: Metrics = NO_METRICS,
 ) -> AsyncIterator[MoodleClient]:
     """An open Moodle client that knows whether the companion plugin is there.
 
@@ -102,7 +105,7 @@ async def open_moodle(
     is down (until ``stop``, or for ``attempts``), refuses ``drop_action =
     "suspend"`` without the plugin (``StartupRefused``).
     """
-    async with moodle_client(settings) as client:
+    async with moodle_client(settings, metrics) as client:
         client.status_function = await moodle_ready(
             client,
             drop_action=settings.consumer.drop_action,

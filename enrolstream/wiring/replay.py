@@ -298,6 +298,6 @@ async def _dry_run_plan(
         already_in_state=result.already_in_state,
         unresolved=[
             (event.people_code_id, reason)
-            for event, reason in result.unresolved.values()
+            for event, reason, _ in result.unresolved.values()
         ],
     )

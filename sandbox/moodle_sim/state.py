@@ -225,6 +225,10 @@ class MoodleState(StateReads):
         self._log.set_item(self._t.tokens, token, issued)
         return issued
 
+    def revoke_token(self, token: str) -> Token | None:
+        """Delete a token, as an administrator does (its calls then fail invalidtoken)."""
+        return self._log.pop_item(self._t.tokens, token)
+
     # -- writes ----------------------------------------------------------------
     def enrol(
         self,

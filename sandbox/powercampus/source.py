@@ -18,7 +18,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Self, TypeVar, cast
 
@@ -202,6 +202,7 @@ class SandboxChangeSource:
             to_version=to_version,
             changes=tuple(changes),
             term_state=_person_term_rows(conn, touched),
+            commit_times=_commit_times(conn, last, to_version) if found else {},
         )
 
     @staticmethod
@@ -237,6 +238,24 @@ class SandboxChangeSource:
             key = TermKey(academic_year=text(year), academic_term=text(term))
             terms.setdefault(_fold("", key)[1:], key)
         return list(terms.values())
+
+
+def _commit_times(
+    conn: sqlite3.Connection, last: int, to_version: int
+) -> dict[int, datetime]:
+    """UTC commit time of every version in ``(last, to_version]`` CT_COMMIT still holds.
+
+    The sandbox's ``sys.dm_tran_commit_table``: cleanup removes old entries, so a
+    version may be missing (its events then carry no commit time).
+    """
+    rows = conn.execute(
+        "SELECT version, commit_time FROM CT_COMMIT WHERE version > ? AND version <= ?",
+        (last, to_version),
+    ).fetchall()
+    return {
+        int(version): datetime.fromisoformat(str(stamp)).astimezone(UTC)
+        for version, stamp in rows
+    }
 
 
 def _touched_person_terms(changes: Sequence[ChangeRow]) -> list[PersonTerm]:

@@ -58,10 +58,17 @@ class CrashingStore(SqliteCheckpointStore):
         deletes: Sequence[int],
         *,
         replace_terms: Sequence[TermKey] = (),
+        newest_change_at: datetime | None = None,
     ) -> None:
         if self.crash:
             raise Crash
-        super().commit(version, upserts, deletes, replace_terms=replace_terms)
+        super().commit(
+            version,
+            upserts,
+            deletes,
+            replace_terms=replace_terms,
+            newest_change_at=newest_change_at,
+        )
 
 
 def make(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from datetime import date
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -109,6 +109,26 @@ class TestFetchSince:
         assert current.people_code_id == "P000000001"
         assert current.section == section("bsc5102")
         assert batch.changes[0].creation_version == 1
+
+    async def test_commit_times_of_the_batch_versions(
+        self, tmp_path: Path, source: SandboxChangeSource
+    ) -> None:
+        """Each version read comes with the UTC time the sandbox committed it."""
+        moments = iter(
+            [
+                datetime(2021, 1, 11, 9, 0, tzinfo=timezone(timedelta(hours=1))),
+                datetime(2021, 1, 11, 8, 5, tzinfo=UTC),
+            ]
+        )
+        with PowerCampusSandbox(source.path, clock=lambda: next(moments)) as writer:
+            writer.execute(ins(1, "P000000001", section("BSC5102")))
+            writer.execute(ins(2, "P000000002", section("BSC5102")))
+        batch = await source.fetch_since(0, DictShadow())
+        assert batch.commit_times == {
+            1: datetime(2021, 1, 11, 8, 0, tzinfo=UTC),
+            2: datetime(2021, 1, 11, 8, 5, tzinfo=UTC),
+        }
+        assert (await source.fetch_since(2, DictShadow())).commit_times == {}
 
     async def test_delete_resolved_from_shadow_and_term_state_complete(
         self, sandbox: PowerCampusSandbox, source: SandboxChangeSource

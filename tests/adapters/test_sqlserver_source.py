@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pyodbc
@@ -71,6 +71,8 @@ class FakeServer:
         self.sent: list[tuple[str, tuple[Any, ...]]] = []
         self.fail_on: dict[str, Exception] = {}
         self.connections = 0
+        #: sys.dm_tran_commit_table: (commit_ts, local commit_time, UTC offset minutes)
+        self.commits: list[tuple[Any, ...]] = []
 
     def answer(self, statement: str, params: tuple[Any, ...]) -> list[Sequence[Any]]:
         self.sent.append((statement, params))
@@ -83,6 +85,7 @@ class FakeServer:
             sql.MIN_VALID_VERSION: [(self.min_valid,)],
             sql.CURRENT_VERSION: [(self.current,)],
             sql.CHANGES: self.changes,
+            sql.COMMIT_TIMES: self.commits,
             sql.LIVE_TERMS: [
                 ("2021", "Winter "),
                 ("2021", "WINTER"),
@@ -197,10 +200,12 @@ class TestFetchSince:
             sql.MIN_VALID_VERSION,
             sql.CURRENT_VERSION,
             sql.CHANGES,
+            sql.COMMIT_TIMES,
             sql.term_state_query(1),
             sql.COMMIT_TRANSACTION,
         ]
         assert server.sent[len(CHECKS) + 4][1] == (10,)
+        assert server.sent[len(CHECKS) + 5][1] == (10, 20)
         assert (batch.from_version, batch.to_version) == (10, 20)
         assert [(c.transcript_detail_id, c.operation) for c in batch.changes] == [
             (1, "I")
@@ -208,6 +213,36 @@ class TestFetchSince:
         state = batch.term_state[PersonTerm("P000000001", WINTER)]
         assert [r.section.event_id for r in state] == ["BSC5102", "COUN6552"]
         assert all(known_statement(s) for s in server.statements())
+
+    async def test_commit_times_converted_to_utc(self) -> None:
+        """The server's local commit times come back in UTC, keyed by version."""
+        server = FakeServer()
+        server.changes = [(18, 18, "I", 1, *td(1, "P000000001"))]
+        server.table = [td(1, "P000000001")]
+        # pyodbc returns DATETIME as a naive datetime: the server's local time
+        local = datetime(2021, 1, 11, 9, 30, 0, 123000)  # noqa: DTZ001
+        server.commits = [(18, local, 60)]
+        batch = await make_source(server).fetch_since(10, DictShadow())
+        assert batch.commit_times == {
+            18: datetime(2021, 1, 11, 8, 30, 0, 123000, tzinfo=UTC)
+        }
+
+    async def test_commit_times_refused_warns_once_and_carries_on(self) -> None:
+        """Without VIEW SERVER STATE the batch has no commit times, warned about once."""
+        server = FakeServer()
+        server.changes = [(18, 18, "I", 1, *td(1, "P000000001"))]
+        server.table = [td(1, "P000000001")]
+        denied = pyodbc.ProgrammingError(
+            "42000", "[42000] VIEW SERVER STATE permission was denied (300)"
+        )
+        server.fail_on[sql.COMMIT_TIMES] = denied
+        source = make_source(server)
+        with capture_logs() as logs:
+            first = await source.fetch_since(10, DictShadow())
+            second = await source.fetch_since(10, DictShadow())
+        assert first.commit_times == second.commit_times == {}
+        assert [e["event"] for e in logs].count("commit_times_unreadable") == 1
+        assert server.statements().count(sql.COMMIT_TIMES) == 1
 
     async def test_delete_resolved_from_shadow(self) -> None:
         """A delete's person comes from the shadow map; no rows left reads as ()."""

@@ -28,6 +28,7 @@ from enrolstream.settings import (
 )
 from enrolstream.wiring.apply import open_runner
 from enrolstream.wiring.common import policy as policy_of
+from operations.metrics import NO_METRICS, Metrics
 from sandbox.moodle_sim.faults import LatencyModel
 from sandbox.moodle_sim.server import MoodleSimulator
 from sandbox.moodle_sim.state import MoodleState
@@ -88,10 +89,10 @@ class Pipeline:
         return next(u.id for u in self.sim.state.users() if u.idnumber == person[1:])
 
     @contextlib.asynccontextmanager
-    async def runner(self) -> AsyncIterator[ApplyRunner]:
+    async def runner(self, metrics: Metrics = NO_METRICS) -> AsyncIterator[ApplyRunner]:
         """A consumer process (a new one each time: stands for a restart)."""
         async with open_runner(
-            self.settings, self.bootstrap, mapping=self.mapping
+            self.settings, self.bootstrap, mapping=self.mapping, metrics=metrics
         ) as runner:
             yield runner
 

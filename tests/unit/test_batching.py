@@ -67,7 +67,8 @@ class TestPlan:
             POLICY,
         )
         assert {
-            slot: event.state_version for slot, (event, _) in result.unresolved.items()
+            slot: waiting.event.state_version
+            for slot, waiting in result.unresolved.items()
         } == {("P1", "2021/Fall"): 8, ("P1", "2021/Winter"): 6}
         assert result.actions == []
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -224,6 +225,21 @@ class TestToEvents:
         assert change is not None
         assert change.previous_section == COUN6552
         assert change.section == COUN8552
+
+    def test_events_carry_their_version_commit_time(self) -> None:
+        """Each change event carries its row version's commit time; unknown ones None."""
+        committed = datetime(2021, 1, 11, 8, 30, tzinfo=UTC)
+        a2 = row(2, "P2", BSC5102)
+        changes = [ChangeRow(1, "I", 14, 14, A1), ChangeRow(2, "I", 15, 15, a2)]
+        result = to_events(
+            replace(
+                batch(changes, {"P000000001": [A1], "P2": [a2]}),
+                commit_times={14: committed},
+            ),
+            source="pc",
+            captured_at=NOW,
+        )
+        assert [e.committed_at for e in result.events] == [committed, None]
 
     def test_event_ids_are_deterministic(self) -> None:
         """The same change re-polled has the same id; another row version has another."""

@@ -70,7 +70,11 @@ class TestClassifyLookup:
                 Ambiguous((4, 12), "2 Moodle users share idnumber='P000123456'"),
             ),
             ("p000200004", "username", Found(12)),
-            ("", "idnumber", Missing("empty idnumber: nothing to look up")),
+            (
+                "",
+                "idnumber",
+                Missing("empty idnumber: nothing to look up", code="empty_id"),
+            ),
         ],
     )
     def test_classify(self, value: str, field: UserField, expected: Resolution) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import stat
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -175,14 +176,17 @@ class TestReport:
         with (tmp_path / "actions.csv").open(encoding="utf-8") as handle:
             rows = list(csv.reader(handle))
         assert tuple(rows[0]) == CSV_COLUMNS
-        assert rows[1][:6] == [
-            "enrol",
-            "BSC5102Winter2021",
-            "000000501",
-            str(STUDENT),
-            evil,
-            "rejected: wsnoinstance",
-        ]
+        assert dict(zip(CSV_COLUMNS, rows[1], strict=True)) == {
+            "action": "enrol",
+            "course_shortname": "BSC5102Winter2021",
+            "student_name": "",
+            "user_idnumber": "000000501",
+            "people_code_id": rows[1][4],
+            "role": "Student",
+            "reason": evil,
+            "outcome": "rejected: wsnoinstance",
+            "moodle_userid": "501",
+        }
         summary = json.loads((tmp_path / "summary.json").read_text())
         assert summary["totals"]["by_outcome"] == {"rejected": 1}
         assert summary["courses"]["BSC5102Winter2021"]["planned"] == {"enrol": 1}
@@ -190,7 +194,25 @@ class TestReport:
         page = (tmp_path / "report.html").read_text()
         assert evil not in page
         assert "&lt;script&gt;" in page
+        # a registrar's page: attention first, names of roles, columns explained
+        assert "Needs a person's attention (1)" in page
+        assert "Moodle refused a change" in page
+        assert "role 5" not in page
+        assert "in step</dt><dd>students Moodle already holds" in page
+        assert summary["needs_attention"][0]["what"] == "Moodle refused a change"
         assert result.exit_code == 1
+
+    def test_empty_plan_keeps_a_readable_csv(self, tmp_path: Path) -> None:
+        """With nothing planned the CSV still has its header and the page says so."""
+        result = _one_change_result("x")
+        result = replace(
+            result, plan=replace(result.plan, changes=[], unowned=[]), outcomes=[]
+        )
+        write_report(tmp_path, result)
+        with (tmp_path / "actions.csv").open(encoding="utf-8") as handle:
+            assert list(csv.reader(handle)) == [list(CSV_COLUMNS)]
+        page = (tmp_path / "report.html").read_text()
+        assert "No change was needed: Moodle already matches PowerCampus." in page
 
 
 class TestPlanAdoption:
