@@ -81,6 +81,7 @@ class Poller:
         self.configured_terms = list(live_terms)
         self.clock = clock
         self.today = today
+        self._live_today: tuple[date, list[TermKey]] | None = None
 
     async def run_once(self) -> PollResult:
         """One iteration: fetch, publish and await acks, then save the new version."""
@@ -88,7 +89,9 @@ class Poller:
         if last is None:
             return await self.initialise(reason="first start: no saved version")
         try:
-            batch = await self.source.fetch_since(last, self.store)
+            batch = await self.source.fetch_since(
+                last, self.store, live_terms=await self._live_terms()
+            )
         except ChangeTrackingVersionTooOld as exc:
             return await self.initialise(reason=str(exc))
         if batch.to_version < last:
@@ -104,13 +107,21 @@ class Poller:
         await self.publisher.publish(translation.events)
         self.crash_point("poller.after_publish")
         self.store.commit(
-            batch.to_version, translation.shadow_upserts, translation.shadow_deletes
+            batch.to_version,
+            translation.shadow_upserts,
+            translation.shadow_deletes,
+            owners=translation.owners,
+            owners_gone=translation.owners_gone,
         )
-        if translation.unresolved_deletes:
+        unresolved = len(translation.unresolved_deletes) + len(
+            translation.unresolved_keys
+        )
+        if unresolved:
             log.info(
                 "deletes_without_shadow",
-                count=len(translation.unresolved_deletes),
-                hint="rows inserted and deleted between two polls: nothing to undo",
+                count=unresolved,
+                hint="rows inserted and deleted between two polls, or person rows "
+                "never read: nothing to undo",
             )
         if translation.events:
             log.info(
@@ -123,8 +134,20 @@ class Poller:
             from_version=last,
             to_version=batch.to_version,
             events=len(translation.events),
-            unresolved_deletes=len(translation.unresolved_deletes),
+            unresolved_deletes=unresolved,
         )
+
+    async def _live_terms(self) -> list[TermKey]:
+        """The terms a person-table change is published for: configured, else live today.
+
+        Read once per day (ACADEMICCALENDAR changes slowly).
+        """
+        if self.configured_terms:
+            return self.configured_terms
+        today = self.today()
+        if self._live_today is None or self._live_today[0] != today:
+            self._live_today = (today, list(await self.source.live_terms(today)))
+        return self._live_today[1]
 
     async def initialise(self, *, reason: str) -> PollResult:
         """Publish the full state of the live terms as snapshot events and restart from it."""
@@ -161,6 +184,7 @@ class Poller:
             [shadow_entry(row) for row in snapshot.rows],
             [],
             replace_terms=snapshot.terms,
+            owners=snapshot.owners,
         )
         log.warning(
             "reinitialised",

@@ -450,6 +450,7 @@ def _entry(planned: PlannedAction, *, uncertain: bool = False) -> LedgerEntry:
     return next_ledger_entry(
         planned.action,
         planned.previous,
+        desired=planned.decision.desired,
         event_id=planned.decision.event.event_id,
         state_version=planned.decision.event.state_version,
         uncertain=uncertain,

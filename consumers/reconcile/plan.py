@@ -45,6 +45,7 @@ from consumers.decisions import (
     desired_enrolments,
     owns,
     plan_against,
+    target_roles,
 )
 from consumers.identity import (
     Ambiguous,
@@ -67,6 +68,7 @@ from consumers.reconcile.model import (
     UnresolvedPerson,
 )
 from schemas.actions import (
+    ROLE_SOURCES,
     ChangeRoleAction,
     CourseRef,
     DesiredEnrolment,
@@ -75,6 +77,7 @@ from schemas.actions import (
     MoodleAction,
     ReactivateAction,
     RestoreRoleAction,
+    RoleSource,
     UnenrolAction,
 )
 from schemas.events import EnrolmentEvent, TermKey
@@ -210,6 +213,10 @@ def plan_reconcile(
     )
     owned = _ledger_by_course(ledger)
     events_per_term = _events_per_term(events, terms)
+    # Someone absent from a snapshot that reads SECTIONPER teaches nothing either.
+    absent: tuple[RoleSource, ...] = ("student",)
+    if any(event.teaching is not None for event in events):
+        absent = ROLE_SOURCES
     for course in courses:
         ref = CourseRef(id=course.id, shortname=course.shortname)
         roster = rosters.get(course.id)
@@ -228,7 +235,14 @@ def plan_reconcile(
             unresolved=unresolved,
         )
         for pair in pairs:
-            _decide(pair, state_version, policy, result, unresolved)
+            _decide(
+                pair,
+                state_version,
+                policy=policy,
+                result=result,
+                unresolved=unresolved,
+                absent=absent,
+            )
     result.unresolved = unresolved.listed()
     result.guard = check_guard(
         result.counts.values(),
@@ -365,9 +379,11 @@ def _held(roster: RosterEntry | None) -> Held | None:
 def _decide(
     pair: _Pair,
     state_version: int,
+    *,
     policy: EnrolmentPolicy,
     result: ReconcilePlan,
     unresolved: _UnresolvedPersons,
+    absent: tuple[RoleSource, ...],
 ) -> None:
     roster, want = pair.roster, pair.wanted
     ledger = pair.ledger.normalised() if pair.ledger is not None else None
@@ -389,10 +405,12 @@ def _decide(
         # reported as "absent from the snapshot" (it is not; they are unresolved).
         unresolved.keep(pair)
         return
-    desired = want.desired if want is not None else _absent(pair, policy)
+    desired = want.desired if want is not None else _absent(pair, policy, absent)
     action = plan_against(desired, pair.userid, ledger, _held(roster), policy=policy)
     if action is not None:
-        _add(pair, action, _reason(action, pair, ledger, desired, want), result)
+        _add(
+            pair, action, _reason(action, pair, ledger, desired, want), result, desired
+        )
         _count(result, counts)
     elif not ours and _differs(desired, roster):
         powercampus = (
@@ -407,7 +425,9 @@ def _decide(
         counts.in_step += 1
 
 
-def _absent(pair: _Pair, policy: EnrolmentPolicy) -> DesiredEnrolment:
+def _absent(
+    pair: _Pair, policy: EnrolmentPolicy, decided: tuple[RoleSource, ...]
+) -> DesiredEnrolment:
     """What PowerCampus wants of a person absent from the snapshot: no enrolment."""
     return DesiredEnrolment(
         course=pair.course,
@@ -415,6 +435,8 @@ def _absent(pair: _Pair, policy: EnrolmentPolicy) -> DesiredEnrolment:
         term=pair.term,
         active=False,
         role_id=policy.student_role_id,
+        roles={},
+        decided=decided,
         reason="no registration in the term (absent from the snapshot)",
     )
 
@@ -423,9 +445,22 @@ def _differs(desired: DesiredEnrolment, roster: RosterEntry | None) -> bool:
     """Moodle holds something other than PowerCampus wants (ownership aside)."""
     if desired.active:
         return roster is None or (
-            roster.status != "active" or desired.role_id not in roster.roleids
+            roster.status != "active"
+            or not set(desired.wanted().values()) <= roster.roleids
         )
     return roster is not None and roster.status == "active"
+
+
+def _about(
+    action: MoodleAction, desired: DesiredEnrolment, ledger: LedgerEntry | None
+) -> tuple[RoleSource, ...]:
+    """The sources whose role ``action`` adds, changes or takes away."""
+    if isinstance(action, EnrolAction):
+        return tuple(desired.wanted())
+    before = ledger.our_roles() if ledger is not None else {}
+    after = target_roles(desired, ledger)
+    changed = tuple(s for s in ROLE_SOURCES if before.get(s) != after.get(s))
+    return changed or tuple(before) or ("student",)
 
 
 def _reason(
@@ -484,7 +519,13 @@ def _unowned(
     )
 
 
-def _add(pair: _Pair, action: MoodleAction, reason: str, result: ReconcilePlan) -> None:
+def _add(
+    pair: _Pair,
+    action: MoodleAction,
+    reason: str,
+    result: ReconcilePlan,
+    desired: DesiredEnrolment,
+) -> None:
     want = pair.wanted
     ledger = pair.ledger
     roleid = (
@@ -504,5 +545,8 @@ def _add(pair: _Pair, action: MoodleAction, reason: str, result: ReconcilePlan) 
             reason=reason,
             previous=ledger.normalised() if ledger is not None else None,
             event_id=want.event.event_id if want else f"reconcile:{result.snapshot_id}",
+            desired=desired,
+            about=_about(action, desired, ledger),
+            term_withdrawal=desired.term_withdrawal,
         )
     )

@@ -2,8 +2,12 @@
 
 ``actions.csv`` is campus-enrollment-sync's add/drop log grown up: one row per
 planned change with ``action, course_shortname, user_idnumber, role, reason,
-outcome`` (then ``userid, people_code_id``), where outcome is ``planned``,
-``applied``, ``rejected: <Moodle's error>``, ``skipped: guard`` or ``error: …``.
+outcome`` (then ``userid, people_code_id, about, term_withdrawal``), where
+outcome is ``planned``, ``applied``, ``rejected: <Moodle's error>``, ``skipped:
+guard`` or ``error: …``; ``about`` names the sources whose role the change
+concerns (``student``, ``instructor``) and ``term_withdrawal`` says ``yes`` for a
+student dropped because they left the term (ACADEMIC), whatever TRANSCRIPTDETAIL
+says. ``summary.json`` counts both (``instructor_changes``, ``term_withdrawals``).
 ``summary.json`` holds the counts per course, the guard's trips, the unowned
 differences, the unresolved persons and the errors; ``report.html`` shows the
 same as one self-contained page (no scripts, no external resources; every
@@ -36,6 +40,8 @@ CSV_COLUMNS = (
     "outcome",
     "userid",
     "people_code_id",
+    "about",
+    "term_withdrawal",
 )
 
 
@@ -74,6 +80,8 @@ def summarise(result: ReconcileResult) -> dict[str, Any]:
             "by_outcome": dict(
                 sorted(Counter(_outcome_class(o) for o in result.outcomes).items())
             ),
+            "instructor_changes": sum("instructor" in c.about for c in plan.changes),
+            "term_withdrawals": sum(c.term_withdrawal for c in plan.changes),
             "unowned_differences": len(plan.unowned),
             "unresolved_persons": len(plan.unresolved),
             "courses": len(plan.counts),
@@ -133,6 +141,8 @@ def _csv_rows(result: ReconcileResult) -> list[list[str]]:
             outcome,
             str(change.userid),
             change.people_code_id or "",
+            ", ".join(change.about),
+            "yes" if change.term_withdrawal else "",
         ]
         for change, outcome in zip(result.plan.changes, result.outcomes, strict=True)
     ]
