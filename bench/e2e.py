@@ -72,6 +72,7 @@ TOPICS = (
     "ledger_topic",
     "parked_topic",
     "dead_letter_topic",
+    "accounts_topic",
 )
 
 

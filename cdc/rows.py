@@ -11,10 +11,18 @@ collation does.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
 
-from cdc.ports import RowOwner, StandingRow, TeachingRow, TranscriptRow
+from cdc.ports import (
+    CtOperation,
+    KeyChange,
+    RowOwner,
+    StandingRow,
+    TeachingRow,
+    TrackedTable,
+    TranscriptRow,
+)
 from schemas.collation import collate, unpad
 from schemas.events import PersonDetails, SectionKey, TermKey
 
@@ -107,6 +115,70 @@ PERSON_COLUMNS = (
     "PersonUserId",
     "UserName",
 )
+
+
+#: The primary key of each tracked table, as change tracking reports it.
+TABLE_KEYS: dict[TrackedTable, tuple[str, ...]] = {
+    "TRANSCRIPTDETAIL": ("TranscriptDetailId",),
+    "SECTIONPER": SECTIONPER_KEY,
+    "ACADEMIC": ACADEMIC_KEY,
+    "PEOPLE": ("PEOPLE_CODE_ID",),
+    "EmailAddress": ("EmailAddressId",),
+    "PersonUser": ("PersonUserId",),
+}
+#: Person tables keyed by a surrogate id: a delete names nobody, the shadow
+#: map's row owners do; an insert or update names the owner through the row.
+SURROGATE_KEYED: frozenset[TrackedTable] = frozenset({"EmailAddress", "PersonUser"})
+#: The columns a key-change row starts with, before the key's columns.
+KEY_CHANGE_PREFIX = 4  # SYS_CHANGE_VERSION, CREATION_VERSION, OPERATION, owner
+
+
+def deleted_keys(table: TrackedTable, rows: Sequence[Sequence[Any]]) -> list[str]:
+    """The surrogate keys of key-change rows whose owner the shadow map must name."""
+    if table not in SURROGATE_KEYED:
+        return []
+    return [text(row[4]) for row in rows if row[2] == "D" or row[3] is None]
+
+
+def key_change(
+    table: TrackedTable, row: Sequence[Any], owners: Mapping[str, str]
+) -> KeyChange:
+    """One key-change row (version, creation version, operation, owner, key…).
+
+    SECTIONPER's key names the instructor and the section, ACADEMIC's the person
+    and the term, PEOPLE's the person; a surrogate-keyed row names its owner
+    through the row joined back, or, deleted, through ``owners`` (the shadow
+    map). An insert or update whose row is gone (read without snapshot
+    isolation) is the delete it has become.
+    """
+    operation = text(row[2])
+    if operation not in {"I", "U", "D"}:
+        raise ValueError(f"unexpected SYS_CHANGE_OPERATION {operation!r}")
+    values = row[KEY_CHANGE_PREFIX:]
+    key = tuple(text(value) for value in values)
+    person: str | None = None
+    term = section = None
+    if table == "SECTIONPER":
+        person, section = key[6], section_of_key(key)
+        term = section.term
+    elif table == "ACADEMIC":
+        person, term = key[0], term_of_key(key)
+    elif table == "PEOPLE":
+        person = key[0]
+    elif row[3] is not None and operation != "D":
+        person = text(row[3])
+    else:
+        operation, person = "D", owners.get(key[0])
+    return KeyChange(
+        table=table,
+        key=key,
+        operation=cast("CtOperation", operation),
+        change_version=int(row[0]),
+        creation_version=None if row[1] is None else int(row[1]),
+        people_code_id=person,
+        term=term,
+        section=section,
+    )
 
 
 def _section(values: Sequence[Any]) -> SectionKey:

@@ -217,6 +217,12 @@ def _bring_in(
     wanted = _ordered(target)
     assign = [r for r in wanted if r not in held.roleids]
     unassign = sorted(r for r in _ours(ledger) - set(wanted) if r in held.roleids)
+    # A source whose old role goes while it keeps a role: a role change, not a drop.
+    replaced = [
+        target[source]
+        for source, role in _sources(ledger)
+        if role in unassign and source in target
+    ]
     if not held.active:
         return ReactivateAction(
             **pair,
@@ -225,18 +231,31 @@ def _bring_in(
             previous_roleid=unassign[0] if unassign else None,
             also_previous_roleids=tuple(unassign[1:]),
         )
-    return _adjust(pair, assign, unassign)
+    return _adjust(pair, assign, unassign, replaced)
+
+
+def _sources(ledger: LedgerEntry | None) -> list[tuple[RoleSource, int]]:
+    """Each role of ours with its source (leftovers of a role change included)."""
+    if ledger is None:
+        return []
+    return [*ledger.our_roles().items(), *ledger.leftover_roles().items()]
 
 
 def _adjust(
-    pair: dict[str, int], assign: list[int], unassign: list[int]
+    pair: dict[str, int], assign: list[int], unassign: list[int], replaced: list[int]
 ) -> MoodleAction | None:
-    """The role change of an active enrolment of ours: assign, unassign, or both."""
-    if assign and unassign:
+    """The role change of an active enrolment of ours: assign, unassign, or both.
+
+    Taking roles away is a change of role when a role of the same source stays
+    (``replaced``: assigned again, a no-op, so the action names it), else a drop
+    of that source (``RemoveRoleAction``).
+    """
+    roles = list(dict.fromkeys([*assign, *replaced]))
+    if roles and unassign:
         return ChangeRoleAction(
             **pair,
-            roleid=assign[0],
-            also_roleids=tuple(assign[1:]),
+            roleid=roles[0],
+            also_roleids=tuple(roles[1:]),
             previous_roleid=unassign[0],
             also_previous_roleids=tuple(unassign[1:]),
         )
@@ -306,13 +325,17 @@ def settle(entry: LedgerEntry, held: Held | None) -> LedgerEntry:
         for s, r in entry.leftover_roles().items()
         if held is not None and r in held.roleids and r not in roles.values()
     }
+    roleid = _main(roles, entry.roleid)
+    legacy = entry.roles is None and entry.previous_roles is None
+    student_only = set(roles) <= {"student"} and set(leftovers) <= {"student"}
     return entry.model_copy(
         update={
             "status": status,
             "uncertain": False,
-            "roles": roles,
-            "roleid": _main(roles, entry.roleid),
-            "previous_roles": leftovers or None,
+            "roleid": roleid,
+            # an entry written before instructors stays in that form while it can
+            "roles": None if legacy and student_only else roles,
+            "previous_roles": None if legacy and student_only else leftovers or None,
             "previous_roleid": leftovers.get("student"),
         }
     )

@@ -1,4 +1,4 @@
-"""The apply loop: getmany → decide → Moodle → ledger → dead letters → commit.
+"""The apply loop: getmany → decide → accounts → Moodle → ledger → dead letters → commit.
 
 Delivery contract: a partition's offsets are committed only after every event
 read from it was applied to Moodle (and recorded in the ledger), parked, or
@@ -54,6 +54,7 @@ from consumers.ports import (
     RawMessage,
     RecordSink,
 )
+from consumers.provisioning import Provisioning
 from schemas.actions import DROP_KINDS, LedgerEntry
 from schemas.dead_letter import DeadLetter
 from schemas.events import EnrolmentEvent
@@ -144,8 +145,11 @@ class ApplyRunner:
         max_backoff_s: float = 30.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         crash_point: Callable[[str], None] = _no_crash,
+        provisioning: Provisioning | None = None,
     ) -> None:
+        """``provisioning``: accounts for new people (``[accounts]``); None: off."""
         self.stream = stream
+        self.provisioning = provisioning
         # bench/chaos.py kills the process at these points (enrolstream.crashpoints)
         self.crash_point = crash_point
         self.moodle = moodle
@@ -269,7 +273,13 @@ class ApplyRunner:
             events, self.mapping, self.policy, in_full=in_full or self.parked.holds
         )
         persons = {decision.desired.people_code_id for decision in decisions}
+        if self.provisioning is not None:
+            # account details may change with no course decided (a new name)
+            persons |= {e.people_code_id for e in events if e.person is not None}
         identities = await self.identities.resolve(persons) if persons else {}
+        if self.provisioning is not None:
+            identities = await self.provisioning.provide(events, decisions, identities)
+            await self.provisioning.update(events, identities)
         unsure = uncertain_pairs(decisions, identities, self.ledger.get)
         verified = {}
         if unsure:

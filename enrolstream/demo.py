@@ -76,6 +76,7 @@ def demo_settings(
                 "ledger_topic",
                 "parked_topic",
                 "dead_letter_topic",
+                "accounts_topic",
             )
         }
     )

@@ -227,6 +227,11 @@ class TableChange(_Frozen):
         "a consumer re-decides both.",
     )
 
+    @property
+    def transcript_detail_id(self) -> int | None:
+        """The TranscriptDetailId of a TRANSCRIPTDETAIL change (None for other tables)."""
+        return int(self.key) if self.table == "TRANSCRIPTDETAIL" else None
+
 
 class EnrolmentEvent(_Frozen):
     """The desired-state message the consumers act on (schema version 2)."""

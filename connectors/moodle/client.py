@@ -31,6 +31,7 @@ import aiohttp
 import structlog
 from yarl import URL
 
+from connectors.moodle.accounts import MoodleAccountWrites
 from connectors.moodle.actions import MoodleWrites
 from connectors.moodle.batch import ENROL_ROW_FIELDS
 from connectors.moodle.errors import (
@@ -128,7 +129,7 @@ def _retry_after_s(value: str | None) -> float | None:
     return max(seconds, 0.0)
 
 
-class MoodleClient(MoodleReads, MoodleWrites):
+class MoodleClient(MoodleReads, MoodleWrites, MoodleAccountWrites):
     """Async context manager around one ``aiohttp.ClientSession`` to one Moodle site.
 
     ``async with MoodleClient(url, token) as moodle: await moodle.apply(actions)``.

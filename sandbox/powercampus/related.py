@@ -12,10 +12,8 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Mapping, Sequence
-from typing import cast
 
 from cdc.ports import (
-    CtOperation,
     KeyChange,
     PersonTerm,
     RowOwner,
@@ -27,12 +25,12 @@ from cdc.ports import (
 from cdc.rows import (
     ACADEMIC_COLUMNS,
     SECTIONPER_COLUMNS,
+    TABLE_KEYS,
+    deleted_keys,
+    key_change,
     person_details,
-    section_of_key,
     standing_row,
-    teaching_key,
     teaching_row,
-    term_of_key,
     text,
 )
 from sandbox.powercampus import changetracking as ct
@@ -90,7 +88,7 @@ def key_changes(
         if table == "TRANSCRIPTDETAIL":
             continue
         spec = TRACKABLE_TABLES[table]
-        keys = ", ".join(f"ct.{c}" for c in spec.primary_key)
+        keys = ", ".join(f"ct.{c}" for c in TABLE_KEYS[table])
         join, owner = _OWNER_OF.get(table, ("", "NULL"))
         rows = conn.execute(
             "SELECT ct.SYS_CHANGE_VERSION, ct.SYS_CHANGE_CREATION_VERSION, "
@@ -105,40 +103,10 @@ def key_changes(
 def _resolve(
     table: TrackedTable, rows: Sequence[Sequence[object]], shadow: ShadowLookup
 ) -> list[KeyChange]:
-    """CT rows as ``KeyChange``s: the key, or the row, or the shadow map names the person."""
-    deleted = [text(row[4]) for row in rows if row[2] == "D" or row[3] is None]
-    owners = shadow.owners(table, deleted) if deleted and table in _OWNER_OF else {}
-    changes = []
-    for row in rows:
-        key = tuple(text(value) for value in row[4:])
-        operation = cast("CtOperation", row[2])
-        person: str | None
-        term = section = None
-        if table == "SECTIONPER":
-            key = teaching_key(row[4:])
-            person, section = key[6], section_of_key(key)
-            term = section.term
-        elif table == "ACADEMIC":
-            person, term = key[0], term_of_key(key)
-        elif table == "PEOPLE":
-            person = key[0]
-        else:  # a surrogate key: the joined row, or the shadow map for a delete
-            person = None if row[3] is None else text(row[3])
-            if person is None:
-                operation, person = "D", owners.get(key[0])
-        changes.append(
-            KeyChange(
-                table=table,
-                key=key,
-                operation=operation,
-                change_version=int(cast("int", row[0])),
-                creation_version=None if row[1] is None else int(cast("int", row[1])),
-                people_code_id=person,
-                term=term,
-                section=section,
-            )
-        )
-    return changes
+    """CT rows as ``KeyChange``s (``cdc.rows.key_change``), deletes through the shadow."""
+    deleted = deleted_keys(table, rows)
+    owners = shadow.owners(table, deleted) if deleted else {}
+    return [key_change(table, row, owners) for row in rows]
 
 
 def person_terms(

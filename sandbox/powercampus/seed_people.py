@@ -193,10 +193,20 @@ def _accounts(
 ) -> dict[str, str]:
     """A primary e-mail and a login name per person; the names by PEOPLE_CODE_ID."""
     usernames: dict[str, str] = {}
-    taken: set[str] = set()
+    taken = {str(name) for (name,) in tx.execute("SELECT UserName FROM PersonUser")}
+    existing = {
+        str(person): str(name)
+        for person, name in tx.execute(
+            "SELECT p.PEOPLE_CODE_ID, u.UserName FROM PEOPLE AS p "
+            "JOIN PersonUser AS u ON u.PersonId = p.PersonId"
+        )
+    }
     for kind, people in (("student", students), ("staff", faculty)):
         domain = STUDENT_DOMAIN if kind == "student" else STAFF_DOMAIN
         for person, first, last in people:
+            if person in existing:  # seeded with an earlier term
+                usernames[person] = existing[person]
+                continue
             base = f"{first}.{last}".lower().replace("'", "").replace(" ", "")
             name = base
             while name in taken:

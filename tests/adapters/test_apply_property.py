@@ -40,8 +40,8 @@ from schemas.events import (
     EnrolmentEvent,
     Operation,
     Registration,
-    RowChange,
     SectionKey,
+    TableChange,
     TermKey,
 )
 from tests.fakes import MemorySink, MemoryStream, MemoryTable
@@ -169,8 +169,9 @@ class PowerCampus:
         section: SectionKey,
         previous: SectionKey | None,
     ) -> EnrolmentEvent:
-        change = RowChange(
-            transcript_detail_id=tdid,
+        change = TableChange(
+            table="TRANSCRIPTDETAIL",
+            key=str(tdid),
             operation=operation,
             change_version=self.version,
             section=section,
@@ -182,7 +183,7 @@ class PowerCampus:
         """A snapshot event at the current version."""
         return self._build(f"s-{self.version}", None)
 
-    def _build(self, event_id: str, change: RowChange | None) -> EnrolmentEvent:
+    def _build(self, event_id: str, change: TableChange | None) -> EnrolmentEvent:
         return EnrolmentEvent(
             event_id=event_id,
             kind="change" if change else "snapshot",

@@ -21,8 +21,10 @@ from cdc.ports import (
     ChangeBatch,
     ChangeRow,
     PersonTerm,
+    RowOwner,
     ShadowEntry,
     Snapshot,
+    TrackedTable,
     TranscriptRow,
 )
 from connectors.local.checkpoint import SqliteCheckpointStore
@@ -58,10 +60,19 @@ class CrashingStore(SqliteCheckpointStore):
         deletes: Sequence[int],
         *,
         replace_terms: Sequence[TermKey] = (),
+        owners: Sequence[RowOwner] = (),
+        owners_gone: Sequence[tuple[TrackedTable, str]] = (),
     ) -> None:
         if self.crash:
             raise Crash
-        super().commit(version, upserts, deletes, replace_terms=replace_terms)
+        super().commit(
+            version,
+            upserts,
+            deletes,
+            replace_terms=replace_terms,
+            owners=owners,
+            owners_gone=owners_gone,
+        )
 
 
 def make(

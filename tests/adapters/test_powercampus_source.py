@@ -15,7 +15,7 @@ from cdc.errors import (
     SourceMisconfigured,
     SourceUnavailable,
 )
-from cdc.ports import ChangeSource, PersonTerm, ShadowEntry
+from cdc.ports import ChangeSource, PersonTerm, ShadowEntry, TrackedTable
 from sandbox.powercampus import changetracking
 from sandbox.powercampus.database import PowerCampusSandbox
 from sandbox.powercampus.source import SandboxChangeSource, translate_sqlite_error
@@ -56,6 +56,11 @@ class DictShadow:
     def __init__(self, entries: Sequence[ShadowEntry] = ()) -> None:
         self.entries = {e.transcript_detail_id: e for e in entries}
         self.asked: list[list[int]] = []
+        self.owned: dict[tuple[str, str], str] = {}
+
+    def owners(self, table: TrackedTable, keys: Sequence[str]) -> Mapping[str, str]:
+        """Row owners the dict knows (``owned``)."""
+        return {k: self.owned[(table, k)] for k in keys if (table, k) in self.owned}
 
     def lookup(self, transcript_detail_ids: Sequence[int]) -> Mapping[int, ShadowEntry]:
         """Entries the dict knows."""

@@ -16,7 +16,7 @@ from cdc.errors import (
     SourceMisconfigured,
     SourceUnavailable,
 )
-from cdc.ports import PersonTerm, ShadowEntry
+from cdc.ports import PersonTerm, ShadowEntry, TrackedTable
 from connectors.sqlserver import sql
 from connectors.sqlserver.source import SqlServerChangeSource
 from enrolstream.settings import SqlServerSettings
@@ -46,6 +46,7 @@ def td(
         None,
         None,
         "CR",
+        "001",
     )
 
 
@@ -159,6 +160,9 @@ class DictShadow:
         self.asked += ids
         return {i: self.entries[i] for i in ids if i in self.entries}
 
+    def owners(self, table: TrackedTable, keys: Sequence[str]) -> Mapping[str, str]:
+        return {}
+
 
 SETTINGS = SqlServerSettings(user="enrolstream", password=SecretStr("hunter22"))
 CHECKS = [
@@ -171,7 +175,9 @@ CHECKS = [
 
 def make_source(server: FakeServer, **overrides: Any) -> SqlServerChangeSource:
     settings = SETTINGS.model_copy(update=overrides)
-    return SqlServerChangeSource(settings, name="pc", connect_with=server.connect)
+    return SqlServerChangeSource(
+        settings, name="pc", connect_with=server.connect, tables=("TRANSCRIPTDETAIL",)
+    )
 
 
 def known_statement(statement: str) -> bool:

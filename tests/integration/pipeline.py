@@ -190,6 +190,7 @@ def pipeline_settings(
             ledger_topic=f"ledger-{suffix}",
             parked_topic=f"parked-{suffix}",
             dead_letter_topic=f"dlq-{suffix}",
+            accounts_topic=f"accounts-{suffix}",
         ),
         moodle=MoodleSettings(
             url=sim.url, token=SecretStr(sim.token), max_backoff_s=0.5, **moodle

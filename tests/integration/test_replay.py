@@ -87,6 +87,7 @@ class ReplayStack:
                 ledger_topic=f"ledger-{suffix}",
                 parked_topic=f"parked-{suffix}",
                 dead_letter_topic=f"dlq-{suffix}",
+                accounts_topic=f"accounts-{suffix}",
                 request_timeout_s=30,
             ),
             moodle=MoodleSettings(url=sim.url, token=SecretStr(sim.token)),

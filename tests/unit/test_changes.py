@@ -393,7 +393,9 @@ class TestVanishedEvents:
             ("delete", "P1", "Winter", (2,)),
             ("delete", "P2", "Winter", (3,)),
         ]
-        assert [e.change.section.event_id for e in events if e.change] == [
+        assert [
+            e.change.section.event_id for e in events if e.change and e.change.section
+        ] == [
             "BSC5102",
             "BSC5102",
         ]

@@ -10,8 +10,8 @@ from pydantic import ValidationError
 from schemas.events import (
     EnrolmentEvent,
     Registration,
-    RowChange,
     SectionKey,
+    TableChange,
     TermKey,
     change_event_id,
 )
@@ -38,8 +38,9 @@ def event() -> EnrolmentEvent:
         registrations=(
             Registration(transcript_detail_id=7, section=SECTION, add_drop_wait="D"),
         ),
-        change=RowChange(
-            transcript_detail_id=7,
+        change=TableChange(
+            table="TRANSCRIPTDETAIL",
+            key="7",
             operation="update",
             change_version=12,
             section=SECTION,
