@@ -204,7 +204,7 @@ PERSON_KEYS: dict[str, Callable[[str], object]] = {
     "connectors.sqlserver.rows (person terms)": lambda p: list(
         sqlserver_rows.terms_of_persons([p], [("P000123456", "2021", "Winter")], [])[p]
     ),
-    "cdc.changes (account details)": lambda p: _details_found(p),
+    "cdc.changes (account details)": _details_found,
 }
 
 
