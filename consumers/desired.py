@@ -282,7 +282,11 @@ def _decide(
         _status_code(r) == "A" and is_separated(r, standing, policy) is not None
         for r in feeding
     )
-    reasons = [_student_reason(feeding, enrolled, standing, audit=audit, policy=policy)]
+    reasons = []
+    if feeding or not taught:  # an instructor with no registration: no student part
+        reasons.append(
+            _student_reason(feeding, enrolled, standing, audit=audit, policy=policy)
+        )
     if taught:
         reasons.append(_teaching_reason(taught, roles["instructor"], policy))
     return DesiredEnrolment(
