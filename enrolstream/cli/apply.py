@@ -1,4 +1,4 @@
-"""``enrolstream consume`` and ``dlq list|redrive``: the apply side's commands."""
+"""``enrolstream consume``, ``dlq list|redrive`` and ``parked list``: the apply side's commands."""
 
 from __future__ import annotations
 
@@ -11,15 +11,25 @@ import typer
 from consumers.errors import ConsumerError, MappingError, StartupRefused
 from enrolstream.cli.context import CONFIG_ERROR_EXIT, require_bootstrap, settings_of
 from enrolstream.signals import stop_on_signals
-from enrolstream.wiring.apply import read_dead_letters, redrive, run_consume
+from enrolstream.wiring.apply import (
+    read_dead_letters,
+    read_parked,
+    redrive,
+    run_consume,
+)
 
 dlq_app = typer.Typer(help="Show and re-queue dead letters.", no_args_is_help=True)
+parked_app = typer.Typer(
+    help="Show the persons waiting for a Moodle account, and why.",
+    no_args_is_help=True,
+)
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``consume`` and the ``dlq`` group to the root command."""
+    """Add ``consume`` and the ``dlq`` and ``parked`` groups to the root command."""
     app.command("consume")(consume)
     app.add_typer(dlq_app, name="dlq")
+    app.add_typer(parked_app, name="parked")
 
 
 def consume(
@@ -112,3 +122,43 @@ def dlq_redrive(
         f"{'would re-queue' if dry_run else 're-queued'} {count.events} events "
         f"for {count.letters} dead letters"
     )
+
+
+@parked_app.command("list")
+def parked_list(
+    ctx: typer.Context,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="one JSON record per line")
+    ] = False,
+) -> None:
+    """Show every parked person-term with the exact reason it waits.
+
+    A person waits while Moodle has no account for them (or two), or while one
+    cannot be made (with accounts on: a username or e-mail another account
+    holds, no e-mail, Moodle's refusal); it is retried on its own.
+    """
+    config = settings_of(ctx)
+    bootstrap = require_bootstrap(config, "parked list")
+    try:
+        waiting = asyncio.run(read_parked(config, bootstrap))
+    except ConsumerError as exc:
+        typer.echo(f"parked list failed: {exc}", err=True)
+        raise typer.Exit(1) from None
+    for parked in waiting:
+        event = parked.event
+        if as_json:
+            record = {
+                "people_code_id": event.people_code_id,
+                "term": event.term.label(),
+                "reason": parked.reason,
+                "parked_at": parked.parked_at.isoformat(),
+                "attempts": parked.attempts,
+            }
+            typer.echo(json.dumps(record))
+        else:
+            typer.echo(
+                f"{event.people_code_id} {event.term.label()} since "
+                f"{parked.parked_at:%Y-%m-%d %H:%M:%S} ({parked.attempts} attempts): "
+                f"{parked.reason}"
+            )
+    typer.echo(f"{len(waiting)} parked", err=True)

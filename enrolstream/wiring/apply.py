@@ -22,7 +22,7 @@ from consumers.dead_letters import (
 from consumers.errors import BrokerUnavailable, StartupRefused
 from consumers.ledger import Ledger
 from consumers.mapping import MappingSet, check_mapping, load_mappings
-from consumers.parked import ParkedEvents
+from consumers.parked import ParkedEvent, ParkedEvents
 from consumers.provisioning import Provisioning
 from consumers.runner import ApplyRunner
 from enrolstream.crashpoints import crash_point
@@ -42,6 +42,7 @@ __all__ = [
     "ConsumeResult",
     "open_runner",
     "read_dead_letters",
+    "read_parked",
     "redrive",
     "run_consume",
 ]
@@ -177,6 +178,18 @@ async def run_consume(
         return ConsumeResult(
             summary=f"{runner.stats.summary()}, parked {len(runner.parked)}"
         )
+
+
+async def read_parked(settings: Settings, bootstrap_servers: str) -> list[ParkedEvent]:
+    """Every parked person-term, oldest first (read from the parked topic)."""
+    options = kafka_options(settings, bootstrap_servers)
+    latest: dict[bytes, bytes | None] = {}
+    records = await read_topic(options, settings.kafka.parked_topic)
+    for record in sorted(records, key=lambda r: (r.partition, r.offset)):
+        if record.key is not None:
+            latest[record.key] = record.value  # None: released (a tombstone)
+    waiting = [ParkedEvent.model_validate_json(v) for v in latest.values() if v]
+    return sorted(waiting, key=lambda p: (p.parked_at, p.event.people_code_id))
 
 
 async def read_dead_letters(

@@ -7,10 +7,13 @@ roles of each person per course, accounts made, parked persons and their reasons
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from enrolstream.cli import root as cli
 from enrolstream.settings import AccountsSettings, ConsumerSettings
 from tests.integration.conftest import CaptureStack, registration, set_status
 from tests.integration.pipeline import (
@@ -208,6 +211,16 @@ class TestAccounts:
             assert f"username 'nia.okafor' is taken by Moodle user {taken}" in (
                 parked.reason
             )
+            env = {
+                "KAFKA_BOOTSTRAP_SERVERS": pipe.bootstrap,
+                "ENROLSTREAM_KAFKA__PARKED_TOPIC": pipe.settings.kafka.parked_topic,
+            }
+            listed = await asyncio.to_thread(
+                CliRunner().invoke, cli.app, ["parked", "list"], env=env
+            )
+            assert listed.exit_code == 0, listed.output
+            assert NO_ACCOUNT in listed.output
+            assert "username 'nia.okafor' is taken" in listed.output
             capture.sql(
                 "UPDATE PersonUser SET UserName = 'nia.okafor2' WHERE PersonId = 9"
             )
