@@ -37,7 +37,7 @@ even ``force`` does not override (an empty or broken source never empties Moodle
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from consumers.decisions import (
     EnrolmentPolicy,
@@ -67,6 +67,7 @@ from consumers.reconcile.model import (
     UnownedDifference,
     UnresolvedPerson,
 )
+from consumers.reconcile.unresolved import Unresolved, UnresolvedPersons
 from schemas.actions import (
     ROLE_SOURCES,
     ChangeRoleAction,
@@ -117,64 +118,6 @@ class _Pair:
     """The unresolved person this account may belong to: never dropped."""
 
 
-@dataclass(slots=True)
-class _Unresolved:
-    """One person without a single Moodle account, as the plan learns about them."""
-
-    people_code_id: str
-    reason: str
-    courses: tuple[str, ...] = ()
-    kept: list[str] = field(default_factory=list)
-
-    def listed(self) -> UnresolvedPerson:
-        reason = self.reason
-        if self.kept:
-            reason += "; not dropped (may be theirs): " + ", ".join(self.kept)
-        return UnresolvedPerson(self.people_code_id, reason, self.courses)
-
-
-@dataclass(slots=True)
-class _UnresolvedPersons:
-    """The unresolved persons, and which Moodle accounts may be theirs."""
-
-    user_field: UserField
-    persons: dict[str, _Unresolved] = field(default_factory=dict)
-    by_userid: dict[int, str] = field(default_factory=dict)
-    by_value: dict[str, str] = field(default_factory=dict)
-
-    def owner(self, userid: int, held: RosterEntry | None) -> str | None:
-        """The unresolved person whose account ``userid`` may be, if any."""
-        if userid in self.by_userid:
-            return self.by_userid[userid]
-        value = _field_value(held, self.user_field)
-        return self.by_value.get(value) if value else None
-
-    def keep(self, pair: _Pair) -> None:
-        """Record that a drop was withheld for ``pair`` (it may be the person's)."""
-        if pair.unresolved_person is not None:
-            person = self.persons[pair.unresolved_person]
-            person.kept.append(f"{pair.course.shortname} (user {pair.userid})")
-
-    def listed(self) -> list[UnresolvedPerson]:
-        """Persons PowerCampus enrols somewhere, or whose enrolments were kept."""
-        return [
-            person.listed()
-            for _, person in sorted(self.persons.items())
-            if person.courses or person.kept
-        ]
-
-
-def _field_value(held: RosterEntry | None, user_field: UserField) -> str | None:
-    # Rosters carry idnumber and username; other fields are matched by user id only.
-    if held is None:
-        return None
-    if user_field == "idnumber":
-        return held.idnumber
-    if user_field == "username":
-        return held.username
-    return None
-
-
 def plan_reconcile(
     *,
     snapshot_id: str,
@@ -202,7 +145,7 @@ def plan_reconcile(
     result = ReconcilePlan(snapshot_id=snapshot_id, state_version=state_version)
     mapping = mapping if isinstance(mapping, CachedMapping) else CachedMapping(mapping)
     courses = [c for c in mapping if any(c.term.matches(t) for t in terms)]
-    unresolved = _UnresolvedPersons(user_field)
+    unresolved = UnresolvedPersons(user_field)
     wanted = _wanted(
         events,
         mapping,
@@ -259,7 +202,7 @@ def _wanted(
     policy: EnrolmentPolicy,
     identities: Mapping[str, Resolution],
     *,
-    unresolved: _UnresolvedPersons,
+    unresolved: UnresolvedPersons,
     transform: Transform,
 ) -> dict[int, dict[int, _Wanted]]:
     """Desired state per course and user; fills ``unresolved`` with the rest."""
@@ -270,7 +213,7 @@ def _wanted(
         resolution = identities.get(person)
         if not isinstance(resolution, Found):
             reason = resolution.reason if resolution else "not looked up"
-            known = unresolved.persons.setdefault(person, _Unresolved(person, reason))
+            known = unresolved.persons.setdefault(person, Unresolved(person, reason))
             known.courses += tuple(d.course.shortname for d in desired if d.active)
             if isinstance(resolution, Ambiguous):
                 unresolved.by_userid.update(dict.fromkeys(resolution.userids, person))
@@ -332,7 +275,7 @@ def _pairs(
     roster: Mapping[int, RosterEntry],
     *,
     transform: Transform,
-    unresolved: _UnresolvedPersons,
+    unresolved: UnresolvedPersons,
 ) -> list[_Pair]:
     entries = owned.get(course.id, {})
     users = sorted(set(wanted) | set(entries) | set(roster))
@@ -382,7 +325,7 @@ def _decide(
     *,
     policy: EnrolmentPolicy,
     result: ReconcilePlan,
-    unresolved: _UnresolvedPersons,
+    unresolved: UnresolvedPersons,
     absent: tuple[RoleSource, ...],
 ) -> None:
     roster, want = pair.roster, pair.wanted
@@ -403,7 +346,7 @@ def _decide(
     ):
         # Perhaps the unresolved person's own enrolment: never dropped, never
         # reported as "absent from the snapshot" (it is not; they are unresolved).
-        unresolved.keep(pair)
+        unresolved.keep(pair.unresolved_person, pair.course.shortname, pair.userid)
         return
     desired = want.desired if want is not None else _absent(pair, policy, absent)
     action = plan_against(desired, pair.userid, ledger, _held(roster), policy=policy)
