@@ -175,9 +175,14 @@ async def run_consume(
         settings, bootstrap_servers, mapping=mapping, stop=stop
     ) as runner:
         await runner.run(stop, until_idle=until_idle)
-        return ConsumeResult(
-            summary=f"{runner.stats.summary()}, parked {len(runner.parked)}"
-        )
+        summary = f"{runner.stats.summary()}, parked {len(runner.parked)}"
+        if runner.provisioning is not None:
+            made = runner.provisioning.stats
+            summary += (
+                f", accounts created {made.created}, updated {made.updated}, "
+                f"refused {made.refused}"
+            )
+        return ConsumeResult(summary=summary)
 
 
 async def read_parked(settings: Settings, bootstrap_servers: str) -> list[ParkedEvent]:
