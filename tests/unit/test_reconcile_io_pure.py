@@ -23,6 +23,7 @@ from consumers.reconcile.snapshot_reader import (
 )
 from enrolstream.wiring.reconcile import write_report
 from schemas.actions import LedgerEntry
+from schemas.events import Teaching
 from schemas.snapshot import MARKER_KEY, SnapshotMarker
 from tests.unit.test_reconcile_plan import (
     COURSE,
@@ -38,6 +39,7 @@ from tests.unit.test_reconcile_plan import (
 )
 
 T0 = datetime(2021, 2, 1, tzinfo=UTC)
+EDITING = 3
 
 
 def _marker(snapshot_id: str, kind: str, events: int | None, minute: int) -> RawMessage:
@@ -234,3 +236,25 @@ class TestPlanAdoption:
         again = plan_adoption(inputs, MAPPING, POLICY, [owned])
         assert again.already_owned == 1
         assert [e.userid for e in again.entries] == [502]
+
+    def test_adopts_an_instructor_role(self) -> None:
+        """Someone PowerCampus says teaches there, holding that role, is adopted as one."""
+        teaches = _event("P000000505", "dropped").model_copy(
+            update={
+                "teaching": (
+                    Teaching(
+                        section=_event("P000000505", "enrolled")
+                        .registrations[0]
+                        .section,
+                        percentage=100,
+                    ),
+                )
+            }
+        )
+        inputs = ReconcileInputs(
+            snapshot=LoadedSnapshot(_loaded().marker, (teaches,)),
+            identities={"P000000505": Found(505)},
+            rosters={COURSE: {505: _roster("active", EDITING)}},
+        )
+        (entry,) = plan_adoption(inputs, MAPPING, POLICY, []).entries
+        assert (entry.userid, entry.our_roles()) == (505, {"instructor": EDITING})
