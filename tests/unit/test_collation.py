@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from cdc import changes, rows
+from cdc import state as cdc_state
 from cdc.ports import ChangeBatch, PersonTerm
 from connectors.sqlserver import rows as sqlserver_rows
 from consumers import account_book, dead_letters
@@ -191,7 +192,7 @@ class TestTermLabels:
 
 def _details_found(people_code_id: str) -> bool:
     """Whether the capture finds P000123456's details for this spelling."""
-    state = changes._State.of(
+    state = cdc_state.TermStates.of(
         ChangeBatch(0, 0, (), {}, people={"P000123456": PersonDetails()})
     )
     return (state.people or {}).get(collate(people_code_id)) is not None
@@ -204,7 +205,7 @@ PERSON_KEYS: dict[str, Callable[[str], object]] = {
     "connectors.sqlserver.rows (person terms)": lambda p: list(
         sqlserver_rows.terms_of_persons([p], [("P000123456", "2021", "Winter")], [])[p]
     ),
-    "cdc.changes (account details)": _details_found,
+    "cdc.state (account details)": _details_found,
 }
 
 
