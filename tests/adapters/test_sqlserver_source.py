@@ -17,6 +17,7 @@ from cdc.errors import (
     SourceUnavailable,
 )
 from cdc.ports import PersonTerm, ShadowEntry, TrackedTable
+from cdc.rows import SECTIONPER_KEY
 from connectors.sqlserver import sql
 from connectors.sqlserver.source import SqlServerChangeSource
 from enrolstream.settings import SqlServerSettings
@@ -72,12 +73,15 @@ class FakeServer:
         self.sent: list[tuple[str, tuple[Any, ...]]] = []
         self.fail_on: dict[str, Exception] = {}
         self.connections = 0
+        #: SECTIONPER: its CHANGETABLE rows and its table rows
+        self.teaching_changes: list[tuple[Any, ...]] = []
+        self.teaching: list[tuple[Any, ...]] = []
 
     def answer(self, statement: str, params: tuple[Any, ...]) -> list[Sequence[Any]]:
         self.sent.append((statement, params))
         if statement in self.fail_on:
             raise self.fail_on.pop(statement)
-        fixed: Mapping[str, Sequence[Sequence[Any]]] = {
+        fixed: dict[str, Sequence[Sequence[Any]]] = {
             sql.DATABASE_STATE: [("Campus6", 1, "ON", self.current)],
             sql.TABLE_STATE: [(1, 1, self.min_valid)],
             sql.PRIMARY_KEY_COLUMNS: [("TranscriptDetailId",)],
@@ -90,8 +94,16 @@ class FakeServer:
                 ("2021", "Spring"),
             ],
         }
+        fixed |= {  # SECTIONPER, when the source tracks it
+            sql.min_valid_version("SECTIONPER"): [(self.min_valid,)],
+            sql.table_state("dbo.SECTIONPER"): [(2, 1, self.min_valid)],
+            sql.primary_key_columns("dbo.SECTIONPER"): [(c,) for c in SECTIONPER_KEY],
+            sql.key_changes_query("SECTIONPER"): self.teaching_changes,
+        }
         if statement in fixed:
             return list(fixed[statement])
+        if statement.startswith("SELECT sp."):
+            return list(self.teaching)
         if "INNER JOIN (VALUES" in statement:
             return self._keyed(statement, params)
         return []
@@ -302,6 +314,48 @@ class TestFetchSince:
         ]
         assert sql.BEGIN_TRANSACTION not in sent
         assert any(log["event"] == "snapshot_isolation_off" for log in logs)
+
+
+class TestSectionPer:
+    """SECTIONPER read in the same snapshot transaction as TRANSCRIPTDETAIL."""
+
+    async def test_instructor_change_in_the_same_transaction(self) -> None:
+        """Both tables' min valid versions, their changes and state, then one COMMIT."""
+        server = FakeServer()
+        key = ("2021", "Winter", "01", "BSC5102 ", "LEC", "01", "P000000009")
+        server.teaching_changes = [(18, 18, "I", None, *key)]
+        server.teaching = [(*key, 0)]
+        source = SqlServerChangeSource(
+            SETTINGS,
+            name="pc",
+            connect_with=server.connect,
+            tables=("TRANSCRIPTDETAIL", "SECTIONPER"),
+        )
+        batch = await source.fetch_since(10, DictShadow())
+        checks = len(CHECKS) + 3  # the table's state, key and probe
+        assert server.statements()[checks:] == [
+            sql.SET_SNAPSHOT,
+            sql.BEGIN_TRANSACTION,
+            sql.MIN_VALID_VERSION,
+            sql.min_valid_version("SECTIONPER"),
+            sql.CURRENT_VERSION,
+            sql.CHANGES,
+            sql.key_changes_query("SECTIONPER"),
+            sql.term_state_query(1),
+            sql.teaching_query(1),
+            sql.COMMIT_TRANSACTION,
+        ]
+        (change,) = batch.key_changes
+        assert (change.table, change.operation, change.people_code_id) == (
+            "SECTIONPER",
+            "I",
+            "P000000009",
+        )
+        assert change.section is not None
+        assert change.section.event_id == "BSC5102"
+        assert batch.teaching is not None
+        (taught,) = batch.teaching[PersonTerm("P000000009", WINTER)]
+        assert taught.percentage == 0.0
 
 
 class TestCertificateWarning:
