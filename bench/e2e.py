@@ -444,7 +444,8 @@ async def scenario(
         f"{args.burst / drain:,.0f} changes/s; {len(world.moodle_calls)} Moodle calls"
     )
     if latency.per_call_s:
-        floor = moodle_floor(world.moodle_calls, latency, people)
+        # every person is looked up once: the students and each new instructor
+        floor = moodle_floor(world.moodle_calls, latency, people + taught)
         print(
             f"[{name}] Moodle's own cost for those calls at {latency.workers} workers: "
             f"{floor:.1f} s; the burst drained in {drain / floor:.2f} x of it "
