@@ -20,7 +20,14 @@ enrolment row, ~4.4 ms a user read; ``--concurrency`` PHP workers):
   real-latency model, within 1.25 x of what Moodle's own cost for the calls the
   consumer made allows at that many workers).
 
-Run: ``.venv/bin/python bench/e2e.py [--burst 50000] [--latency-samples 60]``
+``--instructors SHARE`` (default 0.1) makes that share of the changes SECTIONPER
+rows (a new instructor of a section) instead of registrations, in the latency
+samples and in the burst; ``--instructors 0`` measures registrations alone.
+The sandbox tracks every table enrolstream reads (SECTIONPER, ACADEMIC and the
+person tables too), so each event carries them.
+
+Run: ``.venv/bin/python bench/e2e.py [--burst 50000] [--latency-samples 60]
+[--instructors 0.1]``
 """
 
 from __future__ import annotations
@@ -72,12 +79,20 @@ INSERT = (
     "ACADEMIC_TERM, ACADEMIC_SESSION, EVENT_ID, EVENT_SUB_TYPE, SECTION, ADD_DROP_WAIT) "
     "VALUES ('P', ?, ?, '2021', 'Winter', '01', ?, 'LEC', '01', 'A')"
 )
+TEACHES = (
+    "INSERT INTO SECTIONPER (ACADEMIC_YEAR, ACADEMIC_TERM, ACADEMIC_SESSION, EVENT_ID, "
+    "EVENT_SUB_TYPE, SECTION, PERSON_CODE_ID, PERCENTAGE) "
+    "VALUES ('2021', 'Winter', '01', ?, 'LEC', '01', ?, 100)"
+)
+#: Instructors are people of their own, numbered from here (never students).
+FACULTY = 1_000_000
 TOPICS = (
     "events_topic",
     "snapshot_topic",
     "ledger_topic",
     "parked_topic",
     "dead_letter_topic",
+    "accounts_topic",
 )
 
 
@@ -98,10 +113,10 @@ def course_code(k: int) -> str:
     return f"C{k:04d}"
 
 
-def build_moodle(people: int) -> tuple[MoodleState, list[int]]:
-    """Users for every person and one course per EVENT_ID (deterministic ids)."""
+def build_moodle(people: int, faculty: int = 0) -> tuple[MoodleState, list[int]]:
+    """Users for every person (and instructor) and one course per EVENT_ID."""
     state = MoodleState()
-    for n in range(people):
+    for n in [*range(people), *range(FACULTY, FACULTY + faculty)]:
         state.add_user(person(n).lower(), idnumber=person(n)[1:])
     return state, [
         state.add_course(f"{course_code(k)}Winter2021") for k in range(COURSES)
@@ -111,14 +126,14 @@ def build_moodle(people: int) -> tuple[MoodleState, list[int]]:
 def serve_moodle(
     port: int,
     token: str,
-    people: int,
+    people: tuple[int, int],
     latency: tuple[float, float, int, float],
     stop: Any,
     calls_out: Any,
 ) -> None:
     """Child process: the Moodle simulator (Moodle is a separate server)."""
     quiet()
-    state, _ = build_moodle(people)
+    state, _ = build_moodle(*people)
 
     async def serve() -> None:
         model = LatencyModel(*latency)
@@ -226,12 +241,13 @@ async def running_world(
     *,
     interval_s: float,
     concurrency: int,
+    faculty: int = 0,
 ) -> AsyncIterator[World]:
     """Moodle and the poller in their own processes, the consumer in this one."""
     workdir.mkdir(parents=True)
     sandbox = PowerCampusSandbox(workdir / "pc.sqlite")
     sandbox.create()
-    state, course_ids = build_moodle(people)
+    state, course_ids = build_moodle(people, faculty)
     mapping = workdir / "mapping.json"
     mapping.write_text(
         json.dumps(
@@ -258,7 +274,7 @@ async def running_world(
             args=(
                 port,
                 token,
-                people,
+                (people, faculty),
                 (
                     latency.per_call_s,
                     latency.per_row_s,
@@ -307,16 +323,25 @@ async def running_world(
         sandbox.close()
 
 
+def teaches(n: int, share: float) -> bool:
+    """Whether change ``n`` is an instructor's (SECTIONPER) rather than a registration."""
+    return share > 0 and int((n + 1) * share) > int(n * share)
+
+
 async def measure_latency(
-    world: World, samples: int, rng: random.Random
+    world: World, samples: int, rng: random.Random, share: float
 ) -> list[float]:
-    """Single registrations at random moments: commit → applied in Moodle, seconds."""
+    """Single changes at random moments: commit → applied in Moodle, seconds."""
     latencies: list[float] = []
     pending: dict[tuple[int, int], float] = {}
     for n in range(samples):
         k = rng.randrange(COURSES)
-        who = person(n)
-        world.sandbox.execute(INSERT, (who[1:], who, course_code(k)))
+        if teaches(n, share):
+            who = person(FACULTY + n)
+            world.sandbox.execute(TEACHES, (course_code(k), who))
+        else:
+            who = person(n)
+            world.sandbox.execute(INSERT, (who[1:], who, course_code(k)))
         pending[(world.course_ids[k], world.users[who[1:]])] = time.monotonic()
         await asyncio.sleep(rng.uniform(0.05, 0.6))
     deadline = time.monotonic() + 120
@@ -329,22 +354,36 @@ async def measure_latency(
     return latencies
 
 
-async def measure_burst(world: World, changes: int, first_person: int) -> float:
-    """A burst in 100 transactions; seconds from the first commit to all applied."""
+async def measure_burst(
+    world: World, changes: int, first_person: int, share: float
+) -> float:
+    """A burst in 100 transactions; seconds from the first commit to all applied.
+
+    ``share`` of the changes are new instructors (SECTIONPER), each a person of
+    their own teaching one section; the rest are registrations, five per student.
+    """
     per_transaction = max(1, changes // 100)
     before = world.stats.enrolled
     started = time.monotonic()
     for start in range(0, changes, per_transaction):
+        batch = range(start, min(changes, start + per_transaction))
         rows = [
             (
                 person(first_person + n // 5)[1:],
                 person(first_person + n // 5),
                 course_code((n * 7 + n // 5) % COURSES),
             )
-            for n in range(start, min(changes, start + per_transaction))
+            for n in batch
+            if not teaches(n, share)
+        ]
+        taught = [
+            (course_code(n % COURSES), person(FACULTY + n))
+            for n in batch
+            if teaches(n, share)
         ]
         with world.sandbox.transaction() as txn:
             txn.executemany(INSERT, rows)
+            txn.executemany(TEACHES, taught)
     while world.stats.enrolled - before < changes:
         await asyncio.sleep(0.05)
     return time.monotonic() - started
@@ -406,6 +445,8 @@ async def scenario(
 ) -> None:
     """Latency, then the burst, against one latency model."""
     samples, people = args.latency_samples, args.burst // 5
+    share = args.instructors
+    taught = sum(teaches(n, share) for n in range(args.burst))
     async with running_world(
         tmp / f"{name}-latency",
         bootstrap,
@@ -413,12 +454,14 @@ async def scenario(
         latency,
         interval_s=args.interval,
         concurrency=args.concurrency,
+        faculty=samples,
     ) as world:
-        lat = await measure_latency(world, samples, random.Random(7))
+        lat = await measure_latency(world, samples, random.Random(7), share)
     print(
         f"[{name}] commit -> applied in Moodle: p50 {statistics.median(lat):.3f} s, "
         f"p99 {percentile(lat, 0.99):.3f} s over {len(lat)} changes at random moments "
-        f"(poll interval {args.interval:.1f} s; target p99 <= 2 s)"
+        f"(poll interval {args.interval:.1f} s; target p99 <= 2 s; instructors "
+        f"{share:.0%})"
     )
     p50, seen = histogram_quantile(world.metrics, 0.5)
     p99, _ = histogram_quantile(world.metrics, 0.99)
@@ -434,14 +477,17 @@ async def scenario(
         latency,
         interval_s=args.interval,
         concurrency=args.concurrency,
+        faculty=args.burst if share > 0 else 0,
     ) as world:
-        drain = await measure_burst(world, args.burst, 0)
+        drain = await measure_burst(world, args.burst, 0, share)
     print(
-        f"[{name}] burst of {args.burst:,} changes drained in {drain:.1f} s = "
+        f"[{name}] burst of {args.burst:,} changes ({taught:,} instructors, "
+        f"{taught / args.burst:.0%}) drained in {drain:.1f} s = "
         f"{args.burst / drain:,.0f} changes/s; {len(world.moodle_calls)} Moodle calls"
     )
     if latency.per_call_s:
-        floor = moodle_floor(world.moodle_calls, latency, people)
+        # every person is looked up once: the students and each new instructor
+        floor = moodle_floor(world.moodle_calls, latency, people + taught)
         print(
             f"[{name}] Moodle's own cost for those calls at {latency.workers} workers: "
             f"{floor:.1f} s; the burst drained in {drain / floor:.2f} x of it "
@@ -462,6 +508,12 @@ async def main() -> None:
         help="client requests in flight = PHP workers modelled",
     )
     parser.add_argument("--only", choices=["zero", "real"], default=None)
+    parser.add_argument(
+        "--instructors",
+        type=float,
+        default=0.1,
+        help="share of the changes that are new instructors (SECTIONPER rows)",
+    )
     args = parser.parse_args()
     configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     with tempfile.TemporaryDirectory() as tmp:

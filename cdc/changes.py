@@ -2,106 +2,53 @@
 
 No I/O, no clock, no logging: time and the source name come in as arguments.
 
-One event per changed TRANSCRIPTDETAIL row, in SYS_CHANGE_VERSION order, each
-carrying the person's complete term state as of the batch's version (and one
-more for the person-term a row left, when it moved to another person or term),
-and the commit time of its row's version when the source knows it.
-Person-terms compare as the PowerCampus collation does: case and trailing spaces
-do not make two persons or terms. A delete
-carries only the key, so its person and section come from the shadow map; a
-delete the shadow map never saw (a row inserted and deleted between two polls)
-touched no state anyone was told about, and yields no event.
+One event per changed row, in SYS_CHANGE_VERSION order, each carrying the
+person's complete state for one term as of the batch's version: their
+TRANSCRIPTDETAIL rows, and when tracked their SECTIONPER rows, ACADEMIC rows and
+account details. A TRANSCRIPTDETAIL row yields one more event for the
+person-term it left, when it moved to another person or term; a SECTIONPER or
+ACADEMIC change one event for its person-term; a person-table change (PEOPLE,
+EmailAddress, PersonUser) one event per term of the person (``person_terms``).
+Each event carries the commit time of its row's version when the source
+knows it. Person-terms compare as the PowerCampus collation does: case and
+trailing spaces do not make two persons or terms.
+
+A TRANSCRIPTDETAIL delete carries only the key, so its person and section come
+from the shadow map; a delete the shadow map never saw (a row inserted and
+deleted between two polls) touched no state anyone was told about, and yields
+no event. The same holds for a person-table delete no row owner is known for.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 
-from cdc.ports import (
-    ChangeBatch,
-    ChangeRow,
-    CtOperation,
-    PersonTerm,
-    ShadowEntry,
-    Snapshot,
-    TranscriptRow,
+from cdc.ports import ChangeBatch, ChangeRow, KeyChange, RowOwner, ShadowEntry, Snapshot
+from cdc.state import (
+    OPERATIONS,
+    EventBuilder,
+    PersonTermKey,
+    TermStates,
+    Translation,
+    fold,
+    group,
+    shadow_entry,
+    to_registration,
 )
-from schemas.collation import person_term_key
-from schemas.events import (
-    EnrolmentEvent,
-    Operation,
-    Registration,
-    RowChange,
-    SectionKey,
-    TermKey,
-    change_event_id,
-    snapshot_event_id,
-)
+from schemas.collation import collate
+from schemas.events import EnrolmentEvent, SectionKey, TermKey, snapshot_event_id
 
-OPERATIONS: Mapping[CtOperation, Operation] = {
-    "I": "insert",
-    "U": "update",
-    "D": "delete",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Translation:
-    """The events of one batch, and what the shadow map must learn once they are acked."""
-
-    events: list[EnrolmentEvent]
-    shadow_upserts: list[ShadowEntry] = field(default_factory=list)
-    shadow_deletes: list[int] = field(default_factory=list)
-    unresolved_deletes: list[int] = field(default_factory=list)
-
-
-def to_registration(row: TranscriptRow) -> Registration:
-    """The event's view of one TRANSCRIPTDETAIL row.
-
-    ``model_construct``: the row is already typed and normalised by the adapter,
-    and a burst builds hundreds of thousands of these.
-    """
-    return Registration.model_construct(
-        transcript_detail_id=row.transcript_detail_id,
-        section=row.section,
-        add_drop_wait=row.add_drop_wait,
-        final_grade=row.final_grade,
-        mid_grade=row.mid_grade,
-        credit_type=row.credit_type,
-    )
-
-
-def shadow_entry(row: TranscriptRow) -> ShadowEntry:
-    """What the shadow map keeps of a row so that a later delete can be resolved."""
-    return ShadowEntry(
-        transcript_detail_id=row.transcript_detail_id,
-        people_code_id=row.people_code_id,
-        section=row.section,
-    )
-
-
-def _registrations(rows: Sequence[TranscriptRow]) -> tuple[Registration, ...]:
-    ordered = sorted(rows, key=lambda row: row.transcript_detail_id)
-    return tuple(to_registration(row) for row in ordered)
-
-
-def fold(people_code_id: str, term: TermKey) -> tuple[str, str, str]:
-    """A person-term as PowerCampus's collation compares it (``schemas.collation``)."""
-    return person_term_key(people_code_id, term)
-
-
-def _fold_state(
-    term_state: Mapping[PersonTerm, Sequence[TranscriptRow]],
-) -> dict[tuple[str, str, str], list[TranscriptRow]]:
-    """Term states keyed by the folded person-term, case variants merged."""
-    folded: dict[tuple[str, str, str], dict[int, TranscriptRow]] = {}
-    for key, rows in term_state.items():
-        merged = folded.setdefault(fold(key.people_code_id, key.term), {})
-        for row in rows:
-            merged[row.transcript_detail_id] = row
-    return {key: list(rows.values()) for key, rows in folded.items()}
+__all__ = [
+    "OPERATIONS",
+    "Translation",
+    "fold",
+    "shadow_entry",
+    "snapshot_events",
+    "to_events",
+    "to_registration",
+    "vanished_events",
+]
 
 
 def _moved_from(change: ChangeRow, section: SectionKey) -> SectionKey | None:
@@ -110,83 +57,15 @@ def _moved_from(change: ChangeRow, section: SectionKey) -> SectionKey | None:
     return change.shadow.section
 
 
-@dataclass(slots=True)
-class _Builder:
-    """Builds one batch's events; each person-term's registrations built once."""
-
-    source: str
-    state_version: int
-    captured_at: datetime
-    term_state: dict[tuple[str, str, str], list[TranscriptRow]]
-    commit_times: Mapping[int, datetime] = field(default_factory=dict)
-    translation: Translation = field(default_factory=lambda: Translation(events=[]))
-    built: dict[tuple[str, str, str], tuple[Registration, ...]] = field(
-        default_factory=dict
-    )
-
-    def event(
-        self,
-        change: ChangeRow,
-        person: str,
-        section: SectionKey,
-        operation: Operation,
-        previous: SectionKey | None = None,
-    ) -> None:
-        key = fold(person, section.term)
-        if key not in self.built:
-            rows = self.term_state.get(key, [])
-            self.built[key] = _registrations(rows)
-            self.translation.shadow_upserts.extend(shadow_entry(row) for row in rows)
-        self.translation.events.append(
-            EnrolmentEvent(
-                event_id=change_event_id(
-                    self.source,
-                    change.transcript_detail_id,
-                    change.change_version,
-                    operation,
-                ),
-                kind="change",
-                source=self.source,
-                people_code_id=person,
-                term=section.term,
-                state_version=self.state_version,
-                registrations=self.built[key],
-                change=RowChange(
-                    transcript_detail_id=change.transcript_detail_id,
-                    operation=operation,
-                    change_version=change.change_version,
-                    creation_version=change.creation_version,
-                    section=section,
-                    previous_section=previous,
-                ),
-                captured_at=self.captured_at,
-                committed_at=self.commit_times.get(change.change_version),
-            )
-        )
-
-
-def to_events(batch: ChangeBatch, *, source: str, captured_at: datetime) -> Translation:
-    """The events of one poll, in change order, and the shadow-map changes to save.
-
-    A row that moved to another person or term also yields a ``delete`` event for
-    the person-term it left. Every row an event carries enters the shadow map, so
-    a later delete of any of them can be resolved.
-    """
-    builder = _Builder(
-        source,
-        batch.to_version,
-        captured_at,
-        _fold_state(batch.term_state),
-        batch.commit_times,
-    )
+def _transcript_events(builder: EventBuilder, changes: Sequence[ChangeRow]) -> None:
     translation = builder.translation
     for change in sorted(
-        batch.changes, key=lambda c: (c.change_version, c.transcript_detail_id)
+        changes, key=lambda c: (c.change_version, c.transcript_detail_id)
     ):
         current = change.current if change.operation != "D" else None
         shadow = change.shadow
         if current is not None:
-            builder.event(
+            builder.transcript_event(
                 change,
                 current.people_code_id,
                 current.section,
@@ -197,12 +76,63 @@ def to_events(batch: ChangeBatch, *, source: str, captured_at: datetime) -> Tran
             if shadow is not None and fold(
                 shadow.people_code_id, shadow.section.term
             ) != fold(current.people_code_id, current.section.term):
-                builder.event(change, shadow.people_code_id, shadow.section, "delete")
+                builder.transcript_event(
+                    change, shadow.people_code_id, shadow.section, "delete"
+                )
         elif shadow is not None:
-            builder.event(change, shadow.people_code_id, shadow.section, "delete")
+            builder.transcript_event(
+                change, shadow.people_code_id, shadow.section, "delete"
+            )
             translation.shadow_deletes.append(change.transcript_detail_id)
         else:
             translation.unresolved_deletes.append(change.transcript_detail_id)
+
+
+def _key_events(
+    builder: EventBuilder,
+    changes: Sequence[KeyChange],
+    person_terms: Mapping[str, Sequence[TermKey]],
+) -> None:
+    translation = builder.translation
+    terms_of = {collate(p): terms for p, terms in person_terms.items()}
+    for change in sorted(changes, key=lambda c: (c.change_version, c.table, c.key)):
+        person = change.people_code_id
+        if person is None:
+            translation.unresolved_keys.append((change.table, "|".join(change.key)))
+            continue
+        if change.term is not None:
+            builder.key_event(change, person, change.term)
+            continue
+        if change.operation == "D":
+            translation.owners_gone.append((change.table, "|".join(change.key)))
+        elif change.table != "PEOPLE":
+            translation.owners.append(
+                RowOwner(change.table, "|".join(change.key), person)
+            )
+        for term in terms_of.get(collate(person), ()):
+            builder.key_event(change, person, term)
+
+
+def to_events(batch: ChangeBatch, *, source: str, captured_at: datetime) -> Translation:
+    """The events of one poll, in change order, and the shadow-map changes to save.
+
+    TRANSCRIPTDETAIL changes come first (in change order), then the other
+    tables' (in change order): every event of the batch carries the state as of
+    its version, so their order among each other does not change what they say.
+    Every row an event carries enters the shadow map, so a later delete of any
+    of them can be resolved.
+    """
+    builder = EventBuilder(
+        source,
+        batch.to_version,
+        captured_at,
+        TermStates.of(batch),
+        commit_times=batch.commit_times,
+    )
+    translation = builder.translation
+    _transcript_events(builder, batch.changes)
+    _key_events(builder, batch.key_changes, batch.person_terms)
+    translation.owners.extend(batch.owners)
     gone = set(translation.shadow_deletes)
     latest = {e.transcript_detail_id: e for e in translation.shadow_upserts}
     translation.shadow_upserts[:] = [
@@ -211,22 +141,38 @@ def to_events(batch: ChangeBatch, *, source: str, captured_at: datetime) -> Tran
     return translation
 
 
-def _group(
-    rows: Sequence[TranscriptRow],
-) -> dict[tuple[str, str, str], list[TranscriptRow]]:
-    grouped: dict[tuple[str, str, str], list[TranscriptRow]] = {}
-    for row in rows:
-        grouped.setdefault(fold(row.people_code_id, row.term), []).append(row)
-    return grouped
+def _snapshot_state(
+    snapshot: Snapshot,
+) -> tuple[TermStates, dict[PersonTermKey, tuple[str, TermKey]]]:
+    """The snapshot's state per person-term, and who and which term each one is."""
+    registrations = group(snapshot.rows)
+    teaching = None if snapshot.teaching is None else group(snapshot.teaching)
+    standing = None if snapshot.standing is None else group(snapshot.standing)
+    people = None
+    if snapshot.people is not None:
+        people = {collate(p): d for p, d in snapshot.people.items()}
+    # Persons with registrations or teaching have something to decide.
+    who: dict[PersonTermKey, tuple[str, TermKey]] = {}
+    for rows in (snapshot.rows, snapshot.teaching or ()):
+        for row in rows:
+            who.setdefault(
+                fold(row.people_code_id, row.term), (row.people_code_id, row.term)
+            )
+    return TermStates(registrations, teaching, standing, people), who
 
 
 def snapshot_events(
     snapshot: Snapshot, *, source: str, captured_at: datetime, snapshot_id: str
 ) -> list[EnrolmentEvent]:
-    """One snapshot event per person and term, consistent with the snapshot's version."""
+    """One snapshot event per person and term, consistent with the snapshot's version.
+
+    A person-term has one when the person has TRANSCRIPTDETAIL or SECTIONPER
+    rows there.
+    """
+    state, who = _snapshot_state(snapshot)
+    builder = EventBuilder(source, snapshot.version, captured_at, state)
     events = []
-    for rows in _group(snapshot.rows).values():
-        person, term = rows[0].people_code_id, rows[0].term
+    for person, term in who.values():
         events.append(
             EnrolmentEvent(
                 event_id=snapshot_event_id(source, person, term, snapshot.version),
@@ -235,9 +181,9 @@ def snapshot_events(
                 people_code_id=person,
                 term=term,
                 state_version=snapshot.version,
-                registrations=_registrations(rows),
                 snapshot_id=snapshot_id,
                 captured_at=captured_at,
+                **builder.parts(person, term),
             )
         )
     return sorted(events, key=lambda e: (e.people_code_id, e.term.label()))
@@ -258,8 +204,8 @@ def vanished_events(
     for the person-term it was in, carrying that person-term's snapshot state.
     """
     now = {row.transcript_detail_id: row for row in snapshot.rows}
-    grouped = _group(snapshot.rows)
-    builder = _Builder(source, snapshot.version, captured_at, grouped)
+    state, _ = _snapshot_state(snapshot)
+    builder = EventBuilder(source, snapshot.version, captured_at, state)
     for entry in sorted(previous, key=lambda e: e.transcript_detail_id):
         row = now.get(entry.transcript_detail_id)
         if (
@@ -272,5 +218,5 @@ def vanished_events(
         change = ChangeRow(
             entry.transcript_detail_id, "D", snapshot.version, None, None, entry
         )
-        builder.event(change, entry.people_code_id, entry.section, "delete")
+        builder.transcript_event(change, entry.people_code_id, entry.section, "delete")
     return builder.translation.events

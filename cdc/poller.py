@@ -63,7 +63,7 @@ def _newest_change(batch: ChangeBatch, captured_at: datetime) -> datetime | None
     Without commit times (no permission, history cleaned up) the read time bounds
     it from above, so quiet is never overstated.
     """
-    if not batch.changes:
+    if not batch.changes and not batch.key_changes:
         return None
     times = batch.commit_times.values()
     return max(times) if times else captured_at
@@ -105,6 +105,7 @@ class Poller:
         self.configured_terms = list(live_terms)
         self.clock = clock
         self.today = today
+        self._live_today: tuple[date, list[TermKey]] | None = None
 
     async def run_once(self) -> PollResult:
         """One iteration: fetch, publish and await acks, then save the new version."""
@@ -112,7 +113,9 @@ class Poller:
         if last is None:
             return await self.initialise(reason="first start: no saved version")
         try:
-            batch = await self.source.fetch_since(last, self.store)
+            batch = await self.source.fetch_since(
+                last, self.store, live_terms=await self._live_terms()
+            )
         except ChangeTrackingVersionTooOld as exc:
             return await self.initialise(reason=str(exc))
         if batch.to_version < last:
@@ -133,13 +136,19 @@ class Poller:
             translation.shadow_upserts,
             translation.shadow_deletes,
             newest_change_at=newest,
+            owners=translation.owners,
+            owners_gone=translation.owners_gone,
         )
         self._report(batch, len(translation.events), newest)
-        if translation.unresolved_deletes:
+        unresolved = len(translation.unresolved_deletes) + len(
+            translation.unresolved_keys
+        )
+        if unresolved:
             log.info(
                 "deletes_without_shadow",
-                count=len(translation.unresolved_deletes),
-                hint="rows inserted and deleted between two polls: nothing to undo",
+                count=unresolved,
+                hint="rows inserted and deleted between two polls, or person rows "
+                "never read: nothing to undo",
             )
         if translation.events:
             log.info(
@@ -152,18 +161,30 @@ class Poller:
             from_version=last,
             to_version=batch.to_version,
             events=len(translation.events),
-            unresolved_deletes=len(translation.unresolved_deletes),
+            unresolved_deletes=unresolved,
         )
 
     def _report(self, batch: ChangeBatch, events: int, newest: datetime | None) -> None:
         """Tell the metrics what one saved iteration did."""
         metrics = self.metrics
-        metrics.changes_read(len(batch.changes))
+        metrics.changes_read(len(batch.changes) + len(batch.key_changes))
         metrics.events_published("change", events)
         metrics.versions(source=batch.to_version, saved=batch.to_version)
         if newest is not None:
             metrics.change_seen(newest)
         metrics.poll_finished("ok")
+
+    async def _live_terms(self) -> list[TermKey]:
+        """The terms a person-table change is published for: configured, else live today.
+
+        Read once per day (ACADEMICCALENDAR changes slowly).
+        """
+        if self.configured_terms:
+            return self.configured_terms
+        today = self.today()
+        if self._live_today is None or self._live_today[0] != today:
+            self._live_today = (today, list(await self.source.live_terms(today)))
+        return self._live_today[1]
 
     async def initialise(self, *, reason: str) -> PollResult:
         """Publish the full state of the live terms as snapshot events and restart from it."""
@@ -202,6 +223,7 @@ class Poller:
             entries,
             [],
             replace_terms=snapshot.terms,
+            owners=snapshot.owners,
         )
         self.metrics.events_published("snapshot", len(events) + len(vanished))
         self.metrics.versions(source=snapshot.version, saved=snapshot.version)

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from consumers.decisions import (
     EnrolmentPolicy,
     Held,
+    as_decided,
     desired_enrolments,
     plan_action,
     plan_against,
@@ -33,7 +34,7 @@ from consumers.identity import Found, Resolution
 from consumers.mapping import MappingSet
 from consumers.ports import RawMessage
 from schemas.actions import DesiredEnrolment, LedgerEntry, MoodleAction
-from schemas.events import EnrolmentEvent
+from schemas.events import EnrolmentEvent, parse_event
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +71,7 @@ def decode(messages: Sequence[RawMessage]) -> Decoded:
             )
             continue
         try:
-            events.append((message, EnrolmentEvent.model_validate_json(message.value)))
+            events.append((message, parse_event(message.value)))
         except ValidationError as exc:
             problems = "; ".join(
                 f"{'.'.join(str(p) for p in error['loc']) or 'record'}: {error['msg']}"
@@ -112,11 +113,9 @@ def collapse_desired(
     """
     latest: dict[tuple[int, str], Decision] = {}
     for event in events:
-        desired = desired_enrolments(event, mapping, policy)
-        if in_full(event):
-            # every course of every registration, and still the changed sections
-            # (a deleted row's course is in no registration any more)
-            desired += desired_enrolments(full_state(event), mapping, policy)
+        # in full: every course of every registration and teaching, and still the
+        # changed sections (a deleted row's course is in no state any more)
+        desired = desired_enrolments(event, mapping, policy, in_full=in_full(event))
         for one in desired:
             key = (one.course.id, one.people_code_id)
             held = latest.get(key)
@@ -289,7 +288,10 @@ def _plan_one(
         before = settle(before, held, recheck_at_ms=recheck(before.sent_at_ms))
         action = plan_against(decision.desired, userid, before, held, policy=policy)
         # The read settled the entry: keep that, whether or not a call follows.
-        mark = before.model_copy(
+        settled = (
+            before if action is not None else as_decided(before, decision.desired, held)
+        )
+        mark = settled.model_copy(
             update={"event_id": event.event_id, "state_version": event.state_version}
         )
     else:

@@ -25,7 +25,7 @@ from pydantic import ValidationError
 
 from schemas.collation import collate
 from schemas.dead_letter import DeadLetter
-from schemas.events import EnrolmentEvent
+from schemas.events import EnrolmentEvent, parse_event
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -92,7 +92,7 @@ def _parse_event(value: str | bytes | None) -> EnrolmentEvent | None:
     if value is None:
         return None
     try:
-        return EnrolmentEvent.model_validate_json(value)
+        return parse_event(value)
     except ValidationError:
         return None
 

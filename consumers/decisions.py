@@ -1,42 +1,45 @@
-"""The consumer's decisions, pure: an event and the ledger in, Moodle actions out.
+"""The consumer's decisions, pure: desired states and the ledger in, Moodle actions out.
 
 Two steps, no I/O, clock or logging (STYLE rule 1):
 
-1. ``desired_enrolments(event, mapping, policy)``: what PowerCampus says each
-   affected Moodle course should hold for the person. A change event re-decides
-   the courses its row's section (and ``previous_section``) feed; a snapshot
-   re-decides every course any registration feeds. The person is active in a
-   course when ANY registration feeding it is enrolled, so cross-listed courses
-   merged into one Moodle course survive a swap (COUN6552/02 → COUN8552/02 in one
-   transaction): both events carry the final state, so neither suspends.
-2. ``plan_action(desired, userid, ledger, ...)``: at most one call to Moodle,
-   given what the ownership ledger says we last did for that (course, user).
+1. ``desired_enrolments(event, mapping, policy)`` (``consumers.desired``): what
+   PowerCampus says each affected Moodle course should hold for the person: the
+   role each source (student, instructor) wants held there. The person is a
+   student of a course when ANY registration feeding it is enrolled, so
+   cross-listed courses merged into one Moodle course survive a swap
+   (COUN6552/02 → COUN8552/02 in one transaction): both events carry the final
+   state, so neither drops.
+2. ``plan_action(desired, userid, ledger, ...)``: at most one action for the
+   (course, user), given what the ownership ledger says we last did there; or
+   ``plan_against`` given what Moodle was read to hold.
 
 Policy choices, open to review:
 
-* Enrolled = ``ADD_DROP_WAIT = 'A'`` and FINAL_GRADE not a withdrawn grade
-  (case-insensitive, stripped). ``W`` (wait-listed) and ``D`` are not enrolled.
-  ACADEMIC.ENROLL_SEPARATION (term withdrawal) is not in the event contract, so
-  it is not part of the predicate yet; MID_GRADE is ignored.
-* Role: the audit role when every enrolled registration feeding the course
-  carries the audit grade, else the student role. With no enrolled
-  registration the desired role is the student role (nothing to hold).
 * Drops never send "Welcome to <course>". Moodle 5.1 fires the enrolment hook
   (and the manual instance's welcome message) on EVERY enrol_manual_enrol_users
-  call, updates included, so a drop is never sent through it. ``drop_action``:
-  ``remove_role`` (default, web services only): the enrolment stays, our role
-  is taken away with ``core_role_unassign_roles`` and given back with
-  ``core_role_assign_roles`` (no hook fires); ``suspend``: the enrolment's status
-  changes through the companion plugin's function (see the README), never
-  through enrol_users; ``unenrol``: removed (destructive).
-* Role change: the new role is assigned and the one we assigned before taken
-  away (``ChangeRoleAction``), so exactly one role of ours remains.
+  call, updates included, so a drop is never sent through it. ``drop_action``,
+  for students and instructors alike: ``remove_role`` (default, web services
+  only): the enrolment stays, our roles are taken away with
+  ``core_role_unassign_roles`` and given back with ``core_role_assign_roles`` (no
+  hook fires); ``suspend``: the enrolment's status changes through the companion
+  plugin's function (see the README), never through enrol_users, and the roles
+  stay; ``unenrol``: removed (destructive).
+* Roles per source: the ledger records the role of ours for each source
+  (``LedgerEntry.roles``). The roles to hold are the decided sources' wanted
+  roles plus, for a source the event does not speak for, the role we hold. A
+  role of ours that is no longer wanted is taken away in the same action that
+  assigns the new one (``ChangeRoleAction``, also for student ↔ audit and
+  editing teacher ↔ teacher), so exactly one role per source remains. One
+  source dropping while another stays (a student who also teaches the course)
+  takes only that source's role away; the enrolment is dropped per
+  ``drop_action`` only when no role of ours is wanted any more.
 * Ownership: with no ledger entry the enrolment is not ours (e.g. a teacher's
-  manual enrolment) and is never dropped. Enrolling someone with no ledger
-  entry is done, and the entry written then makes it ours, even if a teacher
-  had enrolled the same person by hand before (the consumer cannot see that;
-  the reconcile, which reads Moodle, leaves such an enrolment alone).
-* Already as desired (ledger active with that role) → no call: re-enrolling
+  manual enrolment) and is never dropped, nor are roles added to it. Enrolling
+  someone with no ledger entry is done, and the entry written then makes it
+  ours, even if a teacher had enrolled the same person by hand before (the
+  consumer cannot see that; the reconcile, which reads Moodle, leaves such an
+  enrolment alone). A role we did not assign is never taken away.
+* Already as desired (ledger active with those roles) → no call: re-enrolling
   sends Moodle's welcome message again (golden case ``enrol_welcome_twice``).
 * A dropped enrolment (suspended, role removed, unenrolled) stays as it is when
   drops continue, even if ``drop_action`` changed in between.
@@ -45,17 +48,26 @@ Policy choices, open to review:
   the caller reads what Moodle holds and decides with ``plan_against``.
 * Stale: an event whose state_version is older than the ledger entry's is a
   replay after newer state was applied; it plans nothing.
-* Events for a term without a mapping plan nothing; the caller logs them.
+* Late writes: a lost call may still be applied after Moodle was read back.
+  ``settle`` records the roles it may still assign (``late_roleids``, taken away
+  when held and not wanted) and when to read again; ``repair_late_write`` then
+  puts back what the entry says we decided.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from dataclasses import dataclass
 
+from consumers.desired import (
+    DropAction,
+    EnrolmentPolicy,
+    desired_enrolments,
+    is_enrolled,
+    unknown_statuses,
+)
 from schemas.actions import (
+    ROLE_SOURCES,
     ChangeRoleAction,
-    CourseRef,
     DesiredEnrolment,
     EnrolAction,
     LedgerEntry,
@@ -64,159 +76,12 @@ from schemas.actions import (
     ReactivateAction,
     RemoveRoleAction,
     RestoreRoleAction,
+    RoleSource,
     SuspendAction,
     UnenrolAction,
 )
-from schemas.collation import collate
 
-if TYPE_CHECKING:
-    from collections.abc import Sequence
-
-    from consumers.mapping import MappingSet, MoodleCourse
-    from schemas.events import EnrolmentEvent, Registration, SectionKey
-
-DropAction = Literal["remove_role", "suspend", "unenrol"]
-
-
-def _grade(value: str | None) -> str:
-    # Grades come from settings (typed by people: blanks around them dropped) and
-    # from PowerCampus (compared under its collation).
-    return collate((value or "").strip())
-
-
-@dataclass(frozen=True, slots=True)
-class EnrolmentPolicy:
-    """The decision settings; grades are stripped and casefolded on creation."""
-
-    student_role_id: int
-    audit_role_id: int
-    audit_grade: str | None = None
-    withdrawn_grades: frozenset[str] = field(default_factory=frozenset)
-    drop_action: DropAction = "remove_role"
-
-    def __post_init__(self) -> None:
-        """Normalise grades so comparisons follow the PowerCampus collation."""
-        audit = _grade(self.audit_grade) or None
-        object.__setattr__(self, "audit_grade", audit)
-        withdrawn = frozenset(_grade(g) for g in self.withdrawn_grades) - {""}
-        object.__setattr__(self, "withdrawn_grades", withdrawn)
-
-    def is_withdrawn(self, grade: str | None) -> bool:
-        """Whether ``grade`` is one of the withdrawn grades."""
-        return _grade(grade) in self.withdrawn_grades
-
-    def is_audit(self, grade: str | None) -> bool:
-        """Whether ``grade`` is the audit grade (never, when none is configured)."""
-        return self.audit_grade is not None and _grade(grade) == self.audit_grade
-
-
-def _status_code(registration: Registration) -> str:
-    """ADD_DROP_WAIT as PowerCampus's collation compares it, in its documented case."""
-    return collate(registration.add_drop_wait.strip()).upper()
-
-
-#: The ADD_DROP_WAIT values PowerCampus documents; any other is not enrolled.
-KNOWN_STATUSES = frozenset({"A", "D", "W"})
-
-
-def unknown_statuses(event: EnrolmentEvent) -> list[str]:
-    """ADD_DROP_WAIT values of the event's registrations that are not A, D or W.
-
-    They count as not enrolled (a drop): the caller warns and counts them, so a
-    new code in PowerCampus is noticed before students lose their courses.
-    """
-    return sorted(
-        {
-            code
-            for r in event.registrations
-            if (code := _status_code(r)) not in KNOWN_STATUSES
-        }
-    )
-
-
-def is_enrolled(registration: Registration, policy: EnrolmentPolicy) -> bool:
-    """Added (``ADD_DROP_WAIT = 'A'``) and not carrying a withdrawn final grade."""
-    added = _status_code(registration) == "A"
-    return added and not policy.is_withdrawn(registration.final_grade)
-
-
-def desired_enrolments(
-    event: EnrolmentEvent, mapping: MappingSet, policy: EnrolmentPolicy
-) -> list[DesiredEnrolment]:
-    """The Moodle courses the event re-decides, and what each should hold.
-
-    Only courses of the event's term are decided: the event carries that term's
-    registrations and nothing else.
-    """
-    if not mapping.covers(event.term):
-        return []
-    registrations = [
-        r for r in event.registrations if r.section.term.matches(event.term)
-    ]
-    sections: list[SectionKey]
-    if event.change is not None:
-        sections = [event.change.section]
-        if event.change.previous_section is not None:
-            sections.append(event.change.previous_section)
-    else:
-        sections = [r.section for r in registrations]
-    courses = dict.fromkeys(
-        course
-        for section in sections
-        for course in mapping.courses_for(section)
-        if course.term.matches(event.term)
-    )
-    return [
-        _decide(course, event, registrations, mapping, policy) for course in courses
-    ]
-
-
-def _decide(
-    course: MoodleCourse,
-    event: EnrolmentEvent,
-    registrations: Sequence[Registration],
-    mapping: MappingSet,
-    policy: EnrolmentPolicy,
-) -> DesiredEnrolment:
-    feeding = [r for r in registrations if course in mapping.courses_for(r.section)]
-    enrolled = [r for r in feeding if is_enrolled(r, policy)]
-    audit = bool(enrolled) and all(policy.is_audit(r.final_grade) for r in enrolled)
-    return DesiredEnrolment(
-        course=CourseRef(id=course.id, shortname=course.shortname),
-        people_code_id=event.people_code_id,
-        term=event.term,
-        active=bool(enrolled),
-        role_id=policy.audit_role_id if audit else policy.student_role_id,
-        reason=_reason(feeding, enrolled, audit=audit, policy=policy),
-    )
-
-
-def _label(registration: Registration) -> str:
-    section = registration.section
-    return f"{section.event_id.rstrip()}/{section.section.rstrip()}"
-
-
-def _reason(
-    feeding: Sequence[Registration],
-    enrolled: Sequence[Registration],
-    *,
-    audit: bool,
-    policy: EnrolmentPolicy,
-) -> str:
-    if enrolled:
-        labels = ", ".join(dict.fromkeys(_label(r) for r in enrolled))
-        return f"enrolled in {labels}" + (" (audit)" if audit else "")
-    if not feeding:
-        return "no registration left in a mapped section"
-    states = ", ".join(f"{_label(r)} {_status(r, policy)}" for r in feeding)
-    return f"not enrolled: {states}"
-
-
-def _status(registration: Registration, policy: EnrolmentPolicy) -> str:
-    code = _status_code(registration)
-    if code == "A" and policy.is_withdrawn(registration.final_grade):
-        return f"withdrawn ({(registration.final_grade or '').strip()})"
-    return {"D": "dropped", "W": "wait-listed"}.get(code, f"status {code!r}")
+Roles = dict[RoleSource, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,15 +96,19 @@ class Held:
     roleids: frozenset[int]
 
 
+def _held_roles(entry: LedgerEntry) -> Roles:
+    """The roles of ours the (certain) entry says Moodle holds."""
+    if entry.status in {"active", "suspended"}:
+        return entry.our_roles()
+    return {}
+
+
 def held_per_ledger(entry: LedgerEntry | None) -> Held | None:
     """What Moodle holds if the (certain) ledger entry is right."""
     if entry is None or entry.status == "unenrolled":
         return None
-    if entry.status == "suspended":
-        return Held(active=False, roleids=frozenset({entry.roleid}))
-    if entry.status == "role_removed":
-        return Held(active=True, roleids=frozenset())
-    return Held(active=True, roleids=frozenset({entry.roleid}))
+    roles = frozenset(_held_roles(entry).values())
+    return Held(active=entry.status != "suspended", roleids=roles)
 
 
 def owns(entry: LedgerEntry | None) -> bool:
@@ -250,6 +119,33 @@ def owns(entry: LedgerEntry | None) -> bool:
     if entry is None or not entry.owned:
         return False
     return entry.status != "unenrolled" or entry.uncertain
+
+
+def target_roles(desired: DesiredEnrolment, ledger: LedgerEntry | None) -> Roles:
+    """The role per source to hold: the decided sources' wishes, the others' as held."""
+    target = desired.wanted()
+    if ledger is not None and ledger.owned:
+        for source, role in _held_roles(ledger).items():
+            if source not in desired.decided:
+                target.setdefault(source, role)
+    return target
+
+
+def _ordered(roles: Roles) -> list[int]:
+    """Role ids in source order (student first), each once."""
+    return list(dict.fromkeys(roles[s] for s in ROLE_SOURCES if s in roles))
+
+
+def _ours(ledger: LedgerEntry | None) -> set[int]:
+    """Every role the entry says we assigned: held, being replaced, or one a lost
+    call may have assigned late (``late_roleids``)."""
+    if ledger is None:
+        return set()
+    return (
+        set(ledger.our_roles().values())
+        | set(ledger.leftover_roles().values())
+        | set(ledger.late_roleids)
+    )
 
 
 def plan_action(
@@ -291,23 +187,27 @@ def plan_against(
 ) -> MoodleAction | None:
     """The one change that brings what Moodle ``held`` to ``desired``, or None.
 
-    ``ledger`` says whether the enrolment is ours (``owns``) and which role we
+    ``ledger`` says whether the enrolment is ours (``owns``) and which roles we
     assigned; ``held`` is what Moodle holds (read, or as the ledger says). The
     rules, shared by the consumer and the nightly reconcile:
 
-    * wanted, nothing held: enrol (the only change that welcomes the student);
+    * some role wanted, nothing held: enrol with the wanted roles (the only
+      change that welcomes);
     * wanted, held but not ours: left alone (a teacher's enrolment stays theirs);
-    * wanted, ours and suspended: reactivate; active without the role: restore it
-      (or change from the role we assigned before); a role of ours that is no
-      longer wanted is taken away (change role);
-    * not wanted: an active enrolment of ours that still holds our role is
-      dropped per ``policy.drop_action``; anything else (nothing held, already
-      suspended, our role already gone, not ours) is left as it is. A drop never
-      creates an enrolment.
+    * wanted, ours and suspended: reactivate; active: assign what is missing and
+      take away roles of ours no longer wanted (restore, change or remove role);
+    * nothing of ours wanted: an active enrolment of ours that still holds a
+      role of ours is dropped per ``policy.drop_action``; anything else
+      (nothing held, already suspended, our roles already gone, not ours) is
+      left as it is. A drop never creates an enrolment.
     """
-    if desired.active:
-        return _bring_in(desired.course.id, desired.role_id, userid, ledger, held)
-    return _drop(desired.course.id, userid, ledger, held, policy)
+    target = target_roles(desired, ledger)
+    courseid = desired.course.id
+    if target:
+        return _bring_in(
+            courseid, userid, ledger, held, target, creates=desired.wanted()
+        )
+    return _drop(courseid, userid, ledger, held, policy)
 
 
 def repair_late_write(
@@ -320,34 +220,93 @@ def repair_late_write(
     changed the enrolment since (an enrol landing after the drop that followed
     it). The late write was ours, so its effects are ours to undo.
     """
+    entry = entry.normalised()
     if entry.status == "active":
-        return _bring_in(entry.courseid, entry.roleid, entry.userid, entry, held)
+        roles = entry.our_roles()
+        return _bring_in(
+            entry.courseid, entry.userid, entry, held, roles, creates=roles
+        )
     ours = entry.model_copy(update={"status": "active", "owned": True})
     return _drop(entry.courseid, entry.userid, ours, held, policy)
 
 
 def _bring_in(
     courseid: int,
-    role: int,
     userid: int,
     ledger: LedgerEntry | None,
     held: Held | None,
+    target: Roles,
+    *,
+    creates: Roles,
 ) -> MoodleAction | None:
+    """Bring (course, user) to hold ``target``; ``creates``: the roles that may
+    create an enrolment when Moodle holds none (what the decision itself wants)."""
+    pair = {"courseid": courseid, "userid": userid}
     if held is None:
-        return EnrolAction(courseid=courseid, userid=userid, roleid=role)
+        # Only what this event decides creates an enrolment, never a kept role.
+        roles = _ordered(creates)
+        if not roles:
+            return None
+        return EnrolAction(**pair, roleid=roles[0], also_roleids=tuple(roles[1:]))
     if not owns(ledger):
         return None
-    leftover = _leftover_role(ledger, held, role)
+    wanted = _ordered(target)
+    assign = [r for r in wanted if r not in held.roleids]
+    unassign = sorted(r for r in _ours(ledger) - set(wanted) if r in held.roleids)
+    # A source whose old role goes while it keeps a role: a role change, not a drop.
+    replaced = [
+        target[source]
+        for source, role in _sources(ledger)
+        if role in unassign and source in target
+    ]
+    if ledger is not None and set(ledger.late_roleids) & set(unassign):
+        # A role a lost call assigned late, taken away while we keep a role there:
+        # a role change, not a drop.
+        replaced.append(wanted[0])
     if not held.active:
         return ReactivateAction(
-            courseid=courseid, userid=userid, roleid=role, previous_roleid=leftover
+            **pair,
+            roleid=wanted[0],
+            also_roleids=tuple(wanted[1:]),
+            previous_roleid=unassign[0] if unassign else None,
+            also_previous_roleids=tuple(unassign[1:]),
         )
-    if leftover is not None:
+    return _adjust(pair, assign, unassign, replaced)
+
+
+def _sources(ledger: LedgerEntry | None) -> list[tuple[RoleSource, int]]:
+    """Each role of ours with its source (leftovers of a role change included)."""
+    if ledger is None:
+        return []
+    return [*ledger.our_roles().items(), *ledger.leftover_roles().items()]
+
+
+def _adjust(
+    pair: dict[str, int], assign: list[int], unassign: list[int], replaced: list[int]
+) -> MoodleAction | None:
+    """The role change of an active enrolment of ours: assign, unassign, or both.
+
+    Taking roles away is a change of role when a role of the same source stays
+    (``replaced``: assigned again, a no-op, so the action names it), else a drop
+    of that source (``RemoveRoleAction``).
+    """
+    roles = list(dict.fromkeys([*assign, *replaced]))
+    if roles and unassign:
         return ChangeRoleAction(
-            courseid=courseid, userid=userid, roleid=role, previous_roleid=leftover
+            **pair,
+            roleid=roles[0],
+            also_roleids=tuple(roles[1:]),
+            previous_roleid=unassign[0],
+            also_previous_roleids=tuple(unassign[1:]),
         )
-    if role not in held.roleids:
-        return RestoreRoleAction(courseid=courseid, userid=userid, roleid=role)
+    if assign:
+        return RestoreRoleAction(
+            **pair, roleid=assign[0], also_roleids=tuple(assign[1:])
+        )
+    if unassign:
+        return RemoveRoleAction(
+            **pair, roleid=unassign[0], also_roleids=tuple(unassign[1:])
+        )
     return None
 
 
@@ -360,28 +319,15 @@ def _drop(
 ) -> MoodleAction | None:
     if ledger is None or held is None or not held.active or not owns(ledger):
         return None
-    ours = ledger.roleid
-    if ours not in held.roleids:
-        return None  # our role is gone already: dropped by role removal (or by hand)
+    mine = sorted(r for r in _ours(ledger) if r in held.roleids)
+    if not mine:
+        return None  # our roles are gone already: dropped by role removal (or by hand)
+    pair = {"courseid": courseid, "userid": userid}
     if policy.drop_action == "unenrol":
-        return UnenrolAction(courseid=courseid, userid=userid)
+        return UnenrolAction(**pair)
     if policy.drop_action == "suspend":
-        return SuspendAction(courseid=courseid, userid=userid, roleid=ours)
-    return RemoveRoleAction(courseid=courseid, userid=userid, roleid=ours)
-
-
-def _leftover_role(ledger: LedgerEntry | None, held: Held, role: int) -> int | None:
-    """A role we assigned that Moodle still holds and that is not wanted any more.
-
-    Besides the role we last assigned and the one a role change replaced, a role
-    a lost call may have assigned late (``late_roleids``).
-    """
-    if ledger is None:
-        return None
-    for candidate in (ledger.roleid, ledger.previous_roleid, *ledger.late_roleids):
-        if candidate is not None and candidate != role and candidate in held.roleids:
-            return candidate
-    return None
+        return SuspendAction(**pair, roleid=mine[0], also_roleids=tuple(mine[1:]))
+    return RemoveRoleAction(**pair, roleid=mine[0], also_roleids=tuple(mine[1:]))
 
 
 def _check_pair(ledger: LedgerEntry, courseid: int, userid: int) -> None:
@@ -398,36 +344,83 @@ def settle(
     """The certain entry for what Moodle was read to hold, ownership kept.
 
     Used when an entry was uncertain (a call's outcome unknown): the status is
-    what Moodle holds now; a role we held before an unfinished role change is
-    kept in ``previous_roleid`` while Moodle still holds it. ``recheck_at_ms``:
-    when to read Moodle again, as the lost call may still land later.
+    what Moodle holds now; roles of ours Moodle does not hold are dropped from
+    ``roles`` (kept when none is held: they name what was removed); roles we held
+    before an unfinished role change stay in ``previous_roles`` while Moodle
+    still holds them. ``recheck_at_ms``: when to read Moodle again, as the lost
+    call may still land later; the roles it would assign then are kept in
+    ``late_roleids``.
     """
     entry = entry.normalised()
+    ours = entry.our_roles()
+    late = set(entry.late_roleids)
+    if entry.uncertain and entry.status == "active":
+        late |= set(ours.values())  # the lost call assigns them if it lands late
+    kept = {s: r for s, r in ours.items() if held is not None and r in held.roleids}
     status: LedgerStatus
     if held is None:
         status = "unenrolled"
     elif not held.active:
         status = "suspended"
-    elif entry.roleid in held.roleids:
+    elif kept:
         status = "active"
     else:
         status = "role_removed"
-    previous = entry.previous_roleid
-    if held is None or previous not in held.roleids:
-        previous = None
-    late = set(entry.late_roleids)
-    if entry.uncertain and entry.status == "active":
-        late.add(entry.roleid)  # the lost call assigns it if it lands late
+    roles = kept or ours
+    leftovers = {
+        s: r
+        for s, r in entry.leftover_roles().items()
+        if held is not None and r in held.roleids and r not in roles.values()
+    }
+    roleid = _main(roles, entry.roleid)
+    legacy = entry.roles is None and entry.previous_roles is None
+    student_only = set(roles) <= {"student"} and set(leftovers) <= {"student"}
     return entry.model_copy(
         update={
             "status": status,
             "uncertain": False,
-            "previous_roleid": previous,
+            "roleid": roleid,
+            # an entry written before instructors stays in that form while it can
+            "roles": None if legacy and student_only else roles,
+            "previous_roles": None if legacy and student_only else leftovers or None,
+            "previous_roleid": leftovers.get("student"),
             "sent_at_ms": None,
             "late_roleids": tuple(sorted(late)),
             "recheck_at_ms": recheck_at_ms or entry.recheck_at_ms,
         }
     )
+
+
+def as_decided(
+    entry: LedgerEntry, desired: DesiredEnrolment, held: Held | None
+) -> LedgerEntry:
+    """The settled ``entry`` once ``desired`` needed no call: Moodle holds it already.
+
+    After a read-back an unfinished role change can leave a role of ours recorded
+    as a leftover while the decision wants it again; Moodle holding it makes it
+    ours again (``roles``), so the entry records what was decided (the late-write
+    recheck puts back exactly that). Anything else: ``entry`` unchanged.
+    """
+    target = target_roles(desired, entry)
+    if not target or held is None or not held.active or not owns(entry):
+        return entry
+    if any(role not in held.roleids for role in target.values()):
+        return entry
+    legacy = entry.roles is None and set(target) <= {"student"}
+    return entry.model_copy(
+        update={
+            "status": "active",
+            "roleid": _main(target, entry.roleid),
+            "roles": None if legacy else target,
+            "previous_roles": None,
+            "previous_roleid": None,
+        }
+    )
+
+
+def _main(roles: Roles, fallback: int) -> int:
+    """The entry's ``roleid``: the student side's role, else the instructor's."""
+    return roles.get("student", roles.get("instructor", fallback))
 
 
 _STATUS_AFTER: dict[str, LedgerStatus] = {
@@ -445,6 +438,7 @@ def next_ledger_entry(
     action: MoodleAction,
     previous: LedgerEntry | None,
     *,
+    desired: DesiredEnrolment,
     event_id: str,
     state_version: int,
     uncertain: bool = False,
@@ -456,28 +450,45 @@ def next_ledger_entry(
     The intent is written before the call is sent, so a call cut off after Moodle
     applied it still leaves an entry that says we own the enrolment and that its
     state must be read before the next decision. The outcome replaces it once
-    Moodle answered.
+    Moodle answered. ``desired`` is the decision the action came from: it says
+    which source each role is for. ``sent_at_ms`` (an intent): when its call is
+    sent, for the late-write recheck.
     """
-    if isinstance(action, UnenrolAction):
-        if previous is None:
-            raise ValueError("an unenrol is only planned over an existing ledger entry")
-        roleid = previous.roleid
+    if isinstance(action, UnenrolAction) and previous is None:
+        raise ValueError("an unenrol is only planned over an existing ledger entry")
+    before = previous.our_roles() if previous is not None else {}
+    target = target_roles(desired, previous)
+    status = _STATUS_AFTER[action.kind]
+    roles: Roles
+    if isinstance(action, EnrolAction):
+        roles = desired.wanted()
+    elif isinstance(action, ChangeRoleAction | ReactivateAction | RestoreRoleAction):
+        roles = target
+    elif isinstance(action, RemoveRoleAction) and target:
+        roles, status = target, "active"  # one source dropped, another stays
     else:
-        roleid = action.roleid
-    previous_roleid = (
-        action.previous_roleid
-        if uncertain and isinstance(action, ChangeRoleAction | ReactivateAction)
-        else None
-    )
+        roles = before  # dropped: the roles that were ours there
+    leftovers: Roles = {}
+    if uncertain and isinstance(action, ChangeRoleAction | ReactivateAction):
+        removed = {action.previous_roleid, *action.also_previous_roleids}
+        # Per source, a leftover of an earlier cut-off change and the role now
+        # replaced can differ: whichever of them this change removes stays a
+        # leftover (the one it replaces wins).
+        earlier = previous.leftover_roles() if previous else {}
+        mine = [*earlier.items(), *before.items()]
+        leftovers = {s: r for s, r in mine if r in removed}
+    fallback = previous.roleid if previous is not None else desired.role_id
     return LedgerEntry(
         courseid=action.courseid,
         userid=action.userid,
-        roleid=roleid,
-        status=_STATUS_AFTER[action.kind],
+        roleid=_main(roles, fallback),
+        roles=roles,
+        status=status,
         event_id=event_id,
         state_version=state_version,
         uncertain=uncertain,
-        previous_roleid=previous_roleid,
+        previous_roleid=leftovers.get("student"),
+        previous_roles=leftovers or None,
         people_code_id=people_code_id
         or (previous.people_code_id if previous is not None else None),
         sent_at_ms=sent_at_ms if uncertain else None,
@@ -492,6 +503,7 @@ __all__ = [
     "EnrolmentPolicy",
     "Held",
     "LedgerEntry",
+    "as_decided",
     "desired_enrolments",
     "held_per_ledger",
     "is_enrolled",
@@ -501,5 +513,6 @@ __all__ = [
     "plan_against",
     "repair_late_write",
     "settle",
+    "target_roles",
     "unknown_statuses",
 ]

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from consumers.decisions import EnrolmentPolicy, next_ledger_entry, repair_late_write
+from consumers.decisions import EnrolmentPolicy, repair_late_write
 from consumers.ledger import Ledger
 from consumers.ports import MoodleGateway
 from schemas.actions import LedgerEntry, MoodleAction
@@ -89,16 +89,14 @@ class LateWrites:
         self, repairs: Sequence[tuple[MoodleAction, LedgerEntry]]
     ) -> None:
         now = self.clock_ms()
-        intents = [
-            self._entry(a, e, uncertain=True, sent_at_ms=now) for a, e in repairs
-        ]
+        intents = [self._entry(e, uncertain=True, sent_at_ms=now) for _, e in repairs]
         await self.ledger.record(intents)
         outcomes = await self.moodle.apply([action for action, _ in repairs])
         before = {action.key(): entry for action, entry in repairs}
         # Applied: read again after another window (this write could be late too).
         await self.ledger.record(
             [
-                self._entry(a, before[a.key()], recheck_at_ms=now + self.window_ms)
+                self._entry(before[a.key()], recheck_at_ms=now + self.window_ms)
                 for a in outcomes.applied
             ]
         )
@@ -123,27 +121,30 @@ class LateWrites:
 
     def _entry(
         self,
-        action: MoodleAction,
         entry: LedgerEntry,
         *,
         uncertain: bool = False,
         sent_at_ms: int | None = None,
         recheck_at_ms: int | None = None,
     ) -> LedgerEntry:
+        """The entry a repair writes: the same decision, put back.
+
+        A repair restores what ``entry`` records (its status and roles), so only
+        its bookkeeping changes. An intent is read again after the window
+        whatever becomes of its call.
+        """
         event_id = entry.event_id
         if not event_id.startswith(REPAIR_PREFIX):
             event_id = REPAIR_PREFIX + event_id
-        written = next_ledger_entry(
-            action,
-            entry.model_copy(update={"owned": True}),
-            event_id=event_id,
-            state_version=entry.state_version,
-            uncertain=uncertain,
-            sent_at_ms=sent_at_ms,
+        return entry.normalised().model_copy(
+            update={
+                "event_id": event_id,
+                "owned": True,
+                "uncertain": uncertain,
+                "sent_at_ms": sent_at_ms if uncertain else None,
+                "recheck_at_ms": recheck_at_ms or self.clock_ms() + self.window_ms,
+            }
         )
-        # An intent is read again after the window whatever becomes of its call.
-        later = recheck_at_ms or self.clock_ms() + self.window_ms
-        return written.model_copy(update={"recheck_at_ms": later})
 
 
 _SETTLED = {

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Annotated
 
 import structlog
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from consumers.ledger import TableStore
-from schemas.events import EnrolmentEvent
+from schemas.events import EnrolmentEvent, as_event
 
 log = structlog.get_logger()
 
@@ -27,7 +28,10 @@ class ParkedEvent(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    event: EnrolmentEvent = Field(description="The latest event of the person-term.")
+    # Entries parked before version 2 hold a version 1 event: read as version 2.
+    event: Annotated[EnrolmentEvent, BeforeValidator(as_event)] = Field(
+        description="The latest event of the person-term."
+    )
     reason: str = Field(description="Why it waits: no Moodle user, or two.")
     reason_code: str = Field(
         default="other",

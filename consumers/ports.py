@@ -6,9 +6,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from consumers.accounts import NewAccount
 from consumers.decisions import Held
 from consumers.errors import ActionRejected, TargetError
-from consumers.identity import Resolution
+from consumers.identity import Resolution, UserField
 from schemas.actions import MoodleAction
 
 Partition = tuple[str, int]
@@ -126,6 +127,39 @@ class MoodleGateway(Protocol):
         self, pairs: Iterable[tuple[int, int]]
     ) -> dict[tuple[int, int], Held]:
         """What Moodle holds for each (course, user) pair; absent: not enrolled."""
+        ...
+
+
+@dataclass(slots=True)
+class AccountOutcomes:
+    """What became of each account created or updated, by PEOPLE_CODE_ID.
+
+    ``done``: created (the new user id) or updated; ``rejected``: Moodle refused
+    it (the typed error, whose message says why); ``unknown``: no usable answer.
+    """
+
+    done: dict[str, int] = field(default_factory=dict)
+    rejected: dict[str, ActionRejected] = field(default_factory=dict)
+    unknown: dict[str, TargetError] = field(default_factory=dict)
+
+
+class MoodleAccounts(Protocol):
+    """Moodle's user accounts as the apply side needs them (the Moodle client)."""
+
+    async def get_users_by_field(
+        self, field: UserField, values: Sequence[str]
+    ) -> list[dict[str, object]]:
+        """Users whose ``field`` equals one of ``values``; unknown values are absent."""
+        ...
+
+    async def create_accounts(self, accounts: Sequence[NewAccount]) -> AccountOutcomes:
+        """Create each account (none with a password); every one is reported."""
+        ...
+
+    async def update_accounts(
+        self, updates: Sequence[tuple[str, int, Mapping[str, str]]]
+    ) -> AccountOutcomes:
+        """Set fields of accounts: (PEOPLE_CODE_ID, user id, fields) each; all reported."""
         ...
 
 

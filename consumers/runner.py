@@ -1,4 +1,4 @@
-"""The apply loop: getmany → decide → Moodle → ledger → dead letters → commit.
+"""The apply loop: getmany → decide → accounts → Moodle → ledger → dead letters → commit.
 
 Delivery contract: a partition's offsets are committed only after every event
 read from it was applied to Moodle (and recorded in the ledger), parked, or
@@ -63,6 +63,7 @@ from consumers.ports import (
     RawMessage,
     RecordSink,
 )
+from consumers.provisioning import Provisioning
 from operations.health import Heartbeat
 from operations.metrics import NO_METRICS, Metrics
 from schemas.actions import DROP_KINDS, LedgerEntry
@@ -175,7 +176,9 @@ class ApplyRunner:
         metrics: Metrics = NO_METRICS,
         heartbeat: Heartbeat | None = None,
         lag_sample_s: float = 5.0,
+        provisioning: Provisioning | None = None,
     ) -> None:
+        """``provisioning``: accounts for new people (``[accounts]``); None: off."""
         self.stream = stream
         self.metrics = metrics
         self.heartbeat = heartbeat
@@ -186,6 +189,7 @@ class ApplyRunner:
         self.newest_change_at: datetime | None = None
         #: Records not yet read per partition, as last sampled (None: not yet).
         self.last_lags: dict[int, int] | None = None
+        self.provisioning = provisioning
         # bench/chaos.py kills the process at these points (enrolstream.crashpoints)
         self.crash_point = crash_point
         self.moodle = moodle
@@ -398,7 +402,13 @@ class ApplyRunner:
             events, self.mapping, self.policy, in_full=in_full or self.parked.holds
         )
         persons = {decision.desired.people_code_id for decision in decisions}
+        if self.provisioning is not None:
+            # account details may change with no course decided (a new name)
+            persons |= {e.people_code_id for e in events if e.person is not None}
         identities = await self.identities.resolve(persons) if persons else {}
+        if self.provisioning is not None:
+            identities = await self.provisioning.provide(events, decisions, identities)
+            await self.provisioning.update(events, identities)
         unsure = uncertain_pairs(decisions, identities, self.ledger.get)
         verified = {}
         if unsure:
@@ -615,6 +625,7 @@ def _entry(
     return next_ledger_entry(
         planned.action,
         planned.previous,
+        desired=planned.decision.desired,
         event_id=planned.decision.event.event_id,
         state_version=planned.decision.event.state_version,
         uncertain=uncertain,

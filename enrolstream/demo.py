@@ -84,6 +84,7 @@ def demo_settings(
                 "ledger_topic",
                 "parked_topic",
                 "dead_letter_topic",
+                "accounts_topic",
             )
         }
     )
@@ -160,7 +161,7 @@ class Demo:
     async def truth(self, *, with_accounts_only: bool = True) -> dict[int, set[str]]:
         """Who PowerCampus says should be active, per Moodle course."""
         snapshot = await self.source.read_snapshot([self.summary.term])
-        expected = expected_active(snapshot.rows, self.mapping, self.policy)
+        expected = expected_active(snapshot, self.mapping, self.policy)
         if with_accounts_only:
             accounts = {f"P{u.idnumber}" for u in self.sim.state.users() if u.idnumber}
             expected = {cid: people & accounts for cid, people in expected.items()}
@@ -173,6 +174,24 @@ class Demo:
     def active(self, shortname: str, person: str) -> bool:
         """Is the person active in that Moodle course right now?"""
         return person in self.moodle()[self.course_ids[shortname]]
+
+    def roles(self, shortname: str, person: str) -> set[int]:
+        """The roles the person holds in that Moodle course right now."""
+        user = next(
+            (u.id for u in self.sim.state.users() if u.idnumber == person[1:]), None
+        )
+        if user is None:
+            return set()
+        return set(self.sim.state.roles_of(self.course_ids[shortname], user))
+
+
+#: The web-service functions that change Moodle.
+_WRITES = ("enrol_", "core_role_", "core_user_create", "core_user_update", "local_")
+
+
+def _writes(demo: Demo) -> int:
+    """Moodle write calls so far."""
+    return sum(1 for c in demo.sim.calls if c.function.startswith(_WRITES))
 
 
 async def play(
@@ -187,13 +206,11 @@ async def play(
             await scene.before(demo)
         for statement in scene.sql:
             console.print(f"   [cyan]SQL>[/cyan] {statement}")
-        writes_before = sum(
-            1 for c in demo.sim.calls if c.function.startswith("enrol_")
-        )
+        writes_before = _writes(demo)
         if scene.sql:
             demo.sandbox.execute(";\n".join(scene.sql))
         seconds = await wait_until(functools.partial(scene.done, demo), timeout_s)
-        writes = sum(1 for c in demo.sim.calls if c.function.startswith("enrol_"))
+        writes = _writes(demo)
         if seconds is None:
             console.print(
                 f"   [red]✗ not visible in Moodle after {timeout_s:.0f} s[/red]"
@@ -201,7 +218,7 @@ async def play(
             continue
         if scene.settle:
             await asyncio.sleep(scene.settle)  # show that nothing else happens
-            writes = sum(1 for c in demo.sim.calls if c.function.startswith("enrol_"))
+            writes = _writes(demo)
         latencies.append((scene.title, seconds))
         console.print(
             f"   [green]✓ {scene.outcome}[/green] — in Moodle after "
@@ -266,7 +283,13 @@ async def run_demo(base: Settings, options: DemoOptions) -> bool:
         )
         held_back = (summary.people[-1].people_code_id,)
         state = MoodleState()
-        site = build_site(summary, state, workdir, held_back=held_back)
+        site = build_site(
+            summary,
+            state,
+            workdir,
+            held_back=held_back,
+            accounts=base.accounts.enabled,
+        )
         latency = (
             LatencyModel.recorded()
             if options.latency == "real"

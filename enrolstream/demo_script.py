@@ -69,6 +69,97 @@ def _withdrawable(demo: Demo, event_id: str) -> tuple[str, str]:
     return str(person), str(section)
 
 
+#: A term withdrawal shows best for someone in several courses.
+_SEVERAL = 2
+
+
+def _courses_of(demo: Demo, person: str) -> list[str]:
+    """The Moodle courses a person is active in now."""
+    return [name for name in demo.course_ids if demo.active(name, person)]
+
+
+def _term_leaver(demo: Demo, avoid: set[str]) -> str:
+    """A student active in at least two courses, none of the other scenes' people."""
+    rows = demo.sandbox.query(
+        "SELECT PEOPLE_CODE_ID FROM TRANSCRIPTDETAIL WHERE ADD_DROP_WAIT = 'A' AND "
+        "FINAL_GRADE IS NULL GROUP BY PEOPLE_CODE_ID HAVING count(*) >= 2 "
+        "ORDER BY PEOPLE_CODE_ID"
+    )
+    return next(
+        str(p)
+        for (p,) in rows
+        if p not in avoid and len(_courses_of(demo, str(p))) >= _SEVERAL
+    )
+
+
+def _new_instructor(demo: Demo, event_id: str) -> str:
+    """A faculty member with a Moodle account who does not teach ``event_id`` yet."""
+    extra = demo.summary.people_summary
+    assert extra is not None  # noqa: S101 - the demo seeds people
+    teaching = {
+        i.people_code_id for i in extra.instructors if i.section.event_id == event_id
+    }
+    accounts = {f"P{u.idnumber}" for u in demo.sim.state.users() if u.idnumber}
+    return next(p for p, _, _ in extra.faculty if p not in teaching and p in accounts)
+
+
+def _teach(person: str, event_id: str, section: str, sub_type: str) -> str:
+    return (
+        "INSERT INTO SECTIONPER (ACADEMIC_YEAR, ACADEMIC_TERM, ACADEMIC_SESSION, "
+        "EVENT_ID, EVENT_SUB_TYPE, SECTION, PERSON_CODE_ID, PERCENTAGE) VALUES "
+        f"('2021', 'Winter', '01', '{event_id}', '{sub_type}', '{section}', "
+        f"'{person}', 100)"
+    )
+
+
+def _people_scenes(demo: Demo, course: str, short: str, avoid: set[str]) -> list[Scene]:
+    """A new instructor (then secondary), a term withdrawal and its reversal."""
+    instructor = _new_instructor(demo, course)
+    sub_type = _sub_type(demo, course, "01")
+    leaver = _term_leaver(demo, avoid)
+    courses = _courses_of(demo, leaver)
+    separation = (
+        "UPDATE ACADEMIC SET ENROLL_SEPARATION = '{code}' "
+        f"WHERE PEOPLE_CODE_ID = '{leaver}'"
+    )
+    return [
+        Scene(
+            f"New instructor: {instructor} is assigned to teach {course} section 01",
+            "a SECTIONPER row (no role column: enrolstream's policy makes a "
+            "primary instructor an editing teacher)",
+            [_teach(instructor, course, "01", sub_type)],
+            lambda d: d.roles(short, instructor) == {d.policy.instructor_role_id},
+            f"enrolled in {short} as editing teacher",
+        ),
+        Scene(
+            f"Secondary instructor: {instructor}'s share of {course} 01 becomes 0",
+            "PERCENTAGE 0 makes them a secondary instructor: teacher, and the "
+            "editing-teacher role is taken away",
+            [
+                f"UPDATE SECTIONPER SET PERCENTAGE = 0 WHERE PERSON_CODE_ID = '{instructor}'"
+            ],
+            lambda d: d.roles(short, instructor) == {d.policy.secondary_role_id},
+            f"exactly one role in {short}: teacher",
+        ),
+        Scene(
+            f"Term withdrawal: {leaver} withdraws from the term",
+            f"ACADEMIC.ENROLL_SEPARATION = 'WITH'; TRANSCRIPTDETAIL still says 'A' "
+            f"in {len(courses)} courses: dropped from every one of them",
+            [separation.format(code="WITH")],
+            lambda d: not any(d.active(c, leaver) for c in courses),
+            f"dropped from {', '.join(courses)}",
+        ),
+        Scene(
+            f"Back in the term: {leaver}'s withdrawal is reversed",
+            "ENROLL_SEPARATION back to 'ENRL': the roles are given back (no "
+            "welcome message)",
+            [separation.format(code="ENRL")],
+            lambda d: all(d.active(c, leaver) for c in courses),
+            f"active again in {', '.join(courses)}",
+        ),
+    ]
+
+
 def _sub_type(demo: Demo, event_id: str, section: str) -> str:
     return next(
         s.event_sub_type
@@ -210,6 +301,9 @@ def registrar_morning(demo: Demo) -> list[Scene]:
             before=create_account,
         ),
     ]
+    scenes += _people_scenes(
+        demo, course_b, short_b, {adder, waiter, swapper, withdrawn, late}
+    )
     waitlist, swap, parked = scenes[1], scenes[5], scenes[7]
     waitlist.before = _note_events(waitlist)
     waitlist.done = lambda d: (

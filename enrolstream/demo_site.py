@@ -2,9 +2,11 @@
 
 Built from the sandbox seed: one Moodle course per PowerCampus course (all its
 sections), and one per cross-listed group (its shared section only), exactly as
-campus-enrollment-sync's mapping files describe them. Every person gets a Moodle
-account (idnumber = PEOPLE_CODE_ID without the P) except the ones held back to
-show a student whose account is created later.
+campus-enrollment-sync's mapping files describe them. Every person (students and
+the faculty who teach) gets a Moodle account (idnumber = PEOPLE_CODE_ID without
+the P) except the ones held back to show a student whose account is created
+later; with accounts on, the seed's people without an account have none either,
+and an alumna's account holds the login name one of them will want.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
-from cdc.changes import to_registration
-from cdc.ports import TranscriptRow
-from consumers.decisions import EnrolmentPolicy, is_enrolled
+from cdc.changes import snapshot_events
+from cdc.ports import Snapshot
+from consumers.decisions import EnrolmentPolicy, desired_enrolments
 from consumers.mapping import MappingSet
 from sandbox.moodle_sim.state import MoodleState
 from sandbox.powercampus.seed import SeedSummary
@@ -54,17 +57,33 @@ def mapping_entries(summary: SeedSummary) -> dict[str, dict[str, object]]:
 
 
 def build_site(
-    summary: SeedSummary, state: MoodleState, workdir: Path, *, held_back: Sequence[str]
+    summary: SeedSummary,
+    state: MoodleState,
+    workdir: Path,
+    *,
+    held_back: Sequence[str],
+    accounts: bool = False,
 ) -> DemoSite:
     """Create the Moodle users and courses and write the mapping file."""
-    for person in summary.people:
-        if person.people_code_id in held_back:
+    extra = summary.people_summary
+    without = set(held_back)
+    if accounts and extra is not None:
+        without |= set(extra.without_account)
+    faculty = [] if extra is None else list(extra.faculty)
+    people = [(p.people_code_id, p.first_name, p.last_name) for p in summary.people]
+    for person, first, last in people + faculty:
+        if person in without:
             continue
         state.add_user(
-            person.people_code_id.lower(),
-            idnumber=person.people_code_id[1:],
-            firstname=person.first_name,
-            lastname=person.last_name,
+            person.lower(), idnumber=person[1:], firstname=first, lastname=last
+        )
+    if accounts and extra is not None and extra.collision is not None:
+        # an alumna's account, outside PowerCampus, holds the login name
+        state.add_user(
+            extra.collision[1],
+            email="alumna@example.org",
+            firstname="Former",
+            lastname="Student",
         )
     teacher = state.add_user("teacher", firstname="Course", lastname="Teacher")
     entries = mapping_entries(summary)
@@ -83,15 +102,21 @@ def build_site(
 
 
 def expected_active(
-    rows: Sequence[TranscriptRow], mapping: MappingSet, policy: EnrolmentPolicy
+    snapshot: Snapshot, mapping: MappingSet, policy: EnrolmentPolicy
 ) -> dict[int, set[str]]:
-    """PowerCampus's truth: who should be active in each mapped Moodle course."""
+    """PowerCampus's truth: who should hold a role in each mapped Moodle course.
+
+    Decided by the consumer's own rules (``desired_enrolments`` over the
+    snapshot's events): students, instructors, term withdrawals alike.
+    """
     expected: dict[int, set[str]] = {course.id: set() for course in mapping}
-    for row in rows:
-        if not is_enrolled(to_registration(row), policy):
-            continue
-        for course in mapping.courses_for(row.section):
-            expected[course.id].add(row.people_code_id)
+    events = snapshot_events(
+        snapshot, source="truth", captured_at=datetime.now(UTC), snapshot_id="truth"
+    )
+    for event in events:
+        for desired in desired_enrolments(event, mapping, policy):
+            if desired.active:
+                expected[desired.course.id].add(event.people_code_id)
     return expected
 
 

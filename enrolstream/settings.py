@@ -42,6 +42,7 @@ from pydantic_settings import (
 )
 from pydantic_settings import SettingsError as SourceParseError
 
+from cdc.ports import TRACKED_TABLES, TrackedTable
 from connectors.kafka.config import (
     SASL_PROTOCOLS,
     TLS_PROTOCOLS,
@@ -89,6 +90,12 @@ class SourceSettings(_Section):
 
     kind: Literal["sandbox", "sqlserver"] = "sandbox"
     name: str = Field(default="powercampus", description="names the source in events")
+    tables: tuple[TrackedTable, ...] = Field(
+        default=TRACKED_TABLES,
+        description="the tables to track (change tracking must be on for each): "
+        "TRANSCRIPTDETAIL (always), SECTIONPER (instructors), ACADEMIC (term "
+        "withdrawals), PEOPLE, EmailAddress, PersonUser (accounts)",
+    )
     sandbox: SandboxSettings = SandboxSettings()
     sqlserver: SqlServerSettings = SqlServerSettings()
 
@@ -157,6 +164,27 @@ class ConsumerSettings(_Section):
     audit_role_id: int = 5
     audit_grade: str | None = "AU"
     withdrawn_grades: tuple[str, ...] = ("W", "WA")
+    instructor_role_id: int = Field(
+        default=3, description="role of an instructor (SECTIONPER): editingteacher"
+    )
+    secondary_instructor_role_id: int = Field(
+        default=4, description="role of a secondary instructor: teacher"
+    )
+    secondary_percentage_at_most: float | None = Field(
+        default=0.0,
+        description="an instructor whose SECTIONPER.PERCENTAGE is set and at most "
+        "this is secondary; unset: every instructor is primary",
+    )
+    separation_codes: tuple[str, ...] = Field(
+        default=("WITH", "LOA", "AWIT"),
+        description="ACADEMIC.ENROLL_SEPARATION codes that drop a student from "
+        "every course of the term (with separations_from = codes)",
+    )
+    separations_from: Literal["codes", "code_enrollment"] = Field(
+        default="codes",
+        description="codes: separation_codes; code_enrollment: the codes "
+        "PowerCampus's CODE_ENROLLMENT marks with REQUIRE_SEPDATE = 'Y'",
+    )
     parked_retry_s: float = Field(default=30.0, gt=0)
     allow_empty_mapping: bool = Field(
         default=False,
@@ -164,6 +192,45 @@ class ConsumerSettings(_Section):
         "such a consumer applies nothing while looking healthy)",
     )
     batch_max_rows: int = Field(default=100, ge=1)
+
+
+class AccountsSettings(_Section):
+    """Moodle accounts for new students and instructors (off by default)."""
+
+    enabled: bool = Field(
+        default=False,
+        description="create the Moodle account of a person who has none (from "
+        "PEOPLE, the primary EmailAddress and PersonUser) and keep the names and "
+        "e-mail of accounts enrolstream created up to date; needs "
+        "moodle.user_field = idnumber and moodle/user:create, moodle/user:update",
+    )
+    auth: str = Field(
+        default="manual",
+        description="the Moodle authentication plugin of new accounts (manual, "
+        "nologin, saml2, oidc, ldap, ...); it must be installed on the site",
+    )
+    use_nickname: bool = Field(
+        default=False, description="first name from PEOPLE.Nickname when it is set"
+    )
+    username_sources: tuple[
+        Literal["personuser", "email_local_part", "idnumber"], ...
+    ] = Field(
+        default=("personuser", "email_local_part", "idnumber"),
+        description="where the username comes from, first that has a value: "
+        "PersonUser.UserName, the primary e-mail's local part, the idnumber; a "
+        "username taken in Moodle parks the person, it never falls back",
+    )
+    email_domains: tuple[str, ...] = Field(
+        default=(),
+        description="allowed domains of the primary e-mail (empty: any); a person "
+        "whose address is elsewhere is parked",
+    )
+    create_password: bool | None = Field(
+        default=None,
+        description="send createpassword=1 (Moodle makes a password and mails it); "
+        "unset: for the plugins Moodle requires it of (manual, nologin, email, "
+        "none, lti), never for external ones (ldap, oauth2, saml2, oidc, ...)",
+    )
 
 
 class ReconcileSettings(_Section):
@@ -194,6 +261,7 @@ class Settings(BaseSettings):
     poller: PollerSettings = PollerSettings()
     moodle: MoodleSettings = MoodleSettings()
     consumer: ConsumerSettings = ConsumerSettings()
+    accounts: AccountsSettings = AccountsSettings()
     reconcile: ReconcileSettings = ReconcileSettings()
     operations: OperationsSettings = OperationsSettings()
     alarm: AlarmSettings = AlarmSettings()
@@ -318,6 +386,7 @@ __all__ = [
     "SASL_PROTOCOLS",
     "TLS_PROTOCOLS",
     "WEEKDAYS",
+    "AccountsSettings",
     "AlarmSettings",
     "ConsumerSettings",
     "EmailSettings",

@@ -12,6 +12,17 @@ matches on it exhaustively.
 ``LedgerEntry`` is the ownership ledger's record of one (course, user) pair the
 consumer has written to. It lives here, not in the decision module, because it
 travels on the ledger topic.
+
+Roles per source: a person can hold a role in a course from us as a student
+(TRANSCRIPTDETAIL) and as an instructor (SECTIONPER), even both in one course.
+The enrolment is one in Moodle whatever the roles, so the ledger keeps **one
+entry per (course, user)** recording the role of ours for each source
+(``LedgerEntry.roles``), and a decision covers every source of the pair at once:
+at most one action per pair, never a second enrolment (and its welcome
+message) for a second role. Entries written before instructors have no
+``roles``: they read as ``{"student": roleid}``. An action assigns or
+unassigns several roles when several sources change together
+(``also_roleids``); roles that are not ours are never unassigned.
 """
 
 from __future__ import annotations
@@ -22,12 +33,19 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from schemas.events import TermKey
 
+RoleSource = Literal["student", "instructor"]
+"""Why we hold a role in a course: a registration (student or audit role) or
+teaching a section (instructor role)."""
+
+ROLE_SOURCES: tuple[RoleSource, ...] = ("student", "instructor")
+
 LedgerStatus = Literal["active", "suspended", "role_removed", "unenrolled", "pending"]
 """The state we last put the enrolment in.
 
-``active``: enrolled, not suspended, holding ``roleid``. ``suspended``: the
-enrolment's status is suspended (roles kept). ``role_removed``: still enrolled
-but ``roleid`` was taken away (a drop under ``drop_action = "remove_role"``).
+``active``: enrolled, not suspended, holding every role of ours (``roles``).
+``suspended``: the enrolment's status is suspended (roles kept).
+``role_removed``: still enrolled but every role of ours was taken away (a drop
+under ``drop_action = "remove_role"``; ``roles`` then names what was removed).
 ``unenrolled``: no enrolment. ``pending`` is only read, never written: entries of
 earlier versions wrote it before a new enrolment was sent; it is read as an
 ``active`` entry whose outcome is unknown (``uncertain``)."""
@@ -51,16 +69,39 @@ class DesiredEnrolment(_Frozen):
     people_code_id: str = Field(description="PEOPLE_CODE_ID of the person.")
     term: TermKey = Field(description="The academic term the decision was made for.")
     active: bool = Field(
-        description="True when at least one registration mapped to the course is "
-        "enrolled under the policy's predicate."
+        description="True when some role is wanted there: a registration mapped "
+        "to the course is enrolled under the policy's predicate, or the person "
+        "teaches a section feeding it."
     )
     role_id: int = Field(
-        description="Moodle role to hold: the audit role when every enrolled "
-        "registration there carries the audit grade, else the student role."
+        description="The main role to hold: the student side's (the audit role when "
+        "every enrolled registration there carries the audit grade, else the "
+        "student role), else the instructor role; the student role when none."
+    )
+    roles: dict[RoleSource, int] | None = Field(
+        default=None,
+        description="The role each source wants held; None: the student side only, "
+        "role_id when active.",
+    )
+    decided: tuple[RoleSource, ...] = Field(
+        default=("student",),
+        description="The sources the event speaks for; a role of ours from another "
+        "source is left as it is (e.g. an event of a source not tracking SECTIONPER).",
     )
     reason: str = Field(
         description="Short human explanation, e.g. 'enrolled in COUN6552/02'."
     )
+    term_withdrawal: bool = Field(
+        default=False,
+        description="Registered ('A') but not enrolled because the person is "
+        "separated from the term (ACADEMIC.ENROLL_SEPARATION).",
+    )
+
+    def wanted(self) -> dict[RoleSource, int]:
+        """The role each decided source wants held (empty: nothing wanted)."""
+        if self.roles is not None:
+            return dict(self.roles)
+        return {"student": self.role_id} if self.active else {}
 
 
 class _PairAction(_Frozen):
@@ -72,6 +113,9 @@ class _PairAction(_Frozen):
         return (self.courseid, self.userid)
 
 
+_ALSO = "Further roles, when several sources change together (student and instructor)."
+
+
 class EnrolAction(_PairAction):
     """Create the enrolment, active, with ``roleid`` (Moodle welcomes the student).
 
@@ -80,6 +124,7 @@ class EnrolAction(_PairAction):
 
     kind: Literal["enrol"] = Field(default="enrol", description="Union tag.")
     roleid: int = Field(description="Role to assign (added to any role already held).")
+    also_roleids: tuple[int, ...] = Field(default=(), description=_ALSO)
 
 
 class ReactivateAction(_PairAction):
@@ -91,6 +136,10 @@ class ReactivateAction(_PairAction):
         default=None,
         description="The role we assigned before, removed when it differs.",
     )
+    also_roleids: tuple[int, ...] = Field(default=(), description=_ALSO)
+    also_previous_roleids: tuple[int, ...] = Field(
+        default=(), description="Further roles of ours to remove."
+    )
 
 
 class ChangeRoleAction(_PairAction):
@@ -101,24 +150,35 @@ class ChangeRoleAction(_PairAction):
     )
     roleid: int = Field(description="The role to hold from now on.")
     previous_roleid: int = Field(description="The role we assigned before.")
+    also_roleids: tuple[int, ...] = Field(default=(), description=_ALSO)
+    also_previous_roleids: tuple[int, ...] = Field(
+        default=(), description="Further roles of ours to remove."
+    )
 
 
 class RestoreRoleAction(_PairAction):
-    """Undo a drop made by removing the role: assign ``roleid`` again (no welcome)."""
+    """Assign roles to an active enrolment of ours (no welcome): a drop made by
+    removing the role undone, or a second role (a student who starts teaching)."""
 
     kind: Literal["restore_role"] = Field(
         default="restore_role", description="Union tag."
     )
     roleid: int = Field(description="The role to assign.")
+    also_roleids: tuple[int, ...] = Field(default=(), description=_ALSO)
 
 
 class RemoveRoleAction(_PairAction):
-    """A drop that keeps the enrolment and takes our role away (no welcome message)."""
+    """A drop that keeps the enrolment and takes our role away (no welcome message).
+
+    Also the drop of one source while another keeps the enrolment (a student who
+    still teaches there): only that source's role goes.
+    """
 
     kind: Literal["remove_role"] = Field(
         default="remove_role", description="Union tag."
     )
     roleid: int = Field(description="The role we assigned, now removed.")
+    also_roleids: tuple[int, ...] = Field(default=(), description=_ALSO)
 
 
 class SuspendAction(_PairAction):
@@ -126,6 +186,7 @@ class SuspendAction(_PairAction):
 
     kind: Literal["suspend"] = Field(default="suspend", description="Union tag.")
     roleid: int = Field(description="The role the enrolment holds (kept).")
+    also_roleids: tuple[int, ...] = Field(default=(), description=_ALSO)
 
 
 class UnenrolAction(_PairAction):
@@ -185,7 +246,15 @@ class LedgerEntry(_Frozen):
 
     courseid: int = Field(description="Moodle course id.")
     userid: int = Field(description="Moodle user id.")
-    roleid: int = Field(description="The role we last assigned.")
+    roleid: int = Field(
+        description="The role we last assigned (the main one: the student side's "
+        "when we hold one there)."
+    )
+    roles: dict[RoleSource, int] | None = Field(
+        default=None,
+        description="Every role of ours there, per source; None (entries written "
+        "before instructors): the student role ``roleid``.",
+    )
     status: LedgerStatus = Field(description="The state we last put it in.")
     event_id: str = Field(description="The event whose decision wrote this entry.")
     state_version: int = Field(
@@ -227,6 +296,12 @@ class LedgerEntry(_Frozen):
         "was lost may still be applied until then (a late write), after the "
         "decision that read Moodle back.",
     )
+    previous_roles: dict[RoleSource, int] | None = Field(
+        default=None,
+        description="On an uncertain role change: the roles of ours per source "
+        "before it, which Moodle may still hold (None: ``previous_roleid``, "
+        "student side).",
+    )
 
     def normalised(self) -> LedgerEntry:
         """The entry with legacy ``pending`` read as an uncertain ``active``."""
@@ -234,10 +309,25 @@ class LedgerEntry(_Frozen):
             return self.model_copy(update={"status": "active", "uncertain": True})
         return self
 
+    def our_roles(self) -> dict[RoleSource, int]:
+        """The role of ours per source (a legacy entry: the student role)."""
+        if self.roles is not None:
+            return dict(self.roles)
+        return {"student": self.roleid}
+
+    def leftover_roles(self) -> dict[RoleSource, int]:
+        """Roles of ours from before an unfinished role change, per source."""
+        if self.previous_roles is not None:
+            return dict(self.previous_roles)
+        if self.previous_roleid is None:
+            return {}
+        return {"student": self.previous_roleid}
+
 
 __all__ = [
     "DROP_KINDS",
     "MOODLE_ACTION",
+    "ROLE_SOURCES",
     "ChangeRoleAction",
     "CourseRef",
     "DesiredEnrolment",
@@ -249,6 +339,7 @@ __all__ = [
     "ReactivateAction",
     "RemoveRoleAction",
     "RestoreRoleAction",
+    "RoleSource",
     "SuspendAction",
     "UnenrolAction",
 ]

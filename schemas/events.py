@@ -11,9 +11,17 @@ Every event is keyed on Kafka by ``people_code_id``, so one student's events sta
 in order across sections (a cross-list swap is a drop in one section and an add
 in another, in one transaction).
 
-Compatibility: adding an optional field is a minor change within
-``schema_version`` 1; removing or retyping a field needs version 2. The exported
-JSON Schema beside this module is kept in sync by a test.
+Versions: ``EnrolmentEvent`` is version 2, ``EnrolmentEventV1`` version 1. Version
+2 is version 1 plus what instructors, term withdrawals and accounts need: the
+person's SECTIONPER rows (``teaching``), ACADEMIC rows (``standing``) and account
+details (``person``) in the term, each ``None`` when the source does not track
+that table; and a ``change`` that names its table (``TableChange``: a SECTIONPER,
+ACADEMIC or person-level change as well as a TRANSCRIPTDETAIL row). Consumers
+read both (``parse_event``): a version 1 event is read as version 2 with the new
+parts ``None``, which decide nothing (instructor roles and withdrawals are left
+as they are). Producers write version 2. Within a version, adding an optional
+field is a minor change; removing or retyping one needs a new version. The
+exported JSON Schema of each version is kept in sync by a test.
 """
 
 from __future__ import annotations
@@ -22,13 +30,13 @@ import re
 import uuid
 from datetime import datetime
 from functools import cached_property
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter
 
-from schemas.collation import person_term_key, section_key, term_key
+from schemas.collation import collate, person_term_key, section_key, term_key
 
-SCHEMA_VERSION: Literal[1] = 1
+SCHEMA_VERSION: Literal[2] = 2
 
 _TERM_LABEL = re.compile(r"(?P<year>\d{4})\s*/(?P<term>[^/]*[^/\s][^/]*)")
 
@@ -38,6 +46,12 @@ EVENT_ID_NAMESPACE = uuid.UUID("6f1c3a52-3a8e-4c59-9a53-0f6d8e7b2a10")
 AddDropWait = Literal["A", "D", "W"]
 Operation = Literal["insert", "update", "delete"]
 EventKind = Literal["change", "snapshot"]
+SourceTable = Literal[
+    "TRANSCRIPTDETAIL", "SECTIONPER", "ACADEMIC", "PEOPLE", "EmailAddress", "PersonUser"
+]
+#: Tables whose change is about a person, not one term: it is published once per
+#: term the person has rows in.
+PERSON_TABLES: frozenset[str] = frozenset({"PEOPLE", "EmailAddress", "PersonUser"})
 
 
 class _Frozen(BaseModel):
@@ -117,6 +131,11 @@ class Registration(_Frozen):
     )
     mid_grade: str | None = Field(default=None, description="MID_GRADE.")
     credit_type: str | None = Field(default=None, description="CREDIT_TYPE.")
+    transcript_seq: str | None = Field(
+        default=None,
+        description="TRANSCRIPT_SEQ: which ACADEMIC record the row belongs to "
+        "(None: not read; then every ACADEMIC row of the session counts).",
+    )
 
 
 class RowChange(_Frozen):
@@ -141,8 +160,143 @@ class RowChange(_Frozen):
     )
 
 
+class Teaching(_Frozen):
+    """One SECTIONPER row of the person in the term: they teach that section."""
+
+    section: SectionKey = Field(description="The section taught.")
+    percentage: float | None = Field(
+        default=None,
+        description="PERCENTAGE: their share of the section (None when not set).",
+    )
+
+
+class Standing(_Frozen):
+    """One ACADEMIC row of the person in the term: their enrolment standing."""
+
+    academic_session: str = Field(description="ACADEMIC_SESSION ('' = the term).")
+    transcript_seq: str = Field(description="TRANSCRIPT_SEQ.")
+    enroll_separation: str | None = Field(
+        default=None, description="ENROLL_SEPARATION, e.g. ENRL, WITH, LOA, AWIT."
+    )
+    separation: bool | None = Field(
+        default=None,
+        description="CODE_ENROLLMENT.REQUIRE_SEPDATE = 'Y' for that code (None: "
+        "CODE_ENROLLMENT not read or the code not listed there).",
+    )
+
+
+class PersonDetails(_Frozen):
+    """What a Moodle account is made from: PEOPLE, the primary e-mail, the login name."""
+
+    first_name: str | None = Field(default=None, description="PEOPLE.FIRST_NAME.")
+    middle_name: str | None = Field(default=None, description="PEOPLE.MIDDLE_NAME.")
+    last_name: str | None = Field(default=None, description="PEOPLE.LAST_NAME.")
+    nickname: str | None = Field(default=None, description="PEOPLE.Nickname.")
+    email: str | None = Field(
+        default=None,
+        description="The primary EmailAddress (PEOPLE.PrimaryEmailId), if active.",
+    )
+    username: str | None = Field(
+        default=None, description="PersonUser.UserName (the portal login name)."
+    )
+
+
+class TableChange(_Frozen):
+    """The tracked row whose net change produced this event, and its table."""
+
+    table: SourceTable = Field(description="The tracked table the row is in.")
+    key: str = Field(
+        description="The row's primary key as text (columns joined by '|')."
+    )
+    operation: Operation = Field(
+        description="Net operation since the poller's baseline (CT's I/U/D)."
+    )
+    change_version: int = Field(description="SYS_CHANGE_VERSION of the row.")
+    creation_version: int | None = Field(
+        default=None, description="SYS_CHANGE_CREATION_VERSION, when within retention."
+    )
+    section: SectionKey | None = Field(
+        default=None,
+        description="The row's section (TRANSCRIPTDETAIL, SECTIONPER), as last seen "
+        "for a delete; None for an ACADEMIC or person row: every course of the "
+        "person-term is decided again.",
+    )
+    previous_section: SectionKey | None = Field(
+        default=None,
+        description="The section the row was in before, when an update moved it; "
+        "a consumer re-decides both.",
+    )
+
+    @property
+    def transcript_detail_id(self) -> int | None:
+        """The TranscriptDetailId of a TRANSCRIPTDETAIL change (None for other tables)."""
+        return int(self.key) if self.table == "TRANSCRIPTDETAIL" else None
+
+
 class EnrolmentEvent(_Frozen):
-    """The desired-state message the consumers act on (schema version 1)."""
+    """The desired-state message the consumers act on (schema version 2)."""
+
+    schema_version: Literal[2] = Field(default=2, description="Contract version.")
+    event_id: str = Field(
+        description="Deterministic id: the same change re-polled or replayed has "
+        "the same id."
+    )
+    kind: EventKind = Field(
+        description="'change' from an incremental poll, 'snapshot' from a "
+        "(re-)initialisation or an on-demand snapshot."
+    )
+    source: str = Field(description="Which PowerCampus database produced it.")
+    people_code_id: str = Field(description="PEOPLE_CODE_ID, the Kafka key.")
+    term: TermKey = Field(description="The term whose state is carried.")
+    state_version: int = Field(
+        description="The change-tracking version the state is consistent with "
+        "(the poll's CHANGE_TRACKING_CURRENT_VERSION)."
+    )
+    registrations: tuple[Registration, ...] = Field(
+        description="Every TRANSCRIPTDETAIL row of the person in the term as of "
+        "state_version, whatever its ADD_DROP_WAIT."
+    )
+    teaching: tuple[Teaching, ...] | None = Field(
+        default=None,
+        description="Every SECTIONPER row of the person in the term; None: the "
+        "source does not track SECTIONPER (instructor roles are left as they are).",
+    )
+    standing: tuple[Standing, ...] | None = Field(
+        default=None,
+        description="Every ACADEMIC row of the person in the term; None: the source "
+        "does not track ACADEMIC (term withdrawals are not decided).",
+    )
+    person: PersonDetails | None = Field(
+        default=None,
+        description="The person's account details; None: not read (no account can "
+        "be made or updated from this event).",
+    )
+    change: TableChange | None = Field(
+        default=None, description="What changed; None for snapshot events."
+    )
+    snapshot_id: str | None = Field(
+        default=None, description="The snapshot this event belongs to, if any."
+    )
+    captured_at: datetime = Field(description="When the poller read the change.")
+    committed_at: datetime | None = Field(
+        default=None,
+        description="When PowerCampus committed the change (UTC): the commit time "
+        "change tracking records for change.change_version (SQL Server's "
+        "sys.dm_tran_commit_table). None for snapshot events, and where the source "
+        "cannot tell (history cleaned up, or no permission to read it).",
+    )
+
+    def kafka_key(self) -> bytes:
+        """The partitioning key: the person, so their events stay in order."""
+        return self.people_code_id.encode()
+
+    def person_term_key(self) -> tuple[str, str, str]:
+        """The event's person and term as PowerCampus's collation compares them."""
+        return person_term_key(self.people_code_id, self.term)
+
+
+class EnrolmentEventV1(_Frozen):
+    """The desired-state message of schema version 1 (read, no longer written)."""
 
     schema_version: Literal[1] = Field(default=1, description="Contract version.")
     event_id: str = Field(
@@ -180,23 +334,81 @@ class EnrolmentEvent(_Frozen):
         "and additive within schema version 1.",
     )
 
-    def kafka_key(self) -> bytes:
-        """The partitioning key: the person, so their events stay in order."""
-        return self.people_code_id.encode()
-
-    def person_term_key(self) -> tuple[str, str, str]:
-        """The event's person and term as PowerCampus's collation compares them."""
-        return person_term_key(self.people_code_id, self.term)
+    def upgrade(self) -> EnrolmentEvent:
+        """The same event as version 2: what it did not carry is ``None``."""
+        change = None
+        if self.change is not None:
+            old = self.change
+            change = TableChange(
+                table="TRANSCRIPTDETAIL",
+                key=str(old.transcript_detail_id),
+                operation=old.operation,
+                change_version=old.change_version,
+                creation_version=old.creation_version,
+                section=old.section,
+                previous_section=old.previous_section,
+            )
+        fields = self.model_dump(exclude={"schema_version", "change"})
+        return EnrolmentEvent.model_validate(
+            {**fields, "schema_version": 2, "change": change}
+        )
 
 
 def change_event_id(
     source: str, transcript_detail_id: int, change_version: int, operation: Operation
 ) -> str:
-    """The id of a change event: a function of the row version, nothing else."""
+    """The id of a TRANSCRIPTDETAIL change event: a function of the row version only.
+
+    The same as in version 1, so a row re-polled across the upgrade keeps its id.
+    """
     name = (
         f"{source}|TRANSCRIPTDETAIL|{transcript_detail_id}|{change_version}|{operation}"
     )
     return str(uuid.uuid5(EVENT_ID_NAMESPACE, name))
+
+
+def table_change_event_id(
+    source: str,
+    change: TableChange,
+    people_code_id: str,
+    term: TermKey,
+) -> str:
+    """The id of a change event of another table: the row version and whose term it is.
+
+    A person-level change is published once per term and a key update once for
+    the person-term it left, so the person-term is part of the name.
+    """
+    name = (
+        f"{source}|{change.table}|{change.key}|{change.change_version}|"
+        f"{change.operation}|{collate(people_code_id)}|{term.label()}"
+    )
+    return str(uuid.uuid5(EVENT_ID_NAMESPACE, name))
+
+
+_EVENT_VERSIONS: TypeAdapter[EnrolmentEvent | EnrolmentEventV1] = TypeAdapter(
+    Annotated[
+        Annotated[EnrolmentEvent, Tag(2)] | Annotated[EnrolmentEventV1, Tag(1)],
+        Discriminator(
+            lambda v: (
+                v.get("schema_version", 1)
+                if isinstance(v, dict)
+                else getattr(v, "schema_version", 1)
+            )
+        ),
+    ]
+)
+
+
+def parse_event(data: str | bytes) -> EnrolmentEvent:
+    """An event of either version from JSON, as version 2 (``ValidationError`` if neither)."""
+    event = _EVENT_VERSIONS.validate_json(data)
+    return event.upgrade() if isinstance(event, EnrolmentEventV1) else event
+
+
+def as_event(data: object) -> EnrolmentEvent:
+    """An event of either version from decoded data (a parked entry's), as version 2."""
+    event = _EVENT_VERSIONS.validate_python(data)
+    return event.upgrade() if isinstance(event, EnrolmentEventV1) else event
 
 
 def snapshot_event_id(

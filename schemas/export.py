@@ -13,19 +13,22 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
 
+from schemas.accounts import AccountEntry
 from schemas.actions import MOODLE_ACTION, LedgerEntry
 from schemas.dead_letter import DeadLetter
-from schemas.events import EnrolmentEvent
+from schemas.events import EnrolmentEvent, EnrolmentEventV1
 from schemas.snapshot import SnapshotMarker
 
 HERE = Path(__file__).resolve().parent
 
 #: file name → (model, topic it travels on)
 CONTRACTS: dict[str, tuple[type[BaseModel] | TypeAdapter[Any], str]] = {
-    "enrolment_event.v1.schema.json": (EnrolmentEvent, "enrolstream.enrolments"),
+    "enrolment_event.v1.schema.json": (EnrolmentEventV1, "enrolstream.enrolments"),
+    "enrolment_event.v2.schema.json": (EnrolmentEvent, "enrolstream.enrolments"),
     "snapshot_marker.v1.schema.json": (SnapshotMarker, "enrolstream.snapshots"),
     "ledger_entry.v1.schema.json": (LedgerEntry, "enrolstream.ledger"),
     "dead_letter.v1.schema.json": (DeadLetter, "enrolstream.dead-letters"),
+    "account_entry.v1.schema.json": (AccountEntry, "enrolstream.accounts"),
     "moodle_action.v1.schema.json": (
         MOODLE_ACTION,
         "enrolstream.dead-letters (action)",

@@ -7,7 +7,7 @@ from dataclasses import replace
 from datetime import date
 
 from cdc.errors import PublishFailed
-from cdc.ports import ChangeBatch, ShadowLookup, Snapshot
+from cdc.ports import ChangeBatch, ShadowLookup, Snapshot, TrackedTable
 from consumers.errors import BrokerUnavailable
 from consumers.ports import Partition, RawMessage
 from schemas.events import EnrolmentEvent, TermKey
@@ -34,6 +34,7 @@ class ScriptedChangeSource:
     """A ``ChangeSource`` that answers from a script of batches, snapshots and errors."""
 
     name = "fake"
+    tables: tuple[TrackedTable, ...] = ("TRANSCRIPTDETAIL",)
 
     def __init__(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot
@@ -41,7 +42,13 @@ class ScriptedChangeSource:
         self.errors: list[Exception] = []
         self.fetched_from: list[int] = []
 
-    async def fetch_since(self, last_version: int, shadow: ShadowLookup) -> ChangeBatch:
+    async def fetch_since(
+        self,
+        last_version: int,
+        shadow: ShadowLookup,
+        *,
+        live_terms: Sequence[TermKey] = (),
+    ) -> ChangeBatch:
         """The scripted batch after ``last_version`` (an empty one if none), or an error."""
         self.fetched_from.append(last_version)
         if self.errors:

@@ -14,6 +14,7 @@ files in the same order from the same set-up calls.
     export MOODLE_HARNESS_DIR=...           # holds stop.sh / start.sh (outage cases)
     .venv/bin/python tools/record_moodle.py roles --out tests/data/moodle-golden
     .venv/bin/python tools/record_moodle.py companion --out tests/data/moodle-golden
+    .venv/bin/python tools/record_moodle.py people --out tests/data/moodle-golden
 
 Optional: ``PGHOST`` ``PGPORT`` ``PGDATABASE`` ``PGUSER`` (default: the
 harness's 127.0.0.1:55432, moodle/moodle) and ``MOODLE_DIR`` (``/opt/moodle``,
@@ -26,7 +27,9 @@ runs on whatever site there is (its replay starts its ids where the recorded
 set-up answers say), but on one *without* the companion plugin
 (``moodle/local_enrolstream``): it records the site without it, installs it
 (copies it under ``public/local/`` and runs ``admin/cli/upgrade.php``) and puts
-its function in the token's service with ``tools/moodle_companion.php``.
+its function in the token's service with ``tools/moodle_companion.php``. The
+``people`` sequence (accounts and instructors' roles) also runs on whatever site
+there is; its usernames (``p0006…``) and course must not exist yet.
 
 The outage cases stop and start the site's web server (``MOODLE_HARNESS_STATE``,
 default ``/tmp/moodle-harness``, holds its pid file). The token never reaches a
@@ -195,6 +198,28 @@ class Site:
         if not self.companion_installed():
             sys.exit("admin/cli/upgrade.php did not install local_enrolstream")
 
+    def role_capability(self, capability: str, *, allow: bool) -> None:
+        """Give the token's role ``capability`` at system level, or take it back.
+
+        Written to the database and followed by a cache purge, as the admin page
+        would; only used around one case and always taken back.
+        """
+        role = "(SELECT id FROM mdl_role WHERE shortname = 'enrolstreamws')"
+        if allow:
+            self.sql(
+                "WITH added AS (INSERT INTO mdl_role_capabilities (contextid, roleid,"
+                f" capability, permission, timemodified, modifierid) VALUES (1, {role},"
+                f" '{capability}', 1, extract(epoch from now())::int, 2) RETURNING id)"
+                " SELECT count(*) FROM added"
+            )
+        else:
+            self.sql(
+                "WITH gone AS (DELETE FROM mdl_role_capabilities WHERE contextid = 1"
+                f" AND roleid = {role} AND capability = '{capability}' RETURNING id)"
+                " SELECT count(*) FROM gone"
+            )
+        self.php(str(self.moodle_dir / "admin" / "cli" / "purge_caches.php"))
+
     def companion_service(self, verb: str) -> None:
         """``add`` or ``remove`` the plugin's function in the token's service."""
         self.php(str(COMPANION_TOOL), verb)
@@ -311,6 +336,22 @@ class Facts:
             "notifications sent during the call (SQL)": self.notifications_since(since),
         }
 
+    def user_rows(self, usernames: tuple[str, ...]) -> list[dict[str, Any]]:
+        """The ``{user}`` rows of ``usernames`` as the database holds them (no hashes)."""
+        names = ",".join(f"'{name}'" for name in usernames) or "''"
+        rows = self.site.sql(
+            "SELECT coalesce(json_agg(json_build_object('username', u.username,"
+            " 'auth', u.auth, 'firstname', u.firstname, 'lastname', u.lastname,"
+            " 'middlename', u.middlename, 'email', u.email, 'idnumber', u.idnumber,"
+            " 'suspended', u.suspended, 'confirmed', u.confirmed, 'password', CASE"
+            " WHEN u.password = '' THEN 'empty' WHEN u.password = 'not cached'"
+            " THEN 'not cached' ELSE 'a hash' END, 'auth_forcepasswordchange',"
+            " (SELECT p.value FROM mdl_user_preferences p WHERE p.userid = u.id"
+            " AND p.name = 'auth_forcepasswordchange')) ORDER BY u.id), '[]')"
+            f" FROM mdl_user u WHERE u.deleted = 0 AND u.username IN ({names})"
+        )
+        return list(rows)
+
     def _roster(self, course: int, *, onlyactive: bool) -> dict[int, list[str]]:
         fields = [("courseid", str(course))]
         if onlyactive:
@@ -356,8 +397,13 @@ class Recorder:
         note: str | None = None,
         elide: str | None = None,
         send: Callable[[list[tuple[str, str]]], Answer] | None = None,
+        users: tuple[str, ...] = (),
     ) -> Any:
-        """Record one case; ``send`` replaces a plain POST (e.g. to stop the site meanwhile)."""
+        """Record one case; ``send`` replaces a plain POST (e.g. to stop the site meanwhile).
+
+        ``users``: usernames whose ``{user}`` rows are recorded after the call
+        (``state_after["db_users (SQL)"]``), for the account cases.
+        """
         since = self.facts.last_notification() if scope else 0
         pairs = self.site.head(function) + fields
         answer = (send or self.site.post)(pairs)
@@ -393,6 +439,11 @@ class Recorder:
                 **({"count_only": True} if scope.count_only else {}),
             }
             record["state_after"] = self.facts.collect(scope, since)
+        if users:
+            record["users_scope"] = list(users)
+            record.setdefault("state_after", {})["db_users (SQL)"] = (
+                self.facts.user_rows(users)
+            )
         if note is not None:
             record["note"] = note
         record["elapsed_s"] = round(answer.elapsed_s, 3)
@@ -1040,9 +1091,372 @@ def record_companion(rec: Recorder) -> None:  # noqa: PLR0915 - one straight scr
         site.set_debug(0)
 
 
+PEOPLE_DOMAIN = "people.example.edu"
+
+
+def _account(
+    number: int,
+    auth: str,
+    *,
+    password: bool = False,
+    createpassword: bool = False,
+    username: str | None = None,
+    email: str | None = None,
+) -> dict[str, int | str]:
+    """A new account as enrolstream creates one: no password unless asked."""
+    user: dict[str, int | str] = {
+        "username": username or f"p{number:09d}",
+        "auth": auth,
+        "firstname": f"Given{number}",
+        "lastname": f"Family{number}",
+        "middlename": f"Middle{number}",
+        "email": email or f"p{number:09d}@{PEOPLE_DOMAIN}",
+        "idnumber": f"{number:09d}",
+    }
+    if password:
+        user["password"] = "Passw0rd!x"  # noqa: S105 - a lab site's set-up user
+    if createpassword:
+        user["createpassword"] = "1"
+    return user
+
+
+def record_people(rec: Recorder) -> None:  # noqa: PLR0915 - one straight script of cases
+    """Sequence 4: accounts for new people (create, collide, update) and instructors' roles."""
+    site = rec.site
+    course = rec.case(
+        "people_setup_create_course",
+        "set-up: a course for instructors and students",
+        "core_course_create_courses",
+        _rows(
+            "courses",
+            [
+                {
+                    "fullname": "People test Winter 2024",
+                    "shortname": "PEOPLE101Winter2024",
+                    "categoryid": 1,
+                    "idnumber": "202401-PEOPLE101",
+                }
+            ],
+        ),
+    )[0]["id"]
+    made = rec.case(
+        "people_setup_create_users",
+        "set-up: a teacher and four students (made by hand, not by enrolstream)",
+        "core_user_create_users",
+        _rows(
+            "users",
+            [_account(600000 + n, "manual", password=True) for n in range(1, 6)],
+        ),
+    )
+    teacher, s1, s2, s3, s4 = ids = [u["id"] for u in made]
+    rec.facts.watched |= set(ids)
+    everyone = (teacher, s1, s2, s3, s4)
+    rec.case(
+        "people_setup_enrol",
+        "set-up: the editing teacher and two students enrolled",
+        "enrol_manual_enrol_users",
+        _rows(
+            "enrolments",
+            [{"roleid": EDITINGTEACHER, "userid": teacher, "courseid": course}]
+            + [{"roleid": STUDENT, "userid": u, "courseid": course} for u in (s1, s2)],
+        ),
+        scope=Scope(course, everyone),
+    )
+
+    def create(name: str, summary: str, users: list[dict[str, int | str]]) -> Any:
+        return rec.case(
+            name,
+            summary,
+            "core_user_create_users",
+            _rows("users", users),
+            users=tuple(str(u["username"]) for u in users),
+        )
+
+    taken = f"p{600002:09d}"  # s1's username
+    taken_email = f"p{600002:09d}@{PEOPLE_DOMAIN}"
+    created = create(
+        "people_create_manual_createpassword",
+        "auth=manual, no password, createpassword=1: Moodle makes one and mails it",
+        [_account(600101, "manual", createpassword=True)],
+    )
+    manual = created[0]["id"]
+    create(
+        "people_create_manual_no_password",
+        "auth=manual with neither password nor createpassword",
+        [_account(600102, "manual")],
+    )
+    create(
+        "people_create_nologin_createpassword",
+        "auth=nologin, createpassword=1",
+        [_account(600103, "nologin", createpassword=True)],
+    )
+    create(
+        "people_create_nologin_no_password",
+        "auth=nologin with neither password nor createpassword",
+        [_account(600104, "nologin")],
+    )
+    ldap = create(
+        "people_create_ldap_no_password",
+        "auth=ldap (installed, not enabled), no password at all",
+        [_account(600105, "ldap")],
+    )[0]["id"]
+    create(
+        "people_create_oauth2_no_password",
+        "auth=oauth2, no password at all",
+        [_account(600106, "oauth2")],
+    )
+    create(
+        "people_create_saml2_not_installed",
+        "auth=saml2, a plugin this site does not have",
+        [_account(600107, "saml2")],
+    )
+    create(
+        "people_create_oidc_not_installed",
+        "auth=oidc, a plugin this site does not have",
+        [_account(600108, "oidc")],
+    )
+    create(
+        "people_create_username_taken",
+        "a username another account has",
+        [_account(600109, "ldap", username=taken)],
+    )
+    create(
+        "people_create_email_taken",
+        "an e-mail address another account has",
+        [_account(600110, "ldap", email=taken_email)],
+    )
+    create(
+        "people_create_email_taken_other_case",
+        "an e-mail address another account has, in other case",
+        [_account(600111, "ldap", email=taken_email.upper())],
+    )
+    create(
+        "people_create_email_invalid",
+        "an e-mail address that is not one",
+        [_account(600112, "ldap", email="not-an-address")],
+    )
+    site.set_debug(DEBUG_DEVELOPER)
+    try:
+        create(
+            "people_create_manual_no_password_debug_on",
+            "no password, with site debugging on",
+            [_account(600102, "manual")],
+        )
+        create(
+            "people_create_saml2_not_installed_debug_on",
+            "a missing auth plugin, with site debugging on",
+            [_account(600107, "saml2")],
+        )
+        create(
+            "people_create_username_taken_debug_on",
+            "a taken username, with site debugging on",
+            [_account(600109, "ldap", username=taken)],
+        )
+        create(
+            "people_create_email_taken_other_case_debug_on",
+            "a taken e-mail in other case, with site debugging on",
+            [_account(600111, "ldap", email=taken_email.upper())],
+        )
+    finally:
+        site.set_debug(0)
+
+    def lookup(name: str, summary: str, field: str, values: list[str]) -> None:
+        rec.case(
+            name,
+            summary,
+            "core_user_get_users_by_field",
+            [("field", field), *[(f"values[{i}]", v) for i, v in enumerate(values)]],
+        )
+
+    lookup(
+        "people_lookup_usernames",
+        "the collision check: a taken and a free username in one call",
+        "username",
+        [taken, f"p{600199:09d}"],
+    )
+    lookup(
+        "people_lookup_emails",
+        "the collision check: a taken e-mail as stored and in other case",
+        "email",
+        [taken_email, taken_email.upper()],
+    )
+    site.role_capability("moodle/site:viewuseridentity", allow=True)
+    try:
+        lookup(
+            "people_lookup_emails_viewuseridentity",
+            "the same once the token's role has moodle/site:viewuseridentity",
+            "email",
+            [taken_email, taken_email.upper()],
+        )
+    finally:
+        site.role_capability("moodle/site:viewuseridentity", allow=False)
+
+    def update(
+        name: str,
+        summary: str,
+        rows: list[dict[str, int | str]],
+        users: tuple[str, ...],
+    ) -> None:
+        rec.case(
+            name, summary, "core_user_update_users", _rows("users", rows), users=users
+        )
+
+    mine = (f"p{600101:09d}",)
+    both = (f"p{600101:09d}", f"p{600105:09d}")
+    update(
+        "people_update_names",
+        "first, middle and last name of an account enrolstream made",
+        [
+            {
+                "id": manual,
+                "firstname": "Renamed",
+                "middlename": "Middle",
+                "lastname": "Family-Smith",
+            }
+        ],
+        mine,
+    )
+    update(
+        "people_update_email",
+        "a new e-mail address",
+        [{"id": manual, "email": f"renamed.600101@{PEOPLE_DOMAIN}"}],
+        mine,
+    )
+    update(
+        "people_update_unchanged",
+        "the same values again",
+        [
+            {
+                "id": manual,
+                "firstname": "Renamed",
+                "lastname": "Family-Smith",
+                "email": f"renamed.600101@{PEOPLE_DOMAIN}",
+            }
+        ],
+        mine,
+    )
+    update(
+        "people_update_email_taken",
+        "an e-mail address another account has",
+        [{"id": manual, "email": taken_email}],
+        mine,
+    )
+    update(
+        "people_update_email_taken_other_case",
+        "an e-mail address another account has, in other case",
+        [{"id": manual, "email": taken_email.upper()}],
+        mine,
+    )
+    update(
+        "people_update_email_invalid",
+        "an e-mail address that is not one",
+        [{"id": manual, "email": "not-an-address"}],
+        mine,
+    )
+    update(
+        "people_update_nonexistent_user",
+        "a user id that does not exist",
+        [{"id": MISSING, "firstname": "Nobody"}],
+        (),
+    )
+    update(
+        "people_update_batch_one_bad",
+        "batch [a good rename, a taken e-mail]",
+        [
+            {"id": ldap, "firstname": "Batch", "lastname": "Renamed"},
+            {"id": manual, "email": taken_email},
+        ],
+        both,
+    )
+
+    def roles(
+        name: str, summary: str, function: str, rows: list[dict[str, int | str]]
+    ) -> None:
+        key = "assignments" if function == "core_role_assign_roles" else "unassignments"
+        rec.case(
+            name,
+            summary,
+            function,
+            _rows(key, rows),
+            scope=Scope(course, (*everyone, manual)),
+        )
+
+    rec.facts.watched |= {manual}
+    rec.case(
+        "people_enrol_instructor",
+        "an instructor added: enrolled as editingteacher (a second contact)",
+        "enrol_manual_enrol_users",
+        _rows(
+            "enrolments",
+            [{"roleid": EDITINGTEACHER, "userid": manual, "courseid": course}],
+        ),
+        scope=Scope(course, (*everyone, manual)),
+    )
+    roles(
+        "people_instructor_to_secondary_assign",
+        "editing teacher to teacher, step 1: teacher assigned (both held)",
+        "core_role_assign_roles",
+        [_at(course, TEACHER, manual)],
+    )
+    roles(
+        "people_instructor_to_secondary_unassign",
+        "step 2: editingteacher unassigned: exactly one role left",
+        "core_role_unassign_roles",
+        [_at(course, EDITINGTEACHER, manual)],
+    )
+    roles(
+        "people_student_also_teaches",
+        "a student of the course also teaches it: teacher assigned beside student",
+        "core_role_assign_roles",
+        [_at(course, TEACHER, s1)],
+    )
+    roles(
+        "people_student_drops_keeps_teaching",
+        "that person drops as a student: student unassigned, teacher kept",
+        "core_role_unassign_roles",
+        [_at(course, STUDENT, s1)],
+    )
+    roles(
+        "people_instructor_removed",
+        "an instructor removed: their only role unassigned",
+        "core_role_unassign_roles",
+        [_at(course, TEACHER, manual)],
+    )
+    update(
+        "people_setup_suspend_account",
+        "set-up: a student's account suspended (user.suspended = 1)",
+        [{"id": s3, "suspended": 1}],
+        (f"p{600004:09d}",),
+    )
+    rec.case(
+        "people_enrol_suspended_account",
+        "enrol the user whose account is suspended",
+        "enrol_manual_enrol_users",
+        _rows("enrolments", [{"roleid": STUDENT, "userid": s3, "courseid": course}]),
+        scope=Scope(course, everyone),
+    )
+    for name, option in (
+        ("people_roster_suspended_account_onlyactive", "onlyactive"),
+        ("people_roster_suspended_account_onlysuspended", "onlysuspended"),
+    ):
+        rec.case(
+            name,
+            f"the course roster with {option}=1 (the suspended account is enrolled)",
+            "core_enrol_get_enrolled_users",
+            [
+                ("courseid", str(course)),
+                ("options[0][name]", "userfields"),
+                ("options[0][value]", "id"),
+                ("options[1][name]", option),
+                ("options[1][value]", "1"),
+            ],
+        )
+
+
 SEQUENCES: dict[str, Callable[[Recorder], None]] = {
     "roles": record_roles,
     "companion": record_companion,
+    "people": record_people,
 }
 #: Sequences whose replay rebuilds the site from nothing: they need a fresh site.
 FRESH_SITE = frozenset({"roles"})

@@ -46,6 +46,7 @@ class KafkaSettings(_Section):
     ledger_topic: str = "enrolstream.ledger"
     parked_topic: str = "enrolstream.parked"
     dead_letter_topic: str = "enrolstream.dead-letters"
+    accounts_topic: str = "enrolstream.accounts"
     partitions: int = Field(default=4, ge=1)
     replication_factor: int = Field(default=1, ge=1)
     enable_idempotence: bool = Field(

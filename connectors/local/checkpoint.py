@@ -15,6 +15,10 @@ by the next ``commit``.
 Off-by-one rule: the saved version is the last version whose changes are
 already published and acknowledged; the poller resumes strictly after it.
 
+The shadow map also keeps the owner of every person-table row it was told
+about (EmailAddress, PersonUser: keyed by a surrogate id, so CT's delete names
+nobody), for the same reason.
+
 The shadow map is student data: the file and its SQLite side files are 0600,
 the directories created for it 0700 (``connectors/local/files.py``).
 """
@@ -30,7 +34,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from cdc.ports import ShadowEntry
+from cdc.ports import RowOwner, ShadowEntry, TrackedTable
 from connectors.local.files import SQLITE_SIDE_FILES, prepare_private_file
 from schemas.events import SectionKey, TermKey
 
@@ -63,6 +67,13 @@ CREATE TABLE IF NOT EXISTS shadow_staged (
     event_sub_type TEXT NOT NULL,
     section TEXT NOT NULL,
     PRIMARY KEY (source, transcript_detail_id)
+);
+CREATE TABLE IF NOT EXISTS owners (
+    source TEXT NOT NULL,
+    tracked_table TEXT NOT NULL,
+    row_key TEXT NOT NULL,
+    people_code_id TEXT NOT NULL,
+    PRIMARY KEY (source, tracked_table, row_key)
 );
 """
 _COLUMNS = (
@@ -221,6 +232,22 @@ class SqliteCheckpointStore:
                     found.update((row[0], _entry(row)) for row in rows)
         return found
 
+    def owners(self, table: TrackedTable, keys: Sequence[str]) -> Mapping[str, str]:
+        """PEOPLE_CODE_ID of each person-table row key the map knows."""
+        found: dict[str, str] = {}
+        wanted = list(dict.fromkeys(keys))
+        with self._lock:
+            for start in range(0, len(wanted), _LOOKUP_CHUNK):
+                chunk = wanted[start : start + _LOOKUP_CHUNK]
+                marks = ",".join("?" * len(chunk))
+                rows = self._db.execute(
+                    "SELECT row_key, people_code_id FROM owners WHERE source = ? "
+                    f"AND tracked_table = ? AND row_key IN ({marks})",
+                    (self.source, table, *chunk),
+                ).fetchall()
+                found.update((str(key), str(person)) for key, person in rows)
+        return found
+
     def entries(self, terms: Sequence[TermKey]) -> list[ShadowEntry]:
         """The shadow map's entries in these terms, staged ones included."""
         found: dict[int, ShadowEntry] = {}
@@ -260,12 +287,15 @@ class SqliteCheckpointStore:
         *,
         replace_terms: Sequence[TermKey] = (),
         newest_change_at: datetime | None = None,
+        owners: Sequence[RowOwner] = (),
+        owners_gone: Sequence[tuple[TrackedTable, str]] = (),
     ) -> None:
         """Atomically save ``version`` and the shadow-map changes.
 
         ``replace_terms`` first removes those terms' entries (compared as the
         PowerCampus collation does: case and trailing spaces ignored).
-        ``newest_change_at`` (UTC) is kept when later than the one saved.
+        ``newest_change_at`` (UTC) is kept when later than the one saved;
+        ``owners`` and ``owners_gone`` add and remove person-table row owners.
         """
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
@@ -289,6 +319,15 @@ class SqliteCheckpointStore:
                 # Published and now committed: the staging has served.
                 self._db.execute(
                     "DELETE FROM shadow_staged WHERE source = ?", (self.source,)
+                )
+                self._db.executemany(
+                    "DELETE FROM owners WHERE source = ? AND tracked_table = ? "
+                    "AND row_key = ?",
+                    [(self.source, table, key) for table, key in owners_gone],
+                )
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO owners VALUES (?, ?, ?, ?)",
+                    [(self.source, o.table, o.key, o.people_code_id) for o in owners],
                 )
                 self._db.execute(
                     "INSERT INTO checkpoint (source, version, newest_change_at) "

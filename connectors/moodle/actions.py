@@ -15,17 +15,21 @@ used with ``status_function = SET_STATUS``: the status then changes through
 ============== ====================================================================
 action         calls (in order; each only once the one before it applied)
 ============== ====================================================================
-enrol          ``enrol_manual_enrol_users`` (suspend=0): the only one that welcomes
+enrol          ``enrol_manual_enrol_users`` (suspend=0): the only one that welcomes;
+               then ``core_role_assign_roles`` for each further role (a student
+               who also teaches the course: never a second enrol call)
 reactivate     with the plugin: its function (suspend=0), then
-               ``core_role_assign_roles`` (a role already held is a no-op), then
-               unassign the previous role if it differs; no message.
-               Without: ``enrol_manual_enrol_users`` (suspend=0), then unassign
-               the previous role if it differs (Moodle sends the welcome message
-               again: only enrolments suspended before drops stopped being
-               suspends need it)
-change_role    ``core_role_assign_roles`` (new), then ``core_role_unassign_roles`` (old)
-restore_role   ``core_role_assign_roles``
-remove_role    ``core_role_unassign_roles``
+               ``core_role_assign_roles`` per role (a role already held is a
+               no-op), then unassign each previous role that differs; no message.
+               Without: ``enrol_manual_enrol_users`` (suspend=0), then assign the
+               further roles, then unassign the previous ones (Moodle sends the
+               welcome message again: only enrolments suspended before drops
+               stopped being suspends need it)
+change_role    ``core_role_assign_roles`` per new role, then
+               ``core_role_unassign_roles`` per old one (recorded: exactly the
+               new roles remain, ``people_instructor_to_secondary_*``)
+restore_role   ``core_role_assign_roles`` per role
+remove_role    ``core_role_unassign_roles`` per role
 suspend        with the plugin: its function (suspend=1); roles are kept, no
                message. Without: refused, as suspending through
                ``enrol_manual_enrol_users`` welcomes the student (see
@@ -124,18 +128,34 @@ def _calls(action: MoodleAction, status_function: str | None) -> list[AnyCall]:
     pair = {"userid": action.userid, "courseid": action.courseid}
     match action:
         case EnrolAction():
-            return [_Call(ENROL, EnrolRow(**pair, roleid=action.roleid, suspend=False))]
+            enrol = EnrolRow(**pair, roleid=action.roleid, suspend=False)
+            return [_Call(ENROL, enrol), *_assign(action, action.also_roleids)]
         case ReactivateAction() | SuspendAction():
             return _status_calls(action, status_function)
         case ChangeRoleAction():
-            role = _Call(ROLE_ASSIGN, RoleRow(**pair, roleid=action.roleid))
-            return [role, *_unassign_previous(action)]
+            roles = (action.roleid, *action.also_roleids)
+            return [*_assign(action, roles), *_unassign_previous(action)]
         case RestoreRoleAction():
-            return [_Call(ROLE_ASSIGN, RoleRow(**pair, roleid=action.roleid))]
+            return _assign(action, (action.roleid, *action.also_roleids))
         case RemoveRoleAction():
-            return [_Call(ROLE_UNASSIGN, RoleRow(**pair, roleid=action.roleid))]
+            roles = (action.roleid, *action.also_roleids)
+            return [
+                _Call(ROLE_UNASSIGN, RoleRow(**pair, roleid=role))
+                for role in dict.fromkeys(roles)
+            ]
         case UnenrolAction():
             return [_Call(UNENROL, UnenrolRow(**pair))]
+
+
+def _assign(action: MoodleAction, roles: Sequence[int]) -> list[AnyCall]:
+    """One ``core_role_assign_roles`` call per role, in order."""
+    return [
+        _Call(
+            ROLE_ASSIGN,
+            RoleRow(userid=action.userid, courseid=action.courseid, roleid=role),
+        )
+        for role in dict.fromkeys(roles)
+    ]
 
 
 def _status_calls(
@@ -151,13 +171,14 @@ def _status_calls(
                 "message; drop_action='suspend' is refused at start-up without it"
             )
         return [_Call(status_function, StatusRow(**pair, suspend=True))]
+    also = _assign(action, action.also_roleids)
     if status_function is None:
         enrol = _Call(ENROL, EnrolRow(**pair, roleid=action.roleid, suspend=False))
-        return [enrol, *_unassign_previous(action)]
+        return [enrol, *also, *_unassign_previous(action)]
     reactivate = _Call(status_function, StatusRow(**pair, suspend=False))
     # Enrolling again assigned the role; a status change does not.
-    role = _Call(ROLE_ASSIGN, RoleRow(**pair, roleid=action.roleid))
-    return [reactivate, role, *_unassign_previous(action)]
+    roles = _assign(action, (action.roleid, *action.also_roleids))
+    return [reactivate, *roles, *_unassign_previous(action)]
 
 
 def status_function_listed(site_info: Mapping[str, object]) -> str | None:
@@ -176,11 +197,17 @@ def status_function_listed(site_info: Mapping[str, object]) -> str | None:
 
 
 def _unassign_previous(action: ChangeRoleAction | ReactivateAction) -> list[AnyCall]:
-    previous = action.previous_roleid
-    if previous is None or previous == action.roleid:
-        return []
-    row = RoleRow(userid=action.userid, courseid=action.courseid, roleid=previous)
-    return [_Call(ROLE_UNASSIGN, row)]
+    """Unassign each previous role that is not also one to hold."""
+    kept = {action.roleid, *action.also_roleids}
+    previous = [action.previous_roleid, *action.also_previous_roleids]
+    return [
+        _Call(
+            ROLE_UNASSIGN,
+            RoleRow(userid=action.userid, courseid=action.courseid, roleid=role),
+        )
+        for role in dict.fromkeys(previous)
+        if role is not None and role not in kept
+    ]
 
 
 class MoodleWrites(ABC):

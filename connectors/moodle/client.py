@@ -36,6 +36,7 @@ import aiohttp
 import structlog
 from yarl import URL
 
+from connectors.moodle.accounts import MoodleAccountWrites
 from connectors.moodle.actions import MoodleWrites
 from connectors.moodle.batch import ENROL_ROW_FIELDS
 from connectors.moodle.errors import (
@@ -148,7 +149,7 @@ def call_outcome(error: MoodleError) -> str:
     return "bad_response"
 
 
-class MoodleClient(MoodleReads, MoodleWrites):
+class MoodleClient(MoodleReads, MoodleWrites, MoodleAccountWrites):
     """Async context manager around one ``aiohttp.ClientSession`` to one Moodle site.
 
     ``async with MoodleClient(url, token) as moodle: await moodle.apply(actions)``.

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from cdc.errors import SourceError, SourceMisconfigured, SourceUnavailable
+from cdc.ports import TrackedTable
+from cdc.rows import TABLE_KEYS
 from connectors.sqlserver import sql
 
 if TYPE_CHECKING:
@@ -68,8 +70,17 @@ def check_driver(driver: str, installed: Sequence[str]) -> None:
     )
 
 
-def run_checks(cursor: CursorLike, *, snapshot_required: bool) -> CheckReport:
-    """Run every database-side check in order; raise at the first failure."""
+def run_checks(
+    cursor: CursorLike,
+    *,
+    snapshot_required: bool,
+    tables: Sequence[TrackedTable] = ("TRANSCRIPTDETAIL",),
+) -> CheckReport:
+    """Run every database-side check in order; raise at the first failure.
+
+    Each of ``tables`` must exist, be tracked and have the primary key change
+    tracking reports (``cdc.rows.TABLE_KEYS``).
+    """
     database, state, state_desc, current = _database_state(cursor)
     if current is None:
         raise SourceMisconfigured(
@@ -86,7 +97,12 @@ def run_checks(cursor: CursorLike, *, snapshot_required: bool) -> CheckReport:
         )
     min_valid = check_table(cursor, database)
     check_primary_key(cursor)
-    for probe in sql.READ_PROBES:
+    for table in tables:
+        if table != "TRANSCRIPTDETAIL":
+            min_valid = max(min_valid, check_table(cursor, database, table))
+            check_primary_key(cursor, table)
+    probes = [*sql.READ_PROBES, *(sql.TABLE_PROBES[t] for t in tables[1:])]
+    for probe in probes:
         cursor.execute(probe)
         cursor.fetchall()
     return CheckReport(
@@ -97,44 +113,56 @@ def run_checks(cursor: CursorLike, *, snapshot_required: bool) -> CheckReport:
     )
 
 
-def check_table(cursor: CursorLike, database: str) -> int:
-    """Check the tracked table exists and is tracked; return its min valid version."""
-    row = _one(cursor, sql.TABLE_STATE)
+def check_table(
+    cursor: CursorLike, database: str, table: TrackedTable = "TRANSCRIPTDETAIL"
+) -> int:
+    """Check a tracked table exists and is tracked; return its min valid version."""
+    named = sql.qualified(table)
+    row = _one(cursor, sql.table_state(named))
     object_id, tracked, min_valid = row[0], row[1], row[2]
     if object_id is None:
         raise SourceMisconfigured(
-            f"table {sql.TRACKED_TABLE} does not exist in {database} or the login "
-            f"cannot see it: GRANT SELECT ON {sql.TRACKED_TABLE} TO <login>"
+            f"table {named} does not exist in {database} or the login "
+            f"cannot see it: GRANT SELECT ON {named} TO <login>"
         )
     if not tracked:
+        also = (
+            ""
+            if table == "TRANSCRIPTDETAIL"
+            else f", or leave {table} out of source.tables"
+        )
         raise SourceMisconfigured(
-            f"change tracking is off for table {sql.TRACKED_TABLE}: ask the DBA to "
-            f"run ALTER TABLE {sql.TRACKED_TABLE} ENABLE CHANGE_TRACKING"
+            f"change tracking is off for table {named}: ask the DBA to "
+            f"run ALTER TABLE {named} ENABLE CHANGE_TRACKING{also}"
         )
     if min_valid is None:
-        raise view_change_tracking_missing()
+        raise view_change_tracking_missing(named)
     return int(min_valid)
 
 
-def check_primary_key(cursor: CursorLike) -> None:
-    """The primary key is exactly TranscriptDetailId, the key deletes carry."""
-    cursor.execute(sql.PRIMARY_KEY_COLUMNS)
+def check_primary_key(
+    cursor: CursorLike, table: TrackedTable = "TRANSCRIPTDETAIL"
+) -> None:
+    """The primary key is exactly the one change tracking reports deletes by."""
+    named = sql.qualified(table)
+    cursor.execute(sql.primary_key_columns(named))
     columns = [str(row[0]) for row in cursor.fetchall()]
-    if [column.casefold() for column in columns] != [sql.TRACKED_KEY.casefold()]:
+    expected = TABLE_KEYS[table]
+    if [column.casefold() for column in columns] != [k.casefold() for k in expected]:
         found = ", ".join(columns) if columns else "no primary key"
         raise SourceMisconfigured(
-            f"{sql.TRACKED_TABLE} must have the primary key ({sql.TRACKED_KEY}) that "
+            f"{named} must have the primary key ({', '.join(expected)}) that "
             f"change tracking reports deletes by; found: {found}. This PowerCampus "
             "version is not supported without a code change (check sp_pkeys)"
         )
 
 
-def view_change_tracking_missing() -> SourceMisconfigured:
+def view_change_tracking_missing(table: str = sql.TRACKED_TABLE) -> SourceMisconfigured:
     """The error for a NULL min valid version on a table that exists."""
     return SourceMisconfigured(
-        f"CHANGE_TRACKING_MIN_VALID_VERSION({sql.TRACKED_TABLE}) is NULL: the login "
+        f"CHANGE_TRACKING_MIN_VALID_VERSION({table}) is NULL: the login "
         f"lacks VIEW CHANGE TRACKING (GRANT VIEW CHANGE TRACKING ON "
-        f"{sql.TRACKED_TABLE} TO <login>) or change tracking is off for the table "
+        f"{table} TO <login>) or change tracking is off for the table "
         "or the database; run `enrolstream source check`"
     )
 

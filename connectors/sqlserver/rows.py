@@ -9,14 +9,24 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
-from cdc.ports import ChangeRow, CtOperation, PersonTerm, ShadowEntry, TranscriptRow
+from cdc.ports import (
+    ChangeRow,
+    CtOperation,
+    KeyChange,
+    PersonTerm,
+    ShadowEntry,
+    StandingRow,
+    TeachingRow,
+    TranscriptRow,
+)
 from cdc.rows import text, transcript_row
-from schemas.collation import person_term_key
+from schemas.collation import collate, person_term_key
 from schemas.events import TermKey
 
 Row = Sequence[Any]
+R = TypeVar("R", TranscriptRow, TeachingRow, StandingRow)
 _CHANGE_PREFIX = 4  # SYS_CHANGE_VERSION, CREATION_VERSION, OPERATION, key
 _OPERATIONS = frozenset({"I", "U", "D"})
 
@@ -97,16 +107,58 @@ def term_key_params(keys: Sequence[PersonTerm]) -> list[str]:
 
 
 def group_term_state(
-    keys: Sequence[PersonTerm], rows: Iterable[TranscriptRow]
-) -> dict[PersonTerm, tuple[TranscriptRow, ...]]:
+    keys: Sequence[PersonTerm], rows: Iterable[R]
+) -> dict[PersonTerm, tuple[R, ...]]:
     """Rows grouped under the requested keys; a key with no rows maps to ``()``."""
     by_fold = {fold(key): key for key in keys}
-    grouped: dict[PersonTerm, list[TranscriptRow]] = {key: [] for key in keys}
+    grouped: dict[PersonTerm, list[R]] = {key: [] for key in keys}
     for row in rows:
         key = by_fold.get(fold(PersonTerm(row.people_code_id, row.term)))
         if key is not None:
             grouped[key].append(row)
     return {key: tuple(found) for key, found in grouped.items()}
+
+
+def person_table_persons(changes: Iterable[KeyChange]) -> list[str]:
+    """The persons of person-table changes (no term of their own), first-seen order."""
+    seen: dict[str, str] = {}
+    for change in changes:
+        if change.term is None and change.people_code_id is not None:
+            seen.setdefault(collate(change.people_code_id), change.people_code_id)
+    return list(seen.values())
+
+
+def terms_of_persons(
+    persons: Sequence[str], found: Iterable[Row], live: Sequence[TermKey]
+) -> dict[str, list[TermKey]]:
+    """(person, year, term) rows as each person's terms, only ``live`` ones if given."""
+    wanted = {term.key() for term in live}
+    terms: dict[str, dict[tuple[str, str], TermKey]] = {}
+    for row in found:
+        term = TermKey(academic_year=text(row[1]), academic_term=text(row[2]))
+        if wanted and term.key() not in wanted:
+            continue
+        terms.setdefault(collate(text(row[0])), {}).setdefault(term.key(), term)
+    return {p: list(terms.get(collate(p), {}).values()) for p in persons}
+
+
+def touched(
+    changes: Iterable[ChangeRow],
+    keyed: Iterable[KeyChange],
+    terms_of: Mapping[str, Sequence[TermKey]],
+) -> list[PersonTerm]:
+    """Every person-term a batch touches: rows, key changes, person-table changes."""
+    seen: dict[tuple[str, str, str], PersonTerm] = {
+        fold(key): key for key in person_terms(changes)
+    }
+    for change in keyed:
+        if change.term is not None and change.people_code_id is not None:
+            key = PersonTerm(change.people_code_id, change.term)
+            seen.setdefault(fold(key), key)
+    for person, terms in terms_of.items():
+        for term in terms:
+            seen.setdefault(fold(PersonTerm(person, term)), PersonTerm(person, term))
+    return list(seen.values())
 
 
 def term_params(terms: Sequence[TermKey]) -> list[str]:

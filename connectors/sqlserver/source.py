@@ -6,9 +6,10 @@ autocommit mode with explicit ``BEGIN``/``COMMIT`` so no transaction (and no
 snapshot pinning tempdb versions) stays open between polls.
 
 Each ``fetch_since`` is one SNAPSHOT transaction (``docs/sqlserver-change-tracking.md`` §5):
-min valid version, current version, CHANGETABLE joined back, the shadow map
-consulted for the changed keys, then the complete term state of every touched
-person, then COMMIT. With ``snapshot_isolation=False`` it runs the documented
+min valid version of every tracked table, current version, CHANGETABLE of each
+joined back, the shadow map consulted for the changed keys, then the complete
+state (TRANSCRIPTDETAIL, SECTIONPER, ACADEMIC, account details) of every
+touched person-term, then COMMIT. With ``snapshot_isolation=False`` it runs the documented
 fallback under READ COMMITTED: current version first, changes after, the min
 valid version checked again at the end; changes newer than ``to_version`` may
 appear and come again next poll (duplicates, never losses).
@@ -32,8 +33,26 @@ from cdc.errors import (
     SourceMisconfigured,
     SourceUnavailable,
 )
-from cdc.ports import ChangeBatch, ShadowLookup, Snapshot, TranscriptRow
-from cdc.rows import transcript_row
+from cdc.ports import (
+    TRACKED_TABLES,
+    ChangeBatch,
+    PersonTerm,
+    RowOwner,
+    ShadowLookup,
+    Snapshot,
+    StandingRow,
+    TeachingRow,
+    TrackedTable,
+    TranscriptRow,
+)
+from cdc.rows import (
+    deleted_keys,
+    key_change,
+    person_details,
+    standing_row,
+    teaching_row,
+    transcript_row,
+)
 from connectors.sqlserver import rows, sql
 from connectors.sqlserver.checks import (
     CheckReport,
@@ -43,15 +62,17 @@ from connectors.sqlserver.checks import (
     view_change_tracking_missing,
 )
 from connectors.sqlserver.config import connection_string, secrets_of, tls_caveat
+from schemas.collation import collate
 
 if TYPE_CHECKING:
     from datetime import date, datetime
 
     from connectors.sqlserver.config import SqlServerSettings
-    from schemas.events import TermKey
+    from schemas.events import PersonDetails, TermKey
 
 log = structlog.get_logger()
 T = TypeVar("T")
+R = TypeVar("R", TranscriptRow, TeachingRow, StandingRow)
 Connect = Callable[[], Any]
 
 
@@ -98,9 +119,18 @@ class SqlServerChangeSource:
         *,
         name: str = "powercampus",
         connect_with: Connect | None = None,
+        tables: Sequence[TrackedTable] = TRACKED_TABLES,
     ) -> None:
-        """Nothing connects yet; ``open()`` (or the first read) does."""
+        """Nothing connects yet; ``open()`` (or the first read) does.
+
+        ``tables``: what to track (TRANSCRIPTDETAIL always); the start-up checks
+        require change tracking on each.
+        """
         self.name = name
+        self.tables: tuple[TrackedTable, ...] = (
+            "TRANSCRIPTDETAIL",
+            *(t for t in TRACKED_TABLES if t in tables and t != "TRANSCRIPTDETAIL"),
+        )
         self._settings = settings
         self._snapshot = settings.snapshot_isolation
         self._secrets = secrets_of(settings)
@@ -158,19 +188,22 @@ class SqlServerChangeSource:
         )
         return report
 
-    async def fetch_since(self, last_version: int, shadow: ShadowLookup) -> ChangeBatch:
-        """Net changes after ``last_version`` and the term state they touch."""
+    async def fetch_since(
+        self,
+        last_version: int,
+        shadow: ShadowLookup,
+        *,
+        live_terms: Sequence[TermKey] = (),
+    ) -> ChangeBatch:
+        """Net changes after ``last_version`` and the state they touch."""
         await self._ensure_open()
-        return await self._exclusive(self._fetch(last_version, shadow))
+        return await self._exclusive(self._fetch(last_version, shadow, live_terms))
 
     async def read_snapshot(self, terms: Sequence[TermKey]) -> Snapshot:
-        """Every row of ``terms`` and the version it is consistent with."""
+        """Every tracked row of ``terms`` and the version it is consistent with."""
         await self._ensure_open()
         terms = tuple(terms)
-        version, found = await self._exclusive(
-            self._run(lambda c: self._snapshot_read(c, terms))
-        )
-        return Snapshot(version=version, terms=terms, rows=tuple(found))
+        return await self._exclusive(self._run(lambda c: self._snapshot_read(c, terms)))
 
     async def live_terms(self, today: date) -> Sequence[TermKey]:
         """Terms with an ACADEMICCALENDAR session whose dates include ``today``."""
@@ -197,7 +230,7 @@ class SqlServerChangeSource:
     # --- transaction bodies (run in a worker thread) -------------------------------
 
     def _checks(self, cursor: Any) -> CheckReport:
-        return run_checks(cursor, snapshot_required=self._snapshot)
+        return run_checks(cursor, snapshot_required=self._snapshot, tables=self.tables)
 
     def _begin(self, cursor: Any) -> None:
         if self._snapshot:
@@ -208,18 +241,27 @@ class SqlServerChangeSource:
 
     def _read_changes(
         self, cursor: Any, last_version: int
-    ) -> tuple[int, list[Any], dict[int, datetime]]:
+    ) -> tuple[int, list[Any], dict[TrackedTable, list[Any]], dict[int, datetime]]:
         self._begin(cursor)
         self._check_min_valid(cursor, last_version)
         current = _scalar(cursor, sql.CURRENT_VERSION)
         if current is None:
             raise view_change_tracking_missing()
         found = list(cursor.execute(sql.CHANGES, last_version).fetchall())
+        keyed = {
+            table: list(
+                cursor.execute(sql.key_changes_query(table), last_version).fetchall()
+            )
+            for table in self.tables[1:]
+        }
         if not self._snapshot:
             # Without a snapshot, cleanup may have run while we read: re-validate.
             self._check_min_valid(cursor, last_version)
-        times = self._commit_times(cursor, last_version, int(current)) if found else {}
-        return int(current), found, times
+        changed = found or any(keyed.values())
+        times = (
+            self._commit_times(cursor, last_version, int(current)) if changed else {}
+        )
+        return int(current), found, keyed, times
 
     def _commit_times(
         self, cursor: Any, last_version: int, current: int
@@ -246,24 +288,76 @@ class SqlServerChangeSource:
             return {}
 
     def _check_min_valid(self, cursor: Any, last_version: int) -> None:
-        min_valid = _scalar(cursor, sql.MIN_VALID_VERSION)
-        if min_valid is None:
-            raise view_change_tracking_missing()
-        if last_version < int(min_valid):
-            raise ChangeTrackingVersionTooOld(last_version, int(min_valid))
+        for table in self.tables:
+            min_valid = _scalar(cursor, sql.min_valid_version(table))
+            if min_valid is None:
+                raise view_change_tracking_missing()
+            if last_version < int(min_valid):
+                raise ChangeTrackingVersionTooOld(last_version, int(min_valid))
 
-    def _read_term_state(self, cursor: Any, keys: Sequence[Any]) -> list[TranscriptRow]:
-        found: list[TranscriptRow] = []
-        for chunk in sql.chunked(keys, sql.KEYS_PER_CHUNK):
-            query = sql.term_state_query(len(chunk))
-            result = cursor.execute(query, *rows.term_key_params(chunk)).fetchall()
-            found += [transcript_row(row) for row in result]
+    def _read_person_terms(
+        self, cursor: Any, persons: Sequence[str], live: Sequence[TermKey]
+    ) -> dict[str, list[TermKey]]:
+        """The terms of each person of a person-table change (``live`` ones only)."""
+        teaching = "SECTIONPER" in self.tables
+        found: list[Any] = []
+        for chunk in sql.chunked(persons, sql.PERSONS_PER_CHUNK):
+            query = sql.person_terms_query(len(chunk), teaching=teaching)
+            params = [*chunk, *chunk] if teaching else list(chunk)
+            found += cursor.execute(query, *params).fetchall()
+        return rows.terms_of_persons(persons, found, live)
+
+    def _read_state(self, cursor: Any, keys: Sequence[PersonTerm]) -> dict[str, Any]:
+        """Every tracked table's rows of the person-terms, then COMMIT."""
+        state: dict[str, Any] = {
+            "term_state": self._by_keys(
+                cursor, keys, sql.term_state_query, transcript_row
+            )
+        }
+        if "SECTIONPER" in self.tables:
+            state["teaching"] = self._by_keys(
+                cursor, keys, sql.teaching_query, teaching_row
+            )
+        if "ACADEMIC" in self.tables:
+            state["standing"] = self._by_keys(
+                cursor, keys, sql.standing_query, standing_row
+            )
+        if "PEOPLE" in self.tables:
+            persons = list(dict.fromkeys(key.people_code_id for key in keys))
+            state["people"], state["owners"] = self._people(cursor, persons)
         self._commit(cursor)
-        return found
+        return state
 
-    def _snapshot_read(
-        self, cursor: Any, terms: Sequence[TermKey]
-    ) -> tuple[int, list[TranscriptRow]]:
+    @staticmethod
+    def _by_keys(
+        cursor: Any,
+        keys: Sequence[PersonTerm],
+        query_for: Callable[[int], str],
+        convert: Callable[[Sequence[Any]], R],
+    ) -> dict[PersonTerm, tuple[R, ...]]:
+        found: list[R] = []
+        for chunk in sql.chunked(keys, sql.KEYS_PER_CHUNK):
+            result = cursor.execute(
+                query_for(len(chunk)), *rows.term_key_params(chunk)
+            ).fetchall()
+            found += [convert(row) for row in result]
+        return rows.group_term_state(keys, found)
+
+    @staticmethod
+    def _people(
+        cursor: Any, persons: Sequence[str]
+    ) -> tuple[dict[str, PersonDetails], list[RowOwner]]:
+        found: list[Any] = []
+        for chunk in sql.chunked(persons, sql.PERSONS_PER_CHUNK):
+            found += cursor.execute(sql.people_query(len(chunk)), *chunk).fetchall()
+        details, owners = person_details(found)
+        by_fold = {collate(p): d for p, d in details.items()}
+        return (
+            {p: by_fold[collate(p)] for p in persons if collate(p) in by_fold},
+            owners,
+        )
+
+    def _snapshot_read(self, cursor: Any, terms: Sequence[TermKey]) -> Snapshot:
         self._begin(cursor)
         current = _scalar(cursor, sql.CURRENT_VERSION)
         if current is None:
@@ -271,13 +365,46 @@ class SqlServerChangeSource:
                 "CHANGE_TRACKING_CURRENT_VERSION() is NULL: change tracking is off for "
                 "the database; run `enrolstream source check`"
             )
-        found: list[TranscriptRow] = []
-        for chunk in sql.chunked(terms, sql.TERMS_PER_CHUNK):
-            query = sql.snapshot_query(len(chunk))
-            result = cursor.execute(query, *rows.term_params(chunk)).fetchall()
-            found += [transcript_row(row) for row in result]
+        found = self._by_terms(cursor, terms, sql.snapshot_query, transcript_row)
+        extra: dict[str, Any] = {}
+        teaching: list[TeachingRow] = []
+        if "SECTIONPER" in self.tables:
+            teaching = self._by_terms(
+                cursor, terms, sql.teaching_snapshot_query, teaching_row
+            )
+            extra["teaching"] = tuple(teaching)
+        if "ACADEMIC" in self.tables:
+            extra["standing"] = tuple(
+                self._by_terms(cursor, terms, sql.standing_snapshot_query, standing_row)
+            )
+        if "PEOPLE" in self.tables:
+            persons = list(
+                dict.fromkeys(
+                    [r.people_code_id for r in found]
+                    + [t.people_code_id for t in teaching]
+                )
+            )
+            people, owners = self._people(cursor, persons)
+            extra |= {"people": people, "owners": tuple(owners)}
         self._commit(cursor)
-        return int(current), found
+        return Snapshot(
+            version=int(current), terms=tuple(terms), rows=tuple(found), **extra
+        )
+
+    @staticmethod
+    def _by_terms(
+        cursor: Any,
+        terms: Sequence[TermKey],
+        query_for: Callable[[int], str],
+        convert: Callable[[Sequence[Any]], R],
+    ) -> list[R]:
+        found: list[R] = []
+        for chunk in sql.chunked(terms, sql.TERMS_PER_CHUNK):
+            result = cursor.execute(
+                query_for(len(chunk)), *rows.term_params(chunk)
+            ).fetchall()
+            found += [convert(row) for row in result]
+        return found
 
     def _commit(self, cursor: Any) -> None:
         if self._snapshot:
@@ -285,17 +412,31 @@ class SqlServerChangeSource:
 
     # --- plumbing ------------------------------------------------------------------
 
-    async def _fetch(self, last_version: int, shadow: ShadowLookup) -> ChangeBatch:
+    async def _fetch(
+        self, last_version: int, shadow: ShadowLookup, live: Sequence[TermKey]
+    ) -> ChangeBatch:
         async with self._lock:
             try:
-                current, found, times = await self._in_thread(
+                current, found, keyed_rows, times = await self._in_thread(
                     lambda c: self._read_changes(c, last_version)
                 )
                 # The shadow map is the poller's: consult it on the loop's thread.
                 known = shadow.lookup(rows.changed_keys(found))
                 changes = [rows.change_row(row, known) for row in found]
-                keys = rows.person_terms(changes)
-                state = await self._in_thread(lambda c: self._read_term_state(c, keys))
+                keyed = [
+                    key_change(table, row, owners)
+                    for table, table_rows in keyed_rows.items()
+                    for owners in [
+                        shadow.owners(table, deleted_keys(table, table_rows))
+                    ]
+                    for row in table_rows
+                ]
+                persons = rows.person_table_persons(keyed)
+                terms_of = await self._in_thread(
+                    lambda c: self._read_person_terms(c, persons, live)
+                )
+                keys = rows.touched(changes, keyed, terms_of)
+                state = await self._in_thread(lambda c: self._read_state(c, keys))
             except BaseException:
                 await asyncio.to_thread(self._rollback)
                 raise
@@ -303,8 +444,10 @@ class SqlServerChangeSource:
             from_version=last_version,
             to_version=current,
             changes=tuple(changes),
-            term_state=rows.group_term_state(keys, state),
+            key_changes=tuple(keyed),
+            person_terms=terms_of,
             commit_times=times,
+            **state,
         )
 
     async def _run(self, work: Callable[[Any], T]) -> T:

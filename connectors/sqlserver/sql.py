@@ -13,7 +13,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, TypeVar
 
-from cdc.rows import TRANSCRIPT_COLUMNS
+from cdc.ports import TrackedTable
+from cdc.rows import (
+    ACADEMIC_COLUMNS,
+    SECTIONPER_COLUMNS,
+    TABLE_KEYS,
+    TRANSCRIPT_COLUMNS,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -33,8 +39,25 @@ KEYS_PER_CHUNK = 600
 TERMS_PER_CHUNK = 500
 
 
+#: Persons per person-table query: 1 marker each (2 with SECTIONPER).
+PERSONS_PER_CHUNK = 1000
+
+
+def _check_count(count: int, markers_each: int) -> None:
+    if count < 1 or count * markers_each > MAX_PARAMETERS:
+        raise ValueError(
+            f"{count} keys need {count * markers_each} parameters; "
+            f"SQL Server accepts 1..{MAX_PARAMETERS}"
+        )
+
+
 def _td_columns() -> str:
     return ", ".join(f"td.{column}" for column in TRANSCRIPT_COLUMNS)
+
+
+def qualified(table: TrackedTable) -> str:
+    """The tracked table as every statement names it (``dbo.``)."""
+    return f"dbo.{table}"
 
 
 # --- transactions -----------------------------------------------------------------
@@ -129,6 +152,135 @@ LIVE_TERMS = (
     " ORDER BY ac.ACADEMIC_YEAR, ac.ACADEMIC_TERM"
 )
 
+# --- the other tracked tables --------------------------------------------------------
+
+_SP = ", ".join(f"sp.{c}" for c in SECTIONPER_COLUMNS)
+_AC = ", ".join(f"ac.{c}" for c in ACADEMIC_COLUMNS)
+#: Where a surrogate-keyed row that still exists belongs (its join and owner).
+_OWNER_JOIN = {
+    "EmailAddress": (
+        " LEFT JOIN dbo.EmailAddress AS r ON r.EmailAddressId = ct.EmailAddressId",
+        "r.PeopleOrgCodeId",
+    ),
+    "PersonUser": (
+        (
+            " LEFT JOIN dbo.PersonUser AS r ON r.PersonUserId = ct.PersonUserId"
+            " LEFT JOIN dbo.PEOPLE AS p ON p.PersonId = r.PersonId"
+        ),
+        "p.PEOPLE_CODE_ID",
+    ),
+}
+
+
+def min_valid_version(table: TrackedTable) -> str:
+    """CHANGE_TRACKING_MIN_VALID_VERSION of one tracked table."""
+    return (
+        f"SELECT CHANGE_TRACKING_MIN_VALID_VERSION(OBJECT_ID(N'{qualified(table)}'))"
+        " AS min_valid_version"
+    )
+
+
+def key_changes_query(table: TrackedTable) -> str:
+    """Net changes of a table other than TRANSCRIPTDETAIL after ``?``.
+
+    Columns: SYS_CHANGE_VERSION, SYS_CHANGE_CREATION_VERSION, SYS_CHANGE_OPERATION,
+    the owner (PEOPLE_CODE_ID of a surrogate-keyed row that still exists, else
+    NULL), then the key's columns (``cdc.rows.key_change`` reads them).
+    """
+    join, owner = _OWNER_JOIN.get(table, ("", "NULL"))
+    keys = ", ".join(f"ct.{c}" for c in TABLE_KEYS[table])
+    return (
+        "SELECT ct.SYS_CHANGE_VERSION, ct.SYS_CHANGE_CREATION_VERSION,"
+        f" ct.SYS_CHANGE_OPERATION, {owner} AS owner, {keys}"
+        f" FROM CHANGETABLE(CHANGES {qualified(table)}, ?) AS ct{join}"
+        " ORDER BY ct.SYS_CHANGE_VERSION"
+    )
+
+
+def _person_term_join(alias: str, person: str, key_count: int) -> str:
+    _check_count(key_count, 3)
+    values = ", ".join(["(?, ?, ?)"] * key_count)
+    return (
+        f" INNER JOIN (VALUES {values})"
+        " AS k (PEOPLE_CODE_ID, ACADEMIC_YEAR, ACADEMIC_TERM)"
+        f" ON {alias}.{person} = k.PEOPLE_CODE_ID"
+        f" AND {alias}.ACADEMIC_YEAR = k.ACADEMIC_YEAR"
+        f" AND {alias}.ACADEMIC_TERM = k.ACADEMIC_TERM"
+    )
+
+
+def _term_join(alias: str, term_count: int) -> str:
+    _check_count(term_count, 2)
+    values = ", ".join(["(?, ?)"] * term_count)
+    return (
+        f" INNER JOIN (VALUES {values}) AS k (ACADEMIC_YEAR, ACADEMIC_TERM)"
+        f" ON {alias}.ACADEMIC_YEAR = k.ACADEMIC_YEAR"
+        f" AND {alias}.ACADEMIC_TERM = k.ACADEMIC_TERM"
+    )
+
+
+def teaching_query(key_count: int) -> str:
+    """Every SECTIONPER row of ``key_count`` (person, year, term) keys."""
+    return f"SELECT {_SP} FROM dbo.SECTIONPER AS sp" + _person_term_join(
+        "sp", "PERSON_CODE_ID", key_count
+    )
+
+
+def teaching_snapshot_query(term_count: int) -> str:
+    """Every SECTIONPER row of ``term_count`` (year, term) keys."""
+    return f"SELECT {_SP} FROM dbo.SECTIONPER AS sp" + _term_join("sp", term_count)
+
+
+_ACADEMIC = (
+    f"SELECT {_AC}, ce.REQUIRE_SEPDATE FROM dbo.ACADEMIC AS ac"
+    " LEFT JOIN dbo.CODE_ENROLLMENT AS ce ON ce.CODE_VALUE_KEY = ac.ENROLL_SEPARATION"
+)
+
+
+def standing_query(key_count: int) -> str:
+    """Every ACADEMIC row (and CODE_ENROLLMENT's verdict) of person-term keys."""
+    return _ACADEMIC + _person_term_join("ac", "PEOPLE_CODE_ID", key_count)
+
+
+def standing_snapshot_query(term_count: int) -> str:
+    """Every ACADEMIC row (and CODE_ENROLLMENT's verdict) of (year, term) keys."""
+    return _ACADEMIC + _term_join("ac", term_count)
+
+
+def person_terms_query(person_count: int, *, teaching: bool) -> str:
+    """The (person, year, term) of every TRANSCRIPTDETAIL (and SECTIONPER) row of persons.
+
+    Bind the persons once per table (twice with ``teaching``).
+    """
+    _check_count(person_count, 2 if teaching else 1)
+    marks = ", ".join(["?"] * person_count)
+    query = (
+        "SELECT DISTINCT td.PEOPLE_CODE_ID, td.ACADEMIC_YEAR, td.ACADEMIC_TERM"
+        f" FROM {TRACKED_TABLE} AS td WHERE td.PEOPLE_CODE_ID IN ({marks})"
+    )
+    if teaching:
+        query += (
+            " UNION SELECT sp.PERSON_CODE_ID, sp.ACADEMIC_YEAR, sp.ACADEMIC_TERM"
+            f" FROM dbo.SECTIONPER AS sp WHERE sp.PERSON_CODE_ID IN ({marks})"
+        )
+    return query
+
+
+def people_query(person_count: int) -> str:
+    """Account details (``cdc.rows.PERSON_COLUMNS``) of ``person_count`` persons."""
+    _check_count(person_count, 1)
+    marks = ", ".join(["?"] * person_count)
+    return (
+        "SELECT p.PEOPLE_CODE_ID, p.FIRST_NAME, p.MIDDLE_NAME, p.LAST_NAME,"
+        " p.Nickname, e.EmailAddressId, e.Email, u.PersonUserId, u.UserName"
+        " FROM dbo.PEOPLE AS p"
+        " LEFT JOIN dbo.EmailAddress AS e ON e.EmailAddressId = p.PrimaryEmailId"
+        " AND e.IsActive = 1"
+        " LEFT JOIN dbo.PersonUser AS u ON u.PersonId = p.PersonId"
+        f" WHERE p.PEOPLE_CODE_ID IN ({marks})"
+    )
+
+
 # --- start-up checks ---------------------------------------------------------------
 
 #: Database name, snapshot_isolation_state (1 = ON) and CT's current version
@@ -139,26 +291,34 @@ DATABASE_STATE = (
     " FROM sys.databases AS d WHERE d.database_id = DB_ID()"
 )
 
-#: The table's object id (NULL: missing or not visible), whether CT tracks it,
-#: and its min valid version (NULL: CT off, or VIEW CHANGE TRACKING missing).
-TABLE_STATE = (
-    f"SELECT OBJECT_ID(N'{TRACKED_TABLE}') AS object_id,"
-    " (SELECT COUNT(*) FROM sys.change_tracking_tables AS t"
-    f" WHERE t.object_id = OBJECT_ID(N'{TRACKED_TABLE}')) AS tracked,"
-    f" CHANGE_TRACKING_MIN_VALID_VERSION(OBJECT_ID(N'{TRACKED_TABLE}'))"
-    " AS min_valid_version"
-)
 
-#: The primary-key columns of the tracked table, in key order.
-PRIMARY_KEY_COLUMNS = (
-    "SELECT c.name FROM sys.indexes AS i"
-    " INNER JOIN sys.index_columns AS ic"
-    " ON ic.object_id = i.object_id AND ic.index_id = i.index_id"
-    " INNER JOIN sys.columns AS c"
-    " ON c.object_id = ic.object_id AND c.column_id = ic.column_id"
-    f" WHERE i.object_id = OBJECT_ID(N'{TRACKED_TABLE}') AND i.is_primary_key = 1"
-    " ORDER BY ic.key_ordinal"
-)
+def table_state(table: str = TRACKED_TABLE) -> str:
+    """The table's object id (NULL: missing or not visible), whether CT tracks it,
+    and its min valid version (NULL: CT off, or VIEW CHANGE TRACKING missing)."""
+    return (
+        f"SELECT OBJECT_ID(N'{table}') AS object_id,"
+        " (SELECT COUNT(*) FROM sys.change_tracking_tables AS t"
+        f" WHERE t.object_id = OBJECT_ID(N'{table}')) AS tracked,"
+        f" CHANGE_TRACKING_MIN_VALID_VERSION(OBJECT_ID(N'{table}'))"
+        " AS min_valid_version"
+    )
+
+
+def primary_key_columns(table: str = TRACKED_TABLE) -> str:
+    """The primary-key columns of a tracked table, in key order."""
+    return (
+        "SELECT c.name FROM sys.indexes AS i"
+        " INNER JOIN sys.index_columns AS ic"
+        " ON ic.object_id = i.object_id AND ic.index_id = i.index_id"
+        " INNER JOIN sys.columns AS c"
+        " ON c.object_id = ic.object_id AND c.column_id = ic.column_id"
+        f" WHERE i.object_id = OBJECT_ID(N'{table}') AND i.is_primary_key = 1"
+        " ORDER BY ic.key_ordinal"
+    )
+
+
+TABLE_STATE = table_state()
+PRIMARY_KEY_COLUMNS = primary_key_columns()
 
 #: Zero-row reads proving SELECT on every column the source reads.
 READ_PROBES = (
@@ -169,6 +329,20 @@ READ_PROBES = (
         " FROM dbo.ACADEMICCALENDAR AS ac"
     ),
 )
+
+#: Zero-row reads of the other tracked tables, by table (run when tracked).
+TABLE_PROBES: dict[TrackedTable, str] = {
+    "SECTIONPER": f"SELECT TOP (0) {_SP} FROM dbo.SECTIONPER AS sp",
+    "ACADEMIC": _ACADEMIC.replace("SELECT ", "SELECT TOP (0) ", 1),
+    "PEOPLE": people_query(1).replace("SELECT ", "SELECT TOP (0) ", 1),
+    "EmailAddress": (
+        "SELECT TOP (0) e.EmailAddressId, e.PeopleOrgCodeId, e.Email, e.IsActive"
+        " FROM dbo.EmailAddress AS e"
+    ),
+    "PersonUser": (
+        "SELECT TOP (0) u.PersonUserId, u.PersonId, u.UserName FROM dbo.PersonUser AS u"
+    ),
+}
 
 
 def all_statements() -> dict[str, str]:
@@ -192,18 +366,36 @@ def all_statements() -> dict[str, str]:
         "TABLE_STATE": TABLE_STATE,
         "PRIMARY_KEY_COLUMNS": PRIMARY_KEY_COLUMNS,
         **{f"READ_PROBES[{index}]": probe for index, probe in enumerate(READ_PROBES)},
+        **{f"TABLE_PROBES[{table}]": probe for table, probe in TABLE_PROBES.items()},
+        **_related_statements(),
     }
+
+
+def _related_statements() -> dict[str, str]:
+    """The statements of the tables beside TRANSCRIPTDETAIL, builders at both ends."""
+    found: dict[str, str] = {}
+    for table in TABLE_KEYS:
+        found[f"min_valid_version({table})"] = min_valid_version(table)
+        found[f"table_state({table})"] = table_state(qualified(table))
+        found[f"primary_key_columns({table})"] = primary_key_columns(qualified(table))
+        if table != "TRANSCRIPTDETAIL":
+            found[f"key_changes_query({table})"] = key_changes_query(table)
+    for name, size in (("1", 1), ("max", KEYS_PER_CHUNK)):
+        found[f"teaching_query({name})"] = teaching_query(size)
+        found[f"standing_query({name})"] = standing_query(size)
+    for name, size in (("1", 1), ("max", TERMS_PER_CHUNK)):
+        found[f"teaching_snapshot_query({name})"] = teaching_snapshot_query(size)
+        found[f"standing_snapshot_query({name})"] = standing_snapshot_query(size)
+    for name, size in (("1", 1), ("max", PERSONS_PER_CHUNK)):
+        found[f"person_terms_query({name})"] = person_terms_query(size, teaching=True)
+        found[f"person_terms_query({name}, td only)"] = person_terms_query(
+            size, teaching=False
+        )
+        found[f"people_query({name})"] = people_query(size)
+    return found
 
 
 def chunked(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     """``items`` in consecutive slices of at most ``size``."""
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def _check_count(count: int, markers_each: int) -> None:
-    if count < 1 or count * markers_each > MAX_PARAMETERS:
-        raise ValueError(
-            f"{count} keys need {count * markers_each} parameters; "
-            f"SQL Server accepts 1..{MAX_PARAMETERS}"
-        )

@@ -7,9 +7,9 @@ of the latest complete snapshot's terms, every enrolment Moodle holds that
 PowerCampus also says should exist, as owned, with:
 
 * status from the roster (active → ``active``, inactive → ``suspended``);
-* role: the desired role, which Moodle must hold. An enrolment whose roles do
-  not include it is not adopted (it may be a teacher's): it stays unowned and
-  the reconcile reports it.
+* roles: the desired role of each source (student, instructor) that Moodle
+  holds. An enrolment holding none of the desired roles is not adopted (it may
+  be a teacher's): it stays unowned and the reconcile reports it.
 
 Not adopted, reported: Moodle-only enrolments (left unowned, never dropped)
 and PowerCampus-only ones (the reconcile will enrol them). Pairs that already
@@ -30,7 +30,7 @@ from consumers.mapping import MappingSet
 from consumers.ports import RosterEntry
 from consumers.reconcile.driver import BeforeWriting, ReconcileInputs
 from consumers.reconcile.model import CachedMapping
-from schemas.actions import CourseRef, LedgerEntry
+from schemas.actions import CourseRef, LedgerEntry, RoleSource
 
 __all__ = ["AdoptionPlan", "NotAdopted", "adopt", "plan_adoption"]
 
@@ -68,7 +68,7 @@ def plan_adoption(
     snapshot = inputs.snapshot
     terms = snapshot.marker.terms
     known = {(e.courseid, e.userid) for e in ledger if e.owned}
-    wanted: dict[tuple[int, int], tuple[int, str, str]] = {}
+    wanted: dict[tuple[int, int], tuple[dict[RoleSource, int], str, str]] = {}
     plan = AdoptionPlan()
     mapping = CachedMapping(mapping)
     for event in snapshot.events:
@@ -76,7 +76,7 @@ def plan_adoption(
         for desired in desired_enrolments(event, mapping, policy):
             if desired.active and isinstance(resolution, Found):
                 key = (desired.course.id, resolution.userid)
-                wanted[key] = (desired.role_id, event.event_id, event.people_code_id)
+                wanted[key] = (desired.wanted(), event.event_id, event.people_code_id)
     for course in mapping:
         if not any(course.term.matches(t) for t in terms):
             continue
@@ -97,7 +97,7 @@ def _adopt_course(
     course: CourseRef,
     roster: Mapping[int, RosterEntry],
     *,
-    wanted: Mapping[tuple[int, int], tuple[int, str, str]],
+    wanted: Mapping[tuple[int, int], tuple[dict[RoleSource, int], str, str]],
     known: set[tuple[int, int]],
     state_version: int,
     plan: AdoptionPlan,
@@ -113,12 +113,14 @@ def _adopt_course(
                 NotAdopted(course, userid, None, "PowerCampus does not enrol them")
             )
             continue
-        role, event_id, person = want
-        if role not in held.roleids:
-            roles = ",".join(str(r) for r in sorted(held.roleids)) or "none"
+        roles, event_id, person = want
+        adopted = {s: r for s, r in roles.items() if r in held.roleids}
+        if not adopted:
+            holds = ",".join(str(r) for r in sorted(held.roleids)) or "none"
+            wants = ",".join(str(r) for r in sorted(set(roles.values())))
             plan.role_differs.append(
                 NotAdopted(
-                    course, userid, person, f"Moodle holds roles {roles}, not {role}"
+                    course, userid, person, f"Moodle holds roles {holds}, not {wants}"
                 )
             )
             continue
@@ -126,7 +128,8 @@ def _adopt_course(
             LedgerEntry(
                 courseid=course.id,
                 userid=userid,
-                roleid=role,
+                roleid=adopted.get("student", adopted.get("instructor", 0)),
+                roles=adopted,
                 status="active" if held.status == "active" else "suspended",
                 event_id=event_id,
                 state_version=state_version,

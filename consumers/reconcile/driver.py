@@ -311,6 +311,7 @@ def _ledger_entry(
     return next_ledger_entry(
         change.action,
         change.previous,
+        desired=change.desired,
         event_id=change.event_id,
         state_version=state_version,
         uncertain=uncertain,

@@ -14,9 +14,11 @@ from consumers.reconcile.guard import GuardReport
 from schemas.actions import (
     DROP_KINDS,
     CourseRef,
+    DesiredEnrolment,
     LedgerEntry,
     MoodleAction,
     MoodleActionKind,
+    RoleSource,
 )
 from schemas.events import SectionKey
 
@@ -49,6 +51,12 @@ class PlannedChange:
     reason: str
     previous: LedgerEntry | None
     event_id: str
+    #: The decision the change comes from (which source each role is for).
+    desired: DesiredEnrolment
+    #: The sources whose role the change concerns (student, instructor).
+    about: tuple[RoleSource, ...] = ("student",)
+    #: The student side is dropped because the person left the term (ACADEMIC).
+    term_withdrawal: bool = False
 
     @property
     def is_drop(self) -> bool:

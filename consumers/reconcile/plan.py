@@ -37,7 +37,7 @@ even ``force`` does not override (an empty or broken source never empties Moodle
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from consumers.decisions import (
     EnrolmentPolicy,
@@ -45,6 +45,7 @@ from consumers.decisions import (
     desired_enrolments,
     owns,
     plan_against,
+    target_roles,
 )
 from consumers.identity import (
     Ambiguous,
@@ -66,8 +67,10 @@ from consumers.reconcile.model import (
     UnownedDifference,
     UnresolvedPerson,
 )
+from consumers.reconcile.unresolved import Unresolved, UnresolvedPersons
 from consumers.roles import role_name
 from schemas.actions import (
+    ROLE_SOURCES,
     ChangeRoleAction,
     CourseRef,
     DesiredEnrolment,
@@ -76,6 +79,7 @@ from schemas.actions import (
     MoodleAction,
     ReactivateAction,
     RestoreRoleAction,
+    RoleSource,
     UnenrolAction,
 )
 from schemas.events import EnrolmentEvent, TermKey
@@ -115,64 +119,6 @@ class _Pair:
     """The unresolved person this account may belong to: never dropped."""
 
 
-@dataclass(slots=True)
-class _Unresolved:
-    """One person without a single Moodle account, as the plan learns about them."""
-
-    people_code_id: str
-    reason: str
-    courses: tuple[str, ...] = ()
-    kept: list[str] = field(default_factory=list)
-
-    def listed(self) -> UnresolvedPerson:
-        reason = self.reason
-        if self.kept:
-            reason += "; not dropped (may be theirs): " + ", ".join(self.kept)
-        return UnresolvedPerson(self.people_code_id, reason, self.courses)
-
-
-@dataclass(slots=True)
-class _UnresolvedPersons:
-    """The unresolved persons, and which Moodle accounts may be theirs."""
-
-    user_field: UserField
-    persons: dict[str, _Unresolved] = field(default_factory=dict)
-    by_userid: dict[int, str] = field(default_factory=dict)
-    by_value: dict[str, str] = field(default_factory=dict)
-
-    def owner(self, userid: int, held: RosterEntry | None) -> str | None:
-        """The unresolved person whose account ``userid`` may be, if any."""
-        if userid in self.by_userid:
-            return self.by_userid[userid]
-        value = _field_value(held, self.user_field)
-        return self.by_value.get(value) if value else None
-
-    def keep(self, pair: _Pair) -> None:
-        """Record that a drop was withheld for ``pair`` (it may be the person's)."""
-        if pair.unresolved_person is not None:
-            person = self.persons[pair.unresolved_person]
-            person.kept.append(f"{pair.course.shortname} (user {pair.userid})")
-
-    def listed(self) -> list[UnresolvedPerson]:
-        """Persons PowerCampus enrols somewhere, or whose enrolments were kept."""
-        return [
-            person.listed()
-            for _, person in sorted(self.persons.items())
-            if person.courses or person.kept
-        ]
-
-
-def _field_value(held: RosterEntry | None, user_field: UserField) -> str | None:
-    # Rosters carry idnumber and username; other fields are matched by user id only.
-    if held is None:
-        return None
-    if user_field == "idnumber":
-        return held.idnumber
-    if user_field == "username":
-        return held.username
-    return None
-
-
 def plan_reconcile(
     *,
     snapshot_id: str,
@@ -200,7 +146,7 @@ def plan_reconcile(
     result = ReconcilePlan(snapshot_id=snapshot_id, state_version=state_version)
     mapping = mapping if isinstance(mapping, CachedMapping) else CachedMapping(mapping)
     courses = [c for c in mapping if any(c.term.matches(t) for t in terms)]
-    unresolved = _UnresolvedPersons(user_field)
+    unresolved = UnresolvedPersons(user_field)
     wanted = _wanted(
         events,
         mapping,
@@ -211,6 +157,10 @@ def plan_reconcile(
     )
     owned = _ledger_by_course(ledger)
     events_per_term = _events_per_term(events, terms)
+    # Someone absent from a snapshot that reads SECTIONPER teaches nothing either.
+    absent: tuple[RoleSource, ...] = ("student",)
+    if any(event.teaching is not None for event in events):
+        absent = ROLE_SOURCES
     for course in courses:
         ref = CourseRef(id=course.id, shortname=course.shortname)
         roster = rosters.get(course.id)
@@ -229,7 +179,14 @@ def plan_reconcile(
             unresolved=unresolved,
         )
         for pair in pairs:
-            _decide(pair, state_version, policy, result, unresolved)
+            _decide(
+                pair,
+                state_version,
+                policy=policy,
+                result=result,
+                unresolved=unresolved,
+                absent=absent,
+            )
     result.unresolved = unresolved.listed()
     result.guard = check_guard(
         result.counts.values(),
@@ -246,7 +203,7 @@ def _wanted(
     policy: EnrolmentPolicy,
     identities: Mapping[str, Resolution],
     *,
-    unresolved: _UnresolvedPersons,
+    unresolved: UnresolvedPersons,
     transform: Transform,
 ) -> dict[int, dict[int, _Wanted]]:
     """Desired state per course and user; fills ``unresolved`` with the rest."""
@@ -257,7 +214,7 @@ def _wanted(
         resolution = identities.get(person)
         if not isinstance(resolution, Found):
             reason = resolution.reason if resolution else "not looked up"
-            known = unresolved.persons.setdefault(person, _Unresolved(person, reason))
+            known = unresolved.persons.setdefault(person, Unresolved(person, reason))
             known.courses += tuple(d.course.shortname for d in desired if d.active)
             if isinstance(resolution, Ambiguous):
                 unresolved.by_userid.update(dict.fromkeys(resolution.userids, person))
@@ -319,7 +276,7 @@ def _pairs(
     roster: Mapping[int, RosterEntry],
     *,
     transform: Transform,
-    unresolved: _UnresolvedPersons,
+    unresolved: UnresolvedPersons,
 ) -> list[_Pair]:
     entries = owned.get(course.id, {})
     users = sorted(set(wanted) | set(entries) | set(roster))
@@ -366,9 +323,11 @@ def _held(roster: RosterEntry | None) -> Held | None:
 def _decide(
     pair: _Pair,
     state_version: int,
+    *,
     policy: EnrolmentPolicy,
     result: ReconcilePlan,
-    unresolved: _UnresolvedPersons,
+    unresolved: UnresolvedPersons,
+    absent: tuple[RoleSource, ...],
 ) -> None:
     roster, want = pair.roster, pair.wanted
     ledger = pair.ledger.normalised() if pair.ledger is not None else None
@@ -388,12 +347,14 @@ def _decide(
     ):
         # Perhaps the unresolved person's own enrolment: never dropped, never
         # reported as "absent from the snapshot" (it is not; they are unresolved).
-        unresolved.keep(pair)
+        unresolved.keep(pair.unresolved_person, pair.course.shortname, pair.userid)
         return
-    desired = want.desired if want is not None else _absent(pair, policy)
+    desired = want.desired if want is not None else _absent(pair, policy, absent)
     action = plan_against(desired, pair.userid, ledger, _held(roster), policy=policy)
     if action is not None:
-        _add(pair, action, _reason(action, pair, ledger, desired, want), result)
+        _add(
+            pair, action, _reason(action, pair, ledger, desired, want), result, desired
+        )
         _count(result, counts)
     elif not ours and not wanted and _staff(roster, policy):
         counts.other_roles += 1
@@ -410,7 +371,9 @@ def _decide(
         counts.in_step += 1
 
 
-def _absent(pair: _Pair, policy: EnrolmentPolicy) -> DesiredEnrolment:
+def _absent(
+    pair: _Pair, policy: EnrolmentPolicy, decided: tuple[RoleSource, ...]
+) -> DesiredEnrolment:
     """What PowerCampus wants of a person absent from the snapshot: no enrolment."""
     return DesiredEnrolment(
         course=pair.course,
@@ -418,6 +381,8 @@ def _absent(pair: _Pair, policy: EnrolmentPolicy) -> DesiredEnrolment:
         term=pair.term,
         active=False,
         role_id=policy.student_role_id,
+        roles={},
+        decided=decided,
         reason="no registration in the term (absent from the snapshot)",
     )
 
@@ -432,9 +397,22 @@ def _differs(desired: DesiredEnrolment, roster: RosterEntry | None) -> bool:
     """Moodle holds something other than PowerCampus wants (ownership aside)."""
     if desired.active:
         return roster is None or (
-            roster.status != "active" or desired.role_id not in roster.roleids
+            roster.status != "active"
+            or not set(desired.wanted().values()) <= roster.roleids
         )
     return roster is not None and roster.status == "active"
+
+
+def _about(
+    action: MoodleAction, desired: DesiredEnrolment, ledger: LedgerEntry | None
+) -> tuple[RoleSource, ...]:
+    """The sources whose role ``action`` adds, changes or takes away."""
+    if isinstance(action, EnrolAction):
+        return tuple(desired.wanted())
+    before = ledger.our_roles() if ledger is not None else {}
+    after = target_roles(desired, ledger)
+    changed = tuple(s for s in ROLE_SOURCES if before.get(s) != after.get(s))
+    return changed or tuple(before) or ("student",)
 
 
 def _reason(
@@ -493,7 +471,13 @@ def _unowned(
     )
 
 
-def _add(pair: _Pair, action: MoodleAction, reason: str, result: ReconcilePlan) -> None:
+def _add(
+    pair: _Pair,
+    action: MoodleAction,
+    reason: str,
+    result: ReconcilePlan,
+    desired: DesiredEnrolment,
+) -> None:
     want = pair.wanted
     ledger = pair.ledger
     roleid = (
@@ -513,5 +497,8 @@ def _add(pair: _Pair, action: MoodleAction, reason: str, result: ReconcilePlan) 
             reason=reason,
             previous=ledger.normalised() if ledger is not None else None,
             event_id=want.event.event_id if want else f"reconcile:{result.snapshot_id}",
+            desired=desired,
+            about=_about(action, desired, ledger),
+            term_withdrawal=desired.term_withdrawal,
         )
     )

@@ -12,9 +12,13 @@ teachers and other roles, which are not PowerCampus's to decide).
 ``actions.csv`` has one row per planned change (its header is written whatever the
 count, so an empty plan is still a readable file): ``action, course_shortname,
 student_name, user_idnumber, people_code_id, role, reason, outcome,
-moodle_userid``; outcome is ``planned``, ``applied``, ``rejected: <Moodle's
-error>``, ``skipped: guard`` or ``error: …``. ``summary.json`` holds the same
-counts plus the attention and noted lists.
+moodle_userid, about, term_withdrawal``; outcome is ``planned``, ``applied``,
+``rejected: <Moodle's error>``, ``skipped: guard`` or ``error: …``; ``about``
+names the sources whose role the change concerns (``student``, ``instructor``)
+and ``term_withdrawal`` says ``yes`` for a student dropped because they left the
+term (ACADEMIC), whatever TRANSCRIPTDETAIL says. ``summary.json`` holds the same
+counts (``instructor_changes``, ``term_withdrawals`` among them) plus the
+attention and noted lists.
 
 Pure: ``render_report`` returns the three files' texts; the caller writes them
 (``enrolstream.wiring.reconcile.write_report``) with mode 0600: they hold student
@@ -45,6 +49,8 @@ CSV_COLUMNS = (
     "reason",
     "outcome",
     "moodle_userid",
+    "about",
+    "term_withdrawal",
 )
 
 
@@ -148,6 +154,8 @@ def summarise(result: ReconcileResult) -> dict[str, Any]:
             "by_outcome": dict(
                 sorted(Counter(_outcome_class(o) for o in result.outcomes).items())
             ),
+            "instructor_changes": sum("instructor" in c.about for c in plan.changes),
+            "term_withdrawals": sum(c.term_withdrawal for c in plan.changes),
             "unowned_differences": len(plan.unowned),
             "unresolved_persons": len(plan.unresolved),
             "courses": len(plan.counts),
@@ -211,6 +219,8 @@ def _csv_rows(result: ReconcileResult) -> list[list[str]]:
             change.reason,
             outcome,
             str(change.userid),
+            ", ".join(change.about),
+            "yes" if change.term_withdrawal else "",
         ]
         for change, outcome in zip(result.plan.changes, result.outcomes, strict=True)
     ]

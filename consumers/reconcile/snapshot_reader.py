@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from consumers.errors import ConsumerError
 from consumers.ports import RawMessage
-from schemas.events import EnrolmentEvent
+from schemas.events import EnrolmentEvent, parse_event
 from schemas.snapshot import MARKER_KEY, SnapshotMarker
 
 __all__ = [
@@ -92,7 +92,7 @@ def _group(records: Sequence[RawMessage]) -> dict[str, _Group]:
                     group.end = marker
                     group.end_offset = (record.timestamp_ms, record.offset)
                 continue
-            event = EnrolmentEvent.model_validate_json(record.value)
+            event = parse_event(record.value)
         except ValidationError:
             continue  # not ours to judge here; an unreadable record is not counted
         if event.snapshot_id is not None:

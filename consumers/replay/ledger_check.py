@@ -10,8 +10,9 @@ ledger topic's record timestamps; ``check_since_ms`` derives T from the replay's
 start) is compared with Moodle's roster of its
 course, read-only (the ``Rosters`` port), and rewritten to what
 Moodle holds (``consumers.decisions.settle``, as the consumer does after an
-unknown outcome): active with our role → ``active``, active without it →
-``role_removed``, inactive → ``suspended``, absent → ``unenrolled``; an
+unknown outcome): active with a role of ours → ``active`` (with the roles of
+ours it holds), active without any → ``role_removed``, inactive →
+``suspended``, absent → ``unenrolled``; an
 uncertain entry becomes certain. ``owned``, ``event_id`` and ``state_version``
 are kept, so the events replayed from T (which include the ones that wrote
 these entries) are not stale and re-apply what was lost. Entries already
@@ -66,7 +67,8 @@ class LedgerCheck:
 
 
 def _label(entry: LedgerEntry) -> str:
-    return f"{entry.status} (role {entry.roleid})"
+    roles = ", ".join(f"{s} {r}" for s, r in sorted(entry.our_roles().items()))
+    return f"{entry.status} (roles {roles})"
 
 
 def latest_entries(

@@ -1,6 +1,7 @@
 -- PowerCampus-shaped database for the compose stack: change tracking on
--- TRANSCRIPTDETAIL, snapshot isolation allowed, a least-privilege login for the
--- poller, and a little seed data. Idempotent: safe to run on every start.
+-- TRANSCRIPTDETAIL, SECTIONPER, ACADEMIC, PEOPLE, EmailAddress and PersonUser,
+-- snapshot isolation allowed, a least-privilege login for the poller, and a
+-- little seed data. Idempotent: safe to run on every start.
 -- Run by the sqlserver-init service with sqlcmd (variables: ENROLSTREAM_PASSWORD).
 SET NOCOUNT ON;
 IF DB_ID(N'Campus6') IS NULL
@@ -64,8 +65,78 @@ CREATE TABLE dbo.SECTIONS (
         EVENT_ID, EVENT_SUB_TYPE, SECTION)
 );
 GO
+IF OBJECT_ID(N'dbo.SECTIONPER') IS NULL
+CREATE TABLE dbo.SECTIONPER (
+    ACADEMIC_YEAR nvarchar(4) NOT NULL,
+    ACADEMIC_TERM nvarchar(10) NOT NULL,
+    ACADEMIC_SESSION nvarchar(10) NOT NULL,
+    EVENT_ID nvarchar(15) NOT NULL,
+    EVENT_SUB_TYPE nvarchar(4) NOT NULL,
+    SECTION nvarchar(4) NOT NULL,
+    PERSON_CODE_ID nvarchar(10) NOT NULL,
+    PERCENTAGE numeric(6, 2) NULL,
+    CONSTRAINT SECTIONPER_PK PRIMARY KEY (ACADEMIC_YEAR, ACADEMIC_TERM, ACADEMIC_SESSION,
+        EVENT_ID, EVENT_SUB_TYPE, SECTION, PERSON_CODE_ID)
+);
+GO
+IF OBJECT_ID(N'dbo.CODE_ENROLLMENT') IS NULL
+CREATE TABLE dbo.CODE_ENROLLMENT (
+    CODE_VALUE_KEY nvarchar(8) NOT NULL CONSTRAINT PK_CODE_ENROLLMENT PRIMARY KEY,
+    LONG_DESC nvarchar(40) NULL,
+    REQUIRE_SEPDATE nvarchar(1) NOT NULL CONSTRAINT DF_CE_SEPDATE DEFAULT N'N'
+);
+GO
+IF OBJECT_ID(N'dbo.ACADEMIC') IS NULL
+CREATE TABLE dbo.ACADEMIC (
+    PEOPLE_CODE_ID nvarchar(10) NOT NULL,
+    ACADEMIC_YEAR nvarchar(4) NOT NULL,
+    ACADEMIC_TERM nvarchar(10) NOT NULL,
+    ACADEMIC_SESSION nvarchar(10) NOT NULL,
+    TRANSCRIPT_SEQ nvarchar(3) NOT NULL,
+    ENROLL_SEPARATION nvarchar(8) NULL,
+    CONSTRAINT ACADEMIC_PK PRIMARY KEY (PEOPLE_CODE_ID, ACADEMIC_YEAR, ACADEMIC_TERM,
+        ACADEMIC_SESSION, TRANSCRIPT_SEQ)
+);
+GO
+IF OBJECT_ID(N'dbo.PEOPLE') IS NULL
+CREATE TABLE dbo.PEOPLE (
+    PEOPLE_CODE_ID nvarchar(10) NOT NULL CONSTRAINT PEOPLE_PK PRIMARY KEY,
+    PersonId int IDENTITY(1, 1) NOT NULL UNIQUE,
+    FIRST_NAME nvarchar(60) NULL,
+    MIDDLE_NAME nvarchar(60) NULL,
+    LAST_NAME nvarchar(60) NULL,
+    Nickname nvarchar(60) NULL,
+    PrimaryEmailId int NULL
+);
+GO
+IF OBJECT_ID(N'dbo.EmailAddress') IS NULL
+CREATE TABLE dbo.EmailAddress (
+    EmailAddressId int IDENTITY(1, 1) NOT NULL CONSTRAINT PK_EmailAddress PRIMARY KEY,
+    PeopleOrgCodeId nvarchar(10) NOT NULL,
+    EmailType nvarchar(10) NULL,
+    Email nvarchar(100) NOT NULL,
+    IsActive bit NOT NULL CONSTRAINT DF_EA_ACTIVE DEFAULT 1
+);
+GO
+IF OBJECT_ID(N'dbo.PersonUser') IS NULL
+CREATE TABLE dbo.PersonUser (
+    PersonUserId int IDENTITY(1, 1) NOT NULL CONSTRAINT PK_PersonUser PRIMARY KEY,
+    PersonId int NOT NULL,
+    UserName nvarchar(100) NOT NULL
+);
+GO
 IF NOT EXISTS (SELECT 1 FROM sys.change_tracking_tables WHERE object_id = OBJECT_ID(N'dbo.TRANSCRIPTDETAIL'))
     ALTER TABLE dbo.TRANSCRIPTDETAIL ENABLE CHANGE_TRACKING;
+IF NOT EXISTS (SELECT 1 FROM sys.change_tracking_tables WHERE object_id = OBJECT_ID(N'dbo.SECTIONPER'))
+    ALTER TABLE dbo.SECTIONPER ENABLE CHANGE_TRACKING;
+IF NOT EXISTS (SELECT 1 FROM sys.change_tracking_tables WHERE object_id = OBJECT_ID(N'dbo.ACADEMIC'))
+    ALTER TABLE dbo.ACADEMIC ENABLE CHANGE_TRACKING;
+IF NOT EXISTS (SELECT 1 FROM sys.change_tracking_tables WHERE object_id = OBJECT_ID(N'dbo.PEOPLE'))
+    ALTER TABLE dbo.PEOPLE ENABLE CHANGE_TRACKING;
+IF NOT EXISTS (SELECT 1 FROM sys.change_tracking_tables WHERE object_id = OBJECT_ID(N'dbo.EmailAddress'))
+    ALTER TABLE dbo.EmailAddress ENABLE CHANGE_TRACKING;
+IF NOT EXISTS (SELECT 1 FROM sys.change_tracking_tables WHERE object_id = OBJECT_ID(N'dbo.PersonUser'))
+    ALTER TABLE dbo.PersonUser ENABLE CHANGE_TRACKING;
 GO
 -- Least privilege (docs/dba.md): read the few tables, VIEW CHANGE TRACKING, nothing else.
 IF SUSER_ID(N'enrolstream') IS NULL
@@ -76,6 +147,17 @@ GRANT SELECT ON dbo.TRANSCRIPTDETAIL TO enrolstream;
 GRANT VIEW CHANGE TRACKING ON dbo.TRANSCRIPTDETAIL TO enrolstream;
 GRANT SELECT ON dbo.ACADEMICCALENDAR TO enrolstream;
 GRANT SELECT ON dbo.SECTIONS TO enrolstream;
+GRANT SELECT ON dbo.CODE_ENROLLMENT TO enrolstream;
+GRANT SELECT ON dbo.SECTIONPER TO enrolstream;
+GRANT VIEW CHANGE TRACKING ON dbo.SECTIONPER TO enrolstream;
+GRANT SELECT ON dbo.ACADEMIC TO enrolstream;
+GRANT VIEW CHANGE TRACKING ON dbo.ACADEMIC TO enrolstream;
+GRANT SELECT ON dbo.PEOPLE TO enrolstream;
+GRANT VIEW CHANGE TRACKING ON dbo.PEOPLE TO enrolstream;
+GRANT SELECT ON dbo.EmailAddress TO enrolstream;
+GRANT VIEW CHANGE TRACKING ON dbo.EmailAddress TO enrolstream;
+GRANT SELECT ON dbo.PersonUser TO enrolstream;
+GRANT VIEW CHANGE TRACKING ON dbo.PersonUser TO enrolstream;
 GO
 -- Seed: one live term (dates around today) and a few registrations.
 IF NOT EXISTS (SELECT 1 FROM dbo.ACADEMICCALENDAR)
@@ -93,4 +175,18 @@ IF NOT EXISTS (SELECT 1 FROM dbo.TRANSCRIPTDETAIL)
     VALUES (N'000074179', N'P000074179', N'2021', N'Winter', N'01', N'BSC5102', N'LEC', N'01', N'CR', N'A'),
            (N'000074180', N'P000074180', N'2021', N'Winter', N'01', N'BSC5102', N'LEC', N'01', N'CR', N'A'),
            (N'000074180', N'P000074180', N'2021', N'Winter', N'01', N'COUN6552', N'LEC', N'02', N'CR', N'W');
+GO
+IF NOT EXISTS (SELECT 1 FROM dbo.CODE_ENROLLMENT)
+    INSERT INTO dbo.CODE_ENROLLMENT (CODE_VALUE_KEY, LONG_DESC, REQUIRE_SEPDATE)
+    VALUES (N'ENRL', N'Enrolled', N'N'), (N'WITH', N'Withdrawn', N'Y'),
+           (N'LOA', N'Leave of absence', N'Y'), (N'AWIT', N'Administrative withdrawal', N'Y');
+IF NOT EXISTS (SELECT 1 FROM dbo.SECTIONPER)
+    INSERT INTO dbo.SECTIONPER (ACADEMIC_YEAR, ACADEMIC_TERM, ACADEMIC_SESSION, EVENT_ID,
+        EVENT_SUB_TYPE, SECTION, PERSON_CODE_ID, PERCENTAGE)
+    VALUES (N'2021', N'Winter', N'01', N'BSC5102', N'LEC', N'01', N'P000090000', 100);
+IF NOT EXISTS (SELECT 1 FROM dbo.ACADEMIC)
+    INSERT INTO dbo.ACADEMIC (PEOPLE_CODE_ID, ACADEMIC_YEAR, ACADEMIC_TERM, ACADEMIC_SESSION,
+        TRANSCRIPT_SEQ, ENROLL_SEPARATION)
+    VALUES (N'P000074179', N'2021', N'Winter', N'01', N'001', N'ENRL'),
+           (N'P000074180', N'2021', N'Winter', N'01', N'001', N'ENRL');
 GO

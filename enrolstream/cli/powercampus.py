@@ -94,6 +94,18 @@ def seed(
         f"registrations {summary.enrolments} {summary.by_add_drop_wait}, "
         f"withdrawn grades {summary.withdrawn_grades}, audits {summary.audits}"
     )
+    extra = summary.people_summary
+    if extra is not None:
+        collision = (
+            f"{extra.collision[0]} wants the login name {extra.collision[1]!r}"
+            if extra.collision
+            else "none"
+        )
+        typer.echo(
+            f"instructors {len(extra.instructors)} (faculty {len(extra.faculty)}), "
+            f"term withdrawals {len(extra.separated)}, people with no Moodle account "
+            f"{len(extra.without_account)}, login-name collision: {collision}"
+        )
     for group in summary.crosslisted:
         typer.echo(
             f"cross-listed: {' + '.join(group.event_ids)} section {group.section} "

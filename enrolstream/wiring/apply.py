@@ -13,6 +13,7 @@ import structlog
 
 from connectors.kafka import KafkaEventConsumer, KafkaRecordSink, KafkaTable, read_topic
 from connectors.moodle.checks import preflight
+from consumers.account_book import AccountBook
 from consumers.dead_letters import (
     RedriveCount,
     count_redrive,
@@ -20,13 +21,16 @@ from consumers.dead_letters import (
     plan_redrive,
     redriven_mark,
 )
+from consumers.errors import StartupRefused
 from consumers.ledger import Ledger
 from consumers.mapping import MappingSet, check_mapping, load_mappings
 from consumers.parked import ParkedEvents
+from consumers.provisioning import Provisioning
 from consumers.runner import ApplyRunner
 from enrolstream.crashpoints import crash_point
 from enrolstream.settings import Settings
 from enrolstream.wiring.common import (
+    account_policy,
     ensure_all_topics,
     identity_resolver,
     kafka_options,
@@ -54,12 +58,18 @@ async def open_runner(
 ) -> AsyncIterator[ApplyRunner]:
     """A ready runner: mapping checked, topics created, Moodle asked, tables loaded.
 
-    Refuses an empty mapping (``MappingError``) unless allowed and
-    ``drop_action = "suspend"`` without the companion plugin (``StartupRefused``);
+    Refuses an empty mapping (``MappingError``) unless allowed,
+    ``drop_action = "suspend"`` without the companion plugin, and accounts without
+    ``user_field = idnumber`` (``StartupRefused``);
     waits while Moodle is down (until ``stop``); warns about sections feeding two
     courses and about mapped courses Moodle lacks or cannot enrol into.
     """
     mapping = mapping or load_mappings(settings.consumer.mappings)
+    if settings.accounts.enabled and settings.moodle.user_field != "idnumber":
+        raise StartupRefused(
+            "accounts.enabled needs moodle.user_field = idnumber: a new account gets "
+            "the idnumber the consumer finds people by"
+        )
     check_mapping(
         mapping,
         settings.consumer.mappings,
@@ -82,6 +92,20 @@ async def open_runner(
         ledger = Ledger(
             KafkaTable(options, kafka.ledger_topic, await sink(kafka.ledger_topic))
         )
+        provisioning = None
+        if settings.accounts.enabled:
+            book = AccountBook(
+                KafkaTable(
+                    options, kafka.accounts_topic, await sink(kafka.accounts_topic)
+                )
+            )
+            await book.load()
+            provisioning = Provisioning(
+                client,
+                book,
+                account_policy(settings),
+                transform=settings.moodle.user_transform,
+            )
         parked = ParkedEvents(
             KafkaTable(options, kafka.parked_topic, await sink(kafka.parked_topic))
         )
@@ -111,6 +135,7 @@ async def open_runner(
             late_write_window_s=settings.moodle.late_write_window_s,
             metrics=metrics,
             heartbeat=heartbeat,
+            provisioning=provisioning,
         )
 
 

@@ -47,8 +47,12 @@ def build_source(source: SourceSettings) -> ChangeSource:
         # Imported here: pyodbc needs unixODBC, which only SQL Server sites install.
         from connectors.sqlserver.source import SqlServerChangeSource  # noqa: PLC0415
 
-        return SqlServerChangeSource(source.sqlserver, name=source.name)
-    return SandboxChangeSource(source.sandbox.path, name=source.name)
+        return SqlServerChangeSource(
+            source.sqlserver, name=source.name, tables=source.tables
+        )
+    return SandboxChangeSource(
+        source.sandbox.path, name=source.name, tables=source.tables
+    )
 
 
 async def run_poller(
@@ -211,7 +215,9 @@ async def _check_sqlserver(source: SourceSettings) -> str:
     from connectors.sqlserver.source import SqlServerChangeSource  # noqa: PLC0415
 
     settings = source.sqlserver
-    change_source = SqlServerChangeSource(settings, name=source.name)
+    change_source = SqlServerChangeSource(
+        settings, name=source.name, tables=source.tables
+    )
     try:
         report = await change_source.open()
     finally:
@@ -231,7 +237,7 @@ async def _check_sandbox(source: SourceSettings) -> str:
             f"no PowerCampus sandbox at {path}: create one with `enrolstream sandbox "
             "init` (and `enrolstream sandbox seed`), or set source.sandbox.path"
         )
-    sandbox_source = SandboxChangeSource(path, name=source.name)
+    sandbox_source = SandboxChangeSource(path, name=source.name, tables=source.tables)
     try:
         snapshot = await sandbox_source.read_snapshot(())
         min_valid = await sandbox_source.min_valid_version()

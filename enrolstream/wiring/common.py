@@ -12,6 +12,7 @@ from connectors.kafka.options import client_options
 from connectors.kafka.publisher import ensure_topics
 from connectors.moodle.checks import moodle_ready
 from connectors.moodle.client import MoodleClient
+from consumers.accounts import AccountPolicy
 from consumers.decisions import EnrolmentPolicy
 from consumers.errors import BrokerUnavailable, LiveConsumerRefused
 from consumers.identity import IdentityResolver
@@ -20,6 +21,7 @@ from enrolstream.settings import Settings
 from operations.metrics import NO_METRICS, Metrics
 
 __all__ = [
+    "account_policy",
     "ensure_all_topics",
     "guard_limits",
     "identity_resolver",
@@ -50,10 +52,11 @@ async def ensure_all_topics(settings: Settings, bootstrap_servers: str) -> None:
             kafka.ledger_topic,
             kafka.parked_topic,
             kafka.dead_letter_topic,
+            kafka.accounts_topic,
         ],
         partitions=kafka.partitions,
         replication_factor=kafka.replication_factor,
-        compacted=[kafka.ledger_topic, kafka.parked_topic],
+        compacted=[kafka.ledger_topic, kafka.parked_topic, kafka.accounts_topic],
         failure=BrokerUnavailable,
     )
 
@@ -67,6 +70,23 @@ def policy(settings: Settings) -> EnrolmentPolicy:
         audit_grade=consumer.audit_grade,
         withdrawn_grades=frozenset(consumer.withdrawn_grades),
         drop_action=consumer.drop_action,
+        instructor_role_id=consumer.instructor_role_id,
+        secondary_role_id=consumer.secondary_instructor_role_id,
+        secondary_percentage_at_most=consumer.secondary_percentage_at_most,
+        separation_codes=frozenset(consumer.separation_codes),
+        separations_from=consumer.separations_from,
+    )
+
+
+def account_policy(settings: Settings) -> AccountPolicy:
+    """The account settings as the consumer's ``AccountPolicy``."""
+    accounts = settings.accounts
+    return AccountPolicy(
+        auth=accounts.auth,
+        use_nickname=accounts.use_nickname,
+        username_sources=accounts.username_sources,
+        email_domains=frozenset(d.strip().lower() for d in accounts.email_domains),
+        create_password=accounts.create_password,
     )
 
 

@@ -192,12 +192,22 @@ async def run_consume(
                 page.attach(runner, watch)
                 async with _watching(watch, settings.alarm.check_interval_s):
                     await runner.run(stop, until_idle=until_idle)
-                return ConsumeResult(
-                    summary=f"{runner.stats.summary()}, parked {len(runner.parked)}"
-                )
+                return ConsumeResult(summary=_summary(runner))
     finally:
         if source is not None:
             await source.close()
+
+
+def _summary(runner: ApplyRunner) -> str:
+    """The run's one-line summary: what was applied, who waits, accounts made."""
+    summary = f"{runner.stats.summary()}, parked {len(runner.parked)}"
+    if runner.provisioning is not None:
+        made = runner.provisioning.stats
+        summary += (
+            f", accounts created {made.created}, updated {made.updated}, "
+            f"refused {made.refused}"
+        )
+    return summary
 
 
 @contextlib.asynccontextmanager

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Literal
 
+from connectors.moodle.accounts import MoodleAccountWrites
 from connectors.moodle.actions import MoodleWrites
 from connectors.moodle.client import check_answer
 from connectors.moodle.errors import MoodleUnavailable
@@ -37,8 +38,8 @@ def _nothing(function: str) -> None:
     del function
 
 
-class InProcessMoodle(MoodleReads, MoodleWrites):
-    """``MoodleClient``'s reads and writes over a direct call into a simulator."""
+class InProcessMoodle(MoodleReads, MoodleWrites, MoodleAccountWrites):
+    """``MoodleClient``'s reads and writes (accounts too) over a direct call into a simulator."""
 
     def __init__(
         self,

@@ -109,6 +109,7 @@ def decode(data: dict[str, Any]) -> tuple[SiteConfig, Tables]:
                 row["userid"],
                 tuple(row["functions"]),
                 frozenset(row["assignable_roles"]),
+                row.get("sees_emails", True),
             )
             for row in data["tokens"]
         },
@@ -121,7 +122,10 @@ def decode(data: dict[str, Any]) -> tuple[SiteConfig, Tables]:
         context_courses={int(k): int(v) for k, v in data["context_courses"].items()},
     )
     site = data["site"]
-    return SiteConfig(**{**site, "plugins": tuple(site.get("plugins", ()))}), tables
+    tuples = {
+        key: tuple(site[key]) for key in ("plugins", "auth_plugins") if key in site
+    }
+    return SiteConfig(**{**site, **tuples}), tables
 
 
 def write_atomically(path: Path, text: str) -> None:

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from sandbox.moodle_sim import users, ws_companion, ws_core, ws_enrol, ws_roles
+from sandbox.moodle_sim import (
+    users,
+    ws_accounts,
+    ws_companion,
+    ws_core,
+    ws_enrol,
+    ws_roles,
+)
 from sandbox.moodle_sim.api import WsFunction
 
 __all__ = ["all_functions"]
@@ -15,5 +22,6 @@ def all_functions() -> dict[str, WsFunction]:
         **ws_roles.FUNCTIONS,
         **ws_companion.FUNCTIONS,
         **users.FUNCTIONS,
+        **ws_accounts.FUNCTIONS,
         **ws_core.FUNCTIONS,
     }

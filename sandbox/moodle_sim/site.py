@@ -42,7 +42,26 @@ DEFAULT_SERVICE_FUNCTIONS: tuple[str, ...] = (
     "core_enrol_get_course_enrolment_methods",
     "core_role_assign_roles",
     "core_role_unassign_roles",
+    "core_user_update_users",
 )
+#: Moodle 5.1's own authentication plugins (the recorded site's ``auth/``, sequence 4).
+CORE_AUTH_PLUGINS: tuple[str, ...] = (
+    "email",
+    "ldap",
+    "lti",
+    "manual",
+    "nologin",
+    "none",
+    "oauth2",
+    "shibboleth",
+    "webservice",
+)
+#: Plugins whose ``is_internal()`` is true: a new account needs a password or
+#: ``createpassword`` (recorded for manual and nologin; email, none and lti read
+#: from their code; ldap and oauth2 recorded as external).
+INTERNAL_AUTH_PLUGINS = frozenset({"email", "lti", "manual", "nologin", "none"})
+#: Plugins ``core_user_create_users`` refuses whatever is installed.
+NO_NEW_USERS_AUTH = frozenset({"mnet", "webservice"})
 #: The companion plugin (``moodle/local_enrolstream``) and its one function.
 COMPANION_PLUGIN = "local_enrolstream"
 SET_ENROLMENT_STATUS = "local_enrolstream_set_enrolment_status"
@@ -65,6 +84,10 @@ class Token:
     userid: int
     functions: tuple[str, ...] = DEFAULT_SERVICE_FUNCTIONS
     assignable_roles: frozenset[int] = WSCLIENT_ASSIGNABLE_ROLES
+    #: Whether the token's user may see e-mail addresses outside a course
+    #: (``moodle/site:viewuseridentity`` with ``email`` in ``showuseridentity``):
+    #: ``core_user_get_users_by_field`` finds nobody by e-mail otherwise (sequence 4).
+    sees_emails: bool = True
 
 
 @dataclass(frozen=True)
@@ -78,3 +101,5 @@ class SiteConfig:
     category_name: str = "Category 1"
     #: Add-on plugins installed (frankenstyle names); their functions exist only then.
     plugins: tuple[str, ...] = ()
+    #: Authentication plugins installed (a site with SSO adds ``saml2``, ``oidc``…).
+    auth_plugins: tuple[str, ...] = CORE_AUTH_PLUGINS

@@ -34,7 +34,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -159,6 +159,14 @@ class MoodleState(StateReads):
         self._log.set_item(self._t.users, user_id, user)
         return user_id
 
+    def update_user(self, userid: int, changes: Mapping[str, object]) -> None:
+        """Set fields of a ``{user}`` row (``user_update_user``: no validation here)."""
+        user = self._t.users[userid]
+        for name, value in changes.items():
+            if not hasattr(user, name):
+                raise AttributeError(f"the user table has no field {name!r}")
+            self._log.set_attr(user, name, value)
+
     def add_course(
         self,
         shortname: str,
@@ -219,9 +227,10 @@ class MoodleState(StateReads):
         *,
         functions: tuple[str, ...] = DEFAULT_SERVICE_FUNCTIONS,
         assignable_roles: frozenset[int] = WSCLIENT_ASSIGNABLE_ROLES,
+        sees_emails: bool = True,
     ) -> Token:
         """Issue a token for ``userid`` on a service with ``functions``."""
-        issued = Token(token, userid, functions, assignable_roles)
+        issued = Token(token, userid, functions, assignable_roles, sees_emails)
         self._log.set_item(self._t.tokens, token, issued)
         return issued
 

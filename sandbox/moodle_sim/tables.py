@@ -35,6 +35,12 @@ class User:
     suspended: bool = False
     department: str = ""
     lang: str = "en"
+    middlename: str = ""
+    #: What the password column holds, as the recordings say it: ``a hash``,
+    #: ``empty`` or ``not cached`` (an external auth plugin's account).
+    credential: str = "a hash"
+    #: The ``auth_forcepasswordchange`` preference (set by ``createpassword``).
+    forcepasswordchange: bool = False
 
 
 @dataclass

@@ -20,6 +20,7 @@ from sandbox.moodle_sim.external import (
     Value,
     clean_param,
 )
+from sandbox.moodle_sim.site import INTERNAL_AUTH_PLUGINS, NO_NEW_USERS_AUTH
 from sandbox.moodle_sim.state import User
 
 _OPT: Required = "optional"
@@ -83,8 +84,14 @@ def user_keys(*, course: bool) -> dict[str, Description]:
 USER_DETAIL_KEYS = user_keys(course=False)
 
 
-def user_details(ctx: CallContext, user: User, *, admin_fields: bool) -> dict[str, Any]:
-    """``user_get_user_details`` for a caller allowed to see identity fields."""
+def user_details(
+    ctx: CallContext, user: User, *, admin_fields: bool, email: bool = True
+) -> dict[str, Any]:
+    """``user_get_user_details`` for a caller allowed to see identity fields.
+
+    ``email``: whether the caller may see the address (outside a course: only a
+    token whose user has ``moodle/site:viewuseridentity``; ``Token.sees_emails``).
+    """
     details: dict[str, Any] = {
         "id": user.id,
         "username": user.username,
@@ -97,6 +104,8 @@ def user_details(ctx: CallContext, user: User, *, admin_fields: bool) -> dict[st
         "firstaccess": 0,
         "lastaccess": 0,
     }
+    if not email:
+        del details["email"]
     if admin_fields:
         details |= {
             "auth": user.auth,
@@ -139,48 +148,69 @@ def get_users_by_field(
                 f"The field '{field}' value is invalid: {value}(cleaned value: {cleaned})"
             )
         wanted.add(value)
+    # Moodle returns a user only if the searched field is in their details: by
+    # e-mail, nobody, for a token that may not see e-mails (sequence 4).
+    email = ctx.token.sees_emails
+    if field == "email" and not email:
+        return []
     return [
-        user_details(ctx, user, admin_fields=True)
+        user_details(ctx, user, admin_fields=True, email=email)
         for user in ctx.state.users()
         if str(getattr(user, field)) in wanted
     ]
 
 
-_AUTH_PLUGINS = {
-    "manual",
-    "nologin",
-    "email",
-    "ldap",
-    "saml2",
-    "oauth2",
-    "cas",
-    "db",
-    "shibboleth",
-    "lti",
-    "webservice",
-    "mnet",
-}
+def _check_auth(rows: list[dict[str, Any]], installed: tuple[str, ...]) -> None:
+    """``PARAM_AUTH``: a plugin that is not installed fails parameter validation."""
+    for row in rows:
+        if row["auth"] not in installed:
+            raise errors.invalid_parameter(
+                "users => Invalid parameter value detected: auth => Invalid parameter "
+                "value detected: Invalid external api parameter: the value is "
+                f'"{row["auth"]}", the server was expecting "auth" type'
+            )
 
 
 def _check_new_user(row: dict[str, Any], usernames: set[str], emails: set[str]) -> None:
+    """The checks of ``core_user_create_users``, in Moodle's order."""
+    for name in ("username", "firstname", "lastname"):
+        if not str(row[name]).strip():
+            raise errors.invalid_parameter(f"The field {name} cannot be blank")
     if row["username"] in usernames:
         raise errors.invalid_parameter(f"Username already exists: {row['username']}")
+    if row["auth"] in NO_NEW_USERS_AUTH:
+        raise errors.invalid_parameter(f"Invalid authentication type: {row['auth']}")
+    internal = row["auth"] in INTERNAL_AUTH_PLUGINS
+    if internal and not row.get("password") and not row.get("createpassword"):
+        raise errors.invalid_parameter(
+            "Invalid password: you must provide a password, or set createpassword."
+        )
     email = row["email"]
     if not clean_param(email, "email"):
         raise errors.invalid_parameter(f"Email address is invalid: {email}")
     if email.lower() in emails:
         raise errors.invalid_parameter(f"Email address already exists: {email}")
-    if row["auth"] not in _AUTH_PLUGINS:
-        raise errors.invalid_parameter(f"Invalid authentication type: {row['auth']}")
-    if "password" not in row and not row.get("createpassword"):
-        raise errors.invalid_parameter(
-            "Invalid password: you must provide a password, or set createpassword."
-        )
+
+
+def _password_state(row: dict[str, Any]) -> dict[str, object]:
+    """What creating the row leaves in the password column and preferences."""
+    if row["auth"] not in INTERNAL_AUTH_PLUGINS:
+        return {
+            "credential": "not cached",
+            "forcepasswordchange": bool(row.get("createpassword")),
+        }
+    # createpassword: Moodle makes a password (mailed after the commit) and
+    # forces a change at the first login.
+    return {
+        "credential": "a hash",
+        "forcepasswordchange": bool(row.get("createpassword")),
+    }
 
 
 def create_users(ctx: CallContext, params: dict[str, Any]) -> list[dict[str, Any]]:
     """Create all users or none; returns ``[{id, username}]`` in request order."""
     created = []
+    _check_auth(params["users"], ctx.state.site.auth_plugins)
     # Taken names and addresses, gathered once per call (not per row) and
     # grown with each row, so a later row sees the earlier rows' users.
     usernames = {u.username for u in ctx.state.users()}
@@ -195,6 +225,10 @@ def create_users(ctx: CallContext, params: dict[str, Any]) -> list[dict[str, Any
                 lastname=row["lastname"],
                 idnumber=row["idnumber"],
                 auth=row["auth"],
+            )
+            ctx.state.update_user(
+                userid,
+                {"middlename": row.get("middlename", ""), **_password_state(row)},
             )
             usernames.add(row["username"])
             emails.add(row["email"].lower())

@@ -27,6 +27,7 @@ from sandbox.powercampus.changetracking import ChangeTableRow, CleanupResult
 from sandbox.powercampus.schema import (
     CHANGE_TRACKING_CATALOG,
     POWERCAMPUS_TABLES,
+    POWERCAMPUS_TRACKED,
     split_statements,
 )
 
@@ -119,8 +120,11 @@ class PowerCampusSandbox:
         """Close the connection."""
         self.close()
 
-    def create(self, tracked: Sequence[str] = ("TRANSCRIPTDETAIL",)) -> None:
-        """Create the tables and enable change tracking on ``tracked``; idempotent."""
+    def create(self, tracked: Sequence[str] = POWERCAMPUS_TRACKED) -> None:
+        """Create the tables and enable change tracking on ``tracked``; idempotent.
+
+        By default every table enrolstream reads is tracked (``POWERCAMPUS_TRACKED``).
+        """
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
@@ -260,7 +264,17 @@ class PowerCampusSandbox:
 
     def row_counts(self) -> dict[str, int]:
         """Rows per PowerCampus table."""
-        tables = ("TRANSCRIPTDETAIL", "SECTIONS", "PEOPLE", "ACADEMICCALENDAR")
+        tables = (
+            "TRANSCRIPTDETAIL",
+            "SECTIONS",
+            "SECTIONPER",
+            "ACADEMIC",
+            "CODE_ENROLLMENT",
+            "PEOPLE",
+            "EmailAddress",
+            "PersonUser",
+            "ACADEMICCALENDAR",
+        )
         with self._read() as conn:
             return {
                 t: int(conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0])

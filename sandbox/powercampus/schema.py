@@ -1,4 +1,12 @@
-"""DDL of the PowerCampus sandbox: the four PowerCampus tables and the change-tracking catalog.
+"""DDL of the PowerCampus sandbox: the PowerCampus tables and the change-tracking catalog.
+
+Tables: TRANSCRIPTDETAIL (registrations), SECTIONS, SECTIONPER (instructors),
+ACADEMIC (term records: ENROLL_SEPARATION) with CODE_ENROLLMENT (which codes
+separate: REQUIRE_SEPDATE), PEOPLE, EmailAddress, PersonUser and
+ACADEMICCALENDAR. SECTIONPER's and ACADEMIC's keys are natural keys (a delete
+names the person and the section or term); EmailAddress's and PersonUser's are
+surrogate ids (a delete names a row only). Keys the domain notes mark as not
+verified (ACADEMIC's, PersonUser's) are documented in ``docs/dba.md``.
 
 The PowerCampus tables keep their real column names. SQL Server compares
 ``nvarchar`` values case-insensitively (``SQL_Latin1_General_CP1_CI_AS``) and
@@ -128,12 +136,77 @@ CREATE TABLE IF NOT EXISTS PEOPLE (
     LAST_NAME {_TEXT}(60),
     SUFFIX {_TEXT}(6),
     Nickname {_TEXT}(60),
+    PrimaryEmailId INTEGER,
     BIRTH_DATE DATETIME,
     DECEASED_FLAG {_TEXT}(1) NOT NULL DEFAULT 'N',
     CREATE_DATE DATETIME,
     REVISION_DATE DATETIME
 );
 CREATE UNIQUE INDEX IF NOT EXISTS PEOPLE_PK_CI ON PEOPLE ({ci("PEOPLE_CODE_ID")});
+
+CREATE TABLE IF NOT EXISTS SECTIONPER (
+    ACADEMIC_YEAR {_TEXT}(4) NOT NULL,
+    ACADEMIC_TERM {_TEXT}(10) NOT NULL,
+    ACADEMIC_SESSION {_TEXT}(10) NOT NULL DEFAULT '',
+    EVENT_ID {_TEXT}(15) NOT NULL,
+    EVENT_SUB_TYPE {_TEXT}(4) NOT NULL,
+    SECTION {_TEXT}(4) NOT NULL,
+    PERSON_CODE_ID {_TEXT}(10) NOT NULL,
+    PERCENTAGE NUMERIC(6, 2),
+    CREATE_DATE DATETIME,
+    REVISION_DATE DATETIME,
+    PRIMARY KEY (ACADEMIC_YEAR, ACADEMIC_TERM, ACADEMIC_SESSION,
+                 EVENT_ID, EVENT_SUB_TYPE, SECTION, PERSON_CODE_ID)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS SECTIONPER_PK_CI ON SECTIONPER (
+    {", ".join(ci(c) for c in SECTION_COLUMNS)}, {ci("PERSON_CODE_ID")});
+CREATE INDEX IF NOT EXISTS SECTIONPER_PERSON ON SECTIONPER ({ci("PERSON_CODE_ID")});
+
+CREATE TABLE IF NOT EXISTS CODE_ENROLLMENT (
+    CODE_VALUE_KEY {_TEXT}(8) NOT NULL PRIMARY KEY,
+    LONG_DESC {_TEXT}(40),
+    REQUIRE_SEPDATE {_TEXT}(1) NOT NULL DEFAULT 'N'
+);
+CREATE UNIQUE INDEX IF NOT EXISTS CODE_ENROLLMENT_CI ON CODE_ENROLLMENT (
+    {ci("CODE_VALUE_KEY")});
+
+CREATE TABLE IF NOT EXISTS ACADEMIC (
+    PEOPLE_CODE_ID {_TEXT}(10) NOT NULL,
+    ACADEMIC_YEAR {_TEXT}(4) NOT NULL,
+    ACADEMIC_TERM {_TEXT}(10) NOT NULL,
+    ACADEMIC_SESSION {_TEXT}(10) NOT NULL DEFAULT '',
+    TRANSCRIPT_SEQ {_TEXT}(3) NOT NULL DEFAULT '001',
+    PEOPLE_ID {_TEXT}(9),
+    ENROLL_SEPARATION {_TEXT}(8),
+    SEPARATION_DATE DATETIME,
+    STATUS {_TEXT}(1),
+    PRIMARY_FLAG {_TEXT}(1),
+    CREDITS NUMERIC(6, 3),
+    PRIMARY KEY (PEOPLE_CODE_ID, ACADEMIC_YEAR, ACADEMIC_TERM,
+                 ACADEMIC_SESSION, TRANSCRIPT_SEQ)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS ACADEMIC_PK_CI ON ACADEMIC (
+    {ci("PEOPLE_CODE_ID")}, {ci("ACADEMIC_YEAR")}, {ci("ACADEMIC_TERM")},
+    {ci("ACADEMIC_SESSION")}, {ci("TRANSCRIPT_SEQ")});
+
+CREATE TABLE IF NOT EXISTS EmailAddress (
+    EmailAddressId INTEGER PRIMARY KEY AUTOINCREMENT,
+    PeopleOrgCodeId {_TEXT}(10) NOT NULL,
+    PeopleOrgId INTEGER,
+    EmailType {_TEXT}(10),
+    Email {_TEXT}(100) NOT NULL,
+    IsActive INTEGER NOT NULL DEFAULT 1,
+    CREATE_DATE DATETIME
+);
+CREATE INDEX IF NOT EXISTS EmailAddress_Owner ON EmailAddress ({ci("PeopleOrgCodeId")});
+
+CREATE TABLE IF NOT EXISTS PersonUser (
+    PersonUserId INTEGER PRIMARY KEY AUTOINCREMENT,
+    PersonId INTEGER NOT NULL,
+    UserName {_TEXT}(100) NOT NULL,
+    USERSTOREID INTEGER
+);
+CREATE INDEX IF NOT EXISTS PersonUser_Person ON PersonUser (PersonId);
 
 CREATE TABLE IF NOT EXISTS ACADEMICCALENDAR (
     ACADEMIC_YEAR {_TEXT}(4) NOT NULL,
@@ -190,15 +263,40 @@ class TrackableTable:
         return f"change_tracking_{self.name}"
 
 
-#: Every sandbox table CT can be enabled on; TRANSCRIPTDETAIL is tracked by default.
+#: SECTIONPER's primary key: the section and the instructor.
+SECTIONPER_KEY = (*SECTION_COLUMNS, "PERSON_CODE_ID")
+#: ACADEMIC's primary key as the sandbox has it (person, term, session, transcript).
+ACADEMIC_KEY = (
+    "PEOPLE_CODE_ID",
+    "ACADEMIC_YEAR",
+    "ACADEMIC_TERM",
+    "ACADEMIC_SESSION",
+    "TRANSCRIPT_SEQ",
+)
+
+#: Every sandbox table CT can be enabled on; ``POWERCAMPUS_TRACKED`` are by default.
 TRACKABLE_TABLES: dict[str, TrackableTable] = {
     "TRANSCRIPTDETAIL": TrackableTable("TRANSCRIPTDETAIL", ("TranscriptDetailId",)),
     "SECTIONS": TrackableTable("SECTIONS", SECTION_COLUMNS),
+    "SECTIONPER": TrackableTable("SECTIONPER", SECTIONPER_KEY),
+    "ACADEMIC": TrackableTable("ACADEMIC", ACADEMIC_KEY),
     "PEOPLE": TrackableTable("PEOPLE", ("PEOPLE_CODE_ID",)),
+    "EmailAddress": TrackableTable("EmailAddress", ("EmailAddressId",)),
+    "PersonUser": TrackableTable("PersonUser", ("PersonUserId",)),
     "ACADEMICCALENDAR": TrackableTable(
         "ACADEMICCALENDAR", ("ACADEMIC_YEAR", "ACADEMIC_TERM", "ACADEMIC_SESSION")
     ),
 }
+
+#: The tables a new sandbox tracks: what enrolstream reads.
+POWERCAMPUS_TRACKED = (
+    "TRANSCRIPTDETAIL",
+    "SECTIONPER",
+    "ACADEMIC",
+    "PEOPLE",
+    "EmailAddress",
+    "PersonUser",
+)
 
 _OUTSIDE_TRANSACTION = (
     "SELECT RAISE(ABORT, 'change tracking: write through PowerCampusSandbox "

@@ -5,8 +5,11 @@ more sections each (``01``, ``02`` …), cross-listed pairs that share a section
 (``COUN6552`` + ``COUN8552`` section ``02``, one Moodle course in the mapping),
 registrations mostly ``A`` with some ``D`` and ``W``, a few withdrawn final grades
 (``W``) and audits (``AU``). A few EVENT_IDs and names carry trailing spaces, as
-PowerCampus data does, to exercise normalisation. Everything is written in ONE
-tracked transaction, so a seed consumes exactly one change-tracking version.
+PowerCampus data does, to exercise normalisation. Instructors, term records
+(some withdrawals), e-mail addresses and login names (some people without a
+Moodle account, one login name taken in Moodle) come from ``seed_people``.
+Everything is written in ONE tracked transaction, so a seed consumes exactly one
+change-tracking version.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from sandbox.powercampus.database import (
     TrackedTransaction,
 )
 from sandbox.powercampus.schema import ci
+from sandbox.powercampus.seed_people import PeopleSummary, seed_people
 from schemas.events import SectionKey, TermKey
 
 _FIRST = (
@@ -84,6 +88,8 @@ class SeedSummary:
     withdrawn_grades: int
     audits: int
     padded_values: int
+    #: Instructors, term records, e-mail and logins (``seed_people``).
+    people_summary: PeopleSummary | None = None
 
 
 def _term_dates(term: TermKey, covers: date | None) -> tuple[date, date]:
@@ -198,6 +204,18 @@ def seed_term(
             end=end,
             rng=rng,
         )
+        taking: dict[str, set[str]] = {}
+        for r in registrations:
+            taking.setdefault(r["person"].people_code_id, set()).add(r["event_id"])
+        people_summary = seed_people(
+            tx,
+            term=term,
+            session=academic_session,
+            students=[(p.people_code_id, p.first_name, p.last_name) for p in persons],
+            sections=list(sections.values()),
+            taking=taking,
+            random_seed=random_seed,
+        )
     statuses = Counter(r["adw"] for r in registrations)
     return SeedSummary(
         term=term,
@@ -210,6 +228,7 @@ def seed_term(
         withdrawn_grades=sum(r["grade"] == "W" for r in registrations),
         audits=sum(r["grade"] == "AU" for r in registrations),
         padded_values=padded,
+        people_summary=people_summary,
     )
 
 

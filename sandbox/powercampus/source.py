@@ -13,6 +13,7 @@ stripped, case kept.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import sqlite3
 import threading
@@ -20,7 +21,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Self, TypeVar, cast
+from typing import Any, Self, TypeVar, cast
 
 from cdc.errors import (
     ChangeTrackingVersionTooOld,
@@ -28,6 +29,7 @@ from cdc.errors import (
     SourceUnavailable,
 )
 from cdc.ports import (
+    TRACKED_TABLES,
     ChangeBatch,
     ChangeRow,
     CtOperation,
@@ -35,15 +37,20 @@ from cdc.ports import (
     ShadowEntry,
     ShadowLookup,
     Snapshot,
+    StandingRow,
+    TeachingRow,
+    TrackedTable,
     TranscriptRow,
 )
 from cdc.rows import TRANSCRIPT_COLUMNS, text, transcript_row
 from sandbox.powercampus import changetracking as ct
+from sandbox.powercampus import related
 from sandbox.powercampus.schema import TRACKABLE_TABLES, ci
 from schemas.collation import person_term_key
 from schemas.events import TermKey
 
 T = TypeVar("T")
+RowT = TypeVar("RowT", TeachingRow, StandingRow)
 TABLE = "TRANSCRIPTDETAIL"
 
 #: Primary result codes that mean "try again later" (busy, locked, I/O, full …).
@@ -90,7 +97,7 @@ def _fold(people_code_id: str, term: TermKey) -> tuple[str, str, str]:
 
 
 class SandboxChangeSource:
-    """Change tracking on the sandbox's TRANSCRIPTDETAIL, as the poller's ``ChangeSource``."""
+    """Change tracking on the sandbox's tables, as the poller's ``ChangeSource``."""
 
     def __init__(
         self,
@@ -98,9 +105,18 @@ class SandboxChangeSource:
         *,
         name: str = "powercampus",
         busy_timeout_s: float = 1.0,
+        tables: Sequence[TrackedTable] = TRACKED_TABLES,
     ) -> None:
-        """Read the sandbox at ``path`` (opened on first use); ``name`` names the source."""
+        """Read the sandbox at ``path`` (opened on first use); ``name`` names the source.
+
+        ``tables``: what to track (TRANSCRIPTDETAIL always); each must have change
+        tracking enabled, or reading raises ``SourceMisconfigured``.
+        """
         self.name = name
+        self.tables: tuple[TrackedTable, ...] = (
+            "TRANSCRIPTDETAIL",
+            *(t for t in TRACKED_TABLES if t in tables and t != "TRANSCRIPTDETAIL"),
+        )
         self.path = Path(path)
         self._busy_timeout_s = busy_timeout_s
         self._lock = threading.Lock()
@@ -114,16 +130,24 @@ class SandboxChangeSource:
         """Close the connection."""
         await self.close()
 
-    async def fetch_since(self, last_version: int, shadow: ShadowLookup) -> ChangeBatch:
-        """Net changes after ``last_version`` joined back, with the term state they touch.
+    async def fetch_since(
+        self,
+        last_version: int,
+        shadow: ShadowLookup,
+        *,
+        live_terms: Sequence[TermKey] = (),
+    ) -> ChangeBatch:
+        """Net changes after ``last_version`` joined back, with the state they touch.
 
-        Raises ``ChangeTrackingVersionTooOld`` below the min valid version,
-        ``SourceUnavailable`` when the file is locked or unreadable.
+        Raises ``ChangeTrackingVersionTooOld`` below a tracked table's min valid
+        version, ``SourceUnavailable`` when the file is locked or unreadable.
         """
-        return await self._in_thread(lambda c: self._fetch(c, last_version, shadow))
+        return await self._in_thread(
+            lambda c: self._fetch(c, last_version, shadow, live_terms)
+        )
 
     async def read_snapshot(self, terms: Sequence[TermKey]) -> Snapshot:
-        """Every TRANSCRIPTDETAIL row of ``terms`` and the version they are consistent with."""
+        """Every tracked row of ``terms`` and the version they are consistent with."""
         return await self._in_thread(lambda c: self._snapshot(c, terms))
 
     async def live_terms(self, today: date) -> list[TermKey]:
@@ -165,15 +189,26 @@ class SandboxChangeSource:
                 if conn.in_transaction:
                     conn.execute("COMMIT")
 
-    @staticmethod
+    def _check_versions(self, conn: sqlite3.Connection, last: int | None) -> None:
+        """Every tracked table has change tracking on, and kept history after ``last``."""
+        for table in self.tables:
+            min_valid = ct.min_valid_version(conn, table)
+            if min_valid is None:
+                raise SourceMisconfigured(
+                    f"change tracking is not enabled on {table} (enable it, or "
+                    "leave the table out of source.tables)"
+                )
+            if last is not None and last < min_valid:
+                raise ChangeTrackingVersionTooOld(last, min_valid)
+
     def _fetch(
-        conn: sqlite3.Connection, last: int, shadow: ShadowLookup
+        self,
+        conn: sqlite3.Connection,
+        last: int,
+        shadow: ShadowLookup,
+        live: Sequence[TermKey],
     ) -> ChangeBatch:
-        min_valid = ct.min_valid_version(conn, TABLE)
-        if min_valid is None:
-            raise SourceMisconfigured(f"change tracking is not enabled on {TABLE}")
-        if last < min_valid:
-            raise ChangeTrackingVersionTooOld(last, min_valid)
+        self._check_versions(conn, last)
         to_version = ct.current_version(conn)
         net = ct.net_changes_sql(TRACKABLE_TABLES[TABLE])
         found = conn.execute(
@@ -196,17 +231,61 @@ class SandboxChangeSource:
             )
             for row in found
         ]
-        touched = _touched_person_terms(changes)
+        keyed = related.key_changes(conn, self.tables, last, shadow)
+        persons = list(
+            dict.fromkeys(
+                k.people_code_id
+                for k in keyed
+                if k.term is None and k.people_code_id is not None
+            )
+        )
+        terms_of = related.person_terms(
+            conn, persons, live, teaching="SECTIONPER" in self.tables
+        )
+        touched = list(
+            dict.fromkeys(
+                [
+                    *_touched_person_terms(changes),
+                    *(
+                        PersonTerm(k.people_code_id, k.term)
+                        for k in keyed
+                        if k.term is not None and k.people_code_id is not None
+                    ),
+                    *(PersonTerm(p, t) for p in persons for t in terms_of[p]),
+                ]
+            )
+        )
         return ChangeBatch(
             from_version=last,
             to_version=to_version,
             changes=tuple(changes),
             term_state=_person_term_rows(conn, touched),
-            commit_times=_commit_times(conn, last, to_version) if found else {},
+            commit_times=(
+                _commit_times(conn, last, to_version) if found or keyed else {}
+            ),
+            key_changes=tuple(keyed),
+            person_terms=terms_of,
+            **self._related_state(conn, touched),
         )
 
-    @staticmethod
-    def _snapshot(conn: sqlite3.Connection, terms: Sequence[TermKey]) -> Snapshot:
+    def _related_state(
+        self, conn: sqlite3.Connection, touched: Sequence[PersonTerm]
+    ) -> dict[str, Any]:
+        """SECTIONPER, ACADEMIC and account state of the touched person-terms."""
+        state: dict[str, Any] = {}
+        if "SECTIONPER" in self.tables:
+            rows = related.teaching_rows(conn, wanted=touched)
+            state["teaching"] = _by_person_term(touched, rows)
+        if "ACADEMIC" in self.tables:
+            standing = related.standing_rows(conn, wanted=touched)
+            state["standing"] = _by_person_term(touched, standing)
+        if "PEOPLE" in self.tables:
+            persons = list(dict.fromkeys(pt.people_code_id for pt in touched))
+            state["people"], state["owners"] = related.people_details(conn, persons)
+        return state
+
+    def _snapshot(self, conn: sqlite3.Connection, terms: Sequence[TermKey]) -> Snapshot:
+        self._check_versions(conn, None)
         version = ct.current_version(conn)
         folded = {_fold("", t)[1:] for t in terms}  # a term asked twice is read once
         keys = json.dumps(sorted(folded))
@@ -217,11 +296,22 @@ class SandboxChangeSource:
             "ORDER BY td.TranscriptDetailId",
             {"keys": keys},
         ).fetchall()
-        return Snapshot(
-            version=version,
-            terms=tuple(terms),
-            rows=tuple(transcript_row(r) for r in rows),
-        )
+        found = tuple(transcript_row(r) for r in rows)
+        snapshot = Snapshot(version=version, terms=tuple(terms), rows=found)
+        extra: dict[str, Any] = {}
+        teaching: list[TeachingRow] = []
+        if "SECTIONPER" in self.tables:
+            teaching = related.teaching_rows(conn, terms=terms)
+            extra["teaching"] = tuple(teaching)
+        if "ACADEMIC" in self.tables:
+            extra["standing"] = tuple(related.standing_rows(conn, terms=terms))
+        if "PEOPLE" in self.tables:
+            persons = [r.people_code_id for r in found] + [
+                t.people_code_id for t in teaching
+            ]
+            people, owners = related.people_details(conn, list(dict.fromkeys(persons)))
+            extra |= {"people": people, "owners": tuple(owners)}
+        return dataclasses.replace(snapshot, **extra)
 
     @staticmethod
     def _live_terms(conn: sqlite3.Connection, today: date) -> list[TermKey]:
@@ -271,6 +361,22 @@ def _touched_person_terms(changes: Sequence[ChangeRow]) -> list[PersonTerm]:
                 None
             )
     return list(touched)
+
+
+def _by_person_term(
+    wanted: Sequence[PersonTerm], rows: Sequence[RowT]
+) -> dict[PersonTerm, tuple[RowT, ...]]:
+    """Rows under each wanted person-term (case variants alike); none → ``()``."""
+    by_fold: dict[tuple[str, str, str], list[PersonTerm]] = {}
+    for person_term in wanted:
+        by_fold.setdefault(
+            _fold(person_term.people_code_id, person_term.term), []
+        ).append(person_term)
+    state: dict[PersonTerm, list[RowT]] = {pt: [] for pt in wanted}
+    for row in rows:
+        for person_term in by_fold.get(_fold(row.people_code_id, row.term), []):
+            state[person_term].append(row)
+    return {pt: tuple(found) for pt, found in state.items()}
 
 
 def _person_term_rows(

@@ -37,7 +37,13 @@ from sandbox.moodle_sim.site import (
 )
 from sandbox.moodle_sim.state import EDITING_TEACHER, MoodleState
 from schemas.actions import LedgerEntry
-from schemas.events import EnrolmentEvent, Registration, RowChange, SectionKey, TermKey
+from schemas.events import (
+    EnrolmentEvent,
+    Registration,
+    SectionKey,
+    TableChange,
+    TermKey,
+)
 from tests.fakes import MemorySink, MemoryStream, MemoryTable
 
 WINTER = TermKey(academic_year="2021", academic_term="Winter")
@@ -163,8 +169,9 @@ class World:
                 term=WINTER,
                 state_version=self.version,
                 registrations=registrations,
-                change=RowChange(
-                    transcript_detail_id=hash((person, event_id)) % 10**6,
+                change=TableChange(
+                    table="TRANSCRIPTDETAIL",
+                    key=str(hash((person, event_id)) % 10**6),
                     operation="update",
                     change_version=self.version,
                     section=section(event_id),

@@ -1,8 +1,9 @@
-"""Property: any history of one person's registrations, under any fault, converges.
+"""Property: any history of one person's registrations, teaching and standing converges.
 
-A small model of PowerCampus (one person's TRANSCRIPTDETAIL rows in 2021/Winter)
-and of the poller (one event per changed row per transaction, each carrying the
-complete state after the transaction) feeds the real ``ApplyRunner`` through
+A small model of PowerCampus (one person's TRANSCRIPTDETAIL, SECTIONPER and
+ACADEMIC rows in 2021/Winter: they study, teach, withdraw from the term and come
+back) and of the poller (one event per changed row per transaction, each
+carrying the complete state after the transaction) feeds the real ``ApplyRunner`` through
 in-memory fakes of the event stream and the ledger and parked tables, and the
 Moodle simulator reached in-process by the consumer's own Moodle adapter.
 Events are sometimes redelivered late, as at-least-once delivery allows; a
@@ -22,12 +23,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from consumers.decisions import DropAction, EnrolmentPolicy, is_enrolled
+from consumers.desired import instructor_role
 from consumers.identity import IdentityResolver
 from consumers.ledger import Ledger
 from consumers.mapping import MappingSet, load_mappings
@@ -40,8 +42,11 @@ from schemas.events import (
     EnrolmentEvent,
     Operation,
     Registration,
-    RowChange,
     SectionKey,
+    SourceTable,
+    Standing,
+    TableChange,
+    Teaching,
     TermKey,
 )
 from tests.fakes import MemorySink, MemoryStream, MemoryTable
@@ -81,6 +86,8 @@ RowOp = (
     | tuple[Literal["delete"], int]
     | tuple[Literal["move"], int, int]
 )
+#: SECTIONPER and ACADEMIC operations: teach a section (or stop), (un)withdraw.
+OtherOp = tuple[Literal["teach"], int, float | None] | tuple[Literal["separate"], str]
 row_ops = st.one_of(
     st.tuples(
         st.just("set"),
@@ -94,6 +101,14 @@ row_ops = st.one_of(
         st.integers(0, len(SECTIONS) - 1),
         st.integers(0, len(SECTIONS) - 1),
     ),
+    # teach a section (primary 100, secondary 0) or stop teaching it (None)
+    st.tuples(
+        st.just("teach"),
+        st.integers(0, len(SECTIONS) - 1),
+        st.sampled_from((100.0, 0.0, None)),
+    ),
+    # withdraw from the term, or come back
+    st.tuples(st.just("separate"), st.sampled_from(("WITH", "ENRL"))),
 )
 #: A cross-list swap in one transaction, either way round.
 swaps = st.sampled_from(
@@ -113,16 +128,25 @@ class PowerCampus:
     """One person's rows in 2021/Winter, and the events the poller would emit."""
 
     rows: dict[int, Registration] = field(default_factory=dict)  # by section index
+    teaching: dict[int, float] = field(default_factory=dict)  # section index → share
+    separation: str = "ENRL"
     version: int = 0
     next_id: int = 100
     events: list[EnrolmentEvent] = field(default_factory=list)
 
-    def transaction(self, ops: list[RowOp]) -> list[EnrolmentEvent]:
+    def transaction(self, ops: list[RowOp | OtherOp]) -> list[EnrolmentEvent]:
         """Apply row operations atomically; one event per changed row."""
         self.version += 1
         touched: set[int] = set()
         changes: list[tuple[int, Operation, SectionKey, SectionKey | None]] = []
-        for op in ops:
+        others: list[tuple[SourceTable, SectionKey | None]] = []
+        for any_op in ops:
+            if any_op[0] in {"teach", "separate"}:
+                other = self._apply_other(any_op)
+                if other is not None and other not in others:
+                    others.append(other)
+                continue
+            op = cast("RowOp", any_op)
             indices = {op[1], op[2]} if op[0] == "move" else {op[1]}
             if indices & touched:
                 continue  # CT nets a row's changes; keep one change per row
@@ -130,7 +154,35 @@ class PowerCampus:
             if change is not None:
                 touched |= indices
                 changes.append(change)
-        return [self._event(*change) for change in changes]
+        events = [self._event(*change) for change in changes]
+        return events + [self._other_event(table, sec) for table, sec in others]
+
+    def _apply_other(self, op: OtherOp) -> tuple[SourceTable, SectionKey | None] | None:
+        """A SECTIONPER or ACADEMIC change; the table and section it names."""
+        if op[0] == "teach":
+            _, index, share = op
+            if share is None:
+                if self.teaching.pop(index, None) is None:
+                    return None
+            else:
+                self.teaching[index] = share
+            return ("SECTIONPER", SECTIONS[index])
+        if op[1] != self.separation:
+            self.separation = op[1]
+            return ("ACADEMIC", None)
+        return None
+
+    def _other_event(
+        self, table: SourceTable, section: SectionKey | None
+    ) -> EnrolmentEvent:
+        change = TableChange(
+            table=table,
+            key=f"{table}-{section.key() if section else ''}",
+            operation="update",
+            change_version=self.version,
+            section=section,
+        )
+        return self._build(f"{table}-{section}-{self.version}", change)
 
     def _apply(
         self, op: RowOp
@@ -169,8 +221,9 @@ class PowerCampus:
         section: SectionKey,
         previous: SectionKey | None,
     ) -> EnrolmentEvent:
-        change = RowChange(
-            transcript_detail_id=tdid,
+        change = TableChange(
+            table="TRANSCRIPTDETAIL",
+            key=str(tdid),
             operation=operation,
             change_version=self.version,
             section=section,
@@ -182,7 +235,7 @@ class PowerCampus:
         """A snapshot event at the current version."""
         return self._build(f"s-{self.version}", None)
 
-    def _build(self, event_id: str, change: RowChange | None) -> EnrolmentEvent:
+    def _build(self, event_id: str, change: TableChange | None) -> EnrolmentEvent:
         return EnrolmentEvent(
             event_id=event_id,
             kind="change" if change else "snapshot",
@@ -191,6 +244,17 @@ class PowerCampus:
             term=WINTER,
             state_version=self.version,
             registrations=tuple(self.rows.values()),
+            teaching=tuple(
+                Teaching(section=SECTIONS[i], percentage=share)
+                for i, share in sorted(self.teaching.items())
+            ),
+            standing=(
+                Standing(
+                    academic_session="",
+                    transcript_seq="001",
+                    enroll_separation=self.separation,
+                ),
+            ),
             change=change,
             captured_at=datetime(2021, 1, 11, tzinfo=UTC),
         )
@@ -357,15 +421,34 @@ class Consumer:
         self.ledger.after_put = after_put
 
 
-def _expected(rows: list[Registration], policy: EnrolmentPolicy) -> dict[int, int]:
-    """Moodle course id → role the student should actively hold, per PowerCampus."""
-    expected: dict[int, int] = {}
+def _expected(source: PowerCampus, policy: EnrolmentPolicy) -> dict[int, set[int]]:
+    """Moodle course id → roles the person should actively hold, per PowerCampus."""
+    standing = (
+        Standing(
+            academic_session="",
+            transcript_seq="001",
+            enroll_separation=source.separation,
+        ),
+    )
+    expected: dict[int, set[int]] = {}
     for course in MAPPING:
-        feeding = [r for r in rows if course in MAPPING.courses_for(r.section)]
-        enrolled = [r for r in feeding if is_enrolled(r, policy)]
+        feeding = [
+            r for r in source.rows.values() if course in MAPPING.courses_for(r.section)
+        ]
+        enrolled = [r for r in feeding if is_enrolled(r, policy, standing)]
+        roles: set[int] = set()
         if enrolled:
             audit = all(policy.is_audit(r.final_grade) for r in enrolled)
-            expected[course.id] = AUDIT_ROLE if audit else STUDENT_ROLE
+            roles.add(AUDIT_ROLE if audit else STUDENT_ROLE)
+        taught = [
+            Teaching(section=SECTIONS[i], percentage=share)
+            for i, share in source.teaching.items()
+            if course in MAPPING.courses_for(SECTIONS[i])
+        ]
+        if taught:
+            roles.add(instructor_role(taught, policy))
+        if roles:
+            expected[course.id] = roles
     return expected
 
 
@@ -410,6 +493,47 @@ class TestConvergence:
     @example(  # an enrol that hangs, lands after a role change: the old role goes
         history=[[("set", 0, "A", None)], [("set", 0, "A", "AU")]],
         batches=[(1, "apply_later")],
+        drop_action="remove_role",
+    )
+    @example(  # studies and teaches BSC5102, drops as a student, keeps teaching
+        history=[
+            [("set", 3, "A", None), ("teach", 4, 100.0)],
+            [("set", 3, "D", None)],
+            [("teach", 4, 0.0)],
+        ],
+        batches=[(1, "none"), (1, "lose_reply"), (1, "none")],
+        drop_action="remove_role",
+    )
+    @example(  # withdrawn from the term with rows still 'A', then back
+        history=[
+            [("set", 0, "A", None), ("set", 3, "A", None)],
+            [("separate", "WITH")],
+            [("separate", "ENRL")],
+        ],
+        batches=[(1, "none"), (1, "kill_after_moodle"), (2, "none")],
+        drop_action="unenrol",
+    )
+    @example(  # a read-back finds the student role back: the ledger says it is ours
+        history=[
+            [("set", 0, "D", None), ("set", 1, "A", None)],
+            [("teach", 0, 100.0)],
+            [("delete", 1)],
+            [("set", 0, "A", None)],
+        ],
+        batches=[
+            (3, "kill_after_moodle"),
+            (1, "kill_before_commit"),
+            (1, "kill_after_moodle"),
+        ],
+        drop_action="remove_role",
+    )
+    @example(  # a role change cut off twice: the replaced role is still ours
+        history=[[("teach", 0, 100.0)], [("teach", 0, 0.0)]],
+        batches=[
+            (1, "kill_before_commit"),
+            (1, "kill_after_moodle"),
+            (1, "lose_reply"),
+        ],
         drop_action="remove_role",
     )
     @example(  # added and dropped while Moodle refuses: nothing created
@@ -462,8 +586,8 @@ class TestConvergence:
 
         state = site.state
         expected = {
-            site.course_ids[course]: role
-            for course, role in _expected(list(source.rows.values()), policy).items()
+            site.course_ids[course]: roles
+            for course, roles in _expected(source, policy).items()
         }
         active = {
             course.id: state.roles_of(course.id, site.student)
@@ -473,8 +597,8 @@ class TestConvergence:
             and state.roles_of(course.id, site.student)
         }
         assert set(active) == set(expected)
-        for course, role in expected.items():
-            assert active[course] == {role}  # exactly one role of ours
+        for course, roles in expected.items():
+            assert active[course] == roles  # exactly one role of ours per source
         for course in site.course_ids.values():
             assert state.roles_of(course, site.teacher) == {TEACHER_ROLE}
             assert state.is_active(course, site.teacher)

@@ -21,8 +21,10 @@ from cdc.ports import (
     ChangeBatch,
     ChangeRow,
     PersonTerm,
+    RowOwner,
     ShadowEntry,
     Snapshot,
+    TrackedTable,
     TranscriptRow,
 )
 from connectors.local.checkpoint import SqliteCheckpointStore
@@ -59,6 +61,8 @@ class CrashingStore(SqliteCheckpointStore):
         *,
         replace_terms: Sequence[TermKey] = (),
         newest_change_at: datetime | None = None,
+        owners: Sequence[RowOwner] = (),
+        owners_gone: Sequence[tuple[TrackedTable, str]] = (),
     ) -> None:
         if self.crash:
             raise Crash
@@ -68,6 +72,8 @@ class CrashingStore(SqliteCheckpointStore):
             deletes,
             replace_terms=replace_terms,
             newest_change_at=newest_change_at,
+            owners=owners,
+            owners_gone=owners_gone,
         )
 
 

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cdc.errors import ChangeTrackingVersionTooOld
-from cdc.ports import ShadowEntry
+from cdc.ports import ShadowEntry, TrackedTable
 from enrolstream.cli.root import app
 from sandbox.powercampus.changetracking import ChangeTableRow, ChangeTrackingNotEnabled
 from sandbox.powercampus.database import (
@@ -78,7 +78,7 @@ def clock_fixture() -> FakeClock:
 def sandbox_fixture(tmp_path: Path, clock: FakeClock) -> Iterator[PowerCampusSandbox]:
     """A fresh sandbox with TRANSCRIPTDETAIL tracked."""
     sandbox = PowerCampusSandbox(tmp_path / "pc.sqlite", clock=clock)
-    sandbox.create()
+    sandbox.create(("TRANSCRIPTDETAIL",))  # CT mechanics, one tracked table
     yield sandbox
     sandbox.close()
 
@@ -406,7 +406,7 @@ class TestReEnable:
         """
         sandbox.execute(ins(1))
         sandbox.execute(ins(2, section="02"))
-        source = SandboxChangeSource(sandbox.path)
+        source = SandboxChangeSource(sandbox.path, tables=("TRANSCRIPTDETAIL",))
         try:
             saved = (await source.fetch_since(0, _NoShadow())).to_version
             assert saved == sandbox.current_version() == 2
@@ -433,6 +433,9 @@ class _NoShadow:
     """A shadow map that knows no row."""
 
     def lookup(self, ids: Sequence[int]) -> Mapping[int, ShadowEntry]:
+        return {}
+
+    def owners(self, table: TrackedTable, keys: Sequence[str]) -> Mapping[str, str]:
         return {}
 
 

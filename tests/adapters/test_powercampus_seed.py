@@ -84,12 +84,20 @@ class TestContent:
             enrolments_per_person=per_person,
         )
         counts = sandbox.row_counts()
+        assert summary.people_summary is not None
+        faculty = len(summary.people_summary.faculty)
         assert counts == {
             "TRANSCRIPTDETAIL": people * per_person,
             "SECTIONS": courses * sections,
-            "PEOPLE": people,
+            "SECTIONPER": len(summary.people_summary.instructors),
+            "ACADEMIC": people,
+            "CODE_ENROLLMENT": 4,
+            "PEOPLE": people + faculty,
+            "EmailAddress": people + faculty,
+            "PersonUser": people + faculty,
             "ACADEMICCALENDAR": 1,
         }
+        assert counts["SECTIONPER"] >= courses * sections  # one instructor each
         assert summary.enrolments == people * per_person
         assert len(summary.people) == people
         assert len(summary.sections) == courses * sections
@@ -180,7 +188,10 @@ class TestRefusals:
             sandbox, term=spring, people=10, courses=4, crosslisted_pairs=1
         )
         assert summary.version == 2
-        assert sandbox.row_counts()["PEOPLE"] == 10
+        assert summary.people_summary is not None
+        faculty = len(summary.people_summary.faculty)
+        counts = sandbox.row_counts()
+        assert counts["PEOPLE"] == counts["EmailAddress"] == 10 + faculty
 
     @pytest.mark.parametrize(
         "kwargs",

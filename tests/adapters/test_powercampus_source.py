@@ -15,7 +15,7 @@ from cdc.errors import (
     SourceMisconfigured,
     SourceUnavailable,
 )
-from cdc.ports import ChangeSource, PersonTerm, ShadowEntry
+from cdc.ports import ChangeSource, PersonTerm, ShadowEntry, TrackedTable
 from sandbox.powercampus import changetracking
 from sandbox.powercampus.database import PowerCampusSandbox
 from sandbox.powercampus.source import SandboxChangeSource, translate_sqlite_error
@@ -56,6 +56,11 @@ class DictShadow:
     def __init__(self, entries: Sequence[ShadowEntry] = ()) -> None:
         self.entries = {e.transcript_detail_id: e for e in entries}
         self.asked: list[list[int]] = []
+        self.owned: dict[tuple[str, str], str] = {}
+
+    def owners(self, table: TrackedTable, keys: Sequence[str]) -> Mapping[str, str]:
+        """Row owners the dict knows (``owned``)."""
+        return {k: self.owned[(table, k)] for k in keys if (table, k) in self.owned}
 
     def lookup(self, transcript_detail_ids: Sequence[int]) -> Mapping[int, ShadowEntry]:
         """Entries the dict knows."""
@@ -434,3 +439,146 @@ class TestErrors:
         """After close, the next call opens a new connection."""
         await source.close()
         assert (await source.read_snapshot([WINTER])).version == 0
+
+
+TEACHES = (
+    "INSERT INTO SECTIONPER (ACADEMIC_YEAR, ACADEMIC_TERM, ACADEMIC_SESSION, EVENT_ID, "
+    "EVENT_SUB_TYPE, SECTION, PERSON_CODE_ID, PERCENTAGE) VALUES "
+    "('2021', 'Winter', '01', 'BSC5102', 'LEC', '01', '{person}', {share})"
+)
+STANDING = (
+    "INSERT INTO ACADEMIC (PEOPLE_CODE_ID, ACADEMIC_YEAR, ACADEMIC_TERM, "
+    "ACADEMIC_SESSION, TRANSCRIPT_SEQ, ENROLL_SEPARATION) VALUES "
+    "('{person}', '2021', 'Winter', '01', '001', '{code}')"
+)
+PERSON = (
+    "INSERT INTO PEOPLE (PEOPLE_CODE_ID, PEOPLE_ID, PersonId, FIRST_NAME, LAST_NAME) "
+    "VALUES ('{person}', '{person_id}', {n}, 'Ada', 'Lovelace');"
+    "INSERT INTO EmailAddress (EmailAddressId, PeopleOrgCodeId, Email, IsActive) "
+    "VALUES ({n}, '{person}', 'ada{n}@example.edu', 1);"
+    "UPDATE PEOPLE SET PrimaryEmailId = {n} WHERE PEOPLE_CODE_ID = '{person}';"
+    "INSERT INTO PersonUser (PersonUserId, PersonId, UserName) VALUES ({n}, {n}, 'ada{n}')"
+)
+
+
+def person_sql(person: str, n: int) -> str:
+    """PEOPLE, a primary e-mail and a login name for ``person``."""
+    return PERSON.format(person=person, person_id=person[1:], n=n)
+
+
+class TestOtherTables:
+    """SECTIONPER, ACADEMIC and the person tables, read in the same consistent poll."""
+
+    async def test_instructor_change_carries_every_table(
+        self, sandbox: PowerCampusSandbox, source: SandboxChangeSource
+    ) -> None:
+        """A SECTIONPER insert names its person-term; the batch holds all its state."""
+        ada = "P000000007"
+        sandbox.execute(person_sql(ada, 7))
+        start = sandbox.current_version()
+        sandbox.execute(
+            f"{TEACHES.format(person=ada, share=0)};"
+            f"{ins(1, ada, section('PSY2010'))};"
+            f"{STANDING.format(person=ada, code='ENRL')}"
+        )
+        batch = await source.fetch_since(start, DictShadow())
+        tables = sorted(c.table for c in batch.key_changes)
+        assert tables == ["ACADEMIC", "SECTIONPER"]
+        teaching = next(c for c in batch.key_changes if c.table == "SECTIONPER")
+        assert (teaching.people_code_id, teaching.section) == (ada, section("BSC5102"))
+        winter = PersonTerm(ada, WINTER)
+        assert batch.teaching is not None
+        assert [t.percentage for t in batch.teaching[winter]] == [0.0]
+        assert batch.standing is not None
+        assert [s.enroll_separation for s in batch.standing[winter]] == ["ENRL"]
+        assert batch.people is not None
+        assert batch.people[ada].email == "ada7@example.edu"
+        assert batch.people[ada].username == "ada7"
+
+    async def test_instructor_delete_names_them(
+        self, sandbox: PowerCampusSandbox, source: SandboxChangeSource
+    ) -> None:
+        """SECTIONPER's key is its natural key: a delete still says who and where."""
+        ada = "P000000007"
+        sandbox.execute(TEACHES.format(person=ada, share=100))
+        start = sandbox.current_version()
+        sandbox.execute("DELETE FROM SECTIONPER")
+        batch = await source.fetch_since(start, DictShadow())
+        (change,) = batch.key_changes
+        assert (change.operation, change.people_code_id, change.term) == (
+            "D",
+            ada,
+            WINTER,
+        )
+        assert batch.teaching == {PersonTerm(ada, WINTER): ()}
+
+    async def test_person_change_touches_their_live_terms(
+        self, sandbox: PowerCampusSandbox, source: SandboxChangeSource
+    ) -> None:
+        """A name change touches the terms the person has rows in, live ones only."""
+        ada = "P000000007"
+        sandbox.execute(
+            f"{person_sql(ada, 7)};{ins(1, ada, section('BSC5102'))};"
+            f"{ins(2, ada, section('BSC5102', term=SPRING))}"
+        )
+        start = sandbox.current_version()
+        sandbox.execute(
+            f"UPDATE PEOPLE SET LAST_NAME = 'King' WHERE PEOPLE_CODE_ID = '{ada}'"
+        )
+        every = await source.fetch_since(start, DictShadow())
+        assert set(every.person_terms[ada]) == {WINTER, SPRING}
+        live = await source.fetch_since(start, DictShadow(), live_terms=[WINTER])
+        assert live.person_terms[ada] == [WINTER]
+        assert live.people is not None
+        assert live.people[ada].last_name == "King"
+
+    async def test_key_only_delete_resolved_through_row_owners(
+        self, sandbox: PowerCampusSandbox, source: SandboxChangeSource
+    ) -> None:
+        """An EmailAddress delete names a row only: the shadow map's owner resolves it."""
+        ada = "P000000007"
+        sandbox.execute(person_sql(ada, 7))
+        start = sandbox.current_version()
+        sandbox.execute("DELETE FROM EmailAddress WHERE EmailAddressId = 7")
+        unknown = await source.fetch_since(start, DictShadow())
+        assert [c.people_code_id for c in unknown.key_changes] == [None]
+        shadow = DictShadow()
+        shadow.owned[("EmailAddress", "7")] = ada
+        known = await source.fetch_since(start, shadow)
+        assert [(c.operation, c.people_code_id) for c in known.key_changes] == [
+            ("D", ada)
+        ]
+
+    async def test_snapshot_reads_every_table(
+        self, sandbox: PowerCampusSandbox, source: SandboxChangeSource
+    ) -> None:
+        """A snapshot holds the terms' SECTIONPER and ACADEMIC rows and the details."""
+        ada = "P000000007"
+        sandbox.execute(
+            f"{person_sql(ada, 7)};{TEACHES.format(person=ada, share=100)};"
+            f"{STANDING.format(person='P000000001', code='WITH')}"
+        )
+        snapshot = await source.read_snapshot([WINTER])
+        assert [t.people_code_id for t in snapshot.teaching or ()] == [ada]
+        assert [s.separation for s in snapshot.standing or ()] == [
+            None
+        ]  # no code table
+        assert snapshot.people is not None
+        assert snapshot.people[ada].first_name == "Ada"
+        assert {(o.table, o.key) for o in snapshot.owners} == {
+            ("EmailAddress", "7"),
+            ("PersonUser", "7"),
+        }
+
+    async def test_untracked_table_is_refused(self, tmp_path: Path) -> None:
+        """Asked to track a table whose change tracking is off: say which and what to do."""
+        with PowerCampusSandbox(tmp_path / "one.sqlite") as sandbox:
+            sandbox.create(("TRANSCRIPTDETAIL",))
+        async with SandboxChangeSource(tmp_path / "one.sqlite") as source:
+            with pytest.raises(SourceMisconfigured, match="not enabled on SECTIONPER"):
+                await source.fetch_since(0, DictShadow())
+        async with SandboxChangeSource(
+            tmp_path / "one.sqlite", tables=("TRANSCRIPTDETAIL",)
+        ) as source:
+            batch = await source.fetch_since(0, DictShadow())
+            assert (batch.teaching, batch.people) == (None, None)

@@ -16,7 +16,8 @@ from cdc.errors import (
     SourceMisconfigured,
     SourceUnavailable,
 )
-from cdc.ports import PersonTerm, ShadowEntry
+from cdc.ports import PersonTerm, ShadowEntry, TrackedTable
+from cdc.rows import SECTIONPER_KEY
 from connectors.sqlserver import sql
 from connectors.sqlserver.source import SqlServerChangeSource
 from enrolstream.settings import SqlServerSettings
@@ -46,6 +47,7 @@ def td(
         None,
         None,
         "CR",
+        "001",
     )
 
 
@@ -73,12 +75,15 @@ class FakeServer:
         self.connections = 0
         #: sys.dm_tran_commit_table: (commit_ts, local commit_time, UTC offset minutes)
         self.commits: list[tuple[Any, ...]] = []
+        #: SECTIONPER: its CHANGETABLE rows and its table rows
+        self.teaching_changes: list[tuple[Any, ...]] = []
+        self.teaching: list[tuple[Any, ...]] = []
 
     def answer(self, statement: str, params: tuple[Any, ...]) -> list[Sequence[Any]]:
         self.sent.append((statement, params))
         if statement in self.fail_on:
             raise self.fail_on.pop(statement)
-        fixed: Mapping[str, Sequence[Sequence[Any]]] = {
+        fixed: dict[str, Sequence[Sequence[Any]]] = {
             sql.DATABASE_STATE: [("Campus6", 1, "ON", self.current)],
             sql.TABLE_STATE: [(1, 1, self.min_valid)],
             sql.PRIMARY_KEY_COLUMNS: [("TranscriptDetailId",)],
@@ -92,8 +97,16 @@ class FakeServer:
                 ("2021", "Spring"),
             ],
         }
+        fixed |= {  # SECTIONPER, when the source tracks it
+            sql.min_valid_version("SECTIONPER"): [(self.min_valid,)],
+            sql.table_state("dbo.SECTIONPER"): [(2, 1, self.min_valid)],
+            sql.primary_key_columns("dbo.SECTIONPER"): [(c,) for c in SECTIONPER_KEY],
+            sql.key_changes_query("SECTIONPER"): self.teaching_changes,
+        }
         if statement in fixed:
             return list(fixed[statement])
+        if statement.startswith("SELECT sp."):
+            return list(self.teaching)
         if "INNER JOIN (VALUES" in statement:
             return self._keyed(statement, params)
         return []
@@ -162,6 +175,9 @@ class DictShadow:
         self.asked += ids
         return {i: self.entries[i] for i in ids if i in self.entries}
 
+    def owners(self, table: TrackedTable, keys: Sequence[str]) -> Mapping[str, str]:
+        return {}
+
 
 SETTINGS = SqlServerSettings(user="enrolstream", password=SecretStr("hunter22"))
 CHECKS = [
@@ -174,7 +190,9 @@ CHECKS = [
 
 def make_source(server: FakeServer, **overrides: Any) -> SqlServerChangeSource:
     settings = SETTINGS.model_copy(update=overrides)
-    return SqlServerChangeSource(settings, name="pc", connect_with=server.connect)
+    return SqlServerChangeSource(
+        settings, name="pc", connect_with=server.connect, tables=("TRANSCRIPTDETAIL",)
+    )
 
 
 def known_statement(statement: str) -> bool:
@@ -331,6 +349,49 @@ class TestFetchSince:
         ]
         assert sql.BEGIN_TRANSACTION not in sent
         assert any(log["event"] == "snapshot_isolation_off" for log in logs)
+
+
+class TestSectionPer:
+    """SECTIONPER read in the same snapshot transaction as TRANSCRIPTDETAIL."""
+
+    async def test_instructor_change_in_the_same_transaction(self) -> None:
+        """Both tables' min valid versions, their changes and state, then one COMMIT."""
+        server = FakeServer()
+        key = ("2021", "Winter", "01", "BSC5102 ", "LEC", "01", "P000000009")
+        server.teaching_changes = [(18, 18, "I", None, *key)]
+        server.teaching = [(*key, 0)]
+        source = SqlServerChangeSource(
+            SETTINGS,
+            name="pc",
+            connect_with=server.connect,
+            tables=("TRANSCRIPTDETAIL", "SECTIONPER"),
+        )
+        batch = await source.fetch_since(10, DictShadow())
+        checks = len(CHECKS) + 3  # the table's state, key and probe
+        assert server.statements()[checks:] == [
+            sql.SET_SNAPSHOT,
+            sql.BEGIN_TRANSACTION,
+            sql.MIN_VALID_VERSION,
+            sql.min_valid_version("SECTIONPER"),
+            sql.CURRENT_VERSION,
+            sql.CHANGES,
+            sql.key_changes_query("SECTIONPER"),
+            sql.COMMIT_TIMES,
+            sql.term_state_query(1),
+            sql.teaching_query(1),
+            sql.COMMIT_TRANSACTION,
+        ]
+        (change,) = batch.key_changes
+        assert (change.table, change.operation, change.people_code_id) == (
+            "SECTIONPER",
+            "I",
+            "P000000009",
+        )
+        assert change.section is not None
+        assert change.section.event_id == "BSC5102"
+        assert batch.teaching is not None
+        (taught,) = batch.teaching[PersonTerm("P000000009", WINTER)]
+        assert taught.percentage == 0.0
 
 
 class TestCertificateWarning:

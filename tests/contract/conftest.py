@@ -94,7 +94,46 @@ SQLSERVER_SCHEMA = (
         " EVENT_ID nvarchar(15) NOT NULL, EVENT_SUB_TYPE nvarchar(4) NOT NULL,"
         " SECTION nvarchar(4) NOT NULL, CREDIT_TYPE nvarchar(6) NULL,"
         " MID_GRADE nvarchar(4) NULL, FINAL_GRADE nvarchar(4) NULL,"
-        " ADD_DROP_WAIT nvarchar(1) NOT NULL)"
+        " ADD_DROP_WAIT nvarchar(1) NOT NULL,"
+        " TRANSCRIPT_SEQ nvarchar(3) NOT NULL DEFAULT '001')"
+    ),
+    (
+        "CREATE TABLE dbo.SECTIONPER (ACADEMIC_YEAR nvarchar(4) NOT NULL,"
+        " ACADEMIC_TERM nvarchar(10) NOT NULL, ACADEMIC_SESSION nvarchar(10) NOT NULL,"
+        " EVENT_ID nvarchar(15) NOT NULL, EVENT_SUB_TYPE nvarchar(4) NOT NULL,"
+        " SECTION nvarchar(4) NOT NULL, PERSON_CODE_ID nvarchar(10) NOT NULL,"
+        " PERCENTAGE numeric(6, 2) NULL,"
+        " CONSTRAINT SECTIONPER_PK PRIMARY KEY (ACADEMIC_YEAR, ACADEMIC_TERM,"
+        " ACADEMIC_SESSION, EVENT_ID, EVENT_SUB_TYPE, SECTION, PERSON_CODE_ID))"
+    ),
+    (
+        "CREATE TABLE dbo.CODE_ENROLLMENT (CODE_VALUE_KEY nvarchar(8) NOT NULL"
+        " PRIMARY KEY, LONG_DESC nvarchar(40) NULL,"
+        " REQUIRE_SEPDATE nvarchar(1) NOT NULL DEFAULT 'N')"
+    ),
+    (
+        "CREATE TABLE dbo.ACADEMIC (PEOPLE_CODE_ID nvarchar(10) NOT NULL,"
+        " ACADEMIC_YEAR nvarchar(4) NOT NULL, ACADEMIC_TERM nvarchar(10) NOT NULL,"
+        " ACADEMIC_SESSION nvarchar(10) NOT NULL, TRANSCRIPT_SEQ nvarchar(3) NOT NULL,"
+        " ENROLL_SEPARATION nvarchar(8) NULL,"
+        " CONSTRAINT ACADEMIC_PK PRIMARY KEY (PEOPLE_CODE_ID, ACADEMIC_YEAR,"
+        " ACADEMIC_TERM, ACADEMIC_SESSION, TRANSCRIPT_SEQ))"
+    ),
+    (
+        "CREATE TABLE dbo.PEOPLE (PEOPLE_CODE_ID nvarchar(10) NOT NULL PRIMARY KEY,"
+        " PEOPLE_ID nvarchar(9) NULL, PersonId int NOT NULL UNIQUE,"
+        " FIRST_NAME nvarchar(60) NULL, MIDDLE_NAME nvarchar(60) NULL,"
+        " LAST_NAME nvarchar(60) NULL, Nickname nvarchar(60) NULL,"
+        " PrimaryEmailId int NULL)"
+    ),
+    (
+        "CREATE TABLE dbo.EmailAddress (EmailAddressId int NOT NULL PRIMARY KEY,"
+        " PeopleOrgCodeId nvarchar(10) NOT NULL, EmailType nvarchar(10) NULL,"
+        " Email nvarchar(100) NOT NULL, IsActive bit NOT NULL DEFAULT 1)"
+    ),
+    (
+        "CREATE TABLE dbo.PersonUser (PersonUserId int NOT NULL PRIMARY KEY,"
+        " PersonId int NOT NULL, UserName nvarchar(100) NOT NULL)"
     ),
     (
         "CREATE TABLE dbo.ACADEMICCALENDAR (ACADEMIC_YEAR nvarchar(4) NOT NULL,"
@@ -103,7 +142,17 @@ SQLSERVER_SCHEMA = (
         " FINAL_END_DATE datetime NULL,"
         " PRIMARY KEY (ACADEMIC_YEAR, ACADEMIC_TERM, ACADEMIC_SESSION))"
     ),
-    "ALTER TABLE dbo.TRANSCRIPTDETAIL ENABLE CHANGE_TRACKING",
+    *(
+        f"ALTER TABLE dbo.{table} ENABLE CHANGE_TRACKING"
+        for table in (
+            "TRANSCRIPTDETAIL",
+            "SECTIONPER",
+            "ACADEMIC",
+            "PEOPLE",
+            "EmailAddress",
+            "PersonUser",
+        )
+    ),
 )
 
 

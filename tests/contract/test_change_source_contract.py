@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from cdc.errors import ChangeTrackingVersionTooOld
-from cdc.ports import ChangeBatch, ShadowEntry
+from cdc.ports import ChangeBatch, ShadowEntry, TrackedTable
 from schemas.events import TermKey
 
 WINTER = TermKey(academic_year="2021", academic_term="Winter")
@@ -122,6 +122,9 @@ class DictShadow:
 
     def lookup(self, ids: Sequence[int]) -> Mapping[int, ShadowEntry]:
         return {i: self.entries[i] for i in ids if i in self.entries}
+
+    def owners(self, table: TrackedTable, keys: Sequence[str]) -> Mapping[str, str]:
+        return {}
 
 
 def _state(batch: ChangeBatch) -> dict[str, set[tuple[int, str, str]]]:
@@ -236,3 +239,128 @@ class TestLiveTermsContract:
             "2021/Spring",
             "2021/Winter",
         ]
+
+
+def teaches(person: str, event: str, share: int = 100) -> str:
+    """A portable INSERT of one SECTIONPER row in 2021/Winter."""
+    return (
+        "INSERT INTO SECTIONPER (ACADEMIC_YEAR, ACADEMIC_TERM, ACADEMIC_SESSION,"
+        " EVENT_ID, EVENT_SUB_TYPE, SECTION, PERSON_CODE_ID, PERCENTAGE) VALUES"
+        f" ('2021', 'Winter', '01', '{event}', 'LEC', '01', '{person}', {share})"
+    )
+
+
+def term_record(person: str, code: str) -> str:
+    """A portable INSERT of one ACADEMIC row for 2021/Winter."""
+    return (
+        "INSERT INTO ACADEMIC (PEOPLE_CODE_ID, ACADEMIC_YEAR, ACADEMIC_TERM,"
+        " ACADEMIC_SESSION, TRANSCRIPT_SEQ, ENROLL_SEPARATION) VALUES"
+        f" ('{person}', '2021', 'Winter', '', '001', '{code}')"
+    )
+
+
+def person_row(person: str, n: int) -> list[str]:
+    """Portable INSERTs of a person, their primary e-mail and login name."""
+    people = (
+        "INSERT INTO PEOPLE (PEOPLE_CODE_ID, PEOPLE_ID, PersonId, FIRST_NAME, LAST_NAME)"
+        f" VALUES ('{person}', '{person[1:]}', {n}, 'Ada', 'Byron')"
+    )
+    email = (
+        "INSERT INTO EmailAddress (EmailAddressId, PeopleOrgCodeId, Email, IsActive)"
+        f" VALUES ({n}, '{person}', 'ada{n}@example.edu', 1)"
+    )
+    return [
+        people,
+        email,
+        f"UPDATE PEOPLE SET PrimaryEmailId = {n} WHERE PEOPLE_CODE_ID = '{person}'",
+        f"INSERT INTO PersonUser (PersonUserId, PersonId, UserName) VALUES ({n}, {n}, 'ada{n}')",
+    ]
+
+
+@dataclass(frozen=True)
+class RelatedScenario:
+    """Portable SQL on the other tables and what every ChangeSource must return."""
+
+    setup: Sequence[Sequence[str]]
+    window: Sequence[Sequence[str]]
+    #: (table, operation, person) in key order
+    changes: Sequence[tuple[str, str, str | None]]
+    #: person -> {(EVENT_ID, PERCENTAGE)} teaching in 2021/Winter
+    teaching: Mapping[str, set[tuple[str, float | None]]] = field(default_factory=dict)
+    #: person -> {ENROLL_SEPARATION} in 2021/Winter
+    standing: Mapping[str, set[str | None]] = field(default_factory=dict)
+    #: person -> last name read
+    people: Mapping[str, str | None] = field(default_factory=dict)
+
+
+RELATED = {
+    "instructor added": RelatedScenario(
+        setup=[],
+        window=[[teaches(P1, "BSC5102", 0)]],
+        changes=[("SECTIONPER", "I", P1)],
+        teaching={P1: {("BSC5102", 0.0)}},
+        standing={P1: set()},
+    ),
+    "instructor removed (a key-only delete that names them)": RelatedScenario(
+        setup=[[teaches(P1, "BSC5102")]],
+        window=[["DELETE FROM SECTIONPER"]],
+        changes=[("SECTIONPER", "D", P1)],
+        teaching={P1: set()},
+        standing={P1: set()},
+    ),
+    "term withdrawal": RelatedScenario(
+        setup=[[enrol(1, P1, "BSC5102"), term_record(P1, "ENRL")]],
+        window=[
+            [
+                f"UPDATE ACADEMIC SET ENROLL_SEPARATION = 'WITH' WHERE PEOPLE_CODE_ID = '{P1}'"
+            ]
+        ],
+        changes=[("ACADEMIC", "U", P1)],
+        teaching={P1: set()},
+        standing={P1: {"WITH"}},
+    ),
+    "name change": RelatedScenario(
+        setup=[[*person_row(P1, 7), enrol(1, P1, "BSC5102")]],
+        window=[
+            [f"UPDATE PEOPLE SET LAST_NAME = 'King' WHERE PEOPLE_CODE_ID = '{P1}'"]
+        ],
+        changes=[("PEOPLE", "U", P1)],
+        teaching={P1: set()},
+        standing={P1: set()},
+        people={P1: "King"},
+    ),
+}
+
+
+class TestOtherTablesContract:
+    """SECTIONPER, ACADEMIC and the person tables read alike by every ChangeSource."""
+
+    @pytest.mark.parametrize("name", list(RELATED))
+    async def test_scenario(self, harness: Any, name: str) -> None:
+        """The key changes and the other tables' state come back exactly."""
+        scenario = RELATED[name]
+        for transaction in scenario.setup:
+            harness.execute(transaction)
+        baseline = harness.current_version()
+        for transaction in scenario.window:
+            harness.execute(transaction)
+        source = harness.make_source()
+        try:
+            batch = await source.fetch_since(baseline, DictShadow([]))
+        finally:
+            await source.close()
+        got = [(c.table, c.operation, c.people_code_id) for c in batch.key_changes]
+        assert got == list(scenario.changes)
+        assert batch.teaching is not None
+        assert batch.standing is not None
+        assert {
+            key.people_code_id: {(t.section.event_id, t.percentage) for t in rows}
+            for key, rows in batch.teaching.items()
+        } == scenario.teaching
+        assert {
+            key.people_code_id: {s.enroll_separation for s in rows}
+            for key, rows in batch.standing.items()
+        } == scenario.standing
+        for person, last_name in scenario.people.items():
+            assert batch.people is not None
+            assert batch.people[person].last_name == last_name

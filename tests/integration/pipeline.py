@@ -20,6 +20,7 @@ from consumers.decisions import is_enrolled
 from consumers.mapping import MappingSet, load_mappings
 from consumers.runner import ApplyRunner
 from enrolstream.settings import (
+    AccountsSettings,
     ConsumerSettings,
     KafkaSettings,
     MoodleSettings,
@@ -180,6 +181,8 @@ def pipeline_settings(
     sim: MoodleSimulator,
     mapping_file: Path,
     events_topic: str,
+    *,
+    accounts: AccountsSettings | None = None,
     **moodle: Any,
 ) -> Settings:
     """Settings naming fresh topics, the simulator and the mapping file."""
@@ -191,6 +194,7 @@ def pipeline_settings(
             ledger_topic=f"ledger-{suffix}",
             parked_topic=f"parked-{suffix}",
             dead_letter_topic=f"dlq-{suffix}",
+            accounts_topic=f"accounts-{suffix}",
         ),
         moodle=MoodleSettings(
             url=sim.url, token=SecretStr(sim.token), max_backoff_s=0.5, **moodle
@@ -202,6 +206,7 @@ def pipeline_settings(
             session_timeout_s=2.0,
         ),
         poller=PollerSettings(state_path=tmp_path / "poller.sqlite"),
+        accounts=accounts or AccountsSettings(),
     )
 
 
@@ -212,6 +217,7 @@ async def open_pipeline(
     *,
     people: tuple[str, ...] = PEOPLE,
     latency: LatencyModel | None = None,
+    accounts: AccountsSettings | None = None,
     **moodle: Any,
 ) -> AsyncIterator[Pipeline]:
     """A simulator with users and courses, the mapping file and consumer settings."""
@@ -220,7 +226,7 @@ async def open_pipeline(
     async with MoodleSimulator(state, latency=latency) as sim:
         mapping_file = write_mapping(tmp_path / "mapping.json", course_ids)
         settings = pipeline_settings(
-            tmp_path, sim, mapping_file, capture.topic, **moodle
+            tmp_path, sim, mapping_file, capture.topic, accounts=accounts, **moodle
         )
         mapping = load_mappings(settings.consumer.mappings)
         yield Pipeline(capture, sim, settings, mapping, course_ids)

@@ -82,6 +82,7 @@ class TestChangeScenarios:
         last = (await capture.changes())[-1]
         assert summary(last) == (ALICE, "delete", frozenset({("COUN6552", "02", "A")}))
         assert last.change is not None
+        assert last.change.section is not None
         assert last.change.section.event_id == "BSC5102"
 
     async def test_add_drop_add_inside_one_interval(
@@ -175,7 +176,9 @@ class TestResume:
             if e.change is not None and e.change.operation == "delete"
         ]
         assert {
-            (e.people_code_id, e.change.section.event_id) for e in deletes if e.change
+            (e.people_code_id, e.change.section.event_id)
+            for e in deletes
+            if e.change and e.change.section
         } == {(ALICE, "BSC5102"), (BOB, "COUN6552")}
         assert {summary(e) for e in deletes} == {
             (ALICE, "delete", frozenset()),

@@ -402,3 +402,81 @@ class TestLiveConsumer:
                     )
             assert fingerprint(pipe) == before
             assert await ledger_records(pipe) == ledger
+
+
+def _teaches(person: str, course: str, section: str = "01", share: int = 100) -> str:
+    return (
+        "INSERT INTO SECTIONPER (ACADEMIC_YEAR, ACADEMIC_TERM, ACADEMIC_SESSION, "
+        "EVENT_ID, EVENT_SUB_TYPE, SECTION, PERSON_CODE_ID, PERCENTAGE) VALUES "
+        f"('2021', 'Winter', '01', '{course}', 'LEC', '{section}', '{person}', {share})"
+    )
+
+
+def _standing(person: str, code: str) -> str:
+    return (
+        "INSERT INTO ACADEMIC (PEOPLE_CODE_ID, ACADEMIC_YEAR, ACADEMIC_TERM, "
+        f"ACADEMIC_SESSION, TRANSCRIPT_SEQ, ENROLL_SEPARATION) VALUES ('{person}', "
+        f"'2021', 'Winter', '', '001', '{code}') ON CONFLICT DO UPDATE SET "
+        "ENROLL_SEPARATION = excluded.ENROLL_SEPARATION"
+    )
+
+
+class TestInstructorsAndWithdrawals:
+    """The reconcile decides instructors and withdrawals as the consumer does, and says so."""
+
+    async def test_missed_changes_converge_and_are_reported(
+        self, capture: CaptureStack, tmp_path: Path
+    ) -> None:
+        """Missed while the consumer was down: applied once, reported, then nothing."""
+        async with open_pipeline(capture, tmp_path) as pipe:
+            # a person alone in a course withdraws: all the course's drops, on purpose
+            everything = ReconcileSettings(
+                max_drop_share_per_course=1.0, max_drop_share_overall=1.0
+            )
+            settings = pipe.settings.model_copy(update={"reconcile": everything})
+            capture.sql(
+                registration(1, ALICE, "BSC5102"),
+                registration(2, ALICE, "COUN6552", "02"),
+                registration(3, BOB, "BSC5102"),
+                _teaches(DAVE, "BSC5102"),
+                _standing(ALICE, "ENRL"),
+            )
+            async with pipe.runner() as runner:
+                await pipe.sync(runner)
+            bsc, coun = pipe.course("BSC"), pipe.course("COUN")
+            state = pipe.sim.state
+            dave, erin, alice = (pipe.userid(p) for p in (DAVE, ERIN, ALICE))
+            assert state.roles_of(bsc, dave) == {3}
+            # missed while the consumer was down
+            capture.sql(
+                _teaches(ERIN, "COUN6552", "02"),
+                _standing(ALICE, "WITH"),
+                f"UPDATE SECTIONPER SET PERCENTAGE = 0 WHERE PERSON_CODE_ID = '{DAVE}'",
+            )
+            await publish(pipe)
+
+            applied = await reconcile(pipe, settings, apply=True)
+            assert kinds(applied) == {
+                ("BSC5102Winter2021", dave): "change_role",
+                ("COUN6552COUN855202Winter2021", erin): "enrol",
+                ("BSC5102Winter2021", alice): "remove_role",
+                ("COUN6552COUN855202Winter2021", alice): "remove_role",
+            }
+            assert set(applied.outcomes) == {"applied"}
+            assert state.roles_of(bsc, dave) == {TEACHER}  # exactly one role
+            assert state.roles_of(coun, erin) == {3}
+            assert not state.has_access(bsc, alice)
+            assert not state.has_access(coun, alice)
+            summary = json.loads(write_report(tmp_path / "r", applied)[1].read_text())
+            assert summary["totals"]["instructor_changes"] == 2
+            assert summary["totals"]["term_withdrawals"] == 2
+            text = (tmp_path / "r" / "actions.csv").read_text().splitlines()
+            rows = list(csv.DictReader(text))
+            about = {
+                (r["user_idnumber"], r["about"], r["term_withdrawal"]) for r in rows
+            }
+            assert (ALICE[1:], "student", "yes") in about
+            assert (ERIN[1:], "instructor", "") in about
+
+            again = await reconcile(pipe, settings, apply=True)
+            assert again.plan.changes == []

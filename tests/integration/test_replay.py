@@ -87,6 +87,7 @@ class ReplayStack:
                 ledger_topic=f"ledger-{suffix}",
                 parked_topic=f"parked-{suffix}",
                 dead_letter_topic=f"dlq-{suffix}",
+                accounts_topic=f"accounts-{suffix}",
                 request_timeout_s=30,
             ),
             moodle=MoodleSettings(url=sim.url, token=SecretStr(sim.token)),
@@ -313,3 +314,65 @@ class TestReplayGuards:
         await stack.consume()
         assert await stack.committed() == committed
         assert stack.writes() == writes
+
+
+def _teaches(person: str, course: str, section: str, share: int) -> str:
+    return (
+        "INSERT INTO SECTIONPER (ACADEMIC_YEAR, ACADEMIC_TERM, ACADEMIC_SESSION, "
+        "EVENT_ID, EVENT_SUB_TYPE, SECTION, PERSON_CODE_ID, PERCENTAGE) VALUES "
+        f"('2021', 'Winter', '01', '{course}', 'LEC', '{section}', '{person}', {share})"
+    )
+
+
+def _withdraws(person: str) -> str:
+    return (
+        "INSERT INTO ACADEMIC (PEOPLE_CODE_ID, ACADEMIC_YEAR, ACADEMIC_TERM, "
+        "ACADEMIC_SESSION, TRANSCRIPT_SEQ, ENROLL_SEPARATION) VALUES "
+        f"('{person}', '2021', 'Winter', '', '001', 'WITH')"
+    )
+
+
+class TestReplayWithInstructorsAndWithdrawals:
+    """Replay decides instructors and term withdrawals with the consumer's rules."""
+
+    def roles(self, stack: ReplayStack) -> dict[tuple[str, str], set[int]]:
+        """(person, course) → the roles Moodle holds."""
+        return {
+            (person, name): set(stack.sim.state.roles_of(course, userid))
+            for person, userid in stack.users.items()
+            for name, course in (("BSC5102", stack.bsc), ("COUN6552", stack.coun))
+            if stack.sim.state.roles_of(course, userid)
+        }
+
+    async def test_restored_moodle_converges_and_a_second_replay_is_idle(
+        self, stack: ReplayStack
+    ) -> None:
+        """Day two (a new instructor, a withdrawal, a student who teaches) lost and re-applied."""
+        backup = stack.sim.state.snapshot()
+        since = datetime.now(UTC)
+        stack.capture.sql(
+            _teaches(CAROL, "COUN6552", "01", 100),
+            _teaches(BOB, "BSC5102", "02", 0),
+            _withdraws(ALICE),
+        )
+        await stack.capture.poll()
+        await stack.consume()
+        truth = {
+            (BOB, "BSC5102"): {STUDENT, 4},
+            (CAROL, "COUN6552"): {EDITING_TEACHER},
+        }
+        assert self.roles(stack) == truth
+        stack.sim.state.restore(backup)
+        await stack.replay(Since(since))
+        await stack.consume()
+        assert self.roles(stack) == truth
+        writes, welcomes = stack.writes(), len(stack.sim.state.notifications)
+        again = await stack.replay(Since(since))
+        await stack.consume()
+        assert again.ledger_check is not None
+        assert again.ledger_check.corrections == []
+        assert (stack.writes(), len(stack.sim.state.notifications)) == (
+            writes,
+            welcomes,
+        )
+        assert self.roles(stack) == truth

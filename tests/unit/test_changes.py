@@ -11,12 +11,18 @@ from cdc.changes import Translation, snapshot_events, to_events, vanished_events
 from cdc.ports import (
     ChangeBatch,
     ChangeRow,
+    CtOperation,
+    KeyChange,
     PersonTerm,
+    RowOwner,
     ShadowEntry,
     Snapshot,
+    StandingRow,
+    TeachingRow,
+    TrackedTable,
     TranscriptRow,
 )
-from schemas.events import SectionKey, TermKey
+from schemas.events import PersonDetails, SectionKey, TermKey, change_event_id
 
 NOW = datetime(2021, 1, 11, 9, 0, tzinfo=UTC)
 TERM = TermKey(academic_year="2021", academic_term="Winter")
@@ -409,7 +415,9 @@ class TestVanishedEvents:
             ("delete", "P1", "Winter", (2,)),
             ("delete", "P2", "Winter", (3,)),
         ]
-        assert [e.change.section.event_id for e in events if e.change] == [
+        assert [
+            e.change.section.event_id for e in events if e.change and e.change.section
+        ] == [
             "BSC5102",
             "BSC5102",
         ]
@@ -423,3 +431,115 @@ class TestVanishedEvents:
             captured_at=NOW,
         )
         assert events == []
+
+
+SPRING = TermKey(academic_year="2021", academic_term="Spring")
+ALICE_DETAILS = PersonDetails(first_name="Alice", last_name="Ng", email="a@x.edu")
+
+
+def key_change(
+    table: TrackedTable,
+    key: tuple[str, ...],
+    person: str | None,
+    *,
+    operation: CtOperation = "U",
+    term: TermKey | None = None,
+    where: SectionKey | None = None,
+) -> KeyChange:
+    return KeyChange(table, key, operation, 15, None, person, term, where)
+
+
+def related_batch(
+    changes: list[KeyChange],
+    *,
+    person_terms: dict[str, list[TermKey]] | None = None,
+) -> ChangeBatch:
+    """A batch of other tables' changes, with every table's state of P1 in Winter."""
+    winter = PersonTerm("P1", TERM)
+    return ChangeBatch(
+        from_version=10,
+        to_version=20,
+        changes=[],
+        term_state={winter: [row(1, "P1", BSC5102)]},
+        key_changes=changes,
+        teaching={winter: [TeachingRow("P1", COUN6552, 0.0)]},
+        standing={winter: [StandingRow("P1", TERM, "01", "001", "WITH", True)]},
+        people={"p1": ALICE_DETAILS},
+        person_terms=person_terms or {},
+    )
+
+
+class TestOtherTables:
+    """SECTIONPER, ACADEMIC and person-table changes become person-term events."""
+
+    def test_every_table_state_is_carried(self) -> None:
+        """An event carries registrations, teaching, standing and account details."""
+        change = key_change(
+            "SECTIONPER", ("2021", "Winter", "01", "COUN6552", "LEC", "02", "P1"),
+            "P1", term=TERM, where=COUN6552,
+        )  # fmt: skip
+        (event,) = to_events(
+            related_batch([change]), source="pc", captured_at=NOW
+        ).events
+        assert [r.transcript_detail_id for r in event.registrations] == [1]
+        assert event.teaching is not None
+        assert [t.percentage for t in event.teaching] == [0.0]
+        assert event.standing is not None
+        assert [s.enroll_separation for s in event.standing] == ["WITH"]
+        assert event.person == ALICE_DETAILS
+        assert event.change is not None
+        assert (event.change.table, event.change.section) == ("SECTIONPER", COUN6552)
+
+    def test_academic_change_has_no_section(self) -> None:
+        """A term record's change decides the whole person-term."""
+        change = key_change(
+            "ACADEMIC", ("P1", "2021", "Winter", "01", "001"), "P1", term=TERM
+        )
+        (event,) = to_events(
+            related_batch([change]), source="pc", captured_at=NOW
+        ).events
+        assert event.change is not None
+        assert (event.change.table, event.change.section) == ("ACADEMIC", None)
+
+    def test_person_change_once_per_term(self) -> None:
+        """A name change is published for each term the source named, with its own id."""
+        change = key_change("PEOPLE", ("P1",), "P1")
+        events = to_events(
+            related_batch([change], person_terms={"P1": [TERM, SPRING]}),
+            source="pc",
+            captured_at=NOW,
+        ).events
+        assert [e.term for e in events] == [TERM, SPRING]
+        assert len({e.event_id for e in events}) == 2
+        assert events[1].registrations == ()  # no Spring state in the batch
+
+    def test_person_rows_learn_and_forget_owners(self) -> None:
+        """An e-mail row's owner is kept; a resolved delete forgets it."""
+        upsert = key_change("EmailAddress", ("41",), "P1")
+        gone = key_change("PersonUser", ("7",), "P1", operation="D")
+        translation = to_events(
+            related_batch([upsert, gone], person_terms={"P1": [TERM]}),
+            source="pc",
+            captured_at=NOW,
+        )
+        assert translation.owners == [RowOwner("EmailAddress", "41", "P1")]
+        assert translation.owners_gone == [("PersonUser", "7")]
+
+    def test_unresolved_delete_yields_nothing(self) -> None:
+        """A key-only delete no owner is known for touched no state anyone was told."""
+        change = key_change("EmailAddress", ("99",), None, operation="D")
+        translation = to_events(related_batch([change]), source="pc", captured_at=NOW)
+        assert translation.events == []
+        assert translation.unresolved_keys == [("EmailAddress", "99")]
+
+    def test_ids_are_stable_and_distinct_per_table(self) -> None:
+        """Re-translating gives the same ids; a TRANSCRIPTDETAIL id keeps its v1 form."""
+        change = key_change(
+            "ACADEMIC", ("P1", "2021", "Winter", "01", "001"), "P1", term=TERM
+        )
+        first = to_events(related_batch([change]), source="pc", captured_at=NOW)
+        again = to_events(related_batch([change]), source="pc", captured_at=NOW)
+        assert [e.event_id for e in first.events] == [e.event_id for e in again.events]
+        assert change_event_id("pc", 1, 15, "update") not in {
+            e.event_id for e in first.events
+        }

@@ -14,14 +14,21 @@ from pathlib import Path
 import pytest
 
 from cdc import changes, rows
-from cdc.ports import PersonTerm
+from cdc import state as cdc_state
+from cdc.ports import ChangeBatch, PersonTerm
 from connectors.sqlserver import rows as sqlserver_rows
-from consumers import dead_letters
+from consumers import account_book, dead_letters
 from consumers.decisions import EnrolmentPolicy, is_enrolled
 from consumers.mapping import load_mappings, normalise
 from sandbox.powercampus import source as sandbox_source
 from schemas.collation import collate, person_term_key, section_key, term_key
-from schemas.events import EnrolmentEvent, Registration, SectionKey, TermKey
+from schemas.events import (
+    EnrolmentEvent,
+    PersonDetails,
+    Registration,
+    SectionKey,
+    TermKey,
+)
 
 PersonTermKey = Callable[[str, TermKey], object]
 
@@ -181,3 +188,46 @@ class TestTermLabels:
         """Anything but a four-digit year, a slash and a term is refused, saying so."""
         with pytest.raises(ValueError, match="is not YEAR/TERM"):
             TermKey.parse(label)
+
+
+def _details_found(people_code_id: str) -> bool:
+    """Whether the capture finds P000123456's details for this spelling."""
+    state = cdc_state.TermStates.of(
+        ChangeBatch(0, 0, (), {}, people={"P000123456": PersonDetails()})
+    )
+    return (state.people or {}).get(collate(people_code_id)) is not None
+
+
+#: Every function that keys a person alone (accounts, account details, person terms).
+PERSON_KEYS: dict[str, Callable[[str], object]] = {
+    "schemas.collation": collate,
+    "consumers.account_book": account_book.account_key,
+    "connectors.sqlserver.rows (person terms)": lambda p: list(
+        sqlserver_rows.terms_of_persons([p], [("P000123456", "2021", "Winter")], [])[p]
+    ),
+    "cdc.state (account details)": _details_found,
+}
+
+
+class TestPersonKeys:
+    """Accounts and account details find a person under any spelling the rule allows."""
+
+    @pytest.mark.parametrize("where", PERSON_KEYS)
+    @pytest.mark.parametrize(
+        ("first", "second", "same"),
+        [
+            ("P000123456", "p000123456  ", True),
+            ("P000123456", " P000123456", False),
+            ("P000123456", "P000123457", False),
+        ],
+    )
+    def test_same_exactly_when_the_rule_says(
+        self, where: str, first: str, second: str, same: bool
+    ) -> None:
+        """Two spellings are one person's exactly when the collation says so."""
+        key = PERSON_KEYS[where]
+        if where.startswith(("connectors", "cdc")):
+            # these look a stored person up: the stored one is P000123456
+            assert bool(key(second)) is (collate(second) == collate("P000123456"))
+        else:
+            assert (key(first) == key(second)) is same

@@ -10,8 +10,8 @@ from schemas.dead_letter import DeadLetter
 from schemas.events import (
     EnrolmentEvent,
     Registration,
-    RowChange,
     SectionKey,
+    TableChange,
     TermKey,
 )
 
@@ -51,8 +51,9 @@ def event(
         term=TermKey(academic_year="2021", academic_term=term),
         state_version=state_version,
         registrations=registrations,
-        change=RowChange(
-            transcript_detail_id=1,
+        change=TableChange(
+            table="TRANSCRIPTDETAIL",
+            key=str(1),
             operation="update",
             change_version=state_version,
             section=registrations[0].section,

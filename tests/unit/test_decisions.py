@@ -41,8 +41,8 @@ from schemas.events import (
     EnrolmentEvent,
     Operation,
     Registration,
-    RowChange,
     SectionKey,
+    TableChange,
     TermKey,
 )
 
@@ -112,8 +112,9 @@ def event(
     """A change event (or a snapshot when ``changed`` is None) at version 10."""
     change = None
     if changed is not None:
-        change = RowChange(
-            transcript_detail_id=1,
+        change = TableChange(
+            table="TRANSCRIPTDETAIL",
+            key=str(1),
             operation=operation,
             change_version=10,
             section=changed,
@@ -348,6 +349,7 @@ REMOVE = RemoveRoleAction(courseid=COUN, userid=7, roleid=STUDENT)
 RESTORE = RestoreRoleAction(courseid=COUN, userid=7, roleid=STUDENT)
 REACTIVATE = ReactivateAction(courseid=COUN, userid=7, roleid=STUDENT)
 RESTORE_AUDIT = RestoreRoleAction(courseid=COUN, userid=7, roleid=AUDIT)
+ENROL_AUDIT = EnrolAction(courseid=COUN, userid=7, roleid=AUDIT)
 TO_AUDIT = ChangeRoleAction(
     courseid=COUN, userid=7, roleid=AUDIT, previous_roleid=STUDENT
 )
@@ -475,7 +477,9 @@ class TestSettle:
         settled = settle(intent("active", AUDIT), None, recheck_at_ms=1_000)
         assert (settled.status, settled.late_roleids) == ("unenrolled", (AUDIT,))
         assert settled.recheck_at_ms == 1_000
-        later = next_ledger_entry(ENROL, settled, event_id="e", state_version=11)
+        later = next_ledger_entry(
+            ENROL, settled, desired=desired(True), event_id="e", state_version=11
+        )
         assert (later.late_roleids, later.recheck_at_ms) == ((AUDIT,), 1_000)
         # the late assignment landing is taken away again by the next decision
         assert plan_against(
@@ -517,47 +521,58 @@ class TestNextLedgerEntry:
     """The ledger entry written after an action is applied."""
 
     @pytest.mark.parametrize(
-        ("action", "previous", "status", "role"),
+        ("action", "previous", "want", "status", "role"),
         [
-            (ENROL, None, "active", STUDENT),
-            (ENROL.model_copy(update={"roleid": AUDIT}), ledger("active"), "active", AUDIT),
-            (SUSPEND, ledger("active"), "suspended", STUDENT),
-            (UNENROL, ledger("active", AUDIT), "unenrolled", AUDIT),
-            (REMOVE, ledger("active"), "role_removed", STUDENT),
-            (RESTORE, ledger("role_removed"), "active", STUDENT),
-            (REACTIVATE, ledger("suspended"), "active", STUDENT),
-            (TO_AUDIT, ledger("active"), "active", AUDIT),
+            (ENROL, None, desired(True), "active", STUDENT),
+            (ENROL_AUDIT, ledger("active"), desired(True, AUDIT), "active", AUDIT),
+            (SUSPEND, ledger("active"), desired(False), "suspended", STUDENT),
+            (UNENROL, ledger("active", AUDIT), desired(False), "unenrolled", AUDIT),
+            (REMOVE, ledger("active"), desired(False), "role_removed", STUDENT),
+            (RESTORE, ledger("role_removed"), desired(True), "active", STUDENT),
+            (REACTIVATE, ledger("suspended"), desired(True), "active", STUDENT),
+            (TO_AUDIT, ledger("active"), desired(True, AUDIT), "active", AUDIT),
         ],
     )  # fmt: skip
     def test_next(
         self,
         action: MoodleAction,
         previous: LedgerEntry | None,
+        want: DesiredEnrolment,
         status: LedgerStatus,
         role: int,
     ) -> None:
         """The entry records the new status, the role, the event and its version."""
-        entry = next_ledger_entry(action, previous, event_id="e-10", state_version=10)
+        entry = next_ledger_entry(
+            action, previous, desired=want, event_id="e-10", state_version=10
+        )
         assert (entry.status, entry.roleid, entry.owned) == (status, role, True)
         assert (entry.courseid, entry.userid) == (COUN, 7)
         assert (entry.event_id, entry.state_version) == ("e-10", 10)
 
     def test_intent_is_uncertain_and_remembers_the_old_role(self) -> None:
         """Before the call: the intended state, uncertain, with the role it replaces."""
+        want = desired(True, AUDIT)
         entry = next_ledger_entry(
-            TO_AUDIT, ledger("active"), event_id="e", state_version=10, uncertain=True
+            TO_AUDIT,
+            ledger("active"),
+            desired=want,
+            event_id="e",
+            state_version=10,
+            uncertain=True,
         )
         assert (entry.status, entry.roleid, entry.uncertain) == ("active", AUDIT, True)
         assert entry.previous_roleid == STUDENT
         done = next_ledger_entry(
-            TO_AUDIT, ledger("active"), event_id="e", state_version=10
+            TO_AUDIT, ledger("active"), desired=want, event_id="e", state_version=10
         )
         assert (done.uncertain, done.previous_roleid) == (False, None)
 
     def test_unenrol_needs_a_previous_entry(self) -> None:
         """An unenrol is never planned without a ledger entry, so none is invented."""
         with pytest.raises(ValueError, match="existing ledger entry"):
-            next_ledger_entry(UNENROL, None, event_id="e", state_version=1)
+            next_ledger_entry(
+                UNENROL, None, desired=desired(False), event_id="e", state_version=1
+            )
 
 
 class TestMoodleActionUnion:

@@ -106,6 +106,24 @@ EXPECTED: dict[str, type[MoodleError]] = {
     "companion_suspend_not_0_or_1": MoodleInvalidParameter,
     "companion_suspend_not_0_or_1_debug_on": MoodleInvalidParameter,
     "companion_missing_suspend": MoodleInvalidParameter,
+    # Sequence 4: every refused account is a bare invalidparameter (a row's fault).
+    **{
+        f"people_create_{case}": MoodleInvalidParameter
+        for case in (
+            "manual_no_password",
+            "nologin_no_password",
+            "saml2_not_installed",
+            "oidc_not_installed",
+            "username_taken",
+            "email_taken",
+            "email_taken_other_case",
+            "email_invalid",
+            "manual_no_password_debug_on",
+            "saml2_not_installed_debug_on",
+            "username_taken_debug_on",
+            "email_taken_other_case_debug_on",
+        )
+    },
 }
 
 

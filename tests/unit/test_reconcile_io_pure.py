@@ -24,6 +24,7 @@ from consumers.reconcile.snapshot_reader import (
 )
 from enrolstream.wiring.reconcile import write_report
 from schemas.actions import LedgerEntry
+from schemas.events import Teaching
 from schemas.snapshot import MARKER_KEY, SnapshotMarker
 from tests.unit.test_reconcile_plan import (
     COURSE,
@@ -39,6 +40,7 @@ from tests.unit.test_reconcile_plan import (
 )
 
 T0 = datetime(2021, 2, 1, tzinfo=UTC)
+EDITING = 3
 
 
 def _marker(snapshot_id: str, kind: str, events: int | None, minute: int) -> RawMessage:
@@ -186,6 +188,8 @@ class TestReport:
             "reason": evil,
             "outcome": "rejected: wsnoinstance",
             "moodle_userid": "501",
+            "about": "student",
+            "term_withdrawal": "",
         }
         summary = json.loads((tmp_path / "summary.json").read_text())
         assert summary["totals"]["by_outcome"] == {"rejected": 1}
@@ -256,3 +260,25 @@ class TestPlanAdoption:
         again = plan_adoption(inputs, MAPPING, POLICY, [owned])
         assert again.already_owned == 1
         assert [e.userid for e in again.entries] == [502]
+
+    def test_adopts_an_instructor_role(self) -> None:
+        """Someone PowerCampus says teaches there, holding that role, is adopted as one."""
+        teaches = _event("P000000505", "dropped").model_copy(
+            update={
+                "teaching": (
+                    Teaching(
+                        section=_event("P000000505", "enrolled")
+                        .registrations[0]
+                        .section,
+                        percentage=100,
+                    ),
+                )
+            }
+        )
+        inputs = ReconcileInputs(
+            snapshot=LoadedSnapshot(_loaded().marker, (teaches,)),
+            identities={"P000000505": Found(505)},
+            rosters={COURSE: {505: _roster("active", EDITING)}},
+        )
+        (entry,) = plan_adoption(inputs, MAPPING, POLICY, []).entries
+        assert (entry.userid, entry.our_roles()) == (505, {"instructor": EDITING})

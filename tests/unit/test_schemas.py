@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import json
+import uuid
 from datetime import UTC, datetime
 
 import pytest
 from pydantic import ValidationError
 
+from consumers.parked import ParkedEvent
 from schemas.events import (
+    EVENT_ID_NAMESPACE,
     EnrolmentEvent,
+    PersonDetails,
     Registration,
-    RowChange,
     SectionKey,
+    Standing,
+    TableChange,
+    Teaching,
     TermKey,
     change_event_id,
+    parse_event,
 )
 from schemas.export import CONTRACTS, HERE, render
 
@@ -38,8 +46,9 @@ def event() -> EnrolmentEvent:
         registrations=(
             Registration(transcript_detail_id=7, section=SECTION, add_drop_wait="D"),
         ),
-        change=RowChange(
-            transcript_detail_id=7,
+        change=TableChange(
+            table="TRANSCRIPTDETAIL",
+            key="7",
             operation="update",
             change_version=12,
             section=SECTION,
@@ -111,3 +120,94 @@ class TestEventContract:
     ) -> None:
         """Re-polling the same row version gives the same id; anything else another."""
         assert (change_event_id(*args) == event().event_id) is same  # type: ignore[arg-type]
+
+
+class TestVersionTwo:
+    """Version 2 carries instructors, standing and account details; version 1 still reads."""
+
+    def v1_json(self, *, with_version: bool = True) -> bytes:
+        """A version 1 event as a producer before the upgrade wrote it."""
+        data = {
+            "event_id": "e-1",
+            "kind": "change",
+            "source": "pc",
+            "people_code_id": "P000000001",
+            "term": {"academic_year": "2021", "academic_term": "Winter"},
+            "state_version": 15,
+            "registrations": [
+                {
+                    "transcript_detail_id": 7,
+                    "section": SECTION.model_dump(),
+                    "add_drop_wait": "A",
+                }
+            ],
+            "change": {
+                "transcript_detail_id": 7,
+                "operation": "update",
+                "change_version": 12,
+                "section": SECTION.model_dump(),
+            },
+            "captured_at": "2021-01-11T09:00:00Z",
+        }
+        if with_version:
+            data["schema_version"] = 1
+        return json.dumps(data).encode()
+
+    @pytest.mark.parametrize("with_version", [True, False])
+    def test_version_one_reads_as_two(self, with_version: bool) -> None:
+        """A v1 event is read as v2: its change names TRANSCRIPTDETAIL, the new parts None."""
+        event = parse_event(self.v1_json(with_version=with_version))
+        assert event.schema_version == 2
+        assert (event.teaching, event.standing, event.person) == (None, None, None)
+        assert event.change is not None
+        assert (event.change.table, event.change.key) == ("TRANSCRIPTDETAIL", "7")
+        assert event.change.transcript_detail_id == 7
+
+    def test_version_two_round_trips(self) -> None:
+        """Every new part survives JSON."""
+        original = event().model_copy(
+            update={
+                "teaching": (Teaching(section=SECTION, percentage=0.0),),
+                "standing": (
+                    Standing(
+                        academic_session="01",
+                        transcript_seq="001",
+                        enroll_separation="WITH",
+                    ),
+                ),
+                "person": PersonDetails(first_name="Ada", email="ada@example.edu"),
+            }
+        )
+        assert parse_event(original.model_dump_json()) == original
+
+    def test_parked_entries_of_version_one_still_load(self) -> None:
+        """A person parked before the upgrade is read back with a v2 event."""
+        record = {
+            "event": json.loads(self.v1_json()),
+            "reason": "no Moodle user",
+            "parked_at": "2021-01-11T09:00:00Z",
+        }
+        parked = ParkedEvent.model_validate_json(json.dumps(record))
+        assert parked.event.schema_version == 2
+
+    def test_both_versions_are_exported(self) -> None:
+        """The schema export holds v1 and v2; v2 names what it adds."""
+        assert {
+            "enrolment_event.v1.schema.json",
+            "enrolment_event.v2.schema.json",
+        } <= set(CONTRACTS)
+        text = render("enrolment_event.v2.schema.json")
+        for name in (
+            "teaching",
+            "standing",
+            "person",
+            "PERCENTAGE",
+            "ENROLL_SEPARATION",
+        ):
+            assert name in text
+
+    def test_transcript_ids_keep_their_version_one_form(self) -> None:
+        """A row re-polled across the upgrade gets the same event id."""
+        assert change_event_id("pc", 7, 12, "update") == str(
+            uuid.uuid5(EVENT_ID_NAMESPACE, "pc|TRANSCRIPTDETAIL|7|12|update")
+        )

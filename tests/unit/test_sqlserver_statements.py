@@ -54,8 +54,10 @@ class TSqlWithChangeTracking(TSQL):
     parser_class = _Parser  # type: ignore[assignment]  # TSQLParser is typed apart
 
 
-STOCK_GAPS = {"SET_SNAPSHOT", "CHANGES"}
 STATEMENTS = sql.all_statements()
+STOCK_GAPS = {"SET_SNAPSHOT", "CHANGES"} | {
+    name for name in STATEMENTS if name.startswith("key_changes_query(")
+}
 
 
 def _parse(text: str, dialect: Any = TSqlWithChangeTracking) -> exp.Expr:
@@ -122,6 +124,18 @@ class TestStatementContent:
         assert columns == {"TranscriptDetailId"}
         selected = {column.name for column in tree.selects}
         assert {"SYS_CHANGE_VERSION", "SYS_CHANGE_OPERATION"} <= selected
+
+    @pytest.mark.parametrize(
+        "table", ["SECTIONPER", "ACADEMIC", "PEOPLE", "EmailAddress", "PersonUser"]
+    )
+    def test_key_changes_read_changetable_of_their_table(self, table: str) -> None:
+        """Each table's changes come from CHANGETABLE(CHANGES dbo.<table>, ?)."""
+        tree = _parse(sql.key_changes_query(table))  # type: ignore[arg-type]
+        (call,) = _changetable_calls(tree)
+        kind, named, version = call.expressions
+        assert kind.name.upper() == "CHANGES"
+        assert (named.db, named.name) == ("dbo", table)
+        assert isinstance(version, exp.Placeholder)
 
     @pytest.mark.parametrize(
         ("statement", "function"),
