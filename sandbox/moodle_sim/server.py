@@ -232,11 +232,14 @@ class MoodleSimulator:
 
     async def _answer(self, request: web.Request) -> web.StreamResponse:
         fault = self.faults.take()
-        if fault is not None and not fault.after:
-            early = await self._before(request, fault)
-            if early is not None:
-                return early
+        if fault is not None and not fault.after and fault.kind != "delay":
+            return await self._fail(request, fault)
+        # The body is read before a delay, as a web server hands PHP the whole
+        # request before the script runs: a request held past its client's
+        # timeout is still applied once the hold ends (the client long gone).
         params = await self._read_params(request)
+        if fault is not None and fault.kind == "delay":
+            await asyncio.sleep(fault.seconds)
         json_format = params.get("moodlewsrestformat") == "json"
         async with self._workers:
             rendered = await self._serve(params, json_format=json_format)
@@ -245,14 +248,6 @@ class MoodleSimulator:
         return web.Response(
             body=rendered.body.encode(), headers={"Content-Type": rendered.content_type}
         )
-
-    async def _before(
-        self, request: web.Request, fault: Fault
-    ) -> web.StreamResponse | None:
-        if fault.kind == "delay":
-            await asyncio.sleep(fault.seconds)
-            return None
-        return await self._fail(request, fault)
 
     @staticmethod
     async def _fail(request: web.Request, fault: Fault) -> web.StreamResponse:
