@@ -15,7 +15,8 @@ enrolment row, ~4.4 ms a user read; ``--concurrency`` PHP workers):
   real-latency model, within 1.25 x of what Moodle's own cost for the calls the
   consumer made allows at that many workers).
 
-Run: ``.venv/bin/python bench/e2e.py [--burst 50000] [--latency-samples 60]``
+Run from the repository root: ``.venv/bin/python -m bench.e2e [--burst 50000]
+[--latency-samples 60]`` (a module, so that it shares ``bench/stack.py``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import logging
 import multiprocessing
 import os
 import random
@@ -37,9 +37,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import structlog
 from pydantic import SecretStr
 
+from bench.stack import quiet, wait_for_port
 from cdc.checkpoint import SqliteCheckpointStore
 from cdc.kafka import KafkaEventPublisher, ensure_topics
 from cdc.poller import Poller
@@ -73,13 +73,6 @@ TOPICS = (
     "parked_topic",
     "dead_letter_topic",
 )
-
-
-def quiet() -> None:
-    """Warnings only: per-batch info lines would measure the terminal."""
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING)
-    )
 
 
 def person(n: int) -> str:
@@ -156,19 +149,6 @@ def run_poller(
         await source.close()
 
     asyncio.run(poll())
-
-
-async def wait_for_port(port: int) -> None:
-    """Until something listens on 127.0.0.1:port."""
-    for _ in range(800):
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-        except OSError:
-            await asyncio.sleep(0.025)
-            continue
-        writer.close()
-        return
-    raise RuntimeError(f"nothing listens on port {port}")
 
 
 @dataclass
