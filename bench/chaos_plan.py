@@ -1,0 +1,506 @@
+"""One run of the fault matrix, drawn from its seed: term, settings, workload and faults.
+
+Pure: no I/O, no clock. Every draw comes from a ``random.Random`` seeded with
+the run's seed and a purpose (``"{seed}:workload"``, ``"{seed}:fault:{kind}"`` …),
+so a seed replays the same term, settings, registrar's workload and fault
+schedule, and leaving a fault kind out (``--faults``) does not change the draws
+of the others. What a seed cannot fix is the interleaving of real processes: the
+moment an armed crash point fires, or which batch a kill -9 cuts.
+
+The workload is a registrar's morning on the seeded term, as SQL on
+TRANSCRIPTDETAIL (one transaction per step): adds, drops, re-adds, swaps between
+cross-listed sections (one transaction: the Moodle course must not notice) and
+between sections of one course, wait-list entries moved W→A, withdrawn grades,
+deletes, quick drop/re-add flips and multi-person bursts.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+YEAR, TERM, SESSION = "2021", "Winter", "01"
+
+#: Every fault kind, and what it does.
+KINDS: dict[str, str] = {
+    "poller-kill": "kill -9 of `enrolstream poll` at a random moment, then restarted",
+    "poller-crash-after-publish": "the poller killed by its crash point between "
+    "Kafka's acks and the saved version",
+    "consumer-kill": "kill -9 of `enrolstream consume` mid-batch (a Moodle call in "
+    "flight when there is one)",
+    "consumer-crash-after-intent": "the consumer killed between its ledger intent "
+    "and the Moodle call",
+    "consumer-crash-after-moodle": "the consumer killed between Moodle's answer and "
+    "the ledger write",
+    "consumer-crash-after-ledger": "the consumer killed between the ledger write and "
+    "the offset commit",
+    "broker-pause": "the Kafka broker frozen with SIGSTOP for a while, then SIGCONT",
+    "moodle-5xx": "Moodle answering 500/502/503 (for N requests or for a while)",
+    "moodle-hang": "Moodle holding requests past the client timeout, applying them "
+    "afterwards",
+    "moodle-slow": "Moodle holding requests for less than the client timeout",
+    "moodle-down": "`enrolstream moodle-sim` stopped with SIGTERM (in-flight requests "
+    "answered 'Terminated: 15', then connections refused), started again",
+    "moodle-lost-reply": "Moodle applying requests and dropping the connection "
+    "before the answer",
+    "moodle-terminated": "Moodle answering an HTML page with HTTP 200 ('Terminated: "
+    "15', or a PHP fatal error), before or after applying",
+    "ct-cleanup": "change-tracking cleanup past the poller's saved version while it "
+    "is stopped (it must re-initialise)",
+    "poison": "a record on the event topic that is not an event (must be "
+    "dead-lettered with its reason)",
+}
+
+#: Crash-point kinds: the command they arm and the point.
+CRASH_POINTS: dict[str, tuple[str, str]] = {
+    "poller-crash-after-publish": ("poll", "poller.after_publish"),
+    "consumer-crash-after-intent": ("consume", "consumer.after_intent"),
+    "consumer-crash-after-moodle": ("consume", "consumer.after_moodle"),
+    "consumer-crash-after-ledger": ("consume", "consumer.after_ledger"),
+}
+
+POISON_VALUES = (
+    b"\xff\xfe\x00 not even text",
+    b'{"schema_version": 1, "kind": "change"}',
+    b"[]",
+    b'{"hello": "world"',
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """The seeded term: ``sandbox.powercampus.seed.seed_term``'s arguments."""
+
+    people: int
+    courses: int
+    crosslisted_pairs: int
+    enrolments_per_person: int
+    random_seed: int
+
+
+@dataclass(frozen=True, slots=True)
+class Tuning:
+    """Settings drawn per run, so the matrix also covers how the stack is run."""
+
+    concurrency: int
+    batch_max_rows: int
+    latency: str  # zero | real
+    workers: int
+    poll_interval_s: float
+    request_timeout_s: float
+    max_backoff_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    """A section of the seeded term (the SECTIONS key the workload writes)."""
+
+    event_id: str
+    sub_type: str
+    section: str
+
+
+@dataclass(slots=True)
+class Row:
+    """One TRANSCRIPTDETAIL row as the registrar's model holds it."""
+
+    person: str
+    stored_event_id: str  # as stored: PowerCampus pads some EVENT_IDs
+    sub_type: str
+    section: str
+    adw: str
+    grade: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One registrar transaction at ``at_s`` seconds into the run."""
+
+    at_s: float
+    what: str
+    statements: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """One fault at ``at_s`` seconds into the run; ``params`` as drawn."""
+
+    at_s: float
+    kind: str
+    params: tuple[tuple[str, Any], ...] = ()
+
+    def get(self, name: str) -> Any:
+        """A parameter's value."""
+        return dict(self.params)[name]
+
+    def describe(self) -> str:
+        """``kind(a=1, b=2)@3.2s``."""
+        args = ", ".join(f"{k}={v}" for k, v in self.params)
+        return f"{self.kind}({args})@{self.at_s:.1f}s"
+
+
+@dataclass(frozen=True, slots=True)
+class Arming:
+    """A crash point armed in ``command`` with ``chance`` per pass, ``budget`` times."""
+
+    kind: str
+    command: str
+    point: str
+    chance: float
+    budget: int
+
+
+@dataclass(frozen=True, slots=True)
+class RunPlan:
+    """Everything a run does, drawn from its seed."""
+
+    seed: int
+    quick: bool
+    kinds: tuple[str, ...]
+    shape: Shape
+    tuning: Tuning
+    duration_s: float
+    steps: tuple[Step, ...]
+    faults: tuple[Fault, ...]
+    armings: tuple[Arming, ...] = field(default=())
+
+
+def _rng(seed: int, purpose: str) -> random.Random:
+    return random.Random(f"{seed}:{purpose}")
+
+
+def _chance(rng: random.Random, probability: float) -> bool:
+    return rng.random() < probability
+
+
+def draw_kinds(seed: int, allowed: Sequence[str]) -> tuple[str, ...]:
+    """The fault kinds of one run: one to four of ``allowed``, alone or together."""
+    rng = _rng(seed, "kinds")
+    count = min(len(allowed), rng.choices([1, 2, 3, 4], weights=[35, 30, 20, 15])[0])
+    return tuple(sorted(rng.sample(list(allowed), count)))
+
+
+def draw_shape(seed: int, *, quick: bool) -> Shape:
+    """The term to seed."""
+    rng = _rng(seed, "shape")
+    if quick:
+        return Shape(rng.randint(16, 24), 6, 1, 3, rng.randrange(1_000_000))
+    return Shape(rng.randint(28, 44), rng.randint(6, 9), 2, 3, rng.randrange(1_000_000))
+
+
+def draw_tuning(seed: int) -> Tuning:
+    """How the stack is run this time."""
+    rng = _rng(seed, "tuning")
+    return Tuning(
+        concurrency=rng.randint(1, 4),
+        batch_max_rows=rng.choice([3, 10, 100]),
+        latency=rng.choices(["zero", "real"], weights=[70, 30])[0],
+        workers=rng.randint(1, 3),
+        poll_interval_s=rng.choice([0.2, 0.3, 0.5]),
+        request_timeout_s=1.5,
+        max_backoff_s=rng.choice([1.0, 2.0]),
+    )
+
+
+def plan_run(
+    seed: int,
+    kinds: Sequence[str],
+    *,
+    quick: bool,
+    rows: Sequence[Row],
+    sections: Sequence[Section],
+    crosslisted: Sequence[tuple[tuple[str, ...], str]],
+    people: Sequence[str],
+) -> RunPlan:
+    """The run's workload and faults over the seeded term's ``rows``."""
+    duration = 8.0 if quick else 16.0
+    faults: list[Fault] = []
+    armings: list[Arming] = []
+    for kind in kinds:
+        rng = _rng(seed, f"fault:{kind}")
+        if kind in CRASH_POINTS:
+            command, point = CRASH_POINTS[kind]
+            low, high = (0.05, 0.2) if command == "poll" else (0.15, 0.5)
+            chance = round(rng.uniform(low, high), 3)
+            armings.append(Arming(kind, command, point, chance, rng.randint(1, 2)))
+            continue
+        for _ in range(rng.randint(1, 2)):
+            at = round(rng.uniform(0.3, duration - 1.0), 2)
+            faults.append(Fault(at, kind, draw_params(kind, rng, quick=quick)))
+    registrar = Registrar(_rng(seed, "workload"), rows, sections, crosslisted, people)
+    count = registrar.rng.randint(*((12, 16) if quick else (22, 32)))
+    moments = [
+        (round(registrar.rng.uniform(0.3, duration), 2), False) for _ in range(count)
+    ]
+    # Commits while the poller is stopped for a cleanup: their history is purged,
+    # so they can only reach Moodle through the re-initialisation.
+    moments += [
+        (round(f.at_s + f.get("stopped_s") / 2, 2), True)
+        for f in faults
+        if f.kind == "ct-cleanup"
+    ]
+    # In time order, so that the model sees the changes as the database will.
+    steps = [
+        step
+        for at, purge in sorted(moments)
+        for step in registrar.step(at, purge=purge)
+    ]
+    return RunPlan(
+        seed=seed,
+        quick=quick,
+        kinds=tuple(kinds),
+        shape=draw_shape(seed, quick=quick),
+        tuning=draw_tuning(seed),
+        duration_s=duration,
+        steps=tuple(sorted(steps, key=lambda s: s.at_s)),
+        faults=tuple(sorted(faults, key=lambda f: f.at_s)),
+        armings=tuple(armings),
+    )
+
+
+def draw_params(  # noqa: PLR0911 - one branch per kind reads best as a table
+    kind: str, rng: random.Random, *, quick: bool
+) -> tuple[tuple[str, Any], ...]:
+    """The parameters of one fault of ``kind``."""
+    longest = 3.0 if quick else 5.0
+    if kind in {"poller-kill", "consumer-kill"}:
+        return (("restart_after_s", round(rng.uniform(0.1, 1.5), 2)),)
+    if kind == "broker-pause":
+        return (("paused_s", round(rng.uniform(1.0, longest), 2)),)
+    if kind == "moodle-5xx":
+        if _chance(rng, 0.5):
+            return (("for_s", round(rng.uniform(0.5, longest - 1), 2)), ("status", 503))
+        return (("n", rng.randint(1, 4)), ("status", rng.choice([500, 502, 503])))
+    if kind == "moodle-hang":
+        return (("n", rng.randint(1, 2)), ("seconds", round(rng.uniform(2.0, 4.0), 2)))
+    if kind == "moodle-slow":
+        return (("n", rng.randint(2, 6)), ("seconds", round(rng.uniform(0.2, 1.2), 2)))
+    if kind == "moodle-down":
+        return (("down_s", round(rng.uniform(0.5, longest - 1), 2)),)
+    if kind == "moodle-lost-reply":
+        return (("n", rng.randint(1, 3)), ("after", _chance(rng, 0.8)))
+    if kind == "moodle-terminated":
+        page = rng.choices(["terminated", "php_fatal"], weights=[75, 25])[0]
+        return (("n", rng.randint(1, 2)), ("page", page), ("after", _chance(rng, 0.5)))
+    if kind == "ct-cleanup":
+        return (("stopped_s", round(rng.uniform(0.8, 2.0), 2)),)
+    if kind == "poison":
+        return (
+            ("records", rng.randint(1, 2)),
+            ("value", rng.randrange(len(POISON_VALUES))),
+        )
+    raise ValueError(f"unknown fault kind {kind!r}")
+
+
+class Registrar:
+    """The registrar's model of the term and the SQL each change takes."""
+
+    def __init__(
+        self,
+        rng: random.Random,
+        rows: Sequence[Row],
+        sections: Sequence[Section],
+        crosslisted: Sequence[tuple[tuple[str, ...], str]],
+        people: Sequence[str],
+    ) -> None:
+        self.rng = rng
+        self.rows = {_key(r.person, r.stored_event_id, r.section): r for r in rows}
+        self.sections = list(sections)
+        self.people = list(people)
+        # event_id/section -> the partner section of its cross-listed group
+        self.partner: dict[tuple[str, str], Section] = {}
+        by_key = {(s.event_id, s.section): s for s in sections}
+        for event_ids, shared in crosslisted:
+            for a in event_ids:
+                for b in event_ids:
+                    if a != b and (b, shared) in by_key:
+                        self.partner[(a, shared)] = by_key[(b, shared)]
+        self._last_inserted: Row | None = None
+
+    def step(self, at: float, *, purge: bool = False) -> list[Step]:
+        """One transaction at ``at`` (plus follow-ups a flip or wait-list schedules)."""
+        ops = [
+            (self.add, 24), (self.drop, 18), (self.readd, 8), (self.waitlist, 7),
+            (self.promote, 6), (self.swap_crosslisted, 9), (self.swap_section, 6),
+            (self.delete, 8), (self.withdraw, 3), (self.flip, 6), (self.burst, 5),
+        ]  # fmt: skip
+        if purge:  # a delete among purged history is what the shadow map is for
+            ops = [(self.delete, 3), (self.add, 2), (self.drop, 2)]
+        for _ in range(20):
+            chosen = self.rng.choices([o for o, _ in ops], weights=[w for _, w in ops])[
+                0
+            ]
+            made = chosen(at)
+            if made:
+                return made
+        return []
+
+    # -- the changes ----------------------------------------------------------
+    def add(self, at: float) -> list[Step]:
+        """A new registration, A, in a course the person is not in."""
+        change = self._new_registration("A")
+        return [] if change is None else [Step(at, *change)]
+
+    def waitlist(self, at: float) -> list[Step]:
+        """A wait-listed registration now, moved W→A a little later."""
+        change = self._new_registration("W")
+        if change is None:
+            return []
+        what, statements = change
+        row = self._last_inserted
+        assert row is not None  # noqa: S101 - _new_registration just set it
+        later = round(at + self.rng.uniform(0.2, 3.0), 2)
+        return [Step(at, what, statements), Step(later, *self._set(row, "A"))]
+
+    def drop(self, at: float) -> list[Step]:
+        """An added registration dropped (A→D)."""
+        row = self._pick(lambda r: r.adw == "A")
+        return [] if row is None else [Step(at, *self._set(row, "D"))]
+
+    def readd(self, at: float) -> list[Step]:
+        """A dropped registration added again (D→A)."""
+        row = self._pick(lambda r: r.adw == "D")
+        return [] if row is None else [Step(at, *self._set(row, "A"))]
+
+    def promote(self, at: float) -> list[Step]:
+        """A wait-listed registration moved W→A."""
+        row = self._pick(lambda r: r.adw == "W")
+        return [] if row is None else [Step(at, *self._set(row, "A"))]
+
+    def delete(self, at: float) -> list[Step]:
+        """A registration row deleted (change tracking gives its key only)."""
+        row = self._pick(lambda _: True)
+        if row is None:
+            return []
+        del self.rows[_key(row.person, row.stored_event_id, row.section)]
+        return [
+            Step(
+                at,
+                f"delete {_label(row)}",
+                (f"DELETE FROM TRANSCRIPTDETAIL {_where(row)}",),
+            )
+        ]
+
+    def withdraw(self, at: float) -> list[Step]:
+        """A withdrawn final grade (W) on an added registration: not enrolled."""
+        row = self._pick(lambda r: r.adw == "A" and r.grade is None)
+        if row is None:
+            return []
+        row.grade = "W"
+        sql = f"UPDATE TRANSCRIPTDETAIL SET FINAL_GRADE = 'W' {_where(row)}"
+        return [Step(at, f"grade W {_label(row)}", (sql,))]
+
+    def flip(self, at: float) -> list[Step]:
+        """Dropped and re-added (or the reverse) moments apart."""
+        row = self._pick(lambda r: r.adw in {"A", "D"})
+        if row is None:
+            return []
+        first, second = ("D", "A") if row.adw == "A" else ("A", "D")
+        later = round(at + self.rng.uniform(0.05, 0.6), 2)
+        return [Step(at, *self._set(row, first)), Step(later, *self._set(row, second))]
+
+    def swap_crosslisted(self, at: float) -> list[Step]:
+        """Moved to the cross-listed partner section in one transaction."""
+        row = self._pick(
+            lambda r: (
+                r.adw == "A" and (r.stored_event_id.strip(), r.section) in self.partner
+            )
+        )
+        if row is None:
+            return []
+        target = self.partner[(row.stored_event_id.strip(), row.section)]
+        return self._move(at, row, target, "cross-listed swap")
+
+    def swap_section(self, at: float) -> list[Step]:
+        """Moved to another section of the same course in one transaction."""
+        row = self._pick(lambda r: r.adw == "A")
+        if row is None:
+            return []
+        others = [
+            s
+            for s in self.sections
+            if s.event_id == row.stored_event_id.strip() and s.section != row.section
+        ]
+        if not others:
+            return []
+        return self._move(at, row, self.rng.choice(others), "section swap")
+
+    def burst(self, at: float) -> list[Step]:
+        """Several people's changes in one transaction."""
+        whats: list[str] = []
+        statements: list[str] = []
+        for _ in range(self.rng.randint(3, 8)):
+            op = self.rng.choice([self.add, self.drop, self.readd, self.delete])
+            for made in op(at):
+                whats.append(made.what)
+                statements.extend(made.statements)
+        if not statements:
+            return []
+        return [Step(at, "burst: " + "; ".join(whats), tuple(statements))]
+
+    # -- helpers ----------------------------------------------------------------
+    def _pick(self, wanted: Any) -> Row | None:
+        rows = sorted(
+            (r for r in self.rows.values() if wanted(r)),
+            key=lambda r: (r.person, r.stored_event_id, r.section),
+        )
+        return self.rng.choice(rows) if rows else None
+
+    def _new_registration(self, adw: str) -> tuple[str, tuple[str, ...]] | None:
+        person = self.rng.choice(self.people)
+        taken = {
+            r.stored_event_id.strip() for r in self.rows.values() if r.person == person
+        }
+        free = [s for s in self.sections if s.event_id not in taken]
+        if not free:
+            return None
+        section = self.rng.choice(free)
+        row = Row(person, section.event_id, section.sub_type, section.section, adw)
+        self.rows[_key(person, section.event_id, section.section)] = row
+        self._last_inserted = row
+        return f"{'add' if adw == 'A' else 'wait-list'} {_label(row)}", (_insert(row),)
+
+    def _set(self, row: Row, adw: str) -> tuple[str, tuple[str, ...]]:
+        row.adw = adw
+        sql = f"UPDATE TRANSCRIPTDETAIL SET ADD_DROP_WAIT = '{adw}' {_where(row)}"
+        return f"{adw} {_label(row)}", (sql,)
+
+    def _move(self, at: float, row: Row, target: Section, what: str) -> list[Step]:
+        statements = [self._set(row, "D")[1][0]]
+        existing = self.rows.get(_key(row.person, target.event_id, target.section))
+        if existing is not None:
+            statements.append(self._set(existing, "A")[1][0])
+        else:
+            new = Row(row.person, target.event_id, target.sub_type, target.section, "A")
+            self.rows[_key(row.person, target.event_id, target.section)] = new
+            statements.append(_insert(new))
+        label = f"{what} {_label(row)} -> {target.event_id}/{target.section}"
+        return [Step(at, label, tuple(statements))]
+
+
+def _key(person: str, event_id: str, section: str) -> tuple[str, str, str]:
+    return person, event_id.strip(), section
+
+
+def _label(row: Row) -> str:
+    return f"{row.person} {row.stored_event_id.strip()}/{row.section}"
+
+
+def _where(row: Row) -> str:
+    return (
+        f"WHERE PEOPLE_CODE_ID = '{row.person}' AND rtrim(EVENT_ID) = "
+        f"'{row.stored_event_id.strip()}' AND SECTION = '{row.section}' AND "
+        f"ACADEMIC_YEAR = '{YEAR}' AND ACADEMIC_TERM = '{TERM}'"
+    )
+
+
+def _insert(row: Row) -> str:
+    return (
+        "INSERT INTO TRANSCRIPTDETAIL (PEOPLE_CODE, PEOPLE_ID, PEOPLE_CODE_ID, "
+        "ACADEMIC_YEAR, ACADEMIC_TERM, ACADEMIC_SESSION, EVENT_ID, EVENT_SUB_TYPE, "
+        "SECTION, ADD_DROP_WAIT) VALUES "
+        f"('P', '{row.person[1:]}', '{row.person}', '{YEAR}', '{TERM}', '{SESSION}', "
+        f"'{row.stored_event_id}', '{row.sub_type}', '{row.section}', '{row.adw}')"
+    )
