@@ -17,8 +17,14 @@ from typing import Any
 from bench.chaos_kafka import produce_poison
 from bench.chaos_plan import POISON_VALUES, Fault
 from bench.chaos_world import World, tail
-from bench.stack import run_command
+from bench.stack import Command, run_command
 from sandbox.powercampus.database import PowerCampusSandbox
+
+#: A tracked change that leaves every registration as it is.
+TOUCH = (
+    "UPDATE TRANSCRIPTDETAIL SET REVISION_OPID = 'CHAOS' WHERE TranscriptDetailId = "
+    "(SELECT MIN(TranscriptDetailId) FROM TRANSCRIPTDETAIL)"
+)
 
 
 async def inject(world: World, fault: Fault, sandbox: PowerCampusSandbox) -> None:
@@ -40,11 +46,12 @@ async def inject(world: World, fault: Fault, sandbox: PowerCampusSandbox) -> Non
         await _moodle_plan(world, fault)
 
 
-async def _kill(world: World, command: Any, fault: Fault) -> None:
+async def _kill(world: World, command: Command, fault: Fault) -> None:
     async with world.locks[command.name]:
         if not command.running:
             return  # dead already: the supervisor's to restart
         await command.kill()
+        world.accounted[command.name].add(command.lives)
         world.record.faults[fault.kind] += 1
         await asyncio.sleep(fault.get("restart_after_s"))
         await world.start(command)
@@ -78,7 +85,7 @@ async def _pause_broker(world: World, fault: Fault) -> None:
 async def _stop_moodle(world: World, fault: Fault) -> None:
     """SIGTERM the site (in-flight requests answered 'Terminated: 15'), start it later."""
     async with world.locks[world.sim.name]:
-        status, in_time = await world.sim.stop()
+        status, in_time = await world.stop(world.sim)
         world.record.faults[fault.kind] += 1
         if status != 0 or not in_time:
             world.record.problems.append(
@@ -91,10 +98,18 @@ async def _stop_moodle(world: World, fault: Fault) -> None:
 
 async def _cleanup(world: World, fault: Fault, sandbox: PowerCampusSandbox) -> None:
     """Stop the poller, let commits happen, purge their history, start it again."""
+    deadline = time.monotonic() + 5.0
+    while world.saved_version() is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)  # a poller that never saved has nothing to lose
     async with world.locks[world.poller.name]:
-        await world.poller.stop()
+        await world.stop(world.poller)
         await asyncio.sleep(fault.get("stopped_s"))
         saved, current = world.saved_version(), sandbox.current_version()
+        if saved is not None and saved == current:
+            # No registrar commit in the window: a clerk touches a record, so
+            # there is history the poller has not read for the cleanup to purge.
+            sandbox.execute(TOUCH)
+            current = sandbox.current_version()
         if saved is not None and saved < current:
             code, out = await run_command(
                 ["sandbox", "cleanup", "--retain-versions", "0"],

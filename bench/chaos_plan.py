@@ -215,16 +215,20 @@ def plan_run(
     people: Sequence[str],
 ) -> RunPlan:
     """The run's workload and faults over the seeded term's ``rows``."""
-    duration = 8.0 if quick else 16.0
+    duration = 10.0 if quick else 18.0
     faults: list[Fault] = []
     armings: list[Arming] = []
     for kind in kinds:
         rng = _rng(seed, f"fault:{kind}")
         if kind in CRASH_POINTS:
             command, point = CRASH_POINTS[kind]
-            low, high = (0.05, 0.2) if command == "poll" else (0.15, 0.5)
-            chance = round(rng.uniform(low, high), 3)
-            armings.append(Arming(kind, command, point, chance, rng.randint(1, 2)))
+            # The poller passes its point every poll, the consumer once per write
+            # or batch. A quick run is short: there the point fires at its first
+            # pass, so that the kill happens; a full run draws when it does.
+            low, high = (0.1, 0.3) if command == "poll" else (0.3, 0.8)
+            chance = 1.0 if quick else round(rng.uniform(low, high), 3)
+            budget = 1 if quick else rng.randint(1, 2)
+            armings.append(Arming(kind, command, point, chance, budget))
             continue
         for _ in range(rng.randint(1, 2)):
             at = round(rng.uniform(0.3, duration - 1.0), 2)

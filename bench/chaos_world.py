@@ -20,6 +20,8 @@ import contextlib
 import json
 import random
 import secrets
+import signal
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -36,6 +38,8 @@ from enrolstream.settings import Settings
 from sandbox.broker import EmbeddedBroker
 
 CONTROL = "/_control"
+#: How long armed crash points may still fire once the other faults stopped.
+LINGER_S = 6.0
 
 
 @dataclass
@@ -170,6 +174,7 @@ class World:
         self.budget = {a.kind: a.budget for a in plan.armings}
         self.armed: dict[str, Arming | None] = {c.name: None for c in self.commands}
         self.turn: Counter[str] = Counter()
+        self.accounted: dict[str, set[int]] = {c.name: set() for c in self.commands}
         self.chaos = True
         self.restart_rng = random.Random(f"{plan.seed}:restarts")
         self._http: aiohttp.ClientSession | None = None
@@ -226,6 +231,19 @@ class World:
             await asyncio.sleep(0.1)
 
     async def _after_death(self, command: Command) -> None:
+        self.account_death(command)
+        await asyncio.sleep(self.restart_rng.uniform(0.1, 1.0))
+        await self.start(command)
+
+    def account_death(self, command: Command) -> None:
+        """Count a life that ended on its own: a crash point's kill, or a finding.
+
+        Called with the command's lock held, before a fault action or the
+        supervisor starts the next life; a life is accounted once.
+        """
+        if command.running or command.lives in self.accounted[command.name]:
+            return
+        self.accounted[command.name].add(command.lives)
         status, arming = command.returncode, self.armed[command.name]
         if status == -9 and arming is not None:  # noqa: PLR2004 - SIGKILL
             self.record.faults[arming.kind] += 1
@@ -235,31 +253,48 @@ class World:
                 f"{command.name} exited with status {status} on its own (life "
                 f"{command.lives}): {tail(command.log_path)}"
             )
-        await asyncio.sleep(self.restart_rng.uniform(0.1, 1.0))
-        await self.start(command)
+
+    async def stop(self, command: Command) -> tuple[int | None, bool]:
+        """SIGTERM a life on a fault's behalf (its lock held); (status, in time).
+
+        A crash point that fires while the command finishes its work counts.
+        """
+        self.account_death(command)
+        status, in_time = await command.stop()
+        if in_time and status == -9 and self.armed[command.name] is not None:  # noqa: PLR2004
+            self.account_death(command)
+        self.accounted[command.name].add(command.lives)
+        return status, in_time
 
     async def heal(self) -> None:
-        """Faults stop: Moodle's plan cleared, broker running, every command unarmed."""
-        self.chaos = False
+        """Faults stop: Moodle's plan cleared, broker running, every command unarmed.
+
+        Armed crash points get up to ``LINGER_S`` more while the stack catches
+        up (a consumer that spent the whole fault phase in retries has passed
+        none of its points yet): the kill -9 the plan drew still happens, with
+        nothing else broken at that moment.
+        """
         if self.broker is not None:
             async with self.broker_lock:
                 self.broker.resume()
         async with self.locks[self.sim.name]:
             await self.control({"fault": "clear"})
+        deadline = time.monotonic() + LINGER_S
+        while time.monotonic() < deadline and any(
+            self.armed[c.name] is not None for c in (self.poller, self.consumer)
+        ):
+            await asyncio.sleep(0.1)
+        self.chaos = False
         for command in (self.poller, self.consumer):
             async with self.locks[command.name]:
                 if command.running and self.armed[command.name] is None:
                     continue
-                if command.running:
-                    status, in_time = await command.stop()
-                    if not in_time:
-                        self.record.notes.append(f"{command.name}: SIGTERM took > 20 s")
-                    arming = self.armed[command.name]
-                    if status == -9 and arming is not None and in_time:  # noqa: PLR2004
-                        self.record.faults[arming.kind] += 1  # fired while stopping
-                else:
+                if not command.running:
                     await self._after_death(command)
                     continue
+                _, in_time = await self.stop(command)
+                if not in_time:
+                    self.record.notes.append(f"{command.name}: SIGTERM took > 20 s")
                 await self.start(command)
 
     async def stop_all(self) -> dict[str, int | None]:
@@ -269,7 +304,10 @@ class World:
             async with self.locks[command.name]:
                 status, in_time = await command.stop()
             statuses[command.name] = status
-            if status != 0 or not in_time:
+            if status == -signal.SIGTERM and in_time:
+                # Still starting: its handler was not installed yet, nothing done.
+                self.record.notes.append(f"{command.name}: SIGTERM during start-up")
+            elif status != 0 or not in_time:
                 self.record.problems.append(
                     f"{command.name} did not stop cleanly on SIGTERM (status {status}"
                     f"{'' if in_time else ', killed after 20 s'}): {tail(command.log_path)}"
