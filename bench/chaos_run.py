@@ -30,7 +30,7 @@ from typing import Any
 
 from bench.chaos_faults import inject
 from bench.chaos_kafka import GroupProgress, dump_topic
-from bench.chaos_plan import Row, RunPlan, Section, draw_shape, plan_run
+from bench.chaos_plan import RunPlan, draw_shape, plan_run
 from bench.chaos_verdict import (
     Holdings,
     Verdict,
@@ -40,6 +40,7 @@ from bench.chaos_verdict import (
     judge_dead_letters,
     judge_welcomes,
 )
+from bench.chaos_workload import Row, Section
 from bench.chaos_world import Paths, World, write_config
 from bench.stack import run_command
 from consumers.decisions import EnrolmentPolicy

@@ -30,7 +30,8 @@ from typing import Any
 
 import aiohttp
 
-from bench.chaos_plan import YEAR, Arming, RunPlan
+from bench.chaos_plan import Arming, RunPlan
+from bench.chaos_workload import YEAR
 from bench.stack import Command, wait_for_port
 from cdc.checkpoint import SqliteCheckpointStore
 from enrolstream.crashpoints import ENVIRONMENT_VARIABLE
