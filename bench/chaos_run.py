@@ -382,7 +382,7 @@ def _judge(
     result.notes = world.record.notes
     site = MoodleState.load(paths.moodle_state)
     journal = read_journal(paths.journal)
-    compare(verdict, final, site, people=people, names=names, teacher=teacher)
+    compare(verdict, final, site, journal, people=people, names=names, teacher=teacher)
     judge_welcomes(verdict, journal, people=people, names=names)
     judge_creations(verdict, journal, ever, final, people=people, names=names)
     judge_dead_letters(

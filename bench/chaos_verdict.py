@@ -118,19 +118,26 @@ def compare(
     verdict: Verdict,
     truth: Holdings,
     state: MoodleState,
+    journal: Sequence[Mapping[str, Any]],
     *,
     people: Mapping[int, str],
     names: Mapping[int, str],
     teacher: int,
 ) -> None:
-    """Lost and wrong enrolments in the final site; teachers untouched."""
+    """Lost and wrong enrolments in the final site, each with the last write that
+    touched it (from the journal); teachers untouched."""
     held = held_by_state(state, people, truth)
+    userids = {person: userid for userid, person in people.items()}
+    last = _last_writes(journal)
+
+    def label(course: int, person: str) -> str:
+        write = last.get((course, userids[person]), "never written")
+        return f"{names[course]} {person} ({write})"
+
     for course in sorted(truth):
-        verdict.lost += [
-            f"{names[course]} {p}" for p in sorted(truth[course] - held[course])
-        ]
+        verdict.lost += [label(course, p) for p in sorted(truth[course] - held[course])]
         verdict.wrong += [
-            f"{names[course]} {p}" for p in sorted(held[course] - truth[course])
+            label(course, p) for p in sorted(held[course] - truth[course])
         ]
         for userid in sorted(people):
             if (
@@ -146,6 +153,24 @@ def compare(
             verdict.wrong.append(
                 f"{names[course]}: the teacher's enrolment was changed"
             )
+
+
+def _last_writes(journal: Sequence[Mapping[str, Any]]) -> dict[tuple[int, int], str]:
+    """Per (course, user): the last write Moodle applied, in words."""
+    last: dict[tuple[int, int], str] = {}
+    for line in sorted(journal, key=lambda x: x["applied"]):
+        if line["function"] == READ:
+            continue
+        late = (
+            f", applied {line['applied'] - line['arrived']:.1f} s after it arrived, "
+            "its client gone"
+            if line["client_gone"]
+            else ""
+        )
+        last[(line["courseid"], line["userid"])] = (
+            f"last write {line['function']}{late}"
+        )
+    return last
 
 
 def judge_welcomes(
