@@ -113,6 +113,21 @@ def line(index: int, result: RunResult) -> str:
     )
 
 
+def explanations(results: list[RunResult]) -> list[str]:
+    """The explained welcome messages by explanation, with the seeds they came from."""
+    by_reason: dict[str, Counter[int]] = {}
+    for result in results:
+        for text in result.verdict.welcomes_explained:
+            reason = text.rpartition(": ")[2]
+            by_reason.setdefault(reason, Counter())[result.seed] += 1
+    return [
+        f"  explained, {sum(seeds.values())}: {reason} (seeds "
+        + ", ".join(f"{seed}: {n}" for seed, n in sorted(seeds.items()))
+        + ")"
+        for reason, seeds in by_reason.items()
+    ]
+
+
 def summary(results: list[RunResult], elapsed_s: float) -> list[str]:
     """The figures of the whole matrix."""
     faults: Counter[str] = Counter()
@@ -136,7 +151,7 @@ def summary(results: list[RunResult], elapsed_s: float) -> list[str]:
             f"{len(explained) + unexplained} ({len(explained)} explained, "
             f"{unexplained} unexplained)"
         ),
-        *(f"  explained: {w}" for w in explained),
+        *explanations(results),
         (
             "enrolments created only to be suspended: "
             f"{sum(len(x.created_suspended) for x in v)}"

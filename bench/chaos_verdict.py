@@ -36,6 +36,12 @@ ENROL = "enrol_manual_enrol_users"
 READ = "core_enrol_get_enrolled_users"
 
 Holdings = dict[int, set[str]]
+#: The explanations a welcome message other than for a new enrolment can have.
+LATE = "a request held past the client timeout, applied after its client gave up"
+ONTO_LATE = (
+    "re-sent onto an enrolment that a request applied after its client gave up had "
+    "created, after the consumer had read the course back"
+)
 
 
 def held_by_status(
@@ -198,19 +204,14 @@ def judge_welcomes(
         if not line["existed"]:
             verdict.welcomes_new += 1
         elif line["client_gone"]:
-            verdict.welcomes_explained.append(
-                f"{label}: a request held {line['applied'] - line['arrived']:.1f} s, "
-                "applied after its client gave up"
-            )
+            held = line["applied"] - line["arrived"]
+            verdict.welcomes_explained.append(f"{label} (held {held:.1f} s): {LATE}")
         elif (
             before is not None
             and before["client_gone"]
             and _read_between(reads[pair[0]], before["arrived"], line["arrived"])
         ):
-            verdict.welcomes_explained.append(
-                f"{label}: the enrolment was created by a request applied after its "
-                "client gave up, after the consumer had read the course back"
-            )
+            verdict.welcomes_explained.append(f"{label}: {ONTO_LATE}")
         else:
             verdict.welcomes_unexplained.append(
                 f"{label}: re-enrolled (status before {line['status_before']}, roles "
