@@ -26,8 +26,9 @@ samples and in the burst; ``--instructors 0`` measures registrations alone.
 The sandbox tracks every table enrolstream reads (SECTIONPER, ACADEMIC and the
 person tables too), so each event carries them.
 
-Run: ``.venv/bin/python bench/e2e.py [--burst 50000] [--latency-samples 60]
-[--instructors 0.1]``
+Run from the repository root: ``.venv/bin/python -m bench.e2e [--burst 50000]
+[--latency-samples 60] [--instructors 0.1]`` (a module, so that it shares
+``bench/stack.py``).
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import logging
 import multiprocessing
 import os
 import random
@@ -49,9 +49,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import structlog
 from pydantic import SecretStr
 
+from bench.stack import quiet, wait_for_port
 from cdc.poller import Poller
 from connectors.kafka.publisher import KafkaEventPublisher, ensure_topics
 from connectors.local.checkpoint import SqliteCheckpointStore
@@ -94,13 +94,6 @@ TOPICS = (
     "dead_letter_topic",
     "accounts_topic",
 )
-
-
-def quiet() -> None:
-    """Warnings only: per-batch info lines would measure the terminal."""
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING)
-    )
 
 
 def person(n: int) -> str:
@@ -177,19 +170,6 @@ def run_poller(
         await source.close()
 
     asyncio.run(poll())
-
-
-async def wait_for_port(port: int) -> None:
-    """Until something listens on 127.0.0.1:port."""
-    for _ in range(800):
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-        except OSError:
-            await asyncio.sleep(0.025)
-            continue
-        writer.close()
-        return
-    raise RuntimeError(f"nothing listens on port {port}")
 
 
 @dataclass

@@ -8,6 +8,13 @@ FILE before it exits 0. Start it again with the same ``--state``, ``--port``
 and ``--token`` and clients find the same site at the same URL; another
 process reads the site with ``MoodleState.load(FILE)``. A SIGKILL saves
 nothing: the writes since the last start are lost.
+
+For a fault-matrix harness (``bench/chaos.py``), off unless given:
+``--control-token T`` opens loopback-only routes that queue fault-plan entries
+and report counters and holdings (``sandbox/moodle_sim/control.py``), and
+``--audit FILE`` appends a journal line per committed write (did the enrolment
+exist, did it send a welcome message, had the client already given up:
+``sandbox/moodle_sim/audit.py``).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from typing import Annotated, Any, Literal
 import typer
 
 from enrolstream.cli.context import settings_of
+from sandbox.moodle_sim.audit import WriteAudit
 from sandbox.moodle_sim.faults import LatencyModel
 from sandbox.moodle_sim.persist import StateFileError
 from sandbox.moodle_sim.server import ENDPOINT, MoodleSimulator
@@ -98,6 +106,20 @@ def moodle_sim(
             "seeds it), saved on SIGTERM / Ctrl-C",
         ),
     ] = None,
+    control_token: Annotated[
+        str | None,
+        typer.Option(
+            help="open the loopback-only fault/status routes under /_control, "
+            "guarded by this bearer token (test harnesses only)",
+        ),
+    ] = None,
+    audit: Annotated[
+        Path | None,
+        typer.Option(
+            help="append a JSON line per committed write: what it found, whether "
+            "it welcomed, whether its client had given up (test harnesses only)",
+        ),
+    ] = None,
 ) -> None:
     """Run the Moodle web-service simulator until SIGTERM or Ctrl-C."""
     limit = max_input_vars or settings_of(ctx).moodle.max_input_vars
@@ -131,12 +153,16 @@ def moodle_sim(
             max_input_vars=limit,
             admin_token=admin_token,
             state_path=state,
+            control_token=control_token,
+            audit=WriteAudit(audit) if audit else None,
         ) as sim:
             typer.echo(f"Moodle simulator: {sim.url}{ENDPOINT}")
             typer.echo(f"wwwroot: {sim.url}")
             typer.echo(f"token: {sim.token}")
             if admin_token:
                 typer.echo(f"admin token: {admin_token}")
+            if control_token:
+                typer.echo(f"control routes: {sim.url}/_control (loopback only)")
             kept = f"saved to {state}" if state else "memory only"
             typer.echo(f"(SIGTERM or Ctrl-C stops it; {kept})")
             await stopping.wait()

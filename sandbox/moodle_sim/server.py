@@ -28,12 +28,19 @@ shutdown is ``faults.terminate_next(1, after=True)``. With ``state_path``,
 ``stop()`` saves the whole state there before closing the port, so a process
 started on that port afterwards finds the file complete
 (``enrolstream moodle-sim --state FILE``; ``MoodleState.load`` reads it).
+
+For a fault-matrix harness in another process, two opt-in extras:
+``control_token`` adds loopback-only routes to inject fault-plan entries and
+read counters and holdings (``control.py``), and ``audit`` journals every
+committed write with what it found and whether its client was still waiting
+(``audit.py``). Neither exists unless asked.
 """
 
 from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from collections import Counter
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -45,6 +52,8 @@ from aiohttp import web
 
 from sandbox.moodle_sim import errors
 from sandbox.moodle_sim.api import CallContext, WsFunction
+from sandbox.moodle_sim.audit import Caller, WriteAudit
+from sandbox.moodle_sim.control import add_control_routes
 from sandbox.moodle_sim.external import validate_parameters
 from sandbox.moodle_sim.faults import (
     HTML_CONTENT_TYPE,
@@ -127,9 +136,13 @@ class MoodleSimulator:
         admin_token: str | None = None,
         state_path: Path | None = None,
         record_requests: bool = False,
+        control_token: str | None = None,
+        audit: WriteAudit | None = None,
     ) -> None:
         self.state = state or MoodleState()
         self.state_path = state_path
+        self.control_token = control_token
+        self.audit = audit
         self.token = token or secrets.token_hex(16)
         if self.state.token(self.token) is None:
             self.state.add_token(self.token, WSCLIENT_USER_ID)
@@ -194,6 +207,8 @@ class MoodleSimulator:
         app = web.Application(client_max_size=256 * 1024 * 1024)
         app.router.add_route("GET", ENDPOINT, self._handle)
         app.router.add_route("POST", ENDPOINT, self._handle)
+        if self.control_token:
+            add_control_routes(app, self, self.control_token)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
         await runner.setup()
         try:
@@ -274,28 +289,26 @@ class MoodleSimulator:
         if self._requests is not None:
             query, body = await _read_pairs(request)
             self._requests.append(WireRequest(request.method, (*query, *body)))
+        # Stamped before any injected delay; the client is gone once aiohttp
+        # has seen its connection close (a request that outlived its timeout).
+        caller = Caller(time.time(), lambda: request.transport is None)
         fault = self.faults.take()
-        if fault is not None and not fault.after:
-            early = await self._before(request, fault)
-            if early is not None:
-                return early
+        if fault is not None and not fault.after and fault.kind != "delay":
+            return await self._fail(request, fault)
+        # The body is read before a delay, as a web server hands PHP the whole
+        # request before the script runs: a request held past its client's
+        # timeout is still applied once the hold ends (the client long gone).
         params = await self._read_params(request)
+        if fault is not None and fault.kind == "delay":
+            await asyncio.sleep(fault.seconds)
         json_format = params.get("moodlewsrestformat") == "json"
         async with self._workers:
-            rendered = await self._serve(params, json_format=json_format)
+            rendered = await self._serve(params, json_format=json_format, caller=caller)
         if fault is not None and fault.after:
             return await self._fail(request, fault)
         return web.Response(
             body=rendered.body.encode(), headers={"Content-Type": rendered.content_type}
         )
-
-    async def _before(
-        self, request: web.Request, fault: Fault
-    ) -> web.StreamResponse | None:
-        if fault.kind == "delay":
-            await asyncio.sleep(fault.seconds)
-            return None
-        return await self._fail(request, fault)
 
     @staticmethod
     async def _fail(request: web.Request, fault: Fault) -> web.StreamResponse:
@@ -331,7 +344,9 @@ class MoodleSimulator:
             body = decode_php_vars(truncate_input_vars(pairs, limit))
         return {**query, **body}
 
-    async def _serve(self, params: dict[str, Any], *, json_format: bool) -> Rendered:
+    async def _serve(
+        self, params: dict[str, Any], *, json_format: bool, caller: Caller | None = None
+    ) -> Rendered:
         name = params.get("wsfunction")
         function: WsFunction | None = None
         rows = 0
@@ -339,7 +354,12 @@ class MoodleSimulator:
             ctx, function, args = self._resolve(params)
             rows = function.rows(args)
             await asyncio.sleep(self.latency.cost(rows))
+            watch = None
+            if self.audit is not None and caller is not None:
+                watch = self.audit.before(function.name, args, self.state, caller)
             result = function.handler(ctx, args)
+            if watch is not None and self.audit is not None:
+                self.audit.after(watch, self.state)
             if isinstance(result, list) and self.latency.per_read_row_s:
                 await asyncio.sleep(self.latency.per_read_row_s * len(result))
         except errors.MoodleError as error:

@@ -1,0 +1,184 @@
+"""The fault actions of the matrix, one per kind (crash points are armed, not acted).
+
+Each action takes the lock of what it breaks, so the supervisor never restarts a
+command a fault is holding down, and heals what it broke before it returns:
+a killed command is started again, a paused broker resumed, a stopped site
+started. Moodle's own faults are queued in the simulator's fault plan through
+its control routes and heal themselves (a count, or a time window).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from typing import Any
+
+from bench.chaos_kafka import produce_poison
+from bench.chaos_plan import POISON_VALUES, Fault
+from bench.chaos_world import World, tail
+from bench.stack import Command, run_command
+from sandbox.powercampus.database import PowerCampusSandbox
+
+#: A tracked change that leaves every registration as it is.
+TOUCH = (
+    "UPDATE TRANSCRIPTDETAIL SET REVISION_OPID = 'CHAOS' WHERE TranscriptDetailId = "
+    "(SELECT MIN(TranscriptDetailId) FROM TRANSCRIPTDETAIL)"
+)
+
+
+async def inject(world: World, fault: Fault, sandbox: PowerCampusSandbox) -> None:
+    """Carry out ``fault`` now; counted in ``world.record.faults`` when it took effect."""
+    kind = fault.kind
+    if kind == "poller-kill":
+        await _kill(world, world.poller, fault)
+    elif kind == "consumer-kill":
+        await _kill_mid_batch(world, fault)
+    elif kind == "broker-pause":
+        await _pause_broker(world, fault)
+    elif kind == "moodle-down":
+        await _stop_moodle(world, fault)
+    elif kind == "ct-cleanup":
+        await _cleanup(world, fault, sandbox)
+    elif kind == "poison":
+        await _poison(world, fault)
+    else:
+        await _moodle_plan(world, fault)
+
+
+async def _kill(world: World, command: Command, fault: Fault) -> None:
+    async with world.locks[command.name]:
+        if not command.running:
+            return  # dead already: the supervisor's to restart
+        await command.kill()
+        world.accounted[command.name].add(command.lives)
+        world.record.faults[fault.kind] += 1
+        await asyncio.sleep(fault.get("restart_after_s"))
+        await world.start(command)
+
+
+async def _kill_mid_batch(world: World, fault: Fault) -> None:
+    """kill -9 of the consumer while a Moodle call is in flight, if one comes soon."""
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:
+        status = await world.status()
+        if status is not None and status["in_flight"] > 0:
+            world.record.notes.append("consumer killed with a Moodle call in flight")
+            break
+        await asyncio.sleep(0.02)
+    await _kill(world, world.consumer, fault)
+
+
+async def _pause_broker(world: World, fault: Fault) -> None:
+    if world.broker is None:
+        world.record.notes.append("broker-pause skipped: an external cluster")
+        return
+    async with world.broker_lock:
+        world.broker.pause()
+        world.record.faults[fault.kind] += 1
+        try:
+            await asyncio.sleep(fault.get("paused_s"))
+        finally:
+            world.broker.resume()
+
+
+async def _stop_moodle(world: World, fault: Fault) -> None:
+    """SIGTERM the site (in-flight requests answered 'Terminated: 15'), start it later."""
+    async with world.locks[world.sim.name]:
+        status, in_time = await world.stop(world.sim)
+        world.record.faults[fault.kind] += 1
+        if status != 0 or not in_time:
+            world.record.problems.append(
+                f"moodle-sim did not stop cleanly (status {status}): "
+                f"{tail(world.sim.log_path)}"
+            )
+        await asyncio.sleep(fault.get("down_s"))
+        await world.start(world.sim)
+
+
+async def _cleanup(world: World, fault: Fault, sandbox: PowerCampusSandbox) -> None:
+    """Stop the poller, let commits happen, purge their history, start it again."""
+    deadline = time.monotonic() + 5.0
+    while world.saved_version() is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)  # a poller that never saved has nothing to lose
+    async with world.locks[world.poller.name]:
+        await world.stop(world.poller)
+        await asyncio.sleep(fault.get("stopped_s"))
+        saved, current = world.saved_version(), sandbox.current_version()
+        if saved is not None and saved == current:
+            # No registrar commit in the window: a clerk touches a record, so
+            # there is history the poller has not read for the cleanup to purge.
+            sandbox.execute(TOUCH)
+            current = sandbox.current_version()
+        if saved is not None and saved < current:
+            code, out = await run_command(
+                ["sandbox", "cleanup", "--retain-versions", "0"],
+                env={"ENROLSTREAM_CONFIG": str(world.paths.config)},
+            )
+            if code == 0:
+                world.record.faults[fault.kind] += 1
+            else:
+                world.record.problems.append(f"sandbox cleanup failed: {out[-300:]}")
+        else:
+            world.record.notes.append(
+                f"ct-cleanup without effect: saved {saved}, current {current}"
+            )
+        await world.start(world.poller)
+
+
+async def _poison(world: World, fault: Fault) -> None:
+    rng = random.Random(f"{world.plan.seed}:poison:{fault.at_s}")
+    value = POISON_VALUES[fault.get("value")]
+    for _ in range(fault.get("records")):
+        key = f"P{rng.randrange(74000, 74100):09d}".encode()
+        where = await produce_poison(
+            world.bootstrap, world.settings.kafka.events_topic, key, value
+        )
+        world.record.poison.append(where)
+        world.record.faults[fault.kind] += 1
+
+
+_PLAN_FAULTS = {
+    "moodle-hang": lambda f: {
+        "fault": "hang_next",
+        "n": f.get("n"),
+        "seconds": f.get("seconds"),
+    },
+    "moodle-slow": lambda f: {
+        "fault": "delay_next",
+        "n": f.get("n"),
+        "seconds": f.get("seconds"),
+    },
+    "moodle-lost-reply": lambda f: {
+        "fault": "drop_next",
+        "n": f.get("n"),
+        "after": f.get("after"),
+    },
+    "moodle-terminated": lambda f: {
+        "fault": "terminate_next"
+        if f.get("page") == "terminated"
+        else "php_fatal_next",
+        "n": f.get("n"),
+        "after": f.get("after"),
+    },
+}
+
+
+async def _moodle_plan(world: World, fault: Fault) -> None:
+    """Queue the fault in the simulator's plan (waiting while the site is down)."""
+    if fault.kind == "moodle-5xx":
+        params = dict(fault.params)
+        body: dict[str, Any] = (
+            {
+                "fault": "fail_for",
+                "seconds": params["for_s"],
+                "status": params["status"],
+            }
+            if "for_s" in params
+            else {"fault": "fail_next", "n": params["n"], "status": params["status"]}
+        )
+    else:
+        body = _PLAN_FAULTS[fault.kind](fault)
+    async with world.locks[world.sim.name]:
+        await world.control(body)
+        world.record.faults[fault.kind] += 1
