@@ -50,7 +50,12 @@ from consumers.batching import (
     uncertain_pairs,
 )
 from consumers.decisions import EnrolmentPolicy, next_ledger_entry, unknown_statuses
-from consumers.errors import ActionRejected, ConsumerError, TargetError
+from consumers.errors import (
+    ActionRejected,
+    ConsumerError,
+    PartitionsRevoked,
+    TargetError,
+)
 from consumers.late_writes import LateWrites
 from consumers.ledger import Ledger
 from consumers.mapping import MappingSet
@@ -210,9 +215,12 @@ class ApplyRunner:
             ledger=ledger,
             policy=policy,
             owns=stream.owns,
+            fence=self._fence,
             clock_ms=self._now_ms,
             window_ms=self.late_write_window_ms,
         )
+        #: The assignment epoch the work in hand began in (``_fence``).
+        self._epoch = stream.assignment_epoch()
         # Due rechecks are looked for this often (a fraction of the window).
         self.recheck_every_s = min(60.0, max(late_write_window_s / 10, 0.1))
 
@@ -246,6 +254,8 @@ class ApplyRunner:
         while not stop.is_set():
             if self.heartbeat is not None:
                 self.heartbeat.beat(time.monotonic())
+            # Taken before the fetch: a batch fetched across a rebalance is dropped.
+            epoch = self.stream.assignment_epoch()
             batches = await self.stream.getmany(timeout_ms=poll_timeout_ms)
             if self.stream.take_reassigned():
                 # Another member may have written the ledger and parked tables for
@@ -253,7 +263,9 @@ class ApplyRunner:
                 await self.ledger.load()
                 await self.parked.load()
             if batches:
-                failures = await self._process_or_back_off(batches, failures, stop)
+                failures = await self._process_or_back_off(
+                    batches, failures, stop, epoch
+                )
                 if failures:
                     continue
             for chore in chores:
@@ -273,13 +285,25 @@ class ApplyRunner:
         batches: Mapping[Partition, Sequence[RawMessage]],
         failures: int,
         stop: asyncio.Event,
+        epoch: int,
     ) -> int:
         """Process the batch; on a retriable failure rewind and back off.
 
         Returns the consecutive failures so far (0 once a batch went through).
+        A batch a rebalance interrupted is dropped, and read again by whoever
+        holds its partitions next (this member too, if they stay here).
         """
         try:
-            await self.process(batches)
+            async with self.stream.write_turn():
+                await self.process(batches, epoch=epoch)
+        except PartitionsRevoked:
+            self.stream.rewind({tp: msgs[0].offset for tp, msgs in batches.items()})
+            log.info(
+                "batch_dropped_on_rebalance",
+                records=sum(len(msgs) for msgs in batches.values()),
+                hint="not committed; the partitions' next owner reads it again",
+            )
+            return failures
         except ConsumerError as exc:
             if not exc.retriable:
                 raise
@@ -304,7 +328,14 @@ class ApplyRunner:
 
     async def _retry_parked_if_any(self) -> None:
         if len(self.parked):
-            await self._retry_parked_safely()
+            async with self.stream.write_turn():
+                self._epoch = self.stream.assignment_epoch()
+                await self._retry_parked_safely()
+
+    def _fence(self) -> None:
+        """Before a write starts: ``PartitionsRevoked`` if a rebalance began since
+        the work in hand did (two members never act on one person at once)."""
+        self.stream.ensure_held(self._epoch)
 
     def lag_age_s(self) -> float:
         """How long the oldest event read but not yet committed has waited (0: none)."""
@@ -331,8 +362,18 @@ class ApplyRunner:
         self._record_lags(lags)
         return bool(lags) and sum(lags.values()) == 0
 
-    async def process(self, batches: Mapping[Partition, Sequence[RawMessage]]) -> None:
-        """Apply one batch, then commit each partition past it."""
+    async def process(
+        self,
+        batches: Mapping[Partition, Sequence[RawMessage]],
+        *,
+        epoch: int | None = None,
+    ) -> None:
+        """Apply one batch, then commit each partition past it.
+
+        ``epoch``: the assignment epoch the batch was fetched in (default: now);
+        no write starts once a rebalance began since (``PartitionsRevoked``).
+        """
+        self._epoch = self.stream.assignment_epoch() if epoch is None else epoch
         messages = [message for msgs in batches.values() for message in msgs]
         if messages and self._pending_since is None:
             # Kept across retries: a batch read again is still the same wait.
@@ -378,7 +419,9 @@ class ApplyRunner:
 
     async def _recheck_safely(self) -> None:
         try:
-            self.stats.late_writes_repaired += await self.late_writes.check_due()
+            async with self.stream.write_turn():
+                self._epoch = self.stream.assignment_epoch()
+                self.stats.late_writes_repaired += await self.late_writes.check_due()
         except ConsumerError as exc:
             if not exc.retriable:
                 raise
@@ -398,6 +441,7 @@ class ApplyRunner:
         # the changed section's: decide it in full, or releasing it below would
         # drop the courses its earlier events were about.
         self._warn_unknown_statuses(events)
+        self._fence()
         decisions = collapse_desired(
             events, self.mapping, self.policy, in_full=in_full or self.parked.holds
         )
@@ -472,11 +516,13 @@ class ApplyRunner:
             return []
         # Intent first: if the call is cut off after Moodle applied it, or this
         # process dies, the entry says the pair is ours and must be read back.
+        self._fence()
         sent = self._now_ms()
         await self.ledger.record(
             [_entry(p, uncertain=True, sent_at_ms=sent) for p in actions]
         )
         self.crash_point("consumer.after_intent")
+        self._fence()
         outcomes = await self.moodle.apply([p.action for p in actions])
         self.crash_point("consumer.after_moodle")
         planned = {p.action.key(): p for p in actions}
