@@ -34,6 +34,7 @@ from cdc.state_records import (
     commit_records,
     fold_records,
     shadow_records,
+    sync_record,
 )
 
 log = structlog.get_logger()
@@ -84,16 +85,16 @@ class StateLog(Protocol):
         """Write the records in order; return once all are acknowledged (``PublishFailed``)."""
         ...
 
-    async def read_from(self, offset: int) -> list[LoggedRecord]:
-        """Every record from ``offset`` to the end as of now, in offset order."""
+    async def read_until(self, offset: int, marker: StateRecord) -> list[LoggedRecord]:
+        """Every record from ``offset`` up to and including ``marker``, in offset order.
+
+        The caller wrote ``marker`` just before: reading until it comes is
+        reading to the end, whatever end offset the broker reports.
+        """
         ...
 
     async def first(self) -> LoggedRecord | None:
         """The topic's first record (None: the topic is empty)."""
-        ...
-
-    async def end_offset(self) -> int:
-        """The offset after the last record (at least: a broker may report less)."""
         ...
 
 
@@ -192,9 +193,7 @@ async def catch_up(
     """
     topic_id = await _topic_id(state_log, replica)
     position = cache.replica_position()
-    if position is not None and (
-        position.topic_id != topic_id or position.offset > await state_log.end_offset()
-    ):
+    if position is not None and position.topic_id != topic_id:
         log.warning(
             "poller_state_cache_dropped",
             reason="this local copy was read from another state topic (recreated, "
@@ -203,14 +202,14 @@ async def catch_up(
         cache.reset()
         position = None
     start = 0 if position is None else position.offset
-    records = await state_log.read_from(start)
+    records = await _read_to_end(state_log, replica, start)
     changes = fold_records(
         replica.source, ((record.key, record.value) for record in records)
     )
     version = cache.load_version()
     if position is None and changes.empty and version is not None:
         await _export(cache, replica, version)
-        records = await state_log.read_from(0)
+        records = await _read_to_end(state_log, replica, start)
         changes = StateChanges()
     end = records[-1].offset + 1 if records else start
     cache.apply_replica(changes, ReplicaPosition(topic_id, end))
@@ -222,6 +221,16 @@ async def catch_up(
         to_offset=end,
     )
     return changes
+
+
+async def _read_to_end(
+    state_log: StateLog, replica: StateReplica, start: int
+) -> list[LoggedRecord]:
+    """Everything from ``start`` up to a marker written now (read-your-write barrier)."""
+    marker = sync_record(replica.source, uuid.uuid4().hex)
+    await replica.lease.confirm()
+    await state_log.append([marker], epoch=replica.lease.epoch)
+    return await state_log.read_until(start, marker)
 
 
 async def _topic_id(state_log: StateLog, replica: StateReplica) -> str:

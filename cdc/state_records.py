@@ -5,6 +5,7 @@ One record per fact, keyed so that compaction keeps the latest of each:
     enrolstream/<source>/checkpoint             {"version": 12, "newest_change_at": "..."}
     enrolstream/<source>/shadow/<id>            {"people_code_id": ..., "section": {...}}
     enrolstream/<source>/owner/<table>/<key>    {"people_code_id": ...}
+    enrolstream/<source>/sync                   a reader's marker: read up to it
 
 A deleted shadow entry or row owner is a tombstone (value None). Every record
 states something that was already true of the event topic when it was written:
@@ -131,6 +132,11 @@ def commit_records(
     return records
 
 
+def sync_record(source: str, marker: str) -> StateRecord:
+    """A marker a reader writes and then reads up to: the topic's end, for sure."""
+    return (_key(source, "sync"), _json({"marker": marker}))
+
+
 def fold_records(source: str, records: Iterable[StateRecord]) -> StateChanges:
     """The records of ``source``, in offset order, as one set of changes.
 
@@ -156,6 +162,8 @@ def fold_records(source: str, records: Iterable[StateRecord]) -> StateChanges:
 def _fold_one(changes: StateChanges, parts: list[str], value: bytes | None) -> None:
     kind = parts[0]
     data = None if value is None else json.loads(value)
+    if kind == "sync":
+        return
     if kind == "checkpoint" and data is not None:
         newest = data.get("newest_change_at")
         changes.checkpoint = Checkpoint(

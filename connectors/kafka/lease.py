@@ -39,6 +39,7 @@ from connectors.kafka.stream import _leave_even_at_generation_zero
 
 log = structlog.get_logger()
 _WAIT_MS = 250
+_LEAVE_S = 5.0
 
 
 def holder_name() -> str:
@@ -95,9 +96,14 @@ class KafkaLease:
     ) -> None:
         if self._consumer is not None:
             # Leave now (not after the session timeout): the standby takes over
-            # as soon as the group rebalances.
+            # as soon as the group rebalances. Bounded: a coordinator that does
+            # not answer must not keep a stopping poller alive.
             _leave_even_at_generation_zero(self._consumer)
-            await self._consumer.stop()
+            try:
+                async with asyncio.timeout(_LEAVE_S):
+                    await self._consumer.stop()
+            except TimeoutError:
+                log.warning("lease_leave_timed_out", group=self.group_id)
         self._held = None
 
     @property

@@ -2,15 +2,16 @@
 
 One partition, compacted (``cleanup.policy=compact``): the latest record of
 each key is the state. Readers never rely on compaction having run (the
-embedded broker never runs it): they fold every record in offset order.
-Reads go on until a fetch at the reported end brings nothing more, since a
-broker may report the end short after a multi-record batch (the embedded one
-does). Every record carries the writer's lease epoch in a header, for a
-post-mortem of who wrote what.
+embedded broker never runs it): they fold every record in offset order. A
+reader writes a marker record and reads until it comes back, since a broker
+may report the end short after a multi-record batch (the embedded one does).
+Every record carries the writer's lease epoch in a header, for a post-mortem
+of who wrote what.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Self
@@ -25,7 +26,6 @@ from connectors.kafka.producer import AckedProducer, describe_kafka_failure
 
 EPOCH_HEADER = "enrolstream-lease-epoch"
 _FETCH_MS = 1000
-_SETTLE_MS = 200
 
 
 class KafkaStateLog(AckedProducer):
@@ -80,46 +80,51 @@ class KafkaStateLog(AckedProducer):
             self.topic, records, headers=[(EPOCH_HEADER, str(epoch).encode())]
         )
 
-    async def end_offset(self) -> int:
-        """The offset after the last record as the broker reports it."""
-        try:
-            ends = await self._consumer.end_offsets([self._tp])
-        except KafkaError as exc:
-            raise PublishFailed(f"cannot read the end of {self.topic}: {exc}") from exc
-        return int(ends[self._tp])
-
     async def first(self) -> LoggedRecord | None:
         """The first record still held (None: the topic is empty)."""
-        records = await self._read(None, first_only=True)
-        return records[0] if records else None
+        consumer = self._consumer
+        try:
+            await consumer.seek_to_beginning(self._tp)
+            end = int((await consumer.end_offsets([self._tp]))[self._tp])
+            if end == 0:
+                return None
+            async with asyncio.timeout(self.ack_timeout_s):
+                while True:
+                    batches = await consumer.getmany(self._tp, timeout_ms=_FETCH_MS)
+                    for message in batches.get(self._tp, []):
+                        return LoggedRecord(message.offset, message.key, message.value)
+        except TimeoutError:
+            raise PublishFailed(
+                f"{self.topic}: its first record did not come"
+            ) from None
+        except KafkaError as exc:
+            raise PublishFailed(f"cannot read {self.topic}: {exc}") from exc
 
-    async def read_from(self, offset: int) -> list[LoggedRecord]:
-        """Every record from ``offset`` until a fetch at the end brings nothing."""
-        return await self._read(offset, first_only=False)
+    async def read_until(self, offset: int, marker: StateRecord) -> list[LoggedRecord]:
+        """Every record from ``offset`` up to and including ``marker`` (written before).
 
-    async def _read(
-        self, offset: int | None, *, first_only: bool
-    ) -> list[LoggedRecord]:
+        Not until the reported end offset: a broker may report it short after a
+        multi-record batch (the embedded one does), and a quiet fetch may only
+        mean that the next one has not come back yet. ``PublishFailed`` when the
+        marker does not come within the acknowledgement timeout.
+        """
         consumer = self._consumer
         records: list[LoggedRecord] = []
         try:
-            if offset is None:
-                await consumer.seek_to_beginning(self._tp)
-            else:
-                consumer.seek(self._tp, offset)
-            end = await self.end_offset()
-            while True:
-                behind = await consumer.position(self._tp) < end
-                batches = await consumer.getmany(
-                    self._tp, timeout_ms=_FETCH_MS if behind else _SETTLE_MS
-                )
-                records.extend(
-                    LoggedRecord(m.offset, m.key, m.value)
-                    for m in batches.get(self._tp, [])
-                )
-                if first_only and records:
-                    return records[:1]
-                if not behind and not batches:
-                    return records
+            consumer.seek(self._tp, offset)
+            async with asyncio.timeout(self.ack_timeout_s):
+                while True:
+                    batches = await consumer.getmany(self._tp, timeout_ms=_FETCH_MS)
+                    for message in batches.get(self._tp, []):
+                        records.append(
+                            LoggedRecord(message.offset, message.key, message.value)
+                        )
+                        if (message.key, message.value) == marker:
+                            return records
+        except TimeoutError:
+            raise PublishFailed(
+                f"{self.topic}: the marker written before reading did not come back "
+                f"within {self.ack_timeout_s:.0f} s"
+            ) from None
         except KafkaError as exc:
             raise PublishFailed(f"cannot read {self.topic}: {exc}") from exc

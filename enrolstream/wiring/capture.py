@@ -258,17 +258,25 @@ async def _acquire(
         if beat is not None:
             beat.beat(time.monotonic())
 
-    if not once:
-        return await lease.acquire(stop, waiting=waiting)
-    wait_s = 3 * settings.poller.lease_timeout_s
-    try:
-        async with asyncio.timeout(wait_s):
-            return await lease.acquire(stop, waiting=waiting)
-    except TimeoutError:
-        raise LeaseLost(
-            f"another poller holds the lease of group {lease_group(settings)} "
-            f"(waited {wait_s:.0f} s): stop it, or run without --once"
-        ) from None
+    wait_s = 3 * settings.poller.lease_timeout_s if once else None
+    acquiring = asyncio.create_task(lease.acquire(stop, waiting=waiting))
+    stopping = asyncio.create_task(stop.wait())
+    # A coordinator that does not answer may hold acquire() up: SIGTERM must not.
+    done, _ = await asyncio.wait(
+        {acquiring, stopping}, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED
+    )
+    stopping.cancel()
+    if acquiring in done:
+        return acquiring.result()
+    acquiring.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await acquiring
+    if stop.is_set() or wait_s is None:
+        return False
+    raise LeaseLost(
+        f"another poller holds the lease of group {lease_group(settings)} "
+        f"(waited {wait_s:.0f} s): stop it, or run without --once"
+    )
 
 
 async def run_snapshot(
