@@ -107,16 +107,15 @@ class TestManifests:
             if doc["kind"] == "Deployment"
         }
         for _, doc in manifests():
-            selector = doc["spec"].get("selector") if "spec" in doc else None
-            if doc["kind"] in {"Deployment", "PodDisruptionBudget"}:
+            if doc["kind"] not in {"Deployment", "Service", "PodDisruptionBudget"}:
+                continue
+            selector: dict[str, Any] = doc["spec"]["selector"]
+            if doc["kind"] != "Service":
                 selector = selector["matchLabels"]
-            if doc["kind"] in {"Deployment", "Service", "PodDisruptionBudget"}:
-                chosen = [
-                    n
-                    for n, labels in pods.items()
-                    if selector.items() <= labels.items()
-                ]
-                assert len(chosen) == 1, (doc["kind"], doc["metadata"]["name"], chosen)
+            chosen = [
+                n for n, labels in pods.items() if selector.items() <= labels.items()
+            ]
+            assert len(chosen) == 1, (doc["kind"], doc["metadata"]["name"], chosen)
 
     def test_no_secret_is_in_the_manifests(self) -> None:
         """Secrets come from a Secret created outside git, never from the base."""
