@@ -105,7 +105,22 @@ class PollerSettings(_Section):
 
     poll_interval_s: float = Field(default=1.0, gt=0)
     max_backoff_s: float = Field(default=30.0, gt=0)
-    state_path: Path = Path("var/poller-state.sqlite")
+    state_path: Path = Field(
+        default=Path("var/poller-state.sqlite"),
+        description="local copy of the poller's state (the state topic is the truth)",
+    )
+    lease_group: str | None = Field(
+        default=None,
+        description="consumer group of the pollers: the member holding the lease "
+        "topic's partition polls, the others stand by; unset: "
+        "enrolstream-poller.<kafka.events_topic>",
+    )
+    lease_timeout_s: float = Field(
+        default=10.0,
+        ge=1.0,
+        description="how long a silent active poller keeps the lease (the group's "
+        "session timeout): a standby takes over after it; clusters may enforce >= 6 s",
+    )
     live_terms: tuple[str, ...] = Field(
         default=(),
         description="terms as YEAR/TERM (e.g. 2021/Winter); empty: derived from "
