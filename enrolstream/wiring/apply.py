@@ -24,7 +24,9 @@ from consumers.dead_letters import (
 from consumers.errors import StartupRefused
 from consumers.ledger import Ledger
 from consumers.mapping import MappingSet, check_mapping, load_mappings
+from consumers.outbox import DeferredCommits
 from consumers.parked import ParkedEvents
+from consumers.ports import EventStream, Identities, MoodleGateway
 from consumers.provisioning import Provisioning
 from consumers.runner import ApplyRunner
 from enrolstream.crashpoints import crash_point
@@ -37,6 +39,7 @@ from enrolstream.wiring.common import (
     open_moodle,
     policy,
 )
+from enrolstream.wiring.conduit import delivering, open_conduit, refuse_unusable
 from operations.health import Heartbeat
 from operations.metrics import NO_METRICS, Metrics
 from schemas.dead_letter import DeadLetter
@@ -60,7 +63,10 @@ async def open_runner(
 
     Refuses an empty mapping (``MappingError``) unless allowed,
     ``drop_action = "suspend"`` without the companion plugin, and accounts without
-    ``user_field = idnumber`` (``StartupRefused``);
+    ``user_field = idnumber`` (``StartupRefused``); with ``consumer.sink =
+    "conduit"`` decisions go to Conduit's outbox (``enrolstream.wiring.conduit``),
+    commits wait for their files, and Moodle is read only with
+    ``conduit.web_services``;
     waits while Moodle is down (until ``stop``); warns about sections feeding two
     courses and about mapped courses Moodle lacks or cannot enrol into.
     """
@@ -77,12 +83,18 @@ async def open_runner(
     )
     kafka = settings.kafka
     options = kafka_options(settings, bootstrap_servers)
+    conduit = settings.consumer.sink == "conduit"
+    if conduit:
+        refuse_unusable(settings)
     await ensure_all_topics(settings, bootstrap_servers)
     async with contextlib.AsyncExitStack() as stack:
-        client = await stack.enter_async_context(
-            open_moodle(settings, stop=stop, metrics=metrics)
-        )
-        await preflight(mapping, client)
+        client = None
+        if not conduit or settings.conduit.web_services:
+            client = await stack.enter_async_context(
+                open_moodle(settings, stop=stop, metrics=metrics, reads_only=conduit)
+            )
+        if not conduit and client is not None:
+            await preflight(mapping, client)
 
         async def sink(topic: str) -> KafkaRecordSink:
             return await stack.enter_async_context(
@@ -93,7 +105,7 @@ async def open_runner(
             KafkaTable(options, kafka.ledger_topic, await sink(kafka.ledger_topic))
         )
         provisioning = None
-        if settings.accounts.enabled:
+        if settings.accounts.enabled and client is not None:
             book = AccountBook(
                 KafkaTable(
                     options, kafka.accounts_topic, await sink(kafka.accounts_topic)
@@ -111,7 +123,7 @@ async def open_runner(
         )
         await ledger.load()
         await parked.load()
-        stream = await stack.enter_async_context(
+        stream: EventStream = await stack.enter_async_context(
             KafkaEventConsumer(
                 options,
                 kafka.events_topic,
@@ -119,10 +131,20 @@ async def open_runner(
                 session_timeout_s=settings.consumer.session_timeout_s,
             )
         )
+        gateway: MoodleGateway
+        identities: Identities
+        if conduit:
+            parts = await stack.enter_async_context(open_conduit(settings, mapping))
+            gateway, identities = parts.gateway, parts.identities
+            stream = DeferredCommits(stream, parts.outbox)
+            await stack.enter_async_context(delivering(parts.outbox))
+        else:
+            assert client is not None  # noqa: S101 - built above for web services
+            gateway, identities = client, identity_resolver(client, settings)
         yield ApplyRunner(
             stream=stream,
-            moodle=client,
-            identities=identity_resolver(client, settings),
+            moodle=gateway,
+            identities=identities,
             mapping=mapping,
             policy=policy(settings),
             ledger=ledger,
