@@ -110,7 +110,10 @@ class Outbox:
         window_s: float,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         max_backoff_s: float = 60.0,
+        crash_point: Callable[[str], None] = lambda _: None,
     ) -> None:
+        """``crash_point``: where the fault tests kill the process (enrolstream.crashpoints)."""
+        self.crash_point = crash_point
         self.store = store
         self.folder = folder
         self.format = file_format
@@ -180,6 +183,7 @@ class Outbox:
                 done += 1
             if not self.store.pending():
                 await self._settle_carried()
+        self.crash_point("conduit.after_delivered")
         await self.commit_delivered()
         return done
 
@@ -222,6 +226,7 @@ class Outbox:
             if merged:
                 appended += 1
                 still_carried += sent
+        self.crash_point("conduit.after_upload")
         self.store.delivered(window.seq, still_carried, self.clock())
         self.stats.windows += 1
         self.stats.appended += appended

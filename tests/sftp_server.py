@@ -47,6 +47,22 @@ def skip_reason() -> str | None:
     return None
 
 
+def _descendants(pid: int) -> list[int]:
+    """The processes started by ``pid``, and by them, from /proc."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            parents[int(stat.parent.name)] = int(fields[1])
+    found: list[int] = []
+    wanted = {pid}
+    while wanted:
+        children = [child for child, parent in parents.items() if parent in wanted]
+        found += children
+        wanted = set(children)
+    return found
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -136,8 +152,10 @@ class SftpServer:
         """Take the server down, its open sessions with it."""
         if self._process is None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self._process.pid, signal.SIGKILL)
+        # each connection's sshd is a session of its own: killed by pid, not group
+        for pid in [*_descendants(self._process.pid), self._process.pid]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         self._process.wait()
         self._process = None
 

@@ -29,6 +29,7 @@ from consumers.errors import ConsumerError, StartupRefused
 from consumers.mapping import MappingSet
 from consumers.outbox import Outbox
 from consumers.ports import Identities
+from enrolstream.crashpoints import crash_point
 from enrolstream.settings import Settings
 from enrolstream.settings_conduit import ConduitSettings
 
@@ -130,6 +131,7 @@ async def open_conduit(
                 file_format,
                 window_s=conduit.window_s,
                 max_backoff_s=settings.moodle.max_backoff_s,
+                crash_point=crash_point,
             )
             identities = ConduitIdentities(
                 settings.moodle.user_transform, lookup=lookup
