@@ -23,6 +23,7 @@ from consumers.identity import (
     Missing,
     Resolution,
     Transform,
+    UserField,
     transform_people_code_id,
 )
 from consumers.ports import Identities
@@ -50,6 +51,10 @@ class ConduitIdentities:
         account; ``asked_to_create``: whether Conduit was asked to create the
         person's account already."""
         self.transform: Transform = transform
+        #: The Moodle field Conduit finds people by (its enrolment file's column).
+        self.field: UserField = "idnumber"
+        #: Full names are not known from the files (the reconcile's reports).
+        self.fullnames: dict[int, str] = {}
         self.lookup = lookup
         self.asked_to_create = asked_to_create
         #: The idnumber behind each number handed out (this process).

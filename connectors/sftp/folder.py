@@ -120,8 +120,9 @@ class SftpFolder:
     def _path(self, name: str) -> str:
         return posixpath.join(self.folder, name)
 
-    async def check(self) -> None:
-        """Log in and make sure the folder is a directory; remove our leftovers.
+    async def check(self, *, tidy: bool = True) -> None:
+        """Log in and make sure the folder is a directory; remove our leftovers
+        (``tidy``: only while nothing of ours is being written).
 
         ``SftpRefused`` names what is wrong (login, host key, no such folder);
         ``SftpUnavailable`` when the server does not answer.
@@ -130,7 +131,7 @@ class SftpFolder:
             sftp = await self._client()
             with map_asyncssh_errors(self.where):
                 is_folder = await sftp.isdir(self.folder)
-                names = await sftp.listdir(self.folder) if is_folder else []
+                names = await sftp.listdir(self.folder) if is_folder and tidy else []
                 for name in names:
                     if TEMPORARY_MARK in name and name.endswith(".part"):
                         # a temporary file of ours left by a crash mid-upload
