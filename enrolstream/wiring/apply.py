@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import structlog
 
+from connectors.conduit.accounts import ConduitAccounts
 from connectors.kafka import KafkaEventConsumer, KafkaRecordSink, KafkaTable, read_topic
 from connectors.moodle.checks import preflight
 from consumers.account_book import AccountBook
@@ -26,7 +27,7 @@ from consumers.ledger import Ledger
 from consumers.mapping import MappingSet, check_mapping, load_mappings
 from consumers.outbox import DeferredCommits
 from consumers.parked import ParkedEvents
-from consumers.ports import EventStream, Identities, MoodleGateway
+from consumers.ports import EventStream, Identities, MoodleAccounts, MoodleGateway
 from consumers.provisioning import Provisioning
 from consumers.runner import ApplyRunner
 from enrolstream.crashpoints import crash_point
@@ -104,7 +105,7 @@ async def open_runner(
         ledger = Ledger(
             KafkaTable(options, kafka.ledger_topic, await sink(kafka.ledger_topic))
         )
-        provisioning = None
+        book = None
         if settings.accounts.enabled and client is not None:
             book = AccountBook(
                 KafkaTable(
@@ -112,12 +113,6 @@ async def open_runner(
                 )
             )
             await book.load()
-            provisioning = Provisioning(
-                client,
-                book,
-                account_policy(settings),
-                transform=settings.moodle.user_transform,
-            )
         parked = ParkedEvents(
             KafkaTable(options, kafka.parked_topic, await sink(kafka.parked_topic))
         )
@@ -133,14 +128,34 @@ async def open_runner(
         )
         gateway: MoodleGateway
         identities: Identities
+        accounts: MoodleAccounts | None = client
         if conduit:
-            parts = await stack.enter_async_context(open_conduit(settings, mapping))
+            parts = await stack.enter_async_context(
+                open_conduit(
+                    settings,
+                    mapping,
+                    lookup=identity_resolver(client, settings)
+                    if book is not None and client is not None
+                    else None,
+                    asked_to_create=_asked_to_create(book),
+                )
+            )
             gateway, identities = parts.gateway, parts.identities
             stream = DeferredCommits(stream, parts.outbox)
             await stack.enter_async_context(delivering(parts.outbox))
+            if book is not None and client is not None:
+                accounts = ConduitAccounts(client, parts.outbox, parts.format, book)
         else:
             assert client is not None  # noqa: S101 - built above for web services
             gateway, identities = client, identity_resolver(client, settings)
+        provisioning = None
+        if book is not None and accounts is not None:
+            provisioning = Provisioning(
+                accounts,
+                book,
+                account_policy(settings),
+                transform=settings.moodle.user_transform,
+            )
         yield ApplyRunner(
             stream=stream,
             moodle=gateway,
@@ -159,6 +174,16 @@ async def open_runner(
             heartbeat=heartbeat,
             provisioning=provisioning,
         )
+
+
+def _asked_to_create(book: AccountBook | None) -> Callable[[str], bool]:
+    """Whether Conduit was asked (for certain) to create the person's account."""
+
+    def asked(person: str) -> bool:
+        entry = book.get(person) if book is not None else None
+        return entry is not None and not entry.uncertain
+
+    return asked
 
 
 async def read_dead_letters(

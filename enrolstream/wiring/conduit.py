@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import structlog
@@ -44,6 +44,7 @@ class ConduitSink:
 
     store: SqliteOutboxStore
     folder: SftpFolder
+    format: ConduitFormat
     outbox: Outbox
     gateway: ConduitGateway
     identities: ConduitIdentities
@@ -106,9 +107,17 @@ def refuse_unusable(settings: Settings) -> None:
 
 @contextlib.asynccontextmanager
 async def open_conduit(
-    settings: Settings, mapping: MappingSet, *, lookup: Identities | None = None
+    settings: Settings,
+    mapping: MappingSet,
+    *,
+    lookup: Identities | None = None,
+    asked_to_create: Callable[[str], bool] = lambda _: False,
 ) -> AsyncIterator[ConduitSink]:
-    """The outbox, the folder (logged in to once) and the gateway."""
+    """The outbox, the folder (logged in to once) and the gateway.
+
+    ``lookup`` and ``asked_to_create``: with accounts on, who has no Moodle
+    account yet (``ConduitIdentities``).
+    """
     refuse_unusable(settings)
     conduit = settings.conduit
     file_format = conduit_format(conduit)
@@ -134,7 +143,9 @@ async def open_conduit(
                 crash_point=crash_point,
             )
             identities = ConduitIdentities(
-                settings.moodle.user_transform, lookup=lookup
+                settings.moodle.user_transform,
+                lookup=lookup,
+                asked_to_create=asked_to_create,
             )
             gateway = ConduitGateway(
                 outbox,
@@ -144,7 +155,7 @@ async def open_conduit(
                 role_names=conduit.roles,
                 idnumbers=identities.idnumbers,
             )
-            yield ConduitSink(store, folder, outbox, gateway, identities)
+            yield ConduitSink(store, folder, file_format, outbox, gateway, identities)
 
 
 @contextlib.asynccontextmanager

@@ -28,11 +28,24 @@ from connectors.sftp.folder import SftpFolder, SftpLogin
 from consumers.outbox import DeferredCommits, Outbox
 from consumers.ports import OutboxRow
 from consumers.runner import ApplyRunner
-from enrolstream.settings import ConduitSettings, KafkaSettings, Settings
+from enrolstream.settings import (
+    AccountsSettings,
+    ConduitSettings,
+    KafkaSettings,
+    Settings,
+)
 from enrolstream.wiring.apply import open_runner
 from tests.integration.conftest import CaptureStack, registration, set_status
-from tests.integration.pipeline import ALICE, BOB, CAROL, Pipeline, open_pipeline
+from tests.integration.pipeline import (
+    ALICE,
+    BOB,
+    CAROL,
+    NO_ACCOUNT,
+    Pipeline,
+    open_pipeline,
+)
 from tests.integration.test_apply import SCENARIOS
+from tests.integration.test_people import person
 from tests.sftp_server import PASSPHRASE, SftpServer, skip_reason
 
 pytestmark = pytest.mark.integration
@@ -456,3 +469,56 @@ async def lag(settings: Settings, bootstrap: str) -> int:
         settings.consumer.group_id,
     )
     return sum(behind.by_partition.values())
+
+
+class TestAccounts:
+    """A person without a Moodle account gets a create row in the user file."""
+
+    async def test_create_row_goes_before_the_enrolment(
+        self, capture: CaptureStack, tmp_path: Path, sftp: SftpServer
+    ) -> None:
+        """Only the person Moodle lacks is created; auth.csv is delivered first."""
+        async with open_pipeline(capture, tmp_path) as pipe:
+            settings = conduit_settings(
+                pipe, sftp, tmp_path, web_services=True
+            ).model_copy(
+                update={
+                    "moodle": pipe.settings.moodle,
+                    "accounts": AccountsSettings(enabled=True, auth="saml2"),
+                }
+            )
+            async with open_runner(
+                settings, pipe.bootstrap, mapping=pipe.mapping
+            ) as runner:
+                capture.sql(
+                    person(NO_ACCOUNT, 9, "Nadia", "Newcomer", "nnewcomer"),
+                    registration(1, NO_ACCOUNT, "BSC5102"),
+                    registration(2, ALICE, "BSC5102"),
+                )
+                await capture.poll()
+                await runner.run(asyncio.Event(), until_idle=True, poll_timeout_ms=300)
+                # seen again before Conduit made the account: not asked twice
+                capture.sql(
+                    set_status(2, "D"), registration(3, NO_ACCOUNT, "COUN6552", "02")
+                )
+                await capture.poll()
+                await runner.run(asyncio.Event(), until_idle=True, poll_timeout_ms=300)
+                await outbox_of(runner).deliver(flush=True)
+            assert runner.provisioning is not None
+            assert runner.provisioning.stats.created == 1
+        assert sftp.take("auth.csv") == (
+            "action,username,idnumber,firstname,lastname,email,auth\n"
+            "create,nnewcomer,000000009,Nadia,Newcomer,"
+            "nnewcomer@students.example.edu,saml2\n"
+        )
+        assert sftp.take(NAME) == (  # ALICE added, then dropped, in one window
+            "action,shortname,idnumber,role\n"
+            "drop,BSC5102Winter2021,000000001,student\n"
+            "add,BSC5102Winter2021,000000009,student\n"
+            "add,COUN6552COUN855202Winter2021,000000009,student\n"
+        )
+        sent = sorted(p.name for p in (tmp_path / "conduit-outbox" / "sent").rglob("*"))
+        assert [name.split("-")[-1] for name in sent if "." in name] == [
+            "auth.csv",
+            "enrollments.csv",
+        ]
