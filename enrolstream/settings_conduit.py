@@ -2,48 +2,58 @@
 
 Used when ``consumer.sink = "conduit"`` (docs/conduit.md). The columns are
 Conduit's own mappings (Settings > Mappings): our field → the heading mapped
-there, in the order the columns are written.
+there, in the order the columns are written: ``"shortname=course"`` puts our
+shortname under Conduit's heading ``course``; a field alone keeps its name.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-__all__ = ["ConduitSettings"]
+__all__ = ["ENROLMENT_FIELDS", "USER_FIELDS", "ConduitSettings", "pairs"]
 
-EnrolmentField = Literal["action", "shortname", "idnumber", "role"]
-UserField = Literal[
-    "action", "username", "idnumber", "firstname", "lastname", "email", "auth"
-]
 
 _FORBIDDEN_IN_NAMES = set(",\"'\r\n\t")
-_ENROLMENT_DEFAULT: dict[EnrolmentField, str] = {
-    "action": "action",
-    "shortname": "shortname",
-    "idnumber": "idnumber",
-    "role": "role",
-}
-_USER_DEFAULT: dict[UserField, str] = {
-    "action": "action",
-    "username": "username",
-    "idnumber": "idnumber",
-    "firstname": "firstname",
-    "lastname": "lastname",
-    "email": "email",
-    "auth": "auth",
-}
+ENROLMENT_FIELDS = ("action", "shortname", "idnumber", "role")
+USER_FIELDS = (
+    "action",
+    "username",
+    "idnumber",
+    "firstname",
+    "lastname",
+    "email",
+    "auth",
+)
 
 
-def _headings(columns: dict[str, str], every: tuple[str, ...]) -> dict[str, str]:
-    missing = [field for field in every if field not in columns]
+def pairs(columns: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """``field`` or ``field=heading`` items as (field, heading) pairs."""
+    return tuple(
+        (field.strip(), (heading if sep else field).strip())
+        for field, sep, heading in (item.partition("=") for item in columns)
+    )
+
+
+def _columns(
+    columns: tuple[str, ...], known: tuple[str, ...], required: tuple[str, ...]
+) -> tuple[str, ...]:
+    parsed = pairs(columns)
+    fields = [field for field, _ in parsed]
+    unknown = [field for field in fields if field not in known]
+    if unknown:
+        raise ValueError(
+            f"unknown field {unknown[0]!r}; the fields are {', '.join(known)}"
+        )
+    missing = [field for field in required if field not in fields]
     if missing:
         raise ValueError(f"every field needs a column; missing: {', '.join(missing)}")
-    headings = list(columns.values())
+    if len(set(fields)) != len(fields):
+        raise ValueError("a field is listed twice")
+    headings = [heading for _, heading in parsed]
     for heading in headings:
-        if not heading.strip() or set(heading) & _FORBIDDEN_IN_NAMES:
+        if not heading or set(heading) & _FORBIDDEN_IN_NAMES:
             raise ValueError(
                 f"heading {heading!r} must be non-empty, without commas, quotes "
                 "or line breaks"
@@ -86,13 +96,16 @@ class ConduitSettings(BaseModel):
     users_file: str = Field(
         default="auth.csv", description="the user file (Conduit's user mappings)"
     )
-    enrolment_columns: dict[EnrolmentField, str] = Field(
-        default_factory=lambda: dict(_ENROLMENT_DEFAULT),
-        description="field → heading mapped in Conduit, in column order",
+    enrolment_columns: tuple[str, ...] = Field(
+        default=ENROLMENT_FIELDS,
+        description="the enrolment file's columns in order: a field (action, "
+        "shortname, idnumber, role) or field=heading where Conduit's mapping names "
+        "it otherwise",
     )
-    user_columns: dict[UserField, str] = Field(
-        default_factory=lambda: dict(_USER_DEFAULT),
-        description="field → heading mapped in Conduit, in column order",
+    user_columns: tuple[str, ...] = Field(
+        default=USER_FIELDS,
+        description="the user file's columns in order: a field (action, username, "
+        "idnumber, firstname, lastname, email, auth) or field=heading",
     )
     add: str = "add"
     drop: str = "drop"
@@ -122,13 +135,13 @@ class ConduitSettings(BaseModel):
 
     @field_validator("enrolment_columns")
     @classmethod
-    def _enrolment_headings(cls, value: dict[str, str]) -> dict[str, str]:
-        return _headings(value, ("action", "shortname", "idnumber", "role"))
+    def _enrolment_headings(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _columns(value, ENROLMENT_FIELDS, ENROLMENT_FIELDS)
 
     @field_validator("user_columns")
     @classmethod
-    def _user_headings(cls, value: dict[str, str]) -> dict[str, str]:
-        return _headings(value, ("action", "username", "idnumber"))
+    def _user_headings(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _columns(value, USER_FIELDS, ("action", "username", "idnumber"))
 
     @field_validator("folder")
     @classmethod

@@ -31,7 +31,7 @@ from consumers.outbox import Outbox
 from consumers.ports import Identities
 from enrolstream.crashpoints import crash_point
 from enrolstream.settings import Settings
-from enrolstream.settings_conduit import ConduitSettings
+from enrolstream.settings_conduit import ConduitSettings, pairs
 
 __all__ = ["ConduitSink", "conduit_format", "delivering", "open_conduit", "sftp_folder"]
 
@@ -56,8 +56,8 @@ def conduit_format(conduit: ConduitSettings) -> ConduitFormat:
         ConduitLayout(
             enrolments_file=conduit.enrolments_file,
             users_file=conduit.users_file,
-            enrolment_columns=tuple(conduit.enrolment_columns.items()),
-            user_columns=tuple(conduit.user_columns.items()),
+            enrolment_columns=pairs(conduit.enrolment_columns),
+            user_columns=pairs(conduit.user_columns),
             add=conduit.add,
             drop=conduit.drop,
             create=conduit.create,

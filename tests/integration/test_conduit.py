@@ -322,12 +322,12 @@ class TestPipeline:
                 sftp,
                 tmp_path,
                 enrolments_file="enrol.csv",
-                enrolment_columns={
-                    "role": "rolename",
-                    "idnumber": "useridnumber",
-                    "shortname": "course",
-                    "action": "op",
-                },
+                enrolment_columns=(
+                    "role=rolename",
+                    "idnumber=useridnumber",
+                    "shortname=course",
+                    "action=op",
+                ),
                 add="create",
                 drop="delete",
                 roles={5: "learner", 3: "editingteacher", 4: "teacher"},
