@@ -10,7 +10,7 @@ import pytest
 from enrolstream.settings import SettingsError, load_settings, masked
 from enrolstream.settings_conduit import ConduitSettings, pairs
 
-PASSPHRASE = "a-passphrase-never-shown-93c1"
+PASSPHRASE = "a-passphrase-never-shown-93c1"  # noqa: S105 - a test value
 
 
 @pytest.fixture(name="clean_env", autouse=True)
@@ -59,7 +59,7 @@ class TestColumns:
         self, tmp_path: Path, table: str, problem: str
     ) -> None:
         """A shared heading, a missing field, a comma, an unknown field: refused."""
-        with pytest.raises(SettingsError, match="conduit.enrolment_columns") as error:
+        with pytest.raises(SettingsError, match=r"conduit\.enrolment_columns") as error:
             load(tmp_path, f"[conduit]\nenrolment_columns = [{table}]\n")
         assert problem in str(error.value)
 
@@ -105,7 +105,8 @@ class TestSecrets:
         monkeypatch.setenv("ENROLSTREAM_CONDUIT__PRIVATE_KEY_PASSPHRASE", PASSPHRASE)
         monkeypatch.setenv("ENROLSTREAM_CONDUIT__PASSWORD", PASSPHRASE)
         shown = masked(load_settings())["conduit"]
-        assert shown["private_key_passphrase"] == shown["password"] == "**********"
+        stars = "*" * 10
+        assert shown["private_key_passphrase"] == shown["password"] == stars
         assert PASSPHRASE not in repr(load_settings())
 
     def test_a_bad_value_is_named_not_shown(self, tmp_path: Path) -> None:
