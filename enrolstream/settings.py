@@ -50,6 +50,7 @@ from connectors.kafka.config import (
     security_problems,
 )
 from connectors.sqlserver.config import SqlServerSettings
+from enrolstream.settings_conduit import ConduitSettings
 from enrolstream.settings_errors import (
     CONFIG_VARIABLE,
     SettingsError,
@@ -207,6 +208,11 @@ class ConsumerSettings(_Section):
         "such a consumer applies nothing while looking healthy)",
     )
     batch_max_rows: int = Field(default=100, ge=1)
+    sink: Literal["web_services", "conduit"] = Field(
+        default="web_services",
+        description="where decisions go: Moodle's web services, or Open LMS "
+        "Conduit's files over SFTP ([conduit], docs/conduit.md)",
+    )
 
 
 class AccountsSettings(_Section):
@@ -280,6 +286,7 @@ class Settings(BaseSettings):
     reconcile: ReconcileSettings = ReconcileSettings()
     operations: OperationsSettings = OperationsSettings()
     alarm: AlarmSettings = AlarmSettings()
+    conduit: ConduitSettings = ConduitSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -403,6 +410,7 @@ __all__ = [
     "WEEKDAYS",
     "AccountsSettings",
     "AlarmSettings",
+    "ConduitSettings",
     "ConsumerSettings",
     "EmailSettings",
     "KafkaSettings",
