@@ -18,6 +18,7 @@ from schemas.accounts import AccountEntry
 from schemas.actions import MOODLE_ACTION, LedgerEntry
 from schemas.dead_letter import DeadLetter
 from schemas.events import EnrolmentEvent, EnrolmentEventV1, EnrolmentEventV2
+from schemas.lmb import LmbDeadLetter, LmbGroupRecord, LmbPersonRecord
 from schemas.snapshot import SnapshotMarker
 
 HERE = Path(__file__).resolve().parent
@@ -31,6 +32,9 @@ CONTRACTS: dict[str, tuple[type[BaseModel] | TypeAdapter[Any], str]] = {
     "ledger_entry.v1.schema.json": (LedgerEntry, "enrolstream.ledger"),
     "dead_letter.v1.schema.json": (DeadLetter, "enrolstream.dead-letters"),
     "account_entry.v1.schema.json": (AccountEntry, "enrolstream.accounts"),
+    "lmb_person.v1.schema.json": (LmbPersonRecord, "enrolstream.lmb-state"),
+    "lmb_group.v1.schema.json": (LmbGroupRecord, "enrolstream.lmb-state"),
+    "lmb_dead_letter.v1.schema.json": (LmbDeadLetter, "enrolstream.lmb-dead-letters"),
     "moodle_action.v1.schema.json": (
         MOODLE_ACTION,
         "enrolstream.dead-letters (action)",
