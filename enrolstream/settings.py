@@ -59,6 +59,7 @@ from enrolstream.settings_errors import (
     unknown_variables,
     validation_problems,
 )
+from enrolstream.settings_lmb import LmbSettings
 from enrolstream.settings_operations import (
     WEEKDAYS,
     AlarmSettings,
@@ -265,6 +266,7 @@ class Settings(BaseSettings):
     reconcile: ReconcileSettings = ReconcileSettings()
     operations: OperationsSettings = OperationsSettings()
     alarm: AlarmSettings = AlarmSettings()
+    lmb: LmbSettings = LmbSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -391,6 +393,7 @@ __all__ = [
     "ConsumerSettings",
     "EmailSettings",
     "KafkaSettings",
+    "LmbSettings",
     "MoodleSettings",
     "OperationsSettings",
     "PollerSettings",

@@ -126,6 +126,9 @@ def _authorised(options: EndpointOptions, headers: Mapping[str, str]) -> bool:
 class LmbEndpoint:
     """The aiohttp listener, an async context manager; ``url`` once entered."""
 
+    #: ``EndpointRefused`` with the reason when these options must not start.
+    check = staticmethod(check_options)
+
     def __init__(self, receiver: Receiver, options: EndpointOptions) -> None:
         check_options(options)
         self.receiver = receiver

@@ -23,6 +23,7 @@ from consumers.errors import ConsumerError
 from enrolstream.cli import (
     apply,
     capture,
+    lmb,
     mapping,
     moodle_sim,
     operations,
@@ -41,6 +42,7 @@ from enrolstream.settings import (
     unknown_environment_variables,
 )
 from enrolstream.signals import Interrupted, run_until_signalled
+from lmb.errors import LmbError
 from sandbox.broker import BrokerError
 
 __all__ = ["app", "main"]
@@ -138,6 +140,7 @@ for group in (
     reconcile,
     replay,
     operations,
+    lmb,
 ):
     group.register(app)
 
@@ -150,6 +153,6 @@ def main() -> None:
     """
     try:
         app()
-    except (CdcError, ConsumerError, KafkaAdapterError, BrokerError) as exc:
+    except (CdcError, ConsumerError, LmbError, KafkaAdapterError, BrokerError) as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
         sys.exit(1)
