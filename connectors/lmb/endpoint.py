@@ -139,14 +139,13 @@ class LmbEndpoint:
     async def __aenter__(self) -> Self:
         app = web.Application(client_max_size=self.options.max_body_bytes)
         app.router.add_route("*", self.options.path, self._handle)
-        runner = web.AppRunner(app, access_log=None)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=10.0)
         await runner.setup()
         site = web.TCPSite(
             runner,
             self.options.host,
             self.options.port,
             ssl_context=self.options.tls,
-            shutdown_timeout=10.0,
         )
         try:
             await site.start()
