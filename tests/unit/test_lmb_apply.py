@@ -196,7 +196,7 @@ class TestRepeats:
         assert feed.book.people["p1"].memberships[0].active is False
 
     def test_recomputed_message_has_the_same_event_ids(self) -> None:
-        """A message applied again to the state before it (a crash before saving) gives the same ids."""
+        """A message applied again to the state before it (a crash) gives the same ids."""
         book = Book()
         first = apply_message(ImsMessage(objects=(member(),)), book, received("k"))
         later = apply_message(ImsMessage(objects=(member(),)), book, received("k", 5))
@@ -265,8 +265,10 @@ class TestRejected:
         """A section id that is not CRN.TERM, and no group says its term."""
         outcome = Feed().send(member(section="MATH101"), member(person="p2"))
         assert outcome.rejected == [
-            "membership of p1 in MATH101: section id 'MATH101' is not CRN.TERM "
-            "(e.g. 14482.201510)"
+            (
+                "membership of p1 in MATH101: section id 'MATH101' is not CRN.TERM "
+                "(e.g. 14482.201510)"
+            )
         ]
         assert [e.people_code_id for e in outcome.events] == ["p2"]
         assert not outcome.duplicate

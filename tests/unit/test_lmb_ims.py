@@ -110,7 +110,7 @@ class TestRefused:
 
     def test_malformed(self) -> None:
         """A truncated message: MalformedMessage naming where."""
-        with pytest.raises(MalformedMessage, match="not well-formed XML: .*line 1"):
+        with pytest.raises(MalformedMessage, match=r"not well-formed XML: .*line 1"):
             parse_ims((DATA / "malformed.xml").read_bytes())
 
     def test_no_ims_object(self) -> None:
