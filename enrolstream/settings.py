@@ -60,6 +60,7 @@ from enrolstream.settings_errors import (
     unknown_variables,
     validation_problems,
 )
+from enrolstream.settings_lmb import LmbSettings
 from enrolstream.settings_operations import (
     WEEKDAYS,
     AlarmSettings,
@@ -287,6 +288,7 @@ class Settings(BaseSettings):
     operations: OperationsSettings = OperationsSettings()
     alarm: AlarmSettings = AlarmSettings()
     conduit: ConduitSettings = ConduitSettings()
+    lmb: LmbSettings = LmbSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -414,6 +416,7 @@ __all__ = [
     "ConsumerSettings",
     "EmailSettings",
     "KafkaSettings",
+    "LmbSettings",
     "MoodleSettings",
     "OperationsSettings",
     "PollerSettings",
