@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import structlog
 
+from connectors.conduit.accounts import ConduitAccounts
 from connectors.kafka import KafkaEventConsumer, KafkaRecordSink, KafkaTable, read_topic
 from connectors.moodle.checks import preflight
 from consumers.account_book import AccountBook
@@ -24,7 +25,9 @@ from consumers.dead_letters import (
 from consumers.errors import StartupRefused
 from consumers.ledger import Ledger
 from consumers.mapping import MappingSet, check_mapping, load_mappings
+from consumers.outbox import DeferredCommits
 from consumers.parked import ParkedEvents
+from consumers.ports import EventStream, Identities, MoodleAccounts, MoodleGateway
 from consumers.provisioning import Provisioning
 from consumers.runner import ApplyRunner
 from enrolstream.crashpoints import crash_point
@@ -37,6 +40,7 @@ from enrolstream.wiring.common import (
     open_moodle,
     policy,
 )
+from enrolstream.wiring.conduit import delivering, open_conduit, refuse_unusable
 from operations.health import Heartbeat
 from operations.metrics import NO_METRICS, Metrics
 from schemas.dead_letter import DeadLetter
@@ -60,7 +64,10 @@ async def open_runner(
 
     Refuses an empty mapping (``MappingError``) unless allowed,
     ``drop_action = "suspend"`` without the companion plugin, and accounts without
-    ``user_field = idnumber`` (``StartupRefused``);
+    ``user_field = idnumber`` (``StartupRefused``); with ``consumer.sink =
+    "conduit"`` decisions go to Conduit's outbox (``enrolstream.wiring.conduit``),
+    commits wait for their files, and Moodle is read only with
+    ``conduit.web_services``;
     waits while Moodle is down (until ``stop``); warns about sections feeding two
     courses and about mapped courses Moodle lacks or cannot enrol into.
     """
@@ -77,12 +84,18 @@ async def open_runner(
     )
     kafka = settings.kafka
     options = kafka_options(settings, bootstrap_servers)
+    conduit = settings.consumer.sink == "conduit"
+    if conduit:
+        refuse_unusable(settings)
     await ensure_all_topics(settings, bootstrap_servers)
     async with contextlib.AsyncExitStack() as stack:
-        client = await stack.enter_async_context(
-            open_moodle(settings, stop=stop, metrics=metrics)
-        )
-        await preflight(mapping, client)
+        client = None
+        if not conduit or settings.conduit.web_services:
+            client = await stack.enter_async_context(
+                open_moodle(settings, stop=stop, metrics=metrics, reads_only=conduit)
+            )
+        if not conduit and client is not None:
+            await preflight(mapping, client)
 
         async def sink(topic: str) -> KafkaRecordSink:
             return await stack.enter_async_context(
@@ -92,26 +105,20 @@ async def open_runner(
         ledger = Ledger(
             KafkaTable(options, kafka.ledger_topic, await sink(kafka.ledger_topic))
         )
-        provisioning = None
-        if settings.accounts.enabled:
+        book = None
+        if settings.accounts.enabled and client is not None:
             book = AccountBook(
                 KafkaTable(
                     options, kafka.accounts_topic, await sink(kafka.accounts_topic)
                 )
             )
             await book.load()
-            provisioning = Provisioning(
-                client,
-                book,
-                account_policy(settings),
-                transform=settings.moodle.user_transform,
-            )
         parked = ParkedEvents(
             KafkaTable(options, kafka.parked_topic, await sink(kafka.parked_topic))
         )
         await ledger.load()
         await parked.load()
-        stream = await stack.enter_async_context(
+        stream: EventStream = await stack.enter_async_context(
             KafkaEventConsumer(
                 options,
                 kafka.events_topic,
@@ -119,10 +126,40 @@ async def open_runner(
                 session_timeout_s=settings.consumer.session_timeout_s,
             )
         )
+        gateway: MoodleGateway
+        identities: Identities
+        accounts: MoodleAccounts | None = client
+        if conduit:
+            parts = await stack.enter_async_context(
+                open_conduit(
+                    settings,
+                    mapping,
+                    lookup=identity_resolver(client, settings)
+                    if book is not None and client is not None
+                    else None,
+                    asked_to_create=_asked_to_create(book),
+                )
+            )
+            gateway, identities = parts.gateway, parts.identities
+            stream = DeferredCommits(stream, parts.outbox)
+            await stack.enter_async_context(delivering(parts.outbox))
+            if book is not None and client is not None:
+                accounts = ConduitAccounts(client, parts.outbox, parts.format, book)
+        else:
+            assert client is not None  # noqa: S101 - built above for web services
+            gateway, identities = client, identity_resolver(client, settings)
+        provisioning = None
+        if book is not None and accounts is not None:
+            provisioning = Provisioning(
+                accounts,
+                book,
+                account_policy(settings),
+                transform=settings.moodle.user_transform,
+            )
         yield ApplyRunner(
             stream=stream,
-            moodle=client,
-            identities=identity_resolver(client, settings),
+            moodle=gateway,
+            identities=identities,
             mapping=mapping,
             policy=policy(settings),
             ledger=ledger,
@@ -137,6 +174,16 @@ async def open_runner(
             heartbeat=heartbeat,
             provisioning=provisioning,
         )
+
+
+def _asked_to_create(book: AccountBook | None) -> Callable[[str], bool]:
+    """Whether Conduit was asked (for certain) to create the person's account."""
+
+    def asked(person: str) -> bool:
+        entry = book.get(person) if book is not None else None
+        return entry is not None and not entry.uncertain
+
+    return asked
 
 
 async def read_dead_letters(

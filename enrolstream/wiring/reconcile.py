@@ -16,15 +16,15 @@ from pathlib import Path
 
 from connectors.kafka import KafkaRecordSink, KafkaTable, read_topic
 from connectors.local.files import make_private_directory, write_private_text
-from connectors.moodle.client import MoodleClient
 from consumers.decisions import EnrolmentPolicy
-from consumers.identity import IdentityResolver
 from consumers.ledger import Ledger
 from consumers.mapping import MappingSet, load_mappings
 from consumers.reconcile.adopt import AdoptionPlan, adopt
 from consumers.reconcile.driver import (
+    PersonResolver,
     ProgressTask,
     ReconcileInputs,
+    ReconcileMoodle,
     ReconcileResult,
     gather_inputs,
     reconcile,
@@ -41,6 +41,11 @@ from enrolstream.wiring.common import (
     policy,
     refuse_live_consumer,
 )
+from enrolstream.wiring.reconcile_conduit import (
+    NOTE_SENT_ONLY,
+    SentOnly,
+    open_conduit_site,
+)
 
 __all__ = ["open_session", "run_adopt", "run_reconcile", "write_report"]
 
@@ -53,11 +58,13 @@ class Session:
     """Everything one reconcile or adopt run holds open."""
 
     inputs: ReconcileInputs
-    moodle: MoodleClient
-    resolver: IdentityResolver
+    moodle: ReconcileMoodle
+    resolver: PersonResolver
     ledger: Ledger
     mapping: MappingSet
     policy: EnrolmentPolicy
+    #: Said to the reader first (a Conduit site without web services).
+    notes: tuple[str, ...] = ()
 
 
 @contextlib.asynccontextmanager
@@ -77,9 +84,20 @@ async def open_session(
         await read_topic(options, kafka.snapshot_topic), snapshot_id
     )
     async with contextlib.AsyncExitStack() as stack:
-        moodle = await stack.enter_async_context(
-            open_moodle(settings, attempts=READ_ATTEMPTS)
-        )
+        moodle: ReconcileMoodle
+        resolver: PersonResolver
+        notes: tuple[str, ...] = ()
+        if settings.consumer.sink == "conduit":
+            moodle, resolver = await stack.enter_async_context(
+                open_conduit_site(settings, mapping, attempts=READ_ATTEMPTS)
+            )
+            if not settings.conduit.web_services:
+                notes = (NOTE_SENT_ONLY,)
+        else:
+            client = await stack.enter_async_context(
+                open_moodle(settings, attempts=READ_ATTEMPTS)
+            )
+            moodle, resolver = client, identity_resolver(client, settings)
         sink = await stack.enter_async_context(
             KafkaRecordSink(
                 options, kafka.ledger_topic, ack_timeout_s=kafka.request_timeout_s
@@ -87,7 +105,6 @@ async def open_session(
         )
         ledger = Ledger(KafkaTable(options, kafka.ledger_topic, sink))
         await ledger.load()
-        resolver = identity_resolver(moodle, settings)
         inputs = await gather_inputs(
             moodle,
             resolver,
@@ -103,7 +120,13 @@ async def open_session(
             ledger=ledger,
             mapping=mapping,
             policy=policy(settings),
+            notes=notes,
         )
+
+
+def _refuse_writes_without_rosters(settings: Settings) -> None:
+    if settings.consumer.sink == "conduit" and not settings.conduit.web_services:
+        raise SentOnly(NOTE_SENT_ONLY)
 
 
 async def run_reconcile(
@@ -125,11 +148,12 @@ async def run_reconcile(
         await refuse_live_consumer(settings, bootstrap_servers, "reconcile --apply")
 
     if apply:
+        _refuse_writes_without_rosters(settings)
         await before_writing()
     async with open_session(
         settings, bootstrap_servers, snapshot_id, progress
     ) as session:
-        return await reconcile(
+        result = await reconcile(
             session.inputs,
             mapping=session.mapping,
             policy=session.policy,
@@ -142,6 +166,8 @@ async def run_reconcile(
             progress=progress,
             before_writing=before_writing,
         )
+        result.notes.extend(session.notes)
+        return result
 
 
 async def run_adopt(
@@ -161,6 +187,7 @@ async def run_adopt(
     async def before_writing() -> None:
         await refuse_live_consumer(settings, bootstrap_servers, "ledger adopt")
 
+    _refuse_writes_without_rosters(settings)
     if not dry_run:
         await before_writing()
     async with open_session(
