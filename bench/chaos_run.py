@@ -186,7 +186,10 @@ def describe_plan(seed: int, kinds: tuple[str, ...], *, quick: bool) -> list[str
             )
         finally:
             sandbox.close()
-    lines = [f"seed {seed}: {plan.shape}", f"  {plan.tuning}"]
+    lines = [
+        f"seed {seed}: {plan.shape}",
+        f"  {plan.tuning}, consumers {plan.consumers}",
+    ]
     lines += [
         f"  crash point {a.point} armed in {a.command} at {a.chance} per pass, "
         f"{a.budget} time(s) ({a.kind})"
@@ -390,6 +393,8 @@ def _judge(
     )
     polled, consumed = world.log_events("poll"), world.log_events("consume")
     polled += world.log_events("poll-standby")
+    for member in world.consumers[1:]:
+        consumed += world.log_events(member.name)
     result.logged = {
         "poller_reinitialisations": polled["reinitialising_again"],
         "poller_first_starts": polled["reinitialising_first"],
@@ -399,6 +404,8 @@ def _judge(
         "tracebacks": polled["Traceback"] + consumed["Traceback"],
         "poller_takeovers": polled["lease_acquired"],
         "poller_fenced": polled["lease_lost"],
+        "consumers": world.plan.consumers,
+        "batches_dropped_on_rebalance": consumed["batch_dropped_on_rebalance"],
     }
     if (
         world.record.faults["ct-cleanup"]

@@ -295,7 +295,13 @@ class ApplyRunner:
         """
         try:
             async with self.stream.write_turn():
-                await self.process(batches, epoch=epoch)
+                events = await self._apply_batch(batches, epoch=epoch)
+            # The commit is outside the turn: a broker may hold an offset commit
+            # until the rebalance completes, which waits for the turn. The writes
+            # are done and recorded; once a rebalance began, the next owner reads
+            # the batch again and the ledger makes that a no-op.
+            self._fence()
+            await self._commit_batch(batches, events)
         except PartitionsRevoked:
             self.stream.rewind({tp: msgs[0].offset for tp, msgs in batches.items()})
             log.info(
@@ -373,6 +379,16 @@ class ApplyRunner:
         ``epoch``: the assignment epoch the batch was fetched in (default: now);
         no write starts once a rebalance began since (``PartitionsRevoked``).
         """
+        events = await self._apply_batch(batches, epoch=epoch)
+        await self._commit_batch(batches, events)
+
+    async def _apply_batch(
+        self,
+        batches: Mapping[Partition, Sequence[RawMessage]],
+        *,
+        epoch: int | None = None,
+    ) -> list[EnrolmentEvent]:
+        """The writes of ``process`` (inside the write turn); the events done."""
         self._epoch = self.stream.assignment_epoch() if epoch is None else epoch
         messages = [message for msgs in batches.values() for message in msgs]
         if messages and self._pending_since is None:
@@ -386,13 +402,20 @@ class ApplyRunner:
         letters += await self._apply([event for _, event in decoded.events], origins)
         await self._dead_letter(letters)
         self.crash_point("consumer.after_ledger")
+        return [event for _, event in decoded.events]
+
+    async def _commit_batch(
+        self,
+        batches: Mapping[Partition, Sequence[RawMessage]],
+        events: Sequence[EnrolmentEvent],
+    ) -> None:
         await self.stream.commit(
             {tp: msgs[-1].offset + 1 for tp, msgs in batches.items()}
         )
         self._pending_since = None
-        self.stats.events += len(decoded.events)  # applied, parked or dead-lettered
-        self.metrics.events_done(len(decoded.events))
-        for _, event in decoded.events:
+        self.stats.events += len(events)  # applied, parked or dead-lettered
+        self.metrics.events_done(len(events))
+        for event in events:
             self._saw_change(event)
 
     async def retry_parked(self) -> int:

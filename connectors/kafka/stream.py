@@ -22,7 +22,7 @@ from typing import Any, Self
 
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
 from connectors.kafka.producer import AckedProducer, describe_kafka_failure
@@ -39,7 +39,8 @@ class _AssignmentListener(ConsumerRebalanceListener):  # type: ignore[misc]
     gives the partitions to another member only after every member rejoined
     (or the rebalance timeout passed). Marking ``revoking`` first stops new
     writes (``ensure_held``), and taking ``turn`` waits for the batch in flight
-    to record its outcomes and commit: its next owner starts after that.
+    to record its outcomes: its next owner starts after that. (The offset commit
+    comes after the turn: a broker may hold a commit until the rebalance ends.)
     """
 
     def __init__(self) -> None:
@@ -216,6 +217,10 @@ class KafkaEventConsumer:
                     for (topic, partition), offset in offsets.items()
                 }
             )
+        except (CommitFailedError, IllegalStateError) as exc:
+            # the group rebalanced since the batch was read: the partitions'
+            # next owner reads it again
+            raise PartitionsRevoked(f"offset commit refused: {exc}") from exc
         except KafkaError as exc:
             raise BrokerUnavailable(f"offset commit failed: {exc}") from exc
 
