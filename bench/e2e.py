@@ -440,7 +440,7 @@ async def scenario(
     print(
         f"[{name}] commit -> applied in Moodle: p50 {statistics.median(lat):.3f} s, "
         f"p99 {percentile(lat, 0.99):.3f} s over {len(lat)} changes at random moments "
-        f"(poll interval {args.interval:.1f} s; target p99 <= 2 s; instructors "
+        f"(poll interval {args.interval:.2f} s; target p99 <= 2 s; instructors "
         f"{share:.0%})"
     )
     p50, seen = histogram_quantile(world.metrics, 0.5)
