@@ -179,6 +179,11 @@ async def _poison(world: World, fault: Fault) -> None:
 async def _fail_over(world: World, fault: Fault) -> None:
     """Kill or freeze the poller holding the lease; a frozen one must be fenced on waking."""
     active = world.active_poller()
+    # a poller just killed or restarted (another fault) takes the lease again soon
+    deadline = time.monotonic() + 5.0
+    while active is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        active = world.active_poller()
     if active is None:
         world.record.notes.append("poller-failover skipped: no poller held the lease")
         return

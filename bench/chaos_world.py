@@ -259,7 +259,9 @@ class World:
         """The command's crash points in turn, one per life, while budgets last."""
         if not self.chaos:
             return None
-        mine = [a for a in self.plan.armings if a.command == name]
+        # every member of the group is armed (each holds only some partitions)
+        role = "consume" if name.startswith("consume") else name
+        mine = [a for a in self.plan.armings if a.command == role]
         for _ in mine:
             arming = mine[self.turn[name] % len(mine)]
             self.turn[name] += 1
@@ -329,11 +331,13 @@ class World:
             await self.control({"fault": "clear"})
         deadline = time.monotonic() + LINGER_S
         while time.monotonic() < deadline and any(
-            self.armed[c.name] is not None for c in (self.poller, self.consumer)
+            self.armed[c.name] is not None for c in (self.poller, *self.consumers)
         ):
             await asyncio.sleep(0.1)
         self.chaos = False
-        for command in (self.poller, self.consumer):
+        for command in (self.poller, *self.consumers):
+            if not command.lives:
+                continue  # a joiner whose moment never came
             async with self.locks[command.name]:
                 if command.running and self.armed[command.name] is None:
                     continue
