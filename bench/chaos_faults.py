@@ -160,6 +160,7 @@ async def _fail_over(world: World, fault: Fault) -> None:
     active one a moment before, a cleanup stopping both): the fault waits for the
     next holder, as long as a takeover may take, so a planned fail-over is always
     carried out; no holder by then is capture stalled, a problem of the run.
+    It waits likewise while the other poller is down (another fault's).
     """
     async with contextlib.AsyncExitStack() as held:
         active = await _lease_holder(world, held)
@@ -174,12 +175,14 @@ async def _fail_over(world: World, fault: Fault) -> None:
 async def _lease_holder(
     world: World, held: contextlib.AsyncExitStack
 ) -> Command | None:
-    """The poller holding the lease, its lock taken in ``held``; waits for one."""
+    """The poller holding the lease, its lock taken in ``held``; waits for one
+    (and for the other poller to be running, to take over)."""
     wait_s = HOLDER_WAIT_LEASES * world.settings.poller.lease_timeout_s + 5.0
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         active = world.active_poller()
-        if active is not None:
+        # A fail-over needs the other poller there to take over.
+        if active is not None and all(c.running for c in world.pollers):
             lock = world.locks[active.name]
             await lock.acquire()
             # Another fault may have killed or stopped it meanwhile.
@@ -189,7 +192,8 @@ async def _lease_holder(
             lock.release()
         await asyncio.sleep(0.1)
     world.record.problems.append(
-        f"poller-failover: no poller held the lease for {wait_s:.0f} s: "
+        f"poller-failover: no poller held the lease beside a running standby for "
+        f"{wait_s:.0f} s: "
         + "; ".join(f"{c.name}: {tail(c.log_path)}" for c in world.pollers)
     )
     return None
