@@ -39,7 +39,6 @@ from typing import Any, Self
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from aiokafka.coordinator.protocol import (
     ConsumerProtocolMemberAssignment,
     ConsumerProtocolMemberMetadata,
@@ -131,12 +130,10 @@ class KafkaLease:
             "session_timeout_ms": int(session_timeout_s * 1000),
             "heartbeat_interval_ms": max(100, int(session_timeout_s * 1000 / 3)),
             "enable_auto_commit": False,
-            # Round-robin only while an older poller without it is in the group
-            # (the broker picks a strategy every member supports).
-            "partition_assignment_strategy": (
-                LeaseAssignor(lambda: self._epoch),
-                RoundRobinPartitionAssignor,
-            ),
+            # Only this one: aiokafka 0.14 sends one JoinGroup per assignor listed
+            # (its loop over them wraps the request), each a rebalance round, and
+            # a second protocol would only serve a poller without this assignor.
+            "partition_assignment_strategy": (LeaseAssignor(lambda: self._epoch),),
             # confirm() polls; a poller stuck longer than this is restarted by
             # its liveness probe anyway
             "max_poll_interval_ms": 3_600_000,
