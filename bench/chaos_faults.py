@@ -110,9 +110,12 @@ async def _stop_moodle(world: World, fault: Fault) -> None:
 
 async def _cleanup(world: World, fault: Fault, sandbox: PowerCampusSandbox) -> None:
     """Stop the poller, let commits happen, purge their history, start it again."""
-    deadline = time.monotonic() + 5.0
+    # A poller that never saved has nothing to lose: wait for the first save,
+    # which may come after a crash, a restart and a lease expiry (seed 1004:
+    # 7 s on a loaded machine) - as long as the fail-over waits for a holder.
+    deadline = time.monotonic() + _lease_wait_s(world)
     while world.saved_version() is None and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)  # a poller that never saved has nothing to lose
+        await asyncio.sleep(0.05)
     async with contextlib.AsyncExitStack() as held:
         for poller in world.pollers:  # a standby would read what must be purged
             await held.enter_async_context(world.locks[poller.name])
@@ -172,12 +175,17 @@ async def _fail_over(world: World, fault: Fault) -> None:
             await _freeze(world, active, fault)
 
 
+def _lease_wait_s(world: World) -> float:
+    """How long a fault waits for the lease to be taken (and a first save)."""
+    return HOLDER_WAIT_LEASES * world.settings.poller.lease_timeout_s + 5.0
+
+
 async def _lease_holder(
     world: World, held: contextlib.AsyncExitStack
 ) -> Command | None:
     """The poller holding the lease, its lock taken in ``held``; waits for one
     (and for the other poller to be running, to take over)."""
-    wait_s = HOLDER_WAIT_LEASES * world.settings.poller.lease_timeout_s + 5.0
+    wait_s = _lease_wait_s(world)
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         active = world.active_poller()
