@@ -15,6 +15,7 @@ from pydantic import BaseModel, TypeAdapter
 
 from schemas.accounts import AccountEntry
 from schemas.actions import MOODLE_ACTION, LedgerEntry
+from schemas.created import CREATED_ENTRY
 from schemas.dead_letter import DeadLetter
 from schemas.events import EnrolmentEvent, EnrolmentEventV1
 from schemas.snapshot import SnapshotMarker
@@ -33,6 +34,7 @@ CONTRACTS: dict[str, tuple[type[BaseModel] | TypeAdapter[Any], str]] = {
         MOODLE_ACTION,
         "enrolstream.dead-letters (action)",
     ),
+    "created_entry.v1.schema.json": (CREATED_ENTRY, "enrolstream.created"),
 }
 
 

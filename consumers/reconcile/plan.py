@@ -78,6 +78,7 @@ from schemas.actions import (
     LedgerEntry,
     MoodleAction,
     ReactivateAction,
+    RegroupAction,
     RestoreRoleAction,
     RoleSource,
     UnenrolAction,
@@ -482,7 +483,7 @@ def _add(
     ledger = pair.ledger
     roleid = (
         action.roleid
-        if not isinstance(action, UnenrolAction)
+        if not isinstance(action, UnenrolAction | RegroupAction)
         else (ledger.roleid if ledger is not None else 0)
     )
     result.changes.append(
