@@ -41,6 +41,7 @@ from datetime import UTC, datetime
 import structlog
 
 from consumers.batching import (
+    Decision,
     PlannedAction,
     Undecodable,
     collapse_desired,
@@ -49,7 +50,13 @@ from consumers.batching import (
     plan,
     uncertain_pairs,
 )
-from consumers.decisions import EnrolmentPolicy, next_ledger_entry, unknown_statuses
+from consumers.decisions import (
+    EnrolmentPolicy,
+    Held,
+    next_ledger_entry,
+    unknown_statuses,
+)
+from consumers.desired import group_idnumber
 from consumers.errors import ActionRejected, ConsumerError, TargetError
 from consumers.late_writes import LateWrites
 from consumers.ledger import Ledger
@@ -64,11 +71,12 @@ from consumers.ports import (
     RecordSink,
 )
 from consumers.provisioning import Provisioning
+from consumers.section_groups import SectionGroups
 from operations.health import Heartbeat
 from operations.metrics import NO_METRICS, Metrics
 from schemas.actions import DROP_KINDS, LedgerEntry
 from schemas.dead_letter import DeadLetter
-from schemas.events import EnrolmentEvent
+from schemas.events import EnrolmentEvent, SectionKey
 
 log = structlog.get_logger()
 
@@ -177,8 +185,10 @@ class ApplyRunner:
         heartbeat: Heartbeat | None = None,
         lag_sample_s: float = 5.0,
         provisioning: Provisioning | None = None,
+        groups: SectionGroups | None = None,
     ) -> None:
-        """``provisioning``: accounts for new people (``[accounts]``); None: off."""
+        """``provisioning``: accounts for new people (``[accounts]``); None: off.
+        ``groups``: section groups (``consumer.section_groups``); None: off."""
         self.stream = stream
         self.metrics = metrics
         self.heartbeat = heartbeat
@@ -190,6 +200,7 @@ class ApplyRunner:
         #: Records not yet read per partition, as last sampled (None: not yet).
         self.last_lags: dict[int, int] | None = None
         self.provisioning = provisioning
+        self.groups = groups
         # bench/chaos.py kills the process at these points (enrolstream.crashpoints)
         self.crash_point = crash_point
         self.moodle = moodle
@@ -212,6 +223,7 @@ class ApplyRunner:
             owns=stream.owns,
             clock_ms=self._now_ms,
             window_ms=self.late_write_window_ms,
+            ours=groups.ours if groups is not None else None,
         )
         # Due rechecks are looked for this often (a fraction of the window).
         self.recheck_every_s = min(60.0, max(late_write_window_s / 10, 0.1))
@@ -409,12 +421,14 @@ class ApplyRunner:
         if self.provisioning is not None:
             identities = await self.provisioning.provide(events, decisions, identities)
             await self.provisioning.update(events, identities)
+        if self.groups is not None:
+            await self.groups.ensure(_wanted_groups(decisions))
         unsure = uncertain_pairs(decisions, identities, self.ledger.get)
         verified = {}
         if unsure:
             # An earlier call's outcome is unknown: read what Moodle holds.
             held = await self.moodle.holdings(unsure)
-            verified = {pair: held.get(pair) for pair in unsure}
+            verified = {pair: self._ours(pair, held.get(pair)) for pair in unsure}
             self.stats.verified += len(unsure)
             self.metrics.read_back(len(unsure))
             log.info("uncertain_entries_read", pairs=len(unsure))
@@ -426,6 +440,7 @@ class ApplyRunner:
             verified=verified,
             now_ms=self._now_ms(),
             late_write_window_ms=self.late_write_window_ms,
+            groups=self.groups,
         )
         self.stats.already_in_state += batch_plan.already_in_state
         self.metrics.already_in_state(batch_plan.already_in_state)
@@ -444,6 +459,13 @@ class ApplyRunner:
         await self.parked.release(batch_plan.resolved_events)
         self.metrics.parked(self.parked.reason_codes())
         return letters
+
+    def _ours(self, pair: tuple[int, int], held: Held | None) -> Held | None:
+        """What Moodle holds, its groups limited to section groups of ours."""
+        if held is None or not held.groupids:
+            return held
+        ours = self.groups.ours(pair[0]) if self.groups is not None else frozenset()
+        return replace(held, groupids=held.groupids & ours)
 
     def _saw_change(self, event: EnrolmentEvent) -> None:
         newest = _newer(self.newest_change_at, event)
@@ -609,6 +631,21 @@ class ApplyRunner:
                 source_offset=letter.source_offset,
                 event_id=letter.event_id,
             )
+
+
+def _wanted_groups(decisions: Sequence[Decision]) -> dict[int, dict[str, SectionKey]]:
+    """course -> idnumber -> section of every section group the decisions want."""
+    wanted: dict[int, dict[str, SectionKey]] = {}
+    for decision in decisions:
+        names = decision.desired.groups
+        if not names:
+            continue
+        sections = wanted.setdefault(decision.desired.course.id, {})
+        for registration in decision.event.registrations:
+            idnumber = group_idnumber(registration.section)
+            if idnumber in names:
+                sections.setdefault(idnumber, registration.section)
+    return wanted
 
 
 def _newer(seen: datetime | None, event: EnrolmentEvent) -> datetime | None:
