@@ -324,7 +324,8 @@ def _plan_one(
             policy=policy,
         )
         mark = watermark(decision, userid, before)
-    if groups is not None:
+    stale = before is not None and before.state_version > event.state_version
+    if groups is not None and not stale:
         action = adjust(
             decision.desired,
             action,
