@@ -35,7 +35,7 @@ from schemas.actions import (
     RegroupAction,
     UnenrolAction,
 )
-from schemas.events import SectionKey
+from schemas.events import EnrolmentEvent, SectionKey
 
 __all__ = [
     "DEFAULT_GROUP_NAME",
@@ -44,6 +44,7 @@ __all__ = [
     "change",
     "group_idnumber",
     "group_name",
+    "sections_wanted",
 ]
 
 DEFAULT_GROUP_NAME = "{event_id} {sub_type} {section}"
@@ -114,3 +115,19 @@ def adjust(
     if action is None:
         return RegroupAction(courseid=desired.course.id, userid=userid, **update)
     return action.model_copy(update=update)
+
+
+def sections_wanted(
+    decided: Iterable[tuple[DesiredEnrolment, EnrolmentEvent]],
+) -> dict[int, dict[str, SectionKey]]:
+    """course -> idnumber -> section of every section group the decisions want."""
+    wanted: dict[int, dict[str, SectionKey]] = {}
+    for desired, event in decided:
+        if not desired.groups:
+            continue
+        sections = wanted.setdefault(desired.course.id, {})
+        for registration in event.registrations:
+            idnumber = group_idnumber(registration.section)
+            if idnumber in desired.groups:
+                sections.setdefault(idnumber, registration.section)
+    return wanted

@@ -41,7 +41,6 @@ from datetime import UTC, datetime
 import structlog
 
 from consumers.batching import (
-    Decision,
     PlannedAction,
     Undecodable,
     collapse_desired,
@@ -56,8 +55,8 @@ from consumers.decisions import (
     next_ledger_entry,
     unknown_statuses,
 )
-from consumers.desired import group_idnumber
 from consumers.errors import ActionRejected, ConsumerError, TargetError
+from consumers.groups import sections_wanted
 from consumers.late_writes import LateWrites
 from consumers.ledger import Ledger
 from consumers.mapping import MappingSet
@@ -76,7 +75,7 @@ from operations.health import Heartbeat
 from operations.metrics import NO_METRICS, Metrics
 from schemas.actions import DROP_KINDS, LedgerEntry
 from schemas.dead_letter import DeadLetter
-from schemas.events import EnrolmentEvent, SectionKey
+from schemas.events import EnrolmentEvent
 
 log = structlog.get_logger()
 
@@ -422,7 +421,9 @@ class ApplyRunner:
             identities = await self.provisioning.provide(events, decisions, identities)
             await self.provisioning.update(events, identities)
         if self.groups is not None:
-            await self.groups.ensure(_wanted_groups(decisions))
+            await self.groups.ensure(
+                sections_wanted((d.desired, d.event) for d in decisions)
+            )
         unsure = uncertain_pairs(decisions, identities, self.ledger.get)
         verified = {}
         if unsure:
@@ -631,21 +632,6 @@ class ApplyRunner:
                 source_offset=letter.source_offset,
                 event_id=letter.event_id,
             )
-
-
-def _wanted_groups(decisions: Sequence[Decision]) -> dict[int, dict[str, SectionKey]]:
-    """course -> idnumber -> section of every section group the decisions want."""
-    wanted: dict[int, dict[str, SectionKey]] = {}
-    for decision in decisions:
-        names = decision.desired.groups
-        if not names:
-            continue
-        sections = wanted.setdefault(decision.desired.course.id, {})
-        for registration in decision.event.registrations:
-            idnumber = group_idnumber(registration.section)
-            if idnumber in names:
-                sections.setdefault(idnumber, registration.section)
-    return wanted
 
 
 def _newer(seen: datetime | None, event: EnrolmentEvent) -> datetime | None:

@@ -85,6 +85,8 @@ def demo_settings(
                 "parked_topic",
                 "dead_letter_topic",
                 "accounts_topic",
+                "created_topic",
+                "mappings_topic",
             )
         }
     )

@@ -33,6 +33,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    field_validator,
 )
 from pydantic_settings import (
     BaseSettings,
@@ -50,6 +51,7 @@ from connectors.kafka.config import (
     security_problems,
 )
 from connectors.sqlserver.config import SqlServerSettings
+from enrolstream.settings_courses import CoursesSettings, check_group_name
 from enrolstream.settings_errors import (
     CONFIG_VARIABLE,
     SettingsError,
@@ -192,6 +194,33 @@ class ConsumerSettings(_Section):
         "such a consumer applies nothing while looking healthy)",
     )
     batch_max_rows: int = Field(default=100, ge=1)
+    section_groups: bool = Field(
+        default=False,
+        description="a group per section in every Moodle course fed by several "
+        'sections (a mapping entry\'s "groups": false turns it off there); '
+        "membership follows registrations; needs the core_group_* functions",
+    )
+    group_name: str = Field(
+        default="{event_id} {sub_type} {section}",
+        description="a section group's name: {event_id} {sub_type} {section} "
+        "{session} {term} {year}",
+    )
+    enrolment_dates: Literal["none", "mapping"] = Field(
+        default="none",
+        description="mapping: new enrolments start and end on the mapping entry's "
+        "starts/ends (mapping generate writes them with courses.dates_from)",
+    )
+    mapping_refresh_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="how often a running consumer looks for a newly published "
+        "mapping (enrolstream mapping publish)",
+    )
+
+    @field_validator("group_name")
+    @classmethod
+    def _group_name(cls, value: str) -> str:
+        return check_group_name(value)
 
 
 class AccountsSettings(_Section):
@@ -263,6 +292,7 @@ class Settings(BaseSettings):
     consumer: ConsumerSettings = ConsumerSettings()
     accounts: AccountsSettings = AccountsSettings()
     reconcile: ReconcileSettings = ReconcileSettings()
+    courses: CoursesSettings = CoursesSettings()
     operations: OperationsSettings = OperationsSettings()
     alarm: AlarmSettings = AlarmSettings()
 
@@ -389,6 +419,7 @@ __all__ = [
     "AccountsSettings",
     "AlarmSettings",
     "ConsumerSettings",
+    "CoursesSettings",
     "EmailSettings",
     "KafkaSettings",
     "MoodleSettings",

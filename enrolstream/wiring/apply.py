@@ -14,6 +14,7 @@ import structlog
 from connectors.kafka import KafkaEventConsumer, KafkaRecordSink, KafkaTable, read_topic
 from connectors.moodle.checks import preflight
 from consumers.account_book import AccountBook
+from consumers.created_book import CreatedBook
 from consumers.dead_letters import (
     RedriveCount,
     count_redrive,
@@ -27,6 +28,7 @@ from consumers.mapping import MappingSet, check_mapping, load_mappings
 from consumers.parked import ParkedEvents
 from consumers.provisioning import Provisioning
 from consumers.runner import ApplyRunner
+from consumers.section_groups import SectionGroups
 from enrolstream.crashpoints import crash_point
 from enrolstream.settings import Settings
 from enrolstream.wiring.common import (
@@ -109,6 +111,15 @@ async def open_runner(
         parked = ParkedEvents(
             KafkaTable(options, kafka.parked_topic, await sink(kafka.parked_topic))
         )
+        groups = None
+        if settings.consumer.section_groups:
+            created = CreatedBook(
+                KafkaTable(
+                    options, kafka.created_topic, await sink(kafka.created_topic)
+                )
+            )
+            await created.load()
+            groups = SectionGroups(client, created, settings.consumer.group_name)
         await ledger.load()
         await parked.load()
         stream = await stack.enter_async_context(
@@ -136,6 +147,7 @@ async def open_runner(
             metrics=metrics,
             heartbeat=heartbeat,
             provisioning=provisioning,
+            groups=groups,
         )
 
 

@@ -17,7 +17,9 @@ from pathlib import Path
 from connectors.kafka import KafkaRecordSink, KafkaTable, read_topic
 from connectors.local.files import make_private_directory, write_private_text
 from connectors.moodle.client import MoodleClient
-from consumers.decisions import EnrolmentPolicy
+from consumers.created_book import CreatedBook
+from consumers.decisions import EnrolmentPolicy, desired_enrolments
+from consumers.groups import sections_wanted
 from consumers.identity import IdentityResolver
 from consumers.ledger import Ledger
 from consumers.mapping import MappingSet, load_mappings
@@ -31,6 +33,7 @@ from consumers.reconcile.driver import (
 )
 from consumers.reconcile.report import render_report
 from consumers.reconcile.snapshot_reader import pick_snapshot
+from consumers.section_groups import SectionGroups
 from enrolstream.settings import Settings
 from enrolstream.wiring.common import (
     ensure_all_topics,
@@ -58,6 +61,19 @@ class Session:
     ledger: Ledger
     mapping: MappingSet
     policy: EnrolmentPolicy
+    #: Section groups of ours (``consumer.section_groups``); None: off.
+    groups: SectionGroups | None = None
+
+    async def make_groups(self) -> None:
+        """Make the section groups the snapshot's students need (apply only)."""
+        if self.groups is None:
+            return
+        decided = [
+            (desired, event)
+            for event in self.inputs.snapshot.events
+            for desired in desired_enrolments(event, self.mapping, self.policy)
+        ]
+        await self.groups.ensure(sections_wanted(decided))
 
 
 @contextlib.asynccontextmanager
@@ -87,6 +103,19 @@ async def open_session(
         )
         ledger = Ledger(KafkaTable(options, kafka.ledger_topic, sink))
         await ledger.load()
+        groups = None
+        if settings.consumer.section_groups:
+            created = CreatedBook(
+                KafkaTable(
+                    options,
+                    kafka.created_topic,
+                    await stack.enter_async_context(
+                        KafkaRecordSink(options, kafka.created_topic)
+                    ),
+                )
+            )
+            await created.load()
+            groups = SectionGroups(moodle, created, settings.consumer.group_name)
         resolver = identity_resolver(moodle, settings)
         inputs = await gather_inputs(
             moodle,
@@ -103,6 +132,7 @@ async def open_session(
             ledger=ledger,
             mapping=mapping,
             policy=policy(settings),
+            groups=groups,
         )
 
 
@@ -129,6 +159,9 @@ async def run_reconcile(
     async with open_session(
         settings, bootstrap_servers, snapshot_id, progress
     ) as session:
+        if apply and session.groups is not None:
+            await before_writing()
+            await session.make_groups()
         return await reconcile(
             session.inputs,
             mapping=session.mapping,
@@ -141,6 +174,7 @@ async def run_reconcile(
             force=force,
             progress=progress,
             before_writing=before_writing,
+            groups=session.groups,
         )
 
 
