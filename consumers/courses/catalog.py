@@ -29,6 +29,7 @@ __all__ = [
     "CrossTallyColumns",
     "SectionCatalog",
     "TermCatalog",
+    "match_tallies",
 ]
 
 #: SECTIONS.EVENT_STATUS values of sections that are offered.
@@ -110,3 +111,36 @@ class SectionCatalog(Protocol):
         cannot be read.
         """
         ...
+
+
+def _rstripped(value: object) -> str:
+    return "" if value is None else str(value).rstrip()
+
+
+def match_tallies(
+    rows: list[tuple[object, ...]],
+    sections: tuple[CatalogSection, ...],
+    *,
+    with_session: bool,
+) -> tuple[CrossTally, ...]:
+    """Cross-tally rows ``(code, session, EVENT_ID, EVENT_SUB_TYPE, SECTION)`` matched
+    to the term's sections (by session too when the table has one), per code."""
+    by_key: dict[tuple[str, ...], list[SectionKey]] = {}
+    for section in sections:
+        k = section.key.key()
+        match = (k[2], k[3], k[4], k[5]) if with_session else (k[3], k[4], k[5])
+        by_key.setdefault(match, []).append(section.key)
+    groups: dict[str, list[SectionKey]] = {}
+    for code, session, event_id, sub_type, number in rows:
+        wanted = SectionKey(
+            academic_year="",
+            academic_term="",
+            academic_session=_rstripped(session),
+            event_id=_rstripped(event_id),
+            event_sub_type=_rstripped(sub_type),
+            section=_rstripped(number),
+        ).key()
+        match = wanted[2:] if with_session else wanted[3:]
+        for key in by_key.get(tuple(match), []):
+            groups.setdefault(_rstripped(code), []).append(key)
+    return tuple(CrossTally(code, tuple(keys)) for code, keys in groups.items())
