@@ -106,6 +106,10 @@ class MappingSet:
         """Every entry, in file order."""
         return self._entries
 
+    def entries_in(self, term: TermKey) -> list[MappingEntry]:
+        """The entries of one term, in file order."""
+        return [e for e in self._entries if e.course.term.matches(term)]
+
     def terms(self) -> tuple[TermKey, ...]:
         """The terms the mapping covers (including terms whose file is empty)."""
         return tuple(self._terms.values())
@@ -174,6 +178,28 @@ def load_mappings(files: Mapping[str, Path | Sequence[Path]]) -> MappingSet:
     return MappingSet(terms, entries)
 
 
+def build_mapping(terms: Mapping[TermKey, Sequence[MappingEntry]]) -> MappingSet:
+    """A set of every term's entries, checked as ``load_mappings`` checks files
+    (a shortname or Moodle id used twice anywhere); ``MappingError`` otherwise."""
+    by_shortname: dict[str, MappingEntry] = {}
+    by_id: dict[int, MappingEntry] = {}
+    entries: list[MappingEntry] = []
+    for term_entries in terms.values():
+        for entry in term_entries:
+            _check_unique(entry, by_shortname, by_id)
+            entries.append(entry)
+    return MappingSet(terms.keys(), entries)
+
+
+def entries_by_term(mapping: MappingSet) -> dict[TermKey, list[MappingEntry]]:
+    """The set's entries per term (every term it covers, empty ones included)."""
+    found: dict[TermKey, list[MappingEntry]] = {term: [] for term in mapping.terms()}
+    for entry in mapping.entries():
+        term = next(t for t in found if t.matches(entry.course.term))
+        found[term].append(entry)
+    return found
+
+
 def _check_unique(
     entry: MappingEntry,
     by_shortname: dict[str, MappingEntry],
@@ -205,7 +231,9 @@ __all__ = [
     "MappingOverlap",
     "MappingSet",
     "MoodleCourse",
+    "build_mapping",
     "check_mapping",
+    "entries_by_term",
     "load_mappings",
     "normalise",
     "parse_mapping_text",

@@ -18,6 +18,7 @@ from schemas.actions import MOODLE_ACTION, LedgerEntry
 from schemas.created import CREATED_ENTRY
 from schemas.dead_letter import DeadLetter
 from schemas.events import EnrolmentEvent, EnrolmentEventV1
+from schemas.mappings import PublishedMapping
 from schemas.snapshot import SnapshotMarker
 
 HERE = Path(__file__).resolve().parent
@@ -35,6 +36,7 @@ CONTRACTS: dict[str, tuple[type[BaseModel] | TypeAdapter[Any], str]] = {
         "enrolstream.dead-letters (action)",
     ),
     "created_entry.v1.schema.json": (CREATED_ENTRY, "enrolstream.created"),
+    "published_mapping.v1.schema.json": (PublishedMapping, "enrolstream.mappings"),
 }
 
 

@@ -11,7 +11,13 @@ from collections.abc import AsyncIterator, Sequence
 
 import structlog
 
-from connectors.kafka import KafkaEventConsumer, KafkaRecordSink, KafkaTable, read_topic
+from connectors.kafka import (
+    KafkaEventConsumer,
+    KafkaMappingFeed,
+    KafkaRecordSink,
+    KafkaTable,
+    read_topic,
+)
 from connectors.moodle.checks import preflight
 from consumers.account_book import AccountBook
 from consumers.created_book import CreatedBook
@@ -24,6 +30,7 @@ from consumers.dead_letters import (
 )
 from consumers.errors import StartupRefused
 from consumers.ledger import Ledger
+from consumers.live_mapping import LiveMapping, MappingFollower
 from consumers.mapping import MappingSet, check_mapping, load_mappings
 from consumers.parked import ParkedEvents
 from consumers.provisioning import Provisioning
@@ -122,6 +129,9 @@ async def open_runner(
             groups = SectionGroups(client, created, settings.consumer.group_name)
         await ledger.load()
         await parked.load()
+        feed = await stack.enter_async_context(
+            KafkaMappingFeed(options, kafka.mappings_topic)
+        )
         stream = await stack.enter_async_context(
             KafkaEventConsumer(
                 options,
@@ -130,7 +140,7 @@ async def open_runner(
                 session_timeout_s=settings.consumer.session_timeout_s,
             )
         )
-        yield ApplyRunner(
+        runner = ApplyRunner(
             stream=stream,
             moodle=client,
             identities=identity_resolver(client, settings),
@@ -148,7 +158,12 @@ async def open_runner(
             heartbeat=heartbeat,
             provisioning=provisioning,
             groups=groups,
+            mapping_follower=MappingFollower(feed, LiveMapping(mapping)),
+            mapping_refresh_s=settings.consumer.mapping_refresh_s,
         )
+        # The revisions published so far are the mapping in force from the start.
+        await runner.refresh_mapping(wait=True)
+        yield runner
 
 
 async def read_dead_letters(

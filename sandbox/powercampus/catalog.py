@@ -13,6 +13,7 @@ import asyncio
 from datetime import date
 from pathlib import Path
 
+from cdc.errors import SourceMisconfigured
 from consumers.courses.catalog import (
     OFFERED_STATUSES,
     CatalogSection,
@@ -61,6 +62,11 @@ class SandboxCatalog:
         return await asyncio.to_thread(self._read, term)
 
     def _read(self, term: TermKey) -> TermCatalog:
+        if not self.path.is_file():
+            raise SourceMisconfigured(
+                f"no PowerCampus sandbox at {self.path}: run `enrolstream sandbox init` "
+                "and `sandbox seed`, or set source.sandbox.path"
+            )
         with PowerCampusSandbox(self.path) as sandbox:
             args = (term.academic_year.strip(), term.academic_term.strip())
             marks = ", ".join("?" for _ in OFFERED_STATUSES)
