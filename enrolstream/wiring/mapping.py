@@ -47,8 +47,10 @@ from schemas.mappings import PublishedMapping, digest_of, mapping_snapshot_id
 
 __all__ = [
     "PublishResult",
+    "configured_file",
     "effective_mapping",
     "mapping_text",
+    "other_terms",
     "run_generate",
     "run_publish",
     "run_reveal",
@@ -76,7 +78,8 @@ def _term_of(label: str) -> TermKey:
     return TermKey.parse(label)
 
 
-def _configured(settings: Settings, term: TermKey) -> Path | None:
+def configured_file(settings: Settings, term: TermKey) -> Path | None:
+    """The term's file in ``consumer.mappings`` (None: not configured)."""
     for label, path in settings.consumer.mappings.items():
         if _term_of(label).matches(term):
             return path
@@ -99,7 +102,7 @@ def validate_document(
     return build_mapping(terms)
 
 
-def _other_terms(settings: Settings, term: TermKey) -> MappingSet:
+def other_terms(settings: Settings, term: TermKey) -> MappingSet:
     """The configured files of every other term."""
     return load_mappings(
         {
@@ -145,7 +148,7 @@ async def run_generate(
     ``against``: the mapping file the plan is compared with (default: the term's
     configured file).
     """
-    current = _current_entries(against or _configured(settings, term), term)
+    current = _current_entries(against or configured_file(settings, term), term)
     options = GenerateOptions(
         share=settings.courses.share,
         naming=settings.courses.naming(settings.consumer.group_name),
