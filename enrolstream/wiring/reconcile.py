@@ -22,7 +22,7 @@ from consumers.decisions import EnrolmentPolicy, desired_enrolments
 from consumers.groups import sections_wanted
 from consumers.identity import IdentityResolver
 from consumers.ledger import Ledger
-from consumers.mapping import MappingSet, load_mappings
+from consumers.mapping import MappingSet
 from consumers.reconcile.adopt import AdoptionPlan, adopt
 from consumers.reconcile.driver import (
     ProgressTask,
@@ -44,6 +44,7 @@ from enrolstream.wiring.common import (
     policy,
     refuse_live_consumer,
 )
+from enrolstream.wiring.mapping import effective_mapping
 
 __all__ = ["open_session", "run_adopt", "run_reconcile", "write_report"]
 
@@ -85,7 +86,8 @@ async def open_session(
 ) -> AsyncIterator[Session]:
     """Read the mapping, the snapshot, the ledger, identities and rosters; hold the
     Moodle client and the ledger's producer open for the caller."""
-    mapping = load_mappings(settings.consumer.mappings)
+    # the files with every published revision in force, as the consumers hold it
+    mapping = await effective_mapping(settings, bootstrap_servers)
     kafka = settings.kafka
     options = kafka_options(settings, bootstrap_servers)
     await ensure_all_topics(settings, bootstrap_servers)
