@@ -9,7 +9,7 @@ cannot be used is refused with one log line naming the file, the key and the
 problem, and the mapping in force stays. Why a compacted topic: every consumer
 of the group (on any host) sees the same revisions in the same order without a
 shared file system, the latest revision per term survives compaction, and
-publishing is acknowledged (docs/mapping-changes.md).
+publishing is acknowledged (docs/courses.md).
 
 ``MappingFollower.refresh`` is the consumer's step; ``holds`` answers whether a
 revision is in force (events republished because of a revision name it in
