@@ -12,6 +12,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -178,7 +179,8 @@ class TestShells:
     async def test_second_run_creates_nothing(
         self, tmp_path: Path, bootstrap_servers: str
     ) -> None:
-        """The first run creates every course; the second finds them by idnumber."""
+        """The first run creates every course hidden, with the idnumber; the second,
+        in the week before the term, finds them by idnumber and shows them."""
         sandbox = PowerCampusSandbox(tmp_path / "powercampus.sqlite")
         sandbox.create()
         seed_term(sandbox, people=10, courses=6, crosslisted_pairs=1)
@@ -191,11 +193,18 @@ class TestShells:
                 against=None,
                 create_missing=True,
                 bootstrap_servers=bootstrap_servers,
+                today=date(2020, 6, 1),
             )
             # one course per EVENT_ID, the pair's shared section as one more and
             # each paired course's other section on its own
             assert len(first.created) == len(first.matches) == 6 - 2 + 1 + 2
             assert not first.of("missing")
+            term_start = first.catalog.start
+            assert term_start is not None
+            shells = [c for c in state.courses() if c.shortname in first.document]
+            assert len(shells) == len(first.created)
+            assert {c.visible for c in shells} == {0}  # hidden until its week
+            assert {c.idnumber for c in shells} == set(first.document)
             courses_before = len(state.courses())
             second = await run_generate(
                 settings,
@@ -203,8 +212,14 @@ class TestShells:
                 against=None,
                 create_missing=True,
                 bootstrap_servers=bootstrap_servers,
+                today=term_start - timedelta(days=7),
             )
+            shown = {
+                c.visible for c in state.courses() if c.shortname in first.document
+            }
         assert second.created == []
         assert len(state.courses()) == courses_before
         assert {m.by for m in second.matches} == {"idnumber"}
         assert second.document == first.document
+        assert sorted(second.revealed) == sorted(first.created)
+        assert shown == {1}
