@@ -9,8 +9,13 @@ Prints two figures sets:
   transaction's commit to the acknowledgement of its events, p50/p99, at the
   poll interval (target p99 ≤ 1.5 × interval + 100 ms).
 
+``--state kafka`` runs the poller as ``enrolstream poll`` does: its state
+written to the state topic behind the lease (``cdc/replica.py``), the local
+file a copy; ``--state local`` (the default) keeps it in the local file only,
+as before the state topic existed.
+
 Uses the embedded broker unless KAFKA_BOOTSTRAP_SERVERS is set.
-Run: ``.venv/bin/python bench/capture.py [--interval 1.0]``
+Run: ``.venv/bin/python bench/capture.py [--interval 1.0] [--state kafka]``
 """
 
 from __future__ import annotations
@@ -22,12 +27,18 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 from cdc.poller import Poller
+from cdc.ports import CheckpointStore
+from cdc.replica import StateReplica, catch_up
+from connectors.kafka.lease import KafkaLease
+from connectors.kafka.poller_state import KafkaStateLog
 from connectors.kafka.publisher import KafkaEventPublisher, ensure_topics
 from connectors.local.checkpoint import SqliteCheckpointStore
+from connectors.local.replica_cache import ReplicaCacheStore
 from sandbox.broker import kafka_bootstrap
 from sandbox.powercampus.database import PowerCampusSandbox
 from sandbox.powercampus.source import SandboxChangeSource
@@ -69,6 +80,38 @@ def commit(sandbox: PowerCampusSandbox, start: int, rows: int) -> int:
     return txn.committed_version
 
 
+@asynccontextmanager
+async def poller_state(
+    workdir: Path, options: dict[str, object], topic: str, *, in_kafka: bool
+) -> AsyncIterator[tuple[CheckpointStore, StateReplica | None]]:
+    """The poller's store, and with ``in_kafka`` the state topic behind a held lease."""
+    if not in_kafka:
+        with SqliteCheckpointStore(workdir / "state.sqlite", "bench") as store:
+            yield store, None
+        return
+    await ensure_topics(
+        options,
+        [f"{topic}.state", f"{topic}.lease"],
+        partitions=1,
+        replication_factor=1,
+        compacted=[f"{topic}.state"],
+    )
+    async with AsyncExitStack() as stack:
+        cache = stack.enter_context(
+            ReplicaCacheStore(workdir / "state.sqlite", "bench")
+        )
+        state_log = await stack.enter_async_context(
+            KafkaStateLog(dict(options), f"{topic}.state")
+        )
+        lease = await stack.enter_async_context(
+            KafkaLease(dict(options), f"{topic}.lease", topic, session_timeout_s=10.0)
+        )
+        assert await lease.acquire(asyncio.Event())  # noqa: S101 - alone in its group
+        replica = StateReplica(state_log, lease, "bench")
+        await catch_up(cache, state_log, replica)
+        yield cache, replica
+
+
 async def run_phase(
     workdir: Path,
     bootstrap: str,
@@ -77,36 +120,42 @@ async def run_phase(
     rows: int,
     interval_s: float,
     spread_s: float,
+    in_kafka: bool,
 ) -> tuple[float, int, list[float]]:
     """Commit the load, poll until every version is acked; (elapsed, events, latencies)."""
     workdir.mkdir(parents=True)
     sandbox = PowerCampusSandbox(workdir / "pc.sqlite")
     sandbox.create()
     topic = f"bench-{uuid.uuid4().hex[:8]}"
-    options = {"bootstrap_servers": bootstrap}
+    options: dict[str, object] = {"bootstrap_servers": bootstrap}
     await ensure_topics(options, [topic], partitions=4, replication_factor=1)
     source = SandboxChangeSource(workdir / "pc.sqlite", name="bench")
     committed_at: dict[int, float] = {}
-    with SqliteCheckpointStore(workdir / "state.sqlite", "bench") as store:
-        async with KafkaEventPublisher(options, topic) as real:
-            publisher = TimedPublisher(real)
-            poller = Poller(source, publisher, store, live_terms=[TERM])
-            await poller.run_once()  # initialise on the empty term
-            stop = asyncio.Event()
-            polling = asyncio.create_task(
-                poller.run(stop, interval_s=interval_s, max_backoff_s=interval_s)
-            )
-            first = time.perf_counter()
-            for n in range(transactions):
-                version = await asyncio.to_thread(commit, sandbox, n * rows, rows)
-                committed_at[version] = time.perf_counter()
-                if spread_s:
-                    await asyncio.sleep(spread_s / transactions)
-            last_version = max(committed_at)
-            while last_version not in publisher.acked_at:
-                await asyncio.sleep(0.01)
-            stop.set()
-            await polling
+    async with (
+        poller_state(workdir, options, topic, in_kafka=in_kafka) as (
+            store,
+            replica,
+        ),
+        KafkaEventPublisher(dict(options), topic) as real,
+    ):
+        publisher = TimedPublisher(real)
+        poller = Poller(source, publisher, store, live_terms=[TERM], replica=replica)
+        await poller.run_once()  # initialise on the empty term
+        stop = asyncio.Event()
+        polling = asyncio.create_task(
+            poller.run(stop, interval_s=interval_s, max_backoff_s=interval_s)
+        )
+        first = time.perf_counter()
+        for n in range(transactions):
+            version = await asyncio.to_thread(commit, sandbox, n * rows, rows)
+            committed_at[version] = time.perf_counter()
+            if spread_s:
+                await asyncio.sleep(spread_s / transactions)
+        last_version = max(committed_at)
+        while last_version not in publisher.acked_at:
+            await asyncio.sleep(0.01)
+        stop.set()
+        await polling
     await source.close()
     sandbox.close()
     elapsed = max(publisher.acked_at.values()) - first
@@ -126,7 +175,14 @@ async def main() -> None:
     parser.add_argument("--transactions", type=int, default=100)
     parser.add_argument("--rows", type=int, default=500, help="changes per transaction")
     parser.add_argument("--paced-seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--state",
+        choices=["local", "kafka"],
+        default="local",
+        help="where the poller keeps its state (kafka: as `enrolstream poll`)",
+    )
     args = parser.parse_args()
+    in_kafka = args.state == "kafka"
     total = args.transactions * args.rows
     configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     with tempfile.TemporaryDirectory() as tmp:
@@ -138,6 +194,7 @@ async def main() -> None:
                 rows=args.rows,
                 interval_s=args.interval,
                 spread_s=0,
+                in_kafka=in_kafka,
             )
             _, _, paced = await run_phase(
                 Path(tmp) / "paced",
@@ -146,12 +203,14 @@ async def main() -> None:
                 rows=args.rows,
                 interval_s=args.interval,
                 spread_s=args.paced_seconds,
+                in_kafka=in_kafka,
             )
     target = 1.5 * args.interval + 0.1
     print(
         f"capture benchmark: {total:,} changes in {args.transactions} transactions, "
         f"poll interval {args.interval:.2f} s, broker "
-        f"{'external' if configured else 'embedded (Tansu)'}"
+        f"{'external' if configured else 'embedded (Tansu)'}, poller state "
+        f"{'in the state topic behind the lease' if in_kafka else 'in the local file'}"
     )
     print(
         f"  burst: first commit -> last event acknowledged {burst:.2f} s, "

@@ -177,6 +177,11 @@ def summary(results: list[RunResult], elapsed_s: float) -> list[str]:
             "read-backs after unknown outcomes: "
             f"{sum(r.logged.get('read_backs', 0) for r in results)}"
         ),
+        (
+            "poller leases taken (first starts, restarts and fail-overs): "
+            f"{sum(r.logged.get('poller_takeovers', 0) for r in results)}; pollers "
+            f"fenced on waking: {sum(r.logged.get('poller_fenced', 0) for r in results)}"
+        ),
     ]
     for result in failed:
         out.append(f"FAILED seed {result.seed} (files: {result.kept}):")

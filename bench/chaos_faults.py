@@ -10,7 +10,9 @@ its control routes and heal themselves (a count, or a time window).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
+import signal
 import time
 from typing import Any
 
@@ -42,6 +44,8 @@ async def inject(world: World, fault: Fault, sandbox: PowerCampusSandbox) -> Non
         await _cleanup(world, fault, sandbox)
     elif kind == "poison":
         await _poison(world, fault)
+    elif kind == "poller-failover":
+        await _fail_over(world, fault)
     else:
         await _moodle_plan(world, fault)
 
@@ -101,8 +105,10 @@ async def _cleanup(world: World, fault: Fault, sandbox: PowerCampusSandbox) -> N
     deadline = time.monotonic() + 5.0
     while world.saved_version() is None and time.monotonic() < deadline:
         await asyncio.sleep(0.05)  # a poller that never saved has nothing to lose
-    async with world.locks[world.poller.name]:
-        await world.stop(world.poller)
+    async with contextlib.AsyncExitStack() as held:
+        for poller in world.pollers:  # a standby would read what must be purged
+            await held.enter_async_context(world.locks[poller.name])
+            await world.stop(poller)
         await asyncio.sleep(fault.get("stopped_s"))
         saved, current = world.saved_version(), sandbox.current_version()
         if saved is not None and saved == current:
@@ -123,7 +129,8 @@ async def _cleanup(world: World, fault: Fault, sandbox: PowerCampusSandbox) -> N
             world.record.notes.append(
                 f"ct-cleanup without effect: saved {saved}, current {current}"
             )
-        await world.start(world.poller)
+        for poller in world.pollers:
+            await world.start(poller)
 
 
 async def _poison(world: World, fault: Fault) -> None:
@@ -136,6 +143,41 @@ async def _poison(world: World, fault: Fault) -> None:
         )
         world.record.poison.append(where)
         world.record.faults[fault.kind] += 1
+
+
+async def _fail_over(world: World, fault: Fault) -> None:
+    """Kill or freeze the poller holding the lease; a frozen one must be fenced on waking."""
+    active = world.active_poller()
+    if active is None:
+        world.record.notes.append("poller-failover skipped: no poller held the lease")
+        return
+    if fault.get("how") == "kill":
+        await _kill(world, active, fault)
+        return
+    other = next(c for c in world.pollers if c is not active)
+    async with world.locks[active.name]:
+        if not active.running:
+            return
+        mark = world.log_size(other)
+        active.send(signal.SIGSTOP)
+        world.record.faults[fault.kind] += 1
+        try:
+            await asyncio.sleep(fault.get("paused_s"))
+        finally:
+            woke = world.log_size(active)
+            active.send(signal.SIGCONT)
+        if "lease_acquired" not in world.logged_since(other, mark):
+            return  # the lease outlived the pause: nothing to fence
+        deadline = time.monotonic() + 15.0
+        while "lease_lost" not in world.logged_since(active, woke):
+            if time.monotonic() > deadline or not active.running:
+                world.record.problems.append(
+                    f"{active.name} woke after {other.name} took its lease and was "
+                    f"not fenced: {tail(active.log_path)}"
+                )
+                return
+            await asyncio.sleep(0.1)
+        world.record.notes.append(f"{active.name} fenced on waking")
 
 
 _PLAN_FAULTS = {

@@ -48,6 +48,9 @@ KINDS: dict[str, str] = {
     "is stopped (it must re-initialise)",
     "poison": "a record on the event topic that is not an event (must be "
     "dead-lettered with its reason)",
+    "poller-failover": "a standby poller beside the active one; the active one "
+    "killed, or frozen (SIGSTOP) past its lease and woken: the standby takes over, "
+    "the woken one must be fenced",
 }
 
 #: Crash-point kinds: the command they arm and the point.
@@ -231,7 +234,7 @@ def plan_run(
     )
 
 
-def draw_params(  # noqa: PLR0911 - one branch per kind reads best as a table
+def draw_params(  # noqa: C901, PLR0911, PLR0912 - one branch per kind reads as a table
     kind: str, rng: random.Random, *, quick: bool
 ) -> tuple[tuple[str, Any], ...]:
     """The parameters of one fault of ``kind``."""
@@ -257,6 +260,14 @@ def draw_params(  # noqa: PLR0911 - one branch per kind reads best as a table
         return (("n", rng.randint(1, 2)), ("page", page), ("after", _chance(rng, 0.5)))
     if kind == "ct-cleanup":
         return (("stopped_s", round(rng.uniform(0.8, 2.0), 2)),)
+    if kind == "poller-failover":
+        if _chance(rng, 0.4):
+            return (
+                ("how", "kill"),
+                ("restart_after_s", round(rng.uniform(0.1, 1.5), 2)),
+            )
+        # mostly past the lease (2 s in the run's settings), sometimes within it
+        return (("how", "pause"), ("paused_s", round(rng.uniform(1.0, 5.0), 2)))
     if kind == "poison":
         return (
             ("records", rng.randint(1, 2)),

@@ -389,6 +389,7 @@ def _judge(
         verdict, letters, world.record.poison, world.settings.kafka.events_topic
     )
     polled, consumed = world.log_events("poll"), world.log_events("consume")
+    polled += world.log_events("poll-standby")
     result.logged = {
         "poller_reinitialisations": polled["reinitialising_again"],
         "poller_first_starts": polled["reinitialising_first"],
@@ -396,6 +397,8 @@ def _judge(
         "unknown_outcomes": consumed["moodle_outcome_unknown"],
         "apply_paused": consumed["apply_paused"],
         "tracebacks": polled["Traceback"] + consumed["Traceback"],
+        "poller_takeovers": polled["lease_acquired"],
+        "poller_fenced": polled["lease_lost"],
     }
     if (
         world.record.faults["ct-cleanup"]

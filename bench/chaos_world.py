@@ -74,6 +74,11 @@ class Paths:
         """The poller's checkpoint and shadow map."""
         return self.root / "poller-state.sqlite"
 
+    @property
+    def standby_state(self) -> Path:
+        """The standby poller's local copy (its own machine, in a real deployment)."""
+        return self.root / "poller-standby-state.sqlite"
+
     def log(self, name: str) -> Path:
         """A command's log (every life appended)."""
         return self.root / f"{name}.log"
@@ -100,6 +105,7 @@ path = "{paths.sandbox}"
 poll_interval_s = {tuning.poll_interval_s}
 max_backoff_s = 1.0
 state_path = "{paths.poller_state}"
+lease_timeout_s = 2.0
 live_terms = ["{YEAR}/Winter"]
 
 [moodle]
@@ -169,10 +175,24 @@ class World:
             env=env,
         )  # fmt: skip
         self.poller = Command("poll", ["poll"], log_path=paths.log("poll"), env=env)
+        self.pollers: tuple[Command, ...] = (self.poller,)
+        if "poller-failover" in plan.kinds:
+            standby_env = {
+                **env,
+                "ENROLSTREAM_POLLER__STATE_PATH": str(paths.standby_state),
+            }
+            self.pollers += (
+                Command(
+                    "poll-standby",
+                    ["poll"],
+                    log_path=paths.log("poll-standby"),
+                    env=standby_env,
+                ),
+            )
         self.consumer = Command(
             "consume", ["consume"], log_path=paths.log("consume"), env=env
         )
-        self.commands = (self.sim, self.poller, self.consumer)
+        self.commands = (self.sim, *self.pollers, self.consumer)
         self.locks = {c.name: asyncio.Lock() for c in self.commands}
         self.broker_lock = asyncio.Lock()
         self.budget = {a.kind: a.budget for a in plan.armings}
@@ -192,7 +212,8 @@ class World:
             await self.sim.start()
             await wait_for_port(self.moodle_port)
             await self.start(self.consumer)
-            await self.start(self.poller)
+            for poller in self.pollers:
+                await self.start(poller)
             yield self
         finally:
             for command in self.commands:
@@ -304,7 +325,7 @@ class World:
     async def stop_all(self) -> dict[str, int | None]:
         """SIGTERM the consumer, the poller, then the simulator (which saves the site)."""
         statuses: dict[str, int | None] = {}
-        for command in (self.consumer, self.poller, self.sim):
+        for command in (self.consumer, *self.pollers, self.sim):
             async with self.locks[command.name]:
                 status, in_time = await command.stop()
             statuses[command.name] = status
@@ -343,13 +364,43 @@ class World:
             return None
 
     def saved_version(self) -> int | None:
-        """The poller's saved change-tracking version."""
-        if not self.paths.poller_state.exists():
-            return None
-        with SqliteCheckpointStore(
-            self.paths.poller_state, self.settings.source.name
-        ) as store:
-            return store.load_version()
+        """The pollers' saved change-tracking version (the active one's is the highest)."""
+        saved = []
+        for path in (self.paths.poller_state, self.paths.standby_state):
+            if path.exists():
+                with SqliteCheckpointStore(path, self.settings.source.name) as store:
+                    saved.append(store.load_version())
+        versions = [version for version in saved if version is not None]
+        return max(versions) if versions else None
+
+    def active_poller(self) -> Command | None:
+        """The running poller whose current life holds the lease, by its log."""
+        for command in self.pollers:
+            if not command.running or not command.log_path.exists():
+                continue
+            life = command.log_path.read_text(errors="replace").rpartition("=== ")[2]
+            held = False
+            for event in _events(life):
+                held = event == "lease_acquired" or (
+                    held and event not in {"lease_lost", "standing_by"}
+                )
+            if held:
+                return command
+        return None
+
+    @staticmethod
+    def log_size(command: Command) -> int:
+        """Where a command's log ends now (to read what it logs from here on)."""
+        return command.log_path.stat().st_size if command.log_path.exists() else 0
+
+    @staticmethod
+    def logged_since(command: Command, mark: int) -> list[str]:
+        """The event names a command logged after ``mark``."""
+        if not command.log_path.exists():
+            return []
+        with command.log_path.open("rb") as log_file:
+            log_file.seek(mark)
+            return _events(log_file.read().decode(errors="replace"))
 
     def log_events(self, name: str) -> Counter[str]:
         """Event names a command logged (JSON lines), over all its lives."""
@@ -368,6 +419,16 @@ class World:
             elif line.startswith("Traceback"):
                 counts["Traceback"] += 1
         return counts
+
+
+def _events(text: str) -> list[str]:
+    """The event names of JSON log lines."""
+    names = []
+    for line in text.splitlines():
+        if line.startswith("{"):
+            with contextlib.suppress(json.JSONDecodeError):
+                names.append(str(json.loads(line).get("event")))
+    return names
 
 
 def tail(path: Path, lines: int = 6) -> str:

@@ -5,7 +5,8 @@
     │   ├── SourceUnavailable          retriable: network, login timeout, deadlock, failover
     │   ├── ChangeTrackingVersionTooOld  not retriable as such: re-initialise
     │   └── SourceMisconfigured        not retriable: a DBA or the settings must change
-    └── PublishFailed                  retriable: the broker did not acknowledge
+    ├── PublishFailed                  retriable: the broker did not acknowledge
+    └── LeaseLost                      not retriable: another poller is active; stand by
 
 The poller branches on ``retriable``, never on message text.
 """
@@ -52,3 +53,11 @@ class PublishFailed(CdcError):
     """Kafka did not acknowledge every event of a batch."""
 
     retriable: ClassVar[bool] = True
+
+
+class LeaseLost(CdcError):
+    """This poller no longer holds the lease: another one may be active.
+
+    Not retriable by the poller: it stops writing at once and goes back to
+    standing by (``enrolstream/wiring/capture.py``).
+    """

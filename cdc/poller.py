@@ -38,10 +38,17 @@ import structlog
 
 from cdc.changes import shadow_entry, snapshot_events, to_events, vanished_events
 from cdc.errors import CdcError, ChangeTrackingVersionTooOld
-from cdc.ports import ChangeBatch, ChangeSource, CheckpointStore, EventPublisher
+from cdc.ports import (
+    ChangeBatch,
+    ChangeSource,
+    CheckpointStore,
+    EventPublisher,
+    ShadowEntry,
+)
+from cdc.replica import StateReplica
 from operations.health import Heartbeat
 from operations.metrics import NO_METRICS, Metrics
-from schemas.events import TermKey
+from schemas.events import EnrolmentEvent, TermKey
 
 log = structlog.get_logger()
 
@@ -93,8 +100,12 @@ class Poller:
         today: Callable[[], date] = date.today,
         metrics: Metrics = NO_METRICS,
         heartbeat: Heartbeat | None = None,
+        replica: StateReplica | None = None,
     ) -> None:
         self.source = source
+        # The state topic and the lease (cdc.replica): None keeps the state in
+        # the local store only (the demo, the benchmarks, single-host tests).
+        self.replica = replica
         self.metrics = metrics
         self.heartbeat = heartbeat
         self.publisher = publisher
@@ -109,6 +120,8 @@ class Poller:
 
     async def run_once(self) -> PollResult:
         """One iteration: fetch, publish and await acks, then save the new version."""
+        if self.replica is not None:
+            await self.replica.confirm()
         last = self.store.load_version()
         if last is None:
             return await self.initialise(reason="first start: no saved version")
@@ -127,10 +140,19 @@ class Poller:
             )
         captured_at = self.clock()
         translation = to_events(batch, source=self.source.name, captured_at=captured_at)
-        self.store.stage(translation.shadow_upserts)
-        await self.publisher.publish(translation.events)
+        await self._stage(translation.shadow_upserts)
+        await self._publish(translation.events)
         self.crash_point("poller.after_publish")
         newest = _newest_change(batch, captured_at)
+        if self.replica is not None:
+            await self.replica.commit(
+                batch.to_version,
+                translation.shadow_upserts,
+                translation.shadow_deletes,
+                newest_change_at=newest,
+                owners=translation.owners,
+                owners_gone=translation.owners_gone,
+            )
         self.store.commit(
             batch.to_version,
             translation.shadow_upserts,
@@ -163,6 +185,18 @@ class Poller:
             events=len(translation.events),
             unresolved_deletes=unresolved,
         )
+
+    async def _stage(self, upserts: Sequence[ShadowEntry]) -> None:
+        """Where rows are about to be published: locally, then in the state topic."""
+        self.store.stage(upserts)
+        if self.replica is not None:
+            await self.replica.stage(upserts)
+
+    async def _publish(self, events: Sequence[EnrolmentEvent]) -> None:
+        """Publish with acks; with a lease, only after the broker confirmed it holds."""
+        if events and self.replica is not None:
+            await self.replica.confirm()
+        await self.publisher.publish(events)
 
     def _report(self, batch: ChangeBatch, events: int, newest: datetime | None) -> None:
         """Tell the metrics what one saved iteration did."""
@@ -208,16 +242,26 @@ class Poller:
         )
         # Rows deleted or moved while changes could not be read incrementally:
         # only the shadow map remembers them, so say so before it is replaced.
+        previous = self.store.entries(snapshot.terms)
         vanished = vanished_events(
-            self.store.entries(snapshot.terms),
-            snapshot,
-            source=self.source.name,
-            captured_at=captured_at,
+            previous, snapshot, source=self.source.name, captured_at=captured_at
         )
         entries = [shadow_entry(row) for row in snapshot.rows]
-        self.store.stage(entries)
-        await self.publisher.publish([*events, *vanished])
+        await self._stage(entries)
+        await self._publish([*events, *vanished])
         self.crash_point("poller.after_publish")
+        if self.replica is not None:
+            kept = {entry.transcript_detail_id for entry in entries}
+            await self.replica.commit(
+                snapshot.version,
+                entries,
+                [
+                    e.transcript_detail_id
+                    for e in previous
+                    if e.transcript_detail_id not in kept
+                ],
+                owners=snapshot.owners,
+            )
         self.store.commit(
             snapshot.version,
             entries,

@@ -18,7 +18,7 @@ revision is in force (events republished because of a revision name it in
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -39,6 +39,7 @@ from schemas.mappings import MAPPING_EVENT_PREFIX, PublishedMapping
 
 __all__ = [
     "LiveMapping",
+    "LiveShortnames",
     "MappingChange",
     "MappingFeed",
     "MappingFollower",
@@ -141,6 +142,31 @@ class LiveMapping:
         return MappingChange(
             published.term, published.digest, published.file, count, changed
         )
+
+
+class LiveShortnames(Mapping[int, str]):
+    """Moodle id -> shortname of the mapping in force (a sink naming courses by
+    shortname, Conduit's, follows published revisions through it)."""
+
+    def __init__(self, live: LiveMapping) -> None:
+        self.live = live
+        self._of: MappingSet | None = None
+        self._names: dict[int, str] = {}
+
+    def _now(self) -> dict[int, str]:
+        if self._of is not self.live.current:  # a revision came into force
+            self._of = self.live.current
+            self._names = {course.id: course.shortname for course in self._of}
+        return self._names
+
+    def __getitem__(self, courseid: int) -> str:
+        return self._now()[courseid]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._now())
+
+    def __len__(self) -> int:
+        return len(self._now())
 
 
 def revision_of(snapshot_id: str | None) -> tuple[str, str] | None:

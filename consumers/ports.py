@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Literal, Protocol
 
 from consumers.accounts import NewAccount
@@ -184,4 +185,133 @@ class RecordSink(Protocol):
         self, records: Sequence[tuple[bytes | None, bytes | None]]
     ) -> None:
         """Send and wait for the acknowledgements."""
+        ...
+
+
+# --- Sites fed by files (Open LMS Conduit): the outbox's ports -------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """One row of a file for a site that applies files on its own schedule.
+
+    ``file`` names which of the site's files it belongs to (``users``,
+    ``enrolments``); ``key`` what the row is about: rows are states, so a later
+    row with the same key replaces an earlier one; ``cells`` its values in the
+    file's column order.
+    """
+
+    file: str
+    key: tuple[str, ...]
+    cells: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxWindow:
+    """The rows decided during one window, cut and waiting to be delivered."""
+
+    seq: int
+    rows: tuple[OutboxRow, ...]
+
+
+class RemoteFolder(Protocol):
+    """The folder a file-fed site takes its files from (``connectors.sftp``).
+
+    Errors are the target's categories: ``TargetUnavailable`` (retriable: the
+    server is down, the connection dropped), ``TargetRefused`` (credentials, host
+    key, permissions: an operator acts).
+    """
+
+    async def read(self, name: str) -> bytes | None:
+        """The file's content; None when there is none (the site took it)."""
+        ...
+
+    async def publish(self, name: str, content: bytes, *, replace: bool) -> bool:
+        """Write ``content`` under a temporary name, then rename it to ``name``.
+
+        Without ``replace`` nothing is replaced: False when ``name`` exists (the
+        temporary file is removed). With it the rename replaces ``name`` at once.
+        True once the file is complete under ``name``.
+        """
+        ...
+
+
+class FileFormat(Protocol):
+    """How a file-fed site's files are written and read back (``connectors.conduit``)."""
+
+    #: The site's files in the order they are delivered (users before enrolments).
+    files: tuple[str, ...]
+
+    def remote_name(self, file: str) -> str:
+        """The file's name in the site's folder."""
+        ...
+
+    def compose(self, file: str, rows: Sequence[OutboxRow]) -> bytes:
+        """The file's content: its header and the latest row of each key."""
+        ...
+
+    def parse(self, file: str, content: bytes) -> list[OutboxRow]:
+        """The rows of a file we wrote; ``TargetRefused`` when it is not ours."""
+        ...
+
+
+class OutboxStore(Protocol):
+    """The outbox's durable side on this machine (``connectors.local.outbox``).
+
+    Windows are numbered in the order they were opened; rows and what the site
+    was told each (course, user) holds change in one transaction.
+    """
+
+    def queue(
+        self,
+        rows: Sequence[OutboxRow],
+        held: Mapping[tuple[int, int], tuple[str, Held | None]],
+        now: datetime,
+    ) -> int:
+        """Add rows to the open window (opened now if none) and record, per
+        (course, user), the person's idnumber and what the site will hold; durable
+        on return. Returns the window's number."""
+        ...
+
+    def held(self, pairs: Iterable[tuple[int, int]]) -> dict[tuple[int, int], Held]:
+        """What the site was told each pair holds (absent: nothing)."""
+        ...
+
+    def idnumber(self, courseid: int, userid: int) -> str | None:
+        """The idnumber recorded with the pair, if any row was ever queued for it."""
+        ...
+
+    def opened_at(self) -> datetime | None:
+        """When the open window got its first row (None: no open window)."""
+        ...
+
+    def cut(self, now: datetime) -> int | None:
+        """Close the open window (it waits for delivery); its number, or None."""
+        ...
+
+    def pending(self) -> list[OutboxWindow]:
+        """The windows cut and not delivered yet, oldest first."""
+        ...
+
+    def last_seq(self) -> int:
+        """The newest window's number (open or cut; 0: none yet)."""
+        ...
+
+    def delivered_through(self) -> int:
+        """Every window up to this number is delivered (0: none)."""
+        ...
+
+    def carried(self) -> list[OutboxRow]:
+        """Rows delivered over a file the site had not taken yet: not confirmed."""
+        ...
+
+    def keep_copy(self, name: str, content: bytes, seq: int, now: datetime) -> None:
+        """Keep the exact file sent, dated, readable by the service only."""
+        ...
+
+    def delivered(
+        self, seq: int | None, carried: Sequence[OutboxRow], now: datetime
+    ) -> None:
+        """Mark window ``seq`` delivered (None: only the carried rows changed) and
+        replace the carried rows, in one transaction."""
         ...

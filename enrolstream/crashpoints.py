@@ -28,6 +28,9 @@ CRASH_POINTS: dict[str, str] = {
     "consumer.after_intent": "intents recorded in the ledger, Moodle not called yet",
     "consumer.after_moodle": "Moodle answered, the outcome not in the ledger yet",
     "consumer.after_ledger": "outcomes in the ledger, offsets not committed yet",
+    "conduit.after_upload": "a window's files renamed on the SFTP server, the window "
+    "not marked delivered yet",
+    "conduit.after_delivered": "windows marked delivered, their offsets not committed",
 }
 
 _armed: dict[str, float] = {}

@@ -51,6 +51,7 @@ from connectors.kafka.config import (
     security_problems,
 )
 from connectors.sqlserver.config import SqlServerSettings
+from enrolstream.settings_conduit import ConduitSettings
 from enrolstream.settings_courses import CoursesSettings, check_group_name
 from enrolstream.settings_errors import (
     CONFIG_VARIABLE,
@@ -61,6 +62,7 @@ from enrolstream.settings_errors import (
     unknown_variables,
     validation_problems,
 )
+from enrolstream.settings_lmb import LmbSettings
 from enrolstream.settings_operations import (
     WEEKDAYS,
     AlarmSettings,
@@ -107,7 +109,22 @@ class PollerSettings(_Section):
 
     poll_interval_s: float = Field(default=1.0, gt=0)
     max_backoff_s: float = Field(default=30.0, gt=0)
-    state_path: Path = Path("var/poller-state.sqlite")
+    state_path: Path = Field(
+        default=Path("var/poller-state.sqlite"),
+        description="local copy of the poller's state (the state topic is the truth)",
+    )
+    lease_group: str | None = Field(
+        default=None,
+        description="consumer group of the pollers: the member holding the lease "
+        "topic's partition polls, the others stand by; unset: "
+        "enrolstream-poller.<kafka.events_topic>",
+    )
+    lease_timeout_s: float = Field(
+        default=10.0,
+        ge=1.0,
+        description="how long a silent active poller keeps the lease (the group's "
+        "session timeout): a standby takes over after it; clusters may enforce >= 6 s",
+    )
     live_terms: tuple[str, ...] = Field(
         default=(),
         description="terms as YEAR/TERM (e.g. 2021/Winter); empty: derived from "
@@ -194,6 +211,11 @@ class ConsumerSettings(_Section):
         "such a consumer applies nothing while looking healthy)",
     )
     batch_max_rows: int = Field(default=100, ge=1)
+    sink: Literal["web_services", "conduit"] = Field(
+        default="web_services",
+        description="where decisions go: Moodle's web services, or Open LMS "
+        "Conduit's files over SFTP ([conduit], docs/conduit.md)",
+    )
     section_groups: bool = Field(
         default=False,
         description="a group per section in every Moodle course fed by several "
@@ -295,6 +317,8 @@ class Settings(BaseSettings):
     courses: CoursesSettings = CoursesSettings()
     operations: OperationsSettings = OperationsSettings()
     alarm: AlarmSettings = AlarmSettings()
+    conduit: ConduitSettings = ConduitSettings()
+    lmb: LmbSettings = LmbSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -418,10 +442,12 @@ __all__ = [
     "WEEKDAYS",
     "AccountsSettings",
     "AlarmSettings",
+    "ConduitSettings",
     "ConsumerSettings",
     "CoursesSettings",
     "EmailSettings",
     "KafkaSettings",
+    "LmbSettings",
     "MoodleSettings",
     "OperationsSettings",
     "PollerSettings",

@@ -11,7 +11,8 @@ Every event is keyed on Kafka by ``people_code_id``, so one student's events sta
 in order across sections (a cross-list swap is a drop in one section and an add
 in another, in one transaction).
 
-Versions: ``EnrolmentEvent`` is version 2, ``EnrolmentEventV1`` version 1. Version
+Versions: ``EnrolmentEvent`` is version 3, ``EnrolmentEventV2`` version 2 and
+``EnrolmentEventV1`` version 1. Version
 2 is version 1 plus what instructors, term withdrawals and accounts need: the
 person's SECTIONPER rows (``teaching``), ACADEMIC rows (``standing``) and account
 details (``person``) in the term, each ``None`` when the source does not track
@@ -19,9 +20,19 @@ that table; and a ``change`` that names its table (``TableChange``: a SECTIONPER
 ACADEMIC or person-level change as well as a TRANSCRIPTDETAIL row). Consumers
 read both (``parse_event``): a version 1 event is read as version 2 with the new
 parts ``None``, which decide nothing (instructor roles and withdrawals are left
-as they are). Producers write version 2. Within a version, adding an optional
-field is a minor change; removing or retyping one needs a new version. The
-exported JSON Schema of each version is kept in sync by a test.
+as they are). Version 3 is version 2 plus a second source, Banner's Luminis
+Message Broker (``lmb/``): a change may name an IMS object (``LMB_MEMBERSHIP``,
+``LMB_PERSON``) and a registration may have no TranscriptDetailId (a Banner
+membership is keyed by its section and person). A Banner event carries its
+learner memberships as ``registrations`` (status 1 → ``'A'``, 0 → ``'D'``; a
+deleted membership is absent) and its active instructor memberships as
+``teaching``, so one consumer decides both sources. These are retypings, hence
+a new version: a version 2 reader refuses a Banner event (it dead-letters it)
+rather than misreading it. Consumers read all three (``parse_event``); version 1
+and 2 events are read as version 3 unchanged. Producers write version 3.
+Within a version, adding an optional field is a minor change; removing or
+retyping one needs a new version. The exported JSON Schema of each version is
+kept in sync by a test.
 """
 
 from __future__ import annotations
@@ -36,7 +47,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapt
 
 from schemas.collation import collate, person_term_key, section_key, term_key
 
-SCHEMA_VERSION: Literal[2] = 2
+SCHEMA_VERSION: Literal[3] = 3
 
 _TERM_LABEL = re.compile(r"(?P<year>\d{4})\s*/(?P<term>[^/]*[^/\s][^/]*)")
 
@@ -46,12 +57,26 @@ EVENT_ID_NAMESPACE = uuid.UUID("6f1c3a52-3a8e-4c59-9a53-0f6d8e7b2a10")
 AddDropWait = Literal["A", "D", "W"]
 Operation = Literal["insert", "update", "delete"]
 EventKind = Literal["change", "snapshot"]
-SourceTable = Literal[
+SourceTableV2 = Literal[
     "TRANSCRIPTDETAIL", "SECTIONPER", "ACADEMIC", "PEOPLE", "EmailAddress", "PersonUser"
+]
+#: What a change can be about: a PowerCampus table, or (version 3) an IMS object
+#: Banner's LMB sent: a person's membership of a section, or the person.
+SourceTable = Literal[
+    "TRANSCRIPTDETAIL",
+    "SECTIONPER",
+    "ACADEMIC",
+    "PEOPLE",
+    "EmailAddress",
+    "PersonUser",
+    "LMB_MEMBERSHIP",
+    "LMB_PERSON",
 ]
 #: Tables whose change is about a person, not one term: it is published once per
 #: term the person has rows in.
-PERSON_TABLES: frozenset[str] = frozenset({"PEOPLE", "EmailAddress", "PersonUser"})
+PERSON_TABLES: frozenset[str] = frozenset(
+    {"PEOPLE", "EmailAddress", "PersonUser", "LMB_PERSON"}
+)
 
 
 class _Frozen(BaseModel):
@@ -119,12 +144,19 @@ class SectionKey(_Frozen):
 
 
 class Registration(_Frozen):
-    """One TRANSCRIPTDETAIL row of the person in the term: one person x section."""
+    """One registration of the person in the term: one person x section.
 
-    transcript_detail_id: int = Field(description="TranscriptDetailId, the CT key.")
+    A TRANSCRIPTDETAIL row, or (version 3) a Banner learner membership.
+    """
+
+    transcript_detail_id: int | None = Field(
+        description="TranscriptDetailId, the CT key; None for a Banner membership "
+        "(keyed by its section and person)."
+    )
     section: SectionKey = Field(description="The section registered for.")
     add_drop_wait: str = Field(
-        description="ADD_DROP_WAIT: A added, D dropped, W wait-listed (others kept)."
+        description="ADD_DROP_WAIT: A added, D dropped, W wait-listed (others kept); "
+        "a Banner membership's status 1 is A, 0 is D."
     )
     final_grade: str | None = Field(
         default=None, description="FINAL_GRADE; withdrawn or audit grades matter."
@@ -234,9 +266,9 @@ class TableChange(_Frozen):
 
 
 class EnrolmentEvent(_Frozen):
-    """The desired-state message the consumers act on (schema version 2)."""
+    """The desired-state message the consumers act on (schema version 3)."""
 
-    schema_version: Literal[2] = Field(default=2, description="Contract version.")
+    schema_version: Literal[3] = Field(default=3, description="Contract version.")
     event_id: str = Field(
         description="Deterministic id: the same change re-polled or replayed has "
         "the same id."
@@ -245,21 +277,31 @@ class EnrolmentEvent(_Frozen):
         description="'change' from an incremental poll, 'snapshot' from a "
         "(re-)initialisation or an on-demand snapshot."
     )
-    source: str = Field(description="Which PowerCampus database produced it.")
-    people_code_id: str = Field(description="PEOPLE_CODE_ID, the Kafka key.")
-    term: TermKey = Field(description="The term whose state is carried.")
+    source: str = Field(
+        description="Which source produced it: the PowerCampus database's name, or "
+        "the LMB source's (lmb.source_name)."
+    )
+    people_code_id: str = Field(
+        description="PEOPLE_CODE_ID (Banner: the person's sourcedid id), the Kafka key."
+    )
+    term: TermKey = Field(
+        description="The term whose state is carried (Banner term 201510 is 2015/10)."
+    )
     state_version: int = Field(
-        description="The change-tracking version the state is consistent with "
-        "(the poll's CHANGE_TRACKING_CURRENT_VERSION)."
+        description="The version the state is consistent with: the poll's "
+        "CHANGE_TRACKING_CURRENT_VERSION; for Banner, the person's state revision "
+        "(increases with every message applied to the person)."
     )
     registrations: tuple[Registration, ...] = Field(
         description="Every TRANSCRIPTDETAIL row of the person in the term as of "
-        "state_version, whatever its ADD_DROP_WAIT."
+        "state_version, whatever its ADD_DROP_WAIT; for Banner, every learner "
+        "membership not deleted."
     )
     teaching: tuple[Teaching, ...] | None = Field(
         default=None,
-        description="Every SECTIONPER row of the person in the term; None: the "
-        "source does not track SECTIONPER (instructor roles are left as they are).",
+        description="Every SECTIONPER row of the person in the term (for Banner, "
+        "every active instructor membership); None: the source does not track "
+        "SECTIONPER (instructor roles are left as they are).",
     )
     standing: tuple[Standing, ...] | None = Field(
         default=None,
@@ -295,6 +337,60 @@ class EnrolmentEvent(_Frozen):
         return person_term_key(self.people_code_id, self.term)
 
 
+class RegistrationV2(Registration):
+    """One TRANSCRIPTDETAIL row of the person in the term: one person x section."""
+
+    model_config = ConfigDict(title="Registration")
+
+    transcript_detail_id: int = Field(description="TranscriptDetailId, the CT key.")
+    add_drop_wait: str = Field(
+        description="ADD_DROP_WAIT: A added, D dropped, W wait-listed (others kept)."
+    )
+
+
+class TableChangeV2(TableChange):
+    """The tracked row whose net change produced this event, and its table."""
+
+    model_config = ConfigDict(title="TableChange")
+
+    table: SourceTableV2 = Field(description="The tracked table the row is in.")
+
+
+class EnrolmentEventV2(EnrolmentEvent):
+    """The desired-state message the consumers act on (schema version 2)."""
+
+    model_config = ConfigDict(title="EnrolmentEvent")
+
+    # Version 2 is read, no longer written: its own literal, on purpose.
+    schema_version: Literal[2] = Field(  # type: ignore[assignment]
+        default=2, description="Contract version."
+    )
+    source: str = Field(description="Which PowerCampus database produced it.")
+    people_code_id: str = Field(description="PEOPLE_CODE_ID, the Kafka key.")
+    term: TermKey = Field(description="The term whose state is carried.")
+    state_version: int = Field(
+        description="The change-tracking version the state is consistent with "
+        "(the poll's CHANGE_TRACKING_CURRENT_VERSION)."
+    )
+    registrations: tuple[RegistrationV2, ...] = Field(
+        description="Every TRANSCRIPTDETAIL row of the person in the term as of "
+        "state_version, whatever its ADD_DROP_WAIT."
+    )
+    teaching: tuple[Teaching, ...] | None = Field(
+        default=None,
+        description="Every SECTIONPER row of the person in the term; None: the "
+        "source does not track SECTIONPER (instructor roles are left as they are).",
+    )
+    change: TableChangeV2 | None = Field(
+        default=None, description="What changed; None for snapshot events."
+    )
+
+    def upgrade(self) -> EnrolmentEvent:
+        """The same event as version 3 (nothing of version 2 changed meaning)."""
+        fields = self.model_dump(exclude={"schema_version"})
+        return EnrolmentEvent.model_validate({**fields, "schema_version": 3})
+
+
 class EnrolmentEventV1(_Frozen):
     """The desired-state message of schema version 1 (read, no longer written)."""
 
@@ -314,7 +410,7 @@ class EnrolmentEventV1(_Frozen):
         description="The change-tracking version the registrations are consistent "
         "with (the poll's CHANGE_TRACKING_CURRENT_VERSION)."
     )
-    registrations: tuple[Registration, ...] = Field(
+    registrations: tuple[RegistrationV2, ...] = Field(
         description="Every TRANSCRIPTDETAIL row of the person in the term as of "
         "state_version, whatever its ADD_DROP_WAIT."
     )
@@ -335,7 +431,7 @@ class EnrolmentEventV1(_Frozen):
     )
 
     def upgrade(self) -> EnrolmentEvent:
-        """The same event as version 2: what it did not carry is ``None``."""
+        """The same event as version 3: what it did not carry is ``None``."""
         change = None
         if self.change is not None:
             old = self.change
@@ -350,7 +446,7 @@ class EnrolmentEventV1(_Frozen):
             )
         fields = self.model_dump(exclude={"schema_version", "change"})
         return EnrolmentEvent.model_validate(
-            {**fields, "schema_version": 2, "change": change}
+            {**fields, "schema_version": 3, "change": change}
         )
 
 
@@ -385,9 +481,12 @@ def table_change_event_id(
     return str(uuid.uuid5(EVENT_ID_NAMESPACE, name))
 
 
-_EVENT_VERSIONS: TypeAdapter[EnrolmentEvent | EnrolmentEventV1] = TypeAdapter(
+_AnyVersion = EnrolmentEvent | EnrolmentEventV2 | EnrolmentEventV1
+_EVENT_VERSIONS: TypeAdapter[_AnyVersion] = TypeAdapter(
     Annotated[
-        Annotated[EnrolmentEvent, Tag(2)] | Annotated[EnrolmentEventV1, Tag(1)],
+        Annotated[EnrolmentEvent, Tag(3)]
+        | Annotated[EnrolmentEventV2, Tag(2)]
+        | Annotated[EnrolmentEventV1, Tag(1)],
         Discriminator(
             lambda v: (
                 v.get("schema_version", 1)
@@ -399,16 +498,20 @@ _EVENT_VERSIONS: TypeAdapter[EnrolmentEvent | EnrolmentEventV1] = TypeAdapter(
 )
 
 
+def _current(event: _AnyVersion) -> EnrolmentEvent:
+    if isinstance(event, EnrolmentEventV1 | EnrolmentEventV2):
+        return event.upgrade()
+    return event
+
+
 def parse_event(data: str | bytes) -> EnrolmentEvent:
-    """An event of either version from JSON, as version 2 (``ValidationError`` if neither)."""
-    event = _EVENT_VERSIONS.validate_json(data)
-    return event.upgrade() if isinstance(event, EnrolmentEventV1) else event
+    """An event of any version from JSON, as version 3 (``ValidationError`` if none)."""
+    return _current(_EVENT_VERSIONS.validate_json(data))
 
 
 def as_event(data: object) -> EnrolmentEvent:
-    """An event of either version from decoded data (a parked entry's), as version 2."""
-    event = _EVENT_VERSIONS.validate_python(data)
-    return event.upgrade() if isinstance(event, EnrolmentEventV1) else event
+    """An event of any version from decoded data (a parked entry's), as version 3."""
+    return _current(_EVENT_VERSIONS.validate_python(data))
 
 
 def snapshot_event_id(

@@ -8,6 +8,7 @@ fails while a checked-in file differs from its model.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,8 @@ from schemas.accounts import AccountEntry
 from schemas.actions import MOODLE_ACTION, LedgerEntry
 from schemas.created import CREATED_ENTRY
 from schemas.dead_letter import DeadLetter
-from schemas.events import EnrolmentEvent, EnrolmentEventV1
+from schemas.events import EnrolmentEvent, EnrolmentEventV1, EnrolmentEventV2
+from schemas.lmb import LmbDeadLetter, LmbGroupRecord, LmbPersonRecord
 from schemas.mappings import PublishedMapping
 from schemas.snapshot import SnapshotMarker
 
@@ -26,11 +28,15 @@ HERE = Path(__file__).resolve().parent
 #: file name → (model, topic it travels on)
 CONTRACTS: dict[str, tuple[type[BaseModel] | TypeAdapter[Any], str]] = {
     "enrolment_event.v1.schema.json": (EnrolmentEventV1, "enrolstream.enrolments"),
-    "enrolment_event.v2.schema.json": (EnrolmentEvent, "enrolstream.enrolments"),
+    "enrolment_event.v2.schema.json": (EnrolmentEventV2, "enrolstream.enrolments"),
+    "enrolment_event.v3.schema.json": (EnrolmentEvent, "enrolstream.enrolments"),
     "snapshot_marker.v1.schema.json": (SnapshotMarker, "enrolstream.snapshots"),
     "ledger_entry.v1.schema.json": (LedgerEntry, "enrolstream.ledger"),
     "dead_letter.v1.schema.json": (DeadLetter, "enrolstream.dead-letters"),
     "account_entry.v1.schema.json": (AccountEntry, "enrolstream.accounts"),
+    "lmb_person.v1.schema.json": (LmbPersonRecord, "enrolstream.lmb-state"),
+    "lmb_group.v1.schema.json": (LmbGroupRecord, "enrolstream.lmb-state"),
+    "lmb_dead_letter.v1.schema.json": (LmbDeadLetter, "enrolstream.lmb-dead-letters"),
     "moodle_action.v1.schema.json": (
         MOODLE_ACTION,
         "enrolstream.dead-letters (action)",
@@ -40,10 +46,34 @@ CONTRACTS: dict[str, tuple[type[BaseModel] | TypeAdapter[Any], str]] = {
 }
 
 
+#: A model kept to read an older version is named ``<Name>V<n>``.
+_OLDER = re.compile(r"(?P<name>\w+?)V\d+$")
+
+
+def _published_names(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema with ``<Name>V<n>`` definitions named as they were published.
+
+    A model kept to read an older version (``RegistrationV2``) is the model that
+    version was published with (``Registration``): its file must not change.
+    """
+    defs = schema.get("$defs", {})
+    renames = {
+        old: match["name"]
+        for old in defs
+        if (match := _OLDER.fullmatch(old)) and match["name"] not in defs
+    }
+    text = json.dumps(schema)
+    for old, new in renames.items():
+        text = text.replace(f'"#/$defs/{old}"', f'"#/$defs/{new}"')
+        text = text.replace(f'"{old}": {{', f'"{new}": {{')
+    renamed: dict[str, Any] = json.loads(text)
+    return renamed
+
+
 def render(name: str) -> str:
     """The schema file's exact text for ``name`` (stable: sorted keys, trailing newline)."""
     model, topic = CONTRACTS[name]
-    schema = (
+    schema = _published_names(
         model.json_schema()
         if isinstance(model, TypeAdapter)
         else model.model_json_schema()

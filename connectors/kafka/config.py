@@ -56,6 +56,25 @@ class KafkaSettings(_Section):
         description="the published mapping of each term (compacted): running "
         "consumers follow it",
     )
+    poller_state_topic: str | None = Field(
+        default=None,
+        description="the poller's resume point and shadow map (one partition, "
+        "compacted); unset: <events_topic>.poller-state",
+    )
+    poller_lease_topic: str | None = Field(
+        default=None,
+        description="empty; its one partition is the lease the active poller "
+        "holds; unset: <events_topic>.poller-lease",
+    )
+
+    def state_topic(self) -> str:
+        """The poller's state topic: it describes what the events topic holds."""
+        return self.poller_state_topic or f"{self.events_topic}.poller-state"
+
+    def lease_topic(self) -> str:
+        """The topic whose one partition is the pollers' lease."""
+        return self.poller_lease_topic or f"{self.events_topic}.poller-lease"
+
     partitions: int = Field(default=4, ge=1)
     replication_factor: int = Field(default=1, ge=1)
     enable_idempotence: bool = Field(

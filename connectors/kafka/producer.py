@@ -84,7 +84,13 @@ class AckedProducer:
         if self._producer is not None:
             await self._producer.stop()
 
-    async def send_all(self, topic: str, records: Sequence[Record]) -> None:
+    async def send_all(
+        self,
+        topic: str,
+        records: Sequence[Record],
+        *,
+        headers: Sequence[tuple[str, bytes]] = (),
+    ) -> None:
         """Send (key, value) records and return once every one is acknowledged."""
         if self._producer is None:
             raise RuntimeError("use the producer inside `async with`")
@@ -93,7 +99,9 @@ class AckedProducer:
         try:
             async with asyncio.timeout(self.ack_timeout_s):
                 futures = [
-                    await self._producer.send(topic, key=key, value=value)
+                    await self._producer.send(
+                        topic, key=key, value=value, headers=list(headers) or None
+                    )
                     for key, value in records
                 ]
                 await asyncio.gather(*futures)

@@ -76,7 +76,7 @@ CREATE TABLE IF NOT EXISTS owners (
     PRIMARY KEY (source, tracked_table, row_key)
 );
 """
-_COLUMNS = (
+SHADOW_COLUMNS = (
     "transcript_detail_id, people_code_id, academic_year, academic_term, "
     "academic_session, event_id, event_sub_type, section"
 )
@@ -140,7 +140,8 @@ def read_checkpoint(path: Path, source: str) -> CheckpointGlance | None:
     return CheckpointGlance(int(row[0]), saved, parse(row[2]))
 
 
-def _entry(row: Sequence[Any]) -> ShadowEntry:
+def shadow_entry_of(row: Sequence[Any]) -> ShadowEntry:
+    """A shadow entry from its row (``SHADOW_COLUMNS`` order)."""
     return ShadowEntry(
         transcript_detail_id=row[0],
         people_code_id=row[1],
@@ -155,7 +156,8 @@ def _entry(row: Sequence[Any]) -> ShadowEntry:
     )
 
 
-def _row(entry: ShadowEntry) -> tuple[int, str, str, str, str, str, str, str]:
+def shadow_row_of(entry: ShadowEntry) -> tuple[int, str, str, str, str, str, str, str]:
+    """The row of a shadow entry (``SHADOW_COLUMNS`` order)."""
     section = entry.section
     return (
         entry.transcript_detail_id,
@@ -225,11 +227,11 @@ class SqliteCheckpointStore:
                     chunk = ids[start : start + _LOOKUP_CHUNK]
                     marks = ",".join("?" * len(chunk))
                     rows = self._db.execute(
-                        f"SELECT {_COLUMNS} FROM {table} "
+                        f"SELECT {SHADOW_COLUMNS} FROM {table} "
                         f"WHERE source = ? AND transcript_detail_id IN ({marks})",
                         (self.source, *chunk),
                     ).fetchall()
-                    found.update((row[0], _entry(row)) for row in rows)
+                    found.update((row[0], shadow_entry_of(row)) for row in rows)
         return found
 
     def owners(self, table: TrackedTable, keys: Sequence[str]) -> Mapping[str, str]:
@@ -255,20 +257,20 @@ class SqliteCheckpointStore:
             for table in _TABLES:
                 for term in terms:
                     rows = self._db.execute(
-                        f"SELECT {_COLUMNS} FROM {table} "
+                        f"SELECT {SHADOW_COLUMNS} FROM {table} "
                         f"WHERE source = ? AND {_SAME_TERM}",
                         (self.source, term.academic_year, term.academic_term),
                     ).fetchall()
-                    found.update((row[0], _entry(row)) for row in rows)
+                    found.update((row[0], shadow_entry_of(row)) for row in rows)
         return list(found.values())
 
     def stage(self, upserts: Sequence[ShadowEntry]) -> None:
         """Remember where rows are about to be published, before the version moves."""
         with self._lock:
             self._db.executemany(
-                f"INSERT OR REPLACE INTO shadow_staged ({_COLUMNS}, source) "
+                f"INSERT OR REPLACE INTO shadow_staged ({SHADOW_COLUMNS}, source) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(*_row(entry), self.source) for entry in upserts],
+                [(*shadow_row_of(entry), self.source) for entry in upserts],
             )
 
     def shadow_size(self) -> int:
@@ -312,9 +314,9 @@ class SqliteCheckpointStore:
                     [(self.source, key) for key in deletes],
                 )
                 self._db.executemany(
-                    f"INSERT OR REPLACE INTO shadow ({_COLUMNS}, source) "
+                    f"INSERT OR REPLACE INTO shadow ({SHADOW_COLUMNS}, source) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(*_row(entry), self.source) for entry in upserts],
+                    [(*shadow_row_of(entry), self.source) for entry in upserts],
                 )
                 # Published and now committed: the staging has served.
                 self._db.execute(
@@ -329,16 +331,20 @@ class SqliteCheckpointStore:
                     "INSERT OR REPLACE INTO owners VALUES (?, ?, ?, ?)",
                     [(self.source, o.table, o.key, o.people_code_id) for o in owners],
                 )
-                self._db.execute(
-                    "INSERT INTO checkpoint (source, version, newest_change_at) "
-                    "VALUES (?, ?, ?) ON CONFLICT(source) DO UPDATE SET "
-                    "version = excluded.version, "
-                    "saved_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), "
-                    "newest_change_at = max(coalesce(newest_change_at, ''), "
-                    "coalesce(excluded.newest_change_at, ''))",
-                    (self.source, version, _stamp(newest_change_at)),
-                )
+                self._save_checkpoint(version, newest_change_at)
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+
+    def _save_checkpoint(self, version: int, newest_change_at: datetime | None) -> None:
+        """Inside a transaction: the version, and the newest change time if later."""
+        self._db.execute(
+            "INSERT INTO checkpoint (source, version, newest_change_at) "
+            "VALUES (?, ?, ?) ON CONFLICT(source) DO UPDATE SET "
+            "version = excluded.version, "
+            "saved_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), "
+            "newest_change_at = max(coalesce(newest_change_at, ''), "
+            "coalesce(excluded.newest_change_at, ''))",
+            (self.source, version, _stamp(newest_change_at)),
+        )

@@ -67,6 +67,20 @@ def write_private_text(path: Path, text: str) -> None:
         handle.write(text)
 
 
+def write_private_bytes(path: Path, content: bytes) -> None:
+    """Write ``content`` to ``path``, mode 0600, flushed to the disk before returning."""
+    make_private_directory(path.parent)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    try:
+        _tighten(descriptor)
+        with os.fdopen(descriptor, "wb", closefd=False) as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
 def prepare_private_file(path: Path, side_suffixes: tuple[str, ...] = ()) -> None:
     """Make sure ``path`` exists with mode 0600 before a library opens it.
 
@@ -93,6 +107,7 @@ __all__ = [
     "make_private_directory",
     "open_private",
     "prepare_private_file",
+    "write_private_bytes",
     "write_private_text",
 ]
 

@@ -34,7 +34,7 @@ import structlog
 from consumers.batching import GroupView
 from consumers.decisions import EnrolmentPolicy, next_ledger_entry
 from consumers.errors import TargetError, TargetRefused
-from consumers.identity import IdentityResolver, Missing, Resolution
+from consumers.identity import Missing, Resolution, Transform, UserField
 from consumers.ledger import Ledger
 from consumers.mapping import MappingSet
 from consumers.ports import ActionOutcomes, RosterEntry, Rosters
@@ -46,6 +46,7 @@ from schemas.actions import LedgerEntry, MoodleAction
 
 __all__ = [
     "BeforeWriting",
+    "PersonResolver",
     "ProgressTask",
     "ReconcileInputs",
     "ReconcileMoodle",
@@ -63,6 +64,21 @@ log = structlog.get_logger()
 ProgressTask = Callable[[str, int], Callable[[int], None]]
 #: Raises (``LiveConsumerRefused``) when the ledger must not be written now.
 BeforeWriting = Callable[[], Awaitable[None]]
+
+
+class PersonResolver(Protocol):
+    """PEOPLE_CODE_ID → Moodle user, as the reconcile needs it
+    (``consumers.identity.IdentityResolver``; on a Conduit site the
+    idnumber-derived numbers of ``connectors.conduit.identity``)."""
+
+    transform: Transform
+    field: UserField
+    #: Moodle user id → full name, as the look-ups answered (for reports).
+    fullnames: dict[int, str]
+
+    async def resolve(self, people_code_ids: Iterable[str]) -> dict[str, Resolution]:
+        """A resolution for every id given."""
+        ...
 
 
 class ReconcileMoodle(Rosters, Protocol):
@@ -85,7 +101,7 @@ class ReconcileInputs:
 
 
 async def _resolve_with_retries(
-    resolver: IdentityResolver, chunk: Sequence[str], attempts: int
+    resolver: PersonResolver, chunk: Sequence[str], attempts: int
 ) -> dict[str, Resolution]:
     delay = 1.0
     for attempt in range(1, attempts + 1):
@@ -116,6 +132,9 @@ class ReconcileResult:
     forced: bool
     blocked: bool
     errors: list[str] = field(default_factory=list)
+    #: What the reader must know about where the rosters came from (a Conduit
+    #: site without web services: what enrolstream sent, not what Moodle holds).
+    notes: list[str] = field(default_factory=list)
     #: Moodle user id → full name (from the rosters and the look-ups), for reports.
     names: dict[int, str] = field(default_factory=dict)
 
@@ -154,7 +173,7 @@ def mapped_course_ids(mapping: MappingSet, snapshot: LoadedSnapshot) -> list[int
 
 async def gather_inputs(
     moodle: Rosters,
-    resolver: IdentityResolver,
+    resolver: PersonResolver,
     snapshot: LoadedSnapshot,
     mapping: MappingSet,
     *,
@@ -211,7 +230,7 @@ def make_plan(
     policy: EnrolmentPolicy,
     ledger: Iterable[LedgerEntry],
     limits: GuardLimits,
-    resolver: IdentityResolver,
+    resolver: PersonResolver,
     groups: GroupView | None = None,
 ) -> ReconcilePlan:
     """``plan_reconcile`` over gathered inputs and the ledger as loaded."""
@@ -343,7 +362,7 @@ async def reconcile(
     policy: EnrolmentPolicy,
     ledger: Ledger,
     limits: GuardLimits,
-    resolver: IdentityResolver,
+    resolver: PersonResolver,
     moodle: ReconcileMoodle,
     apply: bool = False,
     force: bool = False,

@@ -150,6 +150,8 @@ def reconcile_command(
 
 def _echo_summary(result: ReconcileResult, directory: Path) -> None:
     plan = result.plan
+    for note in result.notes:
+        typer.echo(f"NOTE {note}", err=True)
     kinds: dict[str, int] = {}
     for change in plan.changes:
         kinds[change.kind] = kinds.get(change.kind, 0) + 1

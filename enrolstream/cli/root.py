@@ -23,6 +23,7 @@ from consumers.errors import ConsumerError
 from enrolstream.cli import (
     apply,
     capture,
+    lmb,
     mapping,
     moodle_sim,
     operations,
@@ -33,6 +34,7 @@ from enrolstream.cli import (
 )
 from enrolstream.cli.context import CONFIG_ERROR_EXIT, settings_of
 from enrolstream.demo import DemoOptions, run_demo
+from enrolstream.demo_lmb import run_lmb_demo
 from enrolstream.logs import configure_logging
 from enrolstream.settings import (
     SettingsError,
@@ -41,6 +43,7 @@ from enrolstream.settings import (
     unknown_environment_variables,
 )
 from enrolstream.signals import Interrupted, run_until_signalled
+from lmb.errors import LmbError
 from sandbox.broker import BrokerError
 
 __all__ = ["app", "main"]
@@ -90,7 +93,7 @@ def config_show(ctx: typer.Context) -> None:
 
 
 @app.command("demo")
-def demo(
+def demo(  # noqa: PLR0917 - typer passes each option by name
     ctx: typer.Context,
     keep_running: Annotated[
         bool,
@@ -108,10 +111,18 @@ def demo(
     workdir: Annotated[
         Path, typer.Option(help="where the demo keeps its files")
     ] = Path("var/demo"),
+    source: Annotated[
+        str,
+        typer.Option(
+            help="powercampus (a registrar's morning) or lmb (a Banner LMB session)"
+        ),
+    ] = "powercampus",
 ) -> None:
     """The whole pipeline on the embedded stack, playing a registrar's morning."""
     if latency not in {"zero", "real"}:
         raise typer.BadParameter("zero or real", param_hint="--latency")
+    if source not in {"powercampus", "lmb"}:
+        raise typer.BadParameter("powercampus or lmb", param_hint="--source")
     current = settings_of(ctx)
     if current.log_level == "info":
         # The demo prints its own story; with --keep-running it shows every row applied.
@@ -121,7 +132,8 @@ def demo(
     )
     try:
         # SIGTERM/SIGINT unwind the demo: broker, simulator and loops are stopped
-        ok = run_until_signalled(run_demo(current, options))
+        play = run_lmb_demo if source == "lmb" else run_demo
+        ok = run_until_signalled(play(current, options))
     except Interrupted as stopped:
         typer.echo(f"demo {stopped}", err=True)
         raise typer.Exit(stopped.exit_code) from None
@@ -138,6 +150,7 @@ for group in (
     reconcile,
     replay,
     operations,
+    lmb,
 ):
     group.register(app)
 
@@ -150,6 +163,6 @@ def main() -> None:
     """
     try:
         app()
-    except (CdcError, ConsumerError, KafkaAdapterError, BrokerError) as exc:
+    except (CdcError, ConsumerError, LmbError, KafkaAdapterError, BrokerError) as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
         sys.exit(1)

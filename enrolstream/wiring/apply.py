@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
 
 import structlog
 
+from connectors.conduit.accounts import ConduitAccounts
 from connectors.kafka import (
     KafkaEventConsumer,
     KafkaMappingFeed,
@@ -19,6 +21,7 @@ from connectors.kafka import (
     read_topic,
 )
 from connectors.moodle.checks import preflight
+from connectors.moodle.client import MoodleClient
 from consumers.account_book import AccountBook
 from consumers.created_book import CreatedBook
 from consumers.dead_letters import (
@@ -30,9 +33,11 @@ from consumers.dead_letters import (
 )
 from consumers.errors import StartupRefused
 from consumers.ledger import Ledger
-from consumers.live_mapping import LiveMapping, MappingFollower
+from consumers.live_mapping import LiveMapping, LiveShortnames, MappingFollower
 from consumers.mapping import MappingSet, check_mapping, load_mappings
+from consumers.outbox import DeferredCommits
 from consumers.parked import ParkedEvents
+from consumers.ports import EventStream, Identities, MoodleAccounts, MoodleGateway
 from consumers.provisioning import Provisioning
 from consumers.runner import ApplyRunner
 from consumers.section_groups import SectionGroups
@@ -46,6 +51,7 @@ from enrolstream.wiring.common import (
     open_moodle,
     policy,
 )
+from enrolstream.wiring.conduit import delivering, open_conduit, refuse_unusable
 from operations.health import Heartbeat
 from operations.metrics import NO_METRICS, Metrics
 from schemas.dead_letter import DeadLetter
@@ -69,7 +75,10 @@ async def open_runner(
 
     Refuses an empty mapping (``MappingError``) unless allowed,
     ``drop_action = "suspend"`` without the companion plugin, and accounts without
-    ``user_field = idnumber`` (``StartupRefused``);
+    ``user_field = idnumber`` (``StartupRefused``); with ``consumer.sink =
+    "conduit"`` decisions go to Conduit's outbox (``enrolstream.wiring.conduit``),
+    commits wait for their files, and Moodle is read only with
+    ``conduit.web_services``;
     waits while Moodle is down (until ``stop``); warns about sections feeding two
     courses and about mapped courses Moodle lacks or cannot enrol into.
     """
@@ -86,12 +95,18 @@ async def open_runner(
     )
     kafka = settings.kafka
     options = kafka_options(settings, bootstrap_servers)
+    conduit = settings.consumer.sink == "conduit"
+    if conduit:
+        refuse_unusable(settings)
     await ensure_all_topics(settings, bootstrap_servers)
     async with contextlib.AsyncExitStack() as stack:
-        client = await stack.enter_async_context(
-            open_moodle(settings, stop=stop, metrics=metrics)
-        )
-        await preflight(mapping, client)
+        client = None
+        if not conduit or settings.conduit.web_services:
+            client = await stack.enter_async_context(
+                open_moodle(settings, stop=stop, metrics=metrics, reads_only=conduit)
+            )
+        if not conduit and client is not None:
+            await preflight(mapping, client)
 
         async def sink(topic: str) -> KafkaRecordSink:
             return await stack.enter_async_context(
@@ -101,38 +116,31 @@ async def open_runner(
         ledger = Ledger(
             KafkaTable(options, kafka.ledger_topic, await sink(kafka.ledger_topic))
         )
-        provisioning = None
-        if settings.accounts.enabled:
+        book = None
+        if settings.accounts.enabled and client is not None:
             book = AccountBook(
                 KafkaTable(
                     options, kafka.accounts_topic, await sink(kafka.accounts_topic)
                 )
             )
             await book.load()
-            provisioning = Provisioning(
-                client,
-                book,
-                account_policy(settings),
-                transform=settings.moodle.user_transform,
-            )
         parked = ParkedEvents(
             KafkaTable(options, kafka.parked_topic, await sink(kafka.parked_topic))
         )
         groups = None
-        if settings.consumer.section_groups:
-            created = CreatedBook(
-                KafkaTable(
-                    options, kafka.created_topic, await sink(kafka.created_topic)
-                )
+        if settings.consumer.section_groups and client is not None and not conduit:
+            groups = await _section_groups(
+                settings, client, options, await sink(kafka.created_topic)
             )
-            await created.load()
-            groups = SectionGroups(client, created, settings.consumer.group_name)
         await ledger.load()
         await parked.load()
-        feed = await stack.enter_async_context(
-            KafkaMappingFeed(options, kafka.mappings_topic)
+        follower = MappingFollower(
+            await stack.enter_async_context(
+                KafkaMappingFeed(options, kafka.mappings_topic)
+            ),
+            LiveMapping(mapping),
         )
-        stream = await stack.enter_async_context(
+        stream: EventStream = await stack.enter_async_context(
             KafkaEventConsumer(
                 options,
                 kafka.events_topic,
@@ -140,10 +148,41 @@ async def open_runner(
                 session_timeout_s=settings.consumer.session_timeout_s,
             )
         )
+        gateway: MoodleGateway
+        identities: Identities
+        accounts: MoodleAccounts | None = client
+        if conduit:
+            parts = await stack.enter_async_context(
+                open_conduit(
+                    settings,
+                    mapping,
+                    lookup=identity_resolver(client, settings)
+                    if book is not None and client is not None
+                    else None,
+                    asked_to_create=_asked_to_create(book),
+                    shortnames=LiveShortnames(follower.live),
+                )
+            )
+            gateway, identities = parts.gateway, parts.identities
+            stream = DeferredCommits(stream, parts.outbox)
+            await stack.enter_async_context(delivering(parts.outbox))
+            if book is not None and client is not None:
+                accounts = ConduitAccounts(client, parts.outbox, parts.format, book)
+        else:
+            assert client is not None  # noqa: S101 - built above for web services
+            gateway, identities = client, identity_resolver(client, settings)
+        provisioning = None
+        if book is not None and accounts is not None:
+            provisioning = Provisioning(
+                accounts,
+                book,
+                account_policy(settings),
+                transform=settings.moodle.user_transform,
+            )
         runner = ApplyRunner(
             stream=stream,
-            moodle=client,
-            identities=identity_resolver(client, settings),
+            moodle=gateway,
+            identities=identities,
             mapping=mapping,
             policy=policy(settings),
             ledger=ledger,
@@ -158,12 +197,35 @@ async def open_runner(
             heartbeat=heartbeat,
             provisioning=provisioning,
             groups=groups,
-            mapping_follower=MappingFollower(feed, LiveMapping(mapping)),
+            mapping_follower=follower,
             mapping_refresh_s=settings.consumer.mapping_refresh_s,
         )
         # The revisions published so far are the mapping in force from the start.
         await runner.refresh_mapping(wait=True)
         yield runner
+
+
+async def _section_groups(
+    settings: Settings,
+    client: MoodleClient,
+    options: dict[str, Any],
+    created_sink: KafkaRecordSink,
+) -> SectionGroups:
+    """The section groups of ours, the created book loaded."""
+    topic = settings.kafka.created_topic
+    created = CreatedBook(KafkaTable(options, topic, created_sink))
+    await created.load()
+    return SectionGroups(client, created, settings.consumer.group_name)
+
+
+def _asked_to_create(book: AccountBook | None) -> Callable[[str], bool]:
+    """Whether Conduit was asked (for certain) to create the person's account."""
+
+    def asked(person: str) -> bool:
+        entry = book.get(person) if book is not None else None
+        return entry is not None and not entry.uncertain
+
+    return asked
 
 
 async def read_dead_letters(

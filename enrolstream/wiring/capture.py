@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from collections.abc import Callable, Sequence
 from datetime import date
 
 import structlog
 
-from cdc.errors import PublishFailed, SourceMisconfigured
+from cdc.errors import LeaseLost, PublishFailed, SourceMisconfigured
 from cdc.poller import Poller, PollResult, parse_terms
 from cdc.ports import ChangeSource
+from cdc.replica import StateReplica, catch_up
 from cdc.snapshot import publish_snapshot
+from connectors.kafka.lease import KafkaLease
+from connectors.kafka.poller_state import KafkaStateLog
 from connectors.kafka.publisher import (
     KafkaEventPublisher,
     KafkaSnapshotSink,
     ensure_topics,
 )
-from connectors.local.checkpoint import SqliteCheckpointStore
+from connectors.local.replica_cache import ReplicaCacheStore
 from enrolstream.crashpoints import crash_point
 from enrolstream.settings import Settings, SourceSettings
 from enrolstream.startup import wait_for_broker
@@ -117,6 +122,14 @@ async def _poll(
             partitions=kafka.partitions,
             replication_factor=kafka.replication_factor,
         )
+        # One partition each: the state is read in one order, the lease is one.
+        await ensure_topics(
+            options,
+            [kafka.state_topic(), kafka.lease_topic()],
+            partitions=1,
+            replication_factor=kafka.replication_factor,
+            compacted=[kafka.state_topic()],
+        )
 
     if once:
         await create_topics()
@@ -131,33 +144,139 @@ async def _poll(
         return None
     source = build_source(settings.source)
     try:
-        with SqliteCheckpointStore(settings.poller.state_path, source.name) as store:
-            async with KafkaEventPublisher(
-                options,
-                kafka.events_topic,
-                enable_idempotence=kafka.enable_idempotence,
-                ack_timeout_s=kafka.request_timeout_s,
-            ) as publisher:
-                poller = Poller(
-                    source,
-                    publisher,
-                    store,
-                    live_terms=parse_terms(settings.poller.live_terms),
-                    crash_point=crash_point,
-                    metrics=metrics,
-                    heartbeat=beat,
-                )
-                if once:
-                    return await poller.run_once()
-                await poller.run(
-                    stop,
-                    interval_s=settings.poller.poll_interval_s,
-                    max_backoff_s=settings.poller.max_backoff_s,
+        with ReplicaCacheStore(settings.poller.state_path, source.name) as store:
+            async with (
+                KafkaEventPublisher(
+                    options,
+                    kafka.events_topic,
+                    enable_idempotence=kafka.enable_idempotence,
+                    ack_timeout_s=kafka.request_timeout_s,
+                ) as publisher,
+                KafkaStateLog(
+                    options,
+                    kafka.state_topic(),
+                    ack_timeout_s=kafka.request_timeout_s,
+                ) as state_log,
+                KafkaLease(
+                    options,
+                    kafka.lease_topic(),
+                    lease_group(settings),
+                    session_timeout_s=settings.poller.lease_timeout_s,
+                ) as lease,
+            ):
+                result = await _lead_or_stand_by(
+                    settings,
+                    Poller(
+                        source,
+                        publisher,
+                        store,
+                        live_terms=parse_terms(settings.poller.live_terms),
+                        crash_point=crash_point,
+                        metrics=metrics,
+                        heartbeat=beat,
+                        replica=StateReplica(state_log, lease, source.name),
+                    ),
+                    lease,
+                    once=once,
+                    stop=stop,
                 )
     finally:
         await source.close()
     log.info("poller_stopped")
+    return result
+
+
+def lease_group(settings: Settings) -> str:
+    """The pollers' consumer group: configured, else named after the events topic."""
+    return (
+        settings.poller.lease_group
+        or f"enrolstream-poller.{settings.kafka.events_topic}"
+    )
+
+
+async def _lead_or_stand_by(
+    settings: Settings,
+    poller: Poller,
+    lease: KafkaLease,
+    *,
+    once: bool,
+    stop: asyncio.Event,
+) -> PollResult | None:
+    """Stand by until this poller holds the lease, catch up, poll; again when it is lost.
+
+    ``once``: one iteration, waiting for the lease at most three lease timeouts.
+    """
+    replica = poller.replica
+    assert replica is not None  # noqa: S101 - built with one just above
+    store = poller.store
+    assert isinstance(store, ReplicaCacheStore)  # noqa: S101 - likewise
+    failures = 0
+    while not stop.is_set():
+        if not await _acquire(settings, lease, poller.heartbeat, once=once, stop=stop):
+            return None
+        try:
+            await catch_up(store, replica.state_log, replica)
+            if once:
+                return await poller.run_once()
+            await poller.run(
+                stop,
+                interval_s=settings.poller.poll_interval_s,
+                max_backoff_s=settings.poller.max_backoff_s,
+            )
+        except LeaseLost as exc:
+            if once:
+                raise
+            log.warning(
+                "lease_lost",
+                reason=str(exc),
+                consequence="standing by: the active poller resumes from the state topic",
+            )
+        except PublishFailed as exc:
+            if once:
+                raise
+            failures += 1
+            delay = min(settings.poller.max_backoff_s, 0.5 * 2 ** min(failures, 8))
+            log.warning("poller_state_unavailable", error=str(exc), retry_in_s=delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+        else:
+            return None
     return None
+
+
+async def _acquire(
+    settings: Settings,
+    lease: KafkaLease,
+    beat: Heartbeat | None,
+    *,
+    once: bool,
+    stop: asyncio.Event,
+) -> bool:
+    """Stand by for the lease (beating the liveness heartbeat); False once stopped."""
+
+    def waiting() -> None:
+        if beat is not None:
+            beat.beat(time.monotonic())
+
+    wait_s = 3 * settings.poller.lease_timeout_s if once else None
+    acquiring = asyncio.create_task(lease.acquire(stop, waiting=waiting))
+    stopping = asyncio.create_task(stop.wait())
+    # A coordinator that does not answer may hold acquire() up: SIGTERM must not.
+    done, _ = await asyncio.wait(
+        {acquiring, stopping}, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED
+    )
+    stopping.cancel()
+    if acquiring in done:
+        return acquiring.result()
+    acquiring.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await acquiring
+    if stop.is_set() or wait_s is None:
+        return False
+    raise LeaseLost(
+        f"another poller holds the lease of group {lease_group(settings)} "
+        f"(waited {wait_s:.0f} s): stop it, or run without --once"
+    )
 
 
 async def run_snapshot(

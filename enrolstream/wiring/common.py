@@ -128,17 +128,19 @@ async def open_moodle(
     stop: asyncio.Event | None = None,
     attempts: int | None = None,
     metrics: Metrics = NO_METRICS,
+    reads_only: bool = False,
 ) -> AsyncIterator[MoodleClient]:
     """An open Moodle client that knows whether the companion plugin is there.
 
     Asks Moodle first (``connectors.moodle.checks.moodle_ready``): waits while it
     is down (until ``stop``, or for ``attempts``), refuses ``drop_action =
-    "suspend"`` without the plugin (``StartupRefused``).
+    "suspend"`` without the plugin (``StartupRefused``) unless the client only
+    reads (a Conduit site: its files carry the drops).
     """
     async with moodle_client(settings, metrics) as client:
         client.status_function = await moodle_ready(
             client,
-            drop_action=settings.consumer.drop_action,
+            drop_action="remove_role" if reads_only else settings.consumer.drop_action,
             stop=stop,
             attempts=attempts,
             max_backoff_s=settings.moodle.max_backoff_s,

@@ -28,6 +28,7 @@ from enrolstream.startup import wait_for_broker
 from enrolstream.wiring.apply import open_runner
 from enrolstream.wiring.capture import build_source
 from enrolstream.wiring.common import ensure_all_topics, moodle_client
+from enrolstream.wiring.conduit import sftp_folder
 from enrolstream.wiring.operations import (
     alarm_policy,
     alive,
@@ -40,7 +41,7 @@ from enrolstream.wiring.operations import (
 )
 from enrolstream.wiring.status_page import ConsumerStatusPage, StatusMetrics
 from operations.alarm import Observation
-from operations.health import Probe
+from operations.health import Probe, ProbeFailed
 from operations.latency import LatencyWindow
 from operations.watch import AlarmWatch
 
@@ -74,7 +75,7 @@ def source_for_status(settings: Settings) -> ChangeSource | None:
 def consumer_probes(
     settings: Settings, bootstrap: str, mapping: MappingSet
 ) -> dict[str, Probe]:
-    """``/readyz`` of ``consume``: broker, Moodle token, mapping."""
+    """``/readyz`` of ``consume``: broker, Moodle token (or Conduit's folder), mapping."""
 
     async def moodle() -> None:
         # A short-lived client: the probe must answer while the consumer's own
@@ -82,13 +83,23 @@ def consumer_probes(
         async with moodle_client(settings) as client:
             await probe_moodle(client)()
 
-    return {
-        "broker": probe_broker(settings, bootstrap),
-        "moodle": moodle,
-        "mapping": probe_mapping(
-            mapping, allow_empty=settings.consumer.allow_empty_mapping
-        ),
-    }
+    async def conduit() -> None:
+        try:
+            async with sftp_folder(settings.conduit) as folder:
+                # tidy=False: the consumer may be writing a temporary file right now
+                await folder.check(tidy=False)
+        except ConsumerError as exc:
+            raise ProbeFailed(f"Conduit's SFTP folder: {exc}") from exc
+
+    probes: dict[str, Probe] = {"broker": probe_broker(settings, bootstrap)}
+    if settings.consumer.sink == "conduit":
+        probes["conduit"] = conduit
+    if settings.consumer.sink != "conduit" or settings.conduit.web_services:
+        probes["moodle"] = moodle
+    probes["mapping"] = probe_mapping(
+        mapping, allow_empty=settings.consumer.allow_empty_mapping
+    )
+    return probes
 
 
 def alarm_watch(

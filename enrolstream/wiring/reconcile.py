@@ -16,17 +16,17 @@ from pathlib import Path
 
 from connectors.kafka import KafkaRecordSink, KafkaTable, read_topic
 from connectors.local.files import make_private_directory, write_private_text
-from connectors.moodle.client import MoodleClient
 from consumers.created_book import CreatedBook
 from consumers.decisions import EnrolmentPolicy, desired_enrolments
 from consumers.groups import sections_wanted
-from consumers.identity import IdentityResolver
 from consumers.ledger import Ledger
 from consumers.mapping import MappingSet
 from consumers.reconcile.adopt import AdoptionPlan, adopt
 from consumers.reconcile.driver import (
+    PersonResolver,
     ProgressTask,
     ReconcileInputs,
+    ReconcileMoodle,
     ReconcileResult,
     gather_inputs,
     reconcile,
@@ -45,6 +45,11 @@ from enrolstream.wiring.common import (
     refuse_live_consumer,
 )
 from enrolstream.wiring.mapping import effective_mapping
+from enrolstream.wiring.reconcile_conduit import (
+    NOTE_SENT_ONLY,
+    SentOnly,
+    open_conduit_site,
+)
 
 __all__ = ["open_session", "run_adopt", "run_reconcile", "write_report"]
 
@@ -57,11 +62,13 @@ class Session:
     """Everything one reconcile or adopt run holds open."""
 
     inputs: ReconcileInputs
-    moodle: MoodleClient
-    resolver: IdentityResolver
+    moodle: ReconcileMoodle
+    resolver: PersonResolver
     ledger: Ledger
     mapping: MappingSet
     policy: EnrolmentPolicy
+    #: Said to the reader first (a Conduit site without web services).
+    notes: tuple[str, ...] = ()
     #: Section groups of ours (``consumer.section_groups``); None: off.
     groups: SectionGroups | None = None
 
@@ -95,9 +102,20 @@ async def open_session(
         await read_topic(options, kafka.snapshot_topic), snapshot_id
     )
     async with contextlib.AsyncExitStack() as stack:
-        moodle = await stack.enter_async_context(
-            open_moodle(settings, attempts=READ_ATTEMPTS)
-        )
+        moodle: ReconcileMoodle
+        resolver: PersonResolver
+        notes: tuple[str, ...] = ()
+        if settings.consumer.sink == "conduit":
+            moodle, resolver = await stack.enter_async_context(
+                open_conduit_site(settings, mapping, attempts=READ_ATTEMPTS)
+            )
+            if not settings.conduit.web_services:
+                notes = (NOTE_SENT_ONLY,)
+        else:
+            client = await stack.enter_async_context(
+                open_moodle(settings, attempts=READ_ATTEMPTS)
+            )
+            moodle, resolver = client, identity_resolver(client, settings)
         sink = await stack.enter_async_context(
             KafkaRecordSink(
                 options, kafka.ledger_topic, ack_timeout_s=kafka.request_timeout_s
@@ -106,7 +124,7 @@ async def open_session(
         ledger = Ledger(KafkaTable(options, kafka.ledger_topic, sink))
         await ledger.load()
         groups = None
-        if settings.consumer.section_groups:
+        if settings.consumer.section_groups and settings.consumer.sink != "conduit":
             created = CreatedBook(
                 KafkaTable(
                     options,
@@ -117,8 +135,7 @@ async def open_session(
                 )
             )
             await created.load()
-            groups = SectionGroups(moodle, created, settings.consumer.group_name)
-        resolver = identity_resolver(moodle, settings)
+            groups = SectionGroups(client, created, settings.consumer.group_name)
         inputs = await gather_inputs(
             moodle,
             resolver,
@@ -134,8 +151,14 @@ async def open_session(
             ledger=ledger,
             mapping=mapping,
             policy=policy(settings),
+            notes=notes,
             groups=groups,
         )
+
+
+def _refuse_writes_without_rosters(settings: Settings) -> None:
+    if settings.consumer.sink == "conduit" and not settings.conduit.web_services:
+        raise SentOnly(NOTE_SENT_ONLY)
 
 
 async def run_reconcile(
@@ -157,6 +180,7 @@ async def run_reconcile(
         await refuse_live_consumer(settings, bootstrap_servers, "reconcile --apply")
 
     if apply:
+        _refuse_writes_without_rosters(settings)
         await before_writing()
     async with open_session(
         settings, bootstrap_servers, snapshot_id, progress
@@ -164,7 +188,7 @@ async def run_reconcile(
         if apply and session.groups is not None:
             await before_writing()
             await session.make_groups()
-        return await reconcile(
+        result = await reconcile(
             session.inputs,
             mapping=session.mapping,
             policy=session.policy,
@@ -178,6 +202,8 @@ async def run_reconcile(
             before_writing=before_writing,
             groups=session.groups,
         )
+        result.notes.extend(session.notes)
+        return result
 
 
 async def run_adopt(
@@ -197,6 +223,7 @@ async def run_adopt(
     async def before_writing() -> None:
         await refuse_live_consumer(settings, bootstrap_servers, "ledger adopt")
 
+    _refuse_writes_without_rosters(settings)
     if not dry_run:
         await before_writing()
     async with open_session(

@@ -131,6 +131,12 @@ steps = st.one_of(
 )
 
 
+def _row_id(row: Registration) -> int:
+    """A PowerCampus row's TranscriptDetailId (always set: only Banner's are None)."""
+    assert row.transcript_detail_id is not None
+    return row.transcript_detail_id
+
+
 @dataclass
 class PowerCampus:
     """One person's rows in 2021/Winter, and the events the poller would emit."""
@@ -198,7 +204,7 @@ class PowerCampus:
         if op[0] == "set":
             _, index, adw, grade = op
             old = self.rows.get(index)
-            tdid = old.transcript_detail_id if old else self._new_id()
+            tdid = _row_id(old) if old else self._new_id()
             self.rows[index] = Registration(
                 transcript_detail_id=tdid,
                 section=SECTIONS[index],
@@ -210,13 +216,13 @@ class PowerCampus:
             gone = self.rows.pop(op[1], None)
             if gone is None:
                 return None
-            return (gone.transcript_detail_id, "delete", gone.section, None)
+            return (_row_id(gone), "delete", gone.section, None)
         _, source, target = op
         if source == target or source not in self.rows or target in self.rows:
             return None
         moved = self.rows.pop(source)
         self.rows[target] = moved.model_copy(update={"section": SECTIONS[target]})
-        return (moved.transcript_detail_id, "update", SECTIONS[target], moved.section)
+        return (_row_id(moved), "update", SECTIONS[target], moved.section)
 
     def _new_id(self) -> int:
         self.next_id += 1

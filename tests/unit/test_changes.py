@@ -304,7 +304,9 @@ SPRING_BSC = SectionKey(
 SPRING = TermKey(academic_year="2021", academic_term="Spring")
 
 
-def changes_of(result: Translation) -> list[tuple[str, str, str, tuple[int, ...]]]:
+def changes_of(
+    result: Translation,
+) -> list[tuple[str, str, str, tuple[int | None, ...]]]:
     """(operation, person, term, registration ids) of each event."""
     return [
         (

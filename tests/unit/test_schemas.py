@@ -154,10 +154,10 @@ class TestVersionTwo:
         return json.dumps(data).encode()
 
     @pytest.mark.parametrize("with_version", [True, False])
-    def test_version_one_reads_as_two(self, with_version: bool) -> None:
-        """A v1 event is read as v2: its change names TRANSCRIPTDETAIL, the new parts None."""
+    def test_version_one_reads_as_current(self, with_version: bool) -> None:
+        """A v1 event is read as v3: its change names TRANSCRIPTDETAIL, the new parts None."""
         event = parse_event(self.v1_json(with_version=with_version))
-        assert event.schema_version == 2
+        assert event.schema_version == 3
         assert (event.teaching, event.standing, event.person) == (None, None, None)
         assert event.change is not None
         assert (event.change.table, event.change.key) == ("TRANSCRIPTDETAIL", "7")
@@ -181,14 +181,14 @@ class TestVersionTwo:
         assert parse_event(original.model_dump_json()) == original
 
     def test_parked_entries_of_version_one_still_load(self) -> None:
-        """A person parked before the upgrade is read back with a v2 event."""
+        """A person parked before the upgrade is read back with a current event."""
         record = {
             "event": json.loads(self.v1_json()),
             "reason": "no Moodle user",
             "parked_at": "2021-01-11T09:00:00Z",
         }
         parked = ParkedEvent.model_validate_json(json.dumps(record))
-        assert parked.event.schema_version == 2
+        assert parked.event.schema_version == 3
 
     def test_both_versions_are_exported(self) -> None:
         """The schema export holds v1 and v2; v2 names what it adds."""
@@ -211,3 +211,72 @@ class TestVersionTwo:
         assert change_event_id("pc", 7, 12, "update") == str(
             uuid.uuid5(EVENT_ID_NAMESPACE, "pc|TRANSCRIPTDETAIL|7|12|update")
         )
+
+
+BANNER_SECTION = SectionKey(
+    academic_year="2015",
+    academic_term="10",
+    academic_session="",
+    event_id="14482",
+    event_sub_type="",
+    section="",
+)
+
+
+class TestVersionThree:
+    """Version 3 carries Banner's LMB memberships; versions 1 and 2 still read."""
+
+    def v2_json(self) -> bytes:
+        """A version 2 event as a producer before the upgrade wrote it."""
+        data = event().model_dump(mode="json") | {"schema_version": 2}
+        return json.dumps(data).encode()
+
+    def banner_event(self) -> EnrolmentEvent:
+        """A Banner learner membership as the LMB source publishes it."""
+        return event().model_copy(
+            update={
+                "registrations": (
+                    Registration(
+                        transcript_detail_id=None,
+                        section=BANNER_SECTION,
+                        add_drop_wait="A",
+                    ),
+                ),
+                "teaching": (),
+                "change": TableChange(
+                    table="LMB_MEMBERSHIP",
+                    key="14482.201510|banner-1|01",
+                    operation="insert",
+                    change_version=16,
+                    section=BANNER_SECTION,
+                ),
+            }
+        )
+
+    def test_version_two_reads_as_three_unchanged(self) -> None:
+        """A v2 event is read as v3 with every field as it was."""
+        read = parse_event(self.v2_json())
+        assert read.schema_version == 3
+        assert read == event()
+
+    def test_producers_write_version_three(self) -> None:
+        """A new event says version 3."""
+        assert json.loads(event().model_dump_json())["schema_version"] == 3
+
+    def test_banner_event_round_trips(self) -> None:
+        """A membership without TranscriptDetailId, changed by an LMB message, survives JSON."""
+        original = self.banner_event()
+        assert parse_event(original.model_dump_json()) == original
+
+    def test_version_two_refuses_a_banner_event(self) -> None:
+        """Labelled version 2, a Banner event does not validate: an old reader dead-letters it."""
+        data = self.banner_event().model_dump(mode="json") | {"schema_version": 2}
+        with pytest.raises(ValidationError):
+            parse_event(json.dumps(data))
+
+    def test_version_three_is_exported_with_what_it_adds(self) -> None:
+        """The export holds v3, naming the IMS objects; v1 and v2 files are unchanged."""
+        text = render("enrolment_event.v3.schema.json")
+        for name in ("LMB_MEMBERSHIP", "LMB_PERSON", '"const": 3'):
+            assert name in text
+        assert "LMB_" not in render("enrolment_event.v2.schema.json")
