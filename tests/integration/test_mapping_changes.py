@@ -23,6 +23,7 @@ from schemas.events import TermKey
 from schemas.mappings import PublishedMapping, digest_of
 from tests.integration.conftest import CaptureStack, registration
 from tests.integration.pipeline import ALICE, BOB, STUDENT, Pipeline, open_pipeline
+from tests.integration.test_reconcile import cli_env, invoke
 
 TERM = TermKey(academic_year="2021", academic_term="Winter")
 NEW_COURSE = "EDU2828Winter2021"
@@ -115,6 +116,20 @@ class TestPublishedMapping:
             )
             in_force = await effective_mapping(settings, bootstrap_servers)
             assert NEW_COURSE not in {c.shortname for c in in_force}
+            file.write_text(text)
+            shown = await invoke(
+                ["mapping", "publish", "--term", "2021/Winter", str(file)],
+                {
+                    **cli_env(pipe, bootstrap_servers, tmp_path),
+                    "ENROLSTREAM_KAFKA__MAPPINGS_TOPIC": settings.kafka.mappings_topic,
+                    "ENROLSTREAM_KAFKA__CREATED_TOPIC": settings.kafka.created_topic,
+                    "ENROLSTREAM_KAFKA__ACCOUNTS_TOPIC": settings.kafka.accounts_topic,
+                },
+            )
+            assert shown.exit_code == 1, shown.output
+            (line,) = [x for x in shown.output.splitlines() if x.startswith("ERROR")]
+            assert line.startswith(f"ERROR {file}: ")
+            assert "Traceback" not in shown.output
 
     async def test_consumers_refuse_a_bad_revision_and_keep_theirs(
         self, capture: CaptureStack, tmp_path: Path, bootstrap_servers: str
