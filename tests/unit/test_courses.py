@@ -23,6 +23,7 @@ from consumers.desired import EnrolmentPolicy, desired_enrolments, group_idnumbe
 from consumers.errors import MappingError
 from consumers.live_mapping import (
     LiveMapping,
+    LiveShortnames,
     MappingFollower,
     changed_courses,
     revision_of,
@@ -236,6 +237,16 @@ class TestLiveMapping:
             TERM,
         )
         assert changed_courses(before, after) == (12,)
+
+    def test_shortnames_follow_the_revision_in_force(self) -> None:
+        """Conduit's course names: a course mapped by a revision is named at once."""
+        state = live()
+        names = LiveShortnames(state)
+        assert dict(names) == {10: "BSC5102Winter2021"}
+        text = _mapping_text({"EDU2828Winter2021": {"courses": ["EDU2828"], "id": 11}})
+        state.apply(published(text))
+        assert names[11] == "EDU2828Winter2021"
+        assert len(names) == 2
 
     def test_revision_named_by_republished_events(self) -> None:
         """The snapshot id of a republished event names the term and the digest."""
