@@ -179,8 +179,10 @@ def summary(results: list[RunResult], elapsed_s: float) -> list[str]:
         ),
         (
             "poller leases taken (first starts, restarts and fail-overs): "
-            f"{sum(r.logged.get('poller_takeovers', 0) for r in results)}; pollers "
-            f"fenced on waking: {sum(r.logged.get('poller_fenced', 0) for r in results)}"
+            f"{sum(r.logged.get('poller_takeovers', 0) for r in results)}; leases "
+            f"lost: {sum(r.logged.get('poller_leases_lost', 0) for r in results)}; "
+            "pollers frozen past their lease and fenced on waking: "
+            f"{sum(r.logged.get('poller_fenced', 0) for r in results)}"
         ),
     ]
     for result in failed:

@@ -27,6 +27,9 @@ TOUCH = (
     "UPDATE TRANSCRIPTDETAIL SET REVISION_OPID = 'CHAOS' WHERE TranscriptDetailId = "
     "(SELECT MIN(TranscriptDetailId) FROM TRANSCRIPTDETAIL)"
 )
+#: A poller-failover waits for a lease holder this many lease timeouts (+ 5 s
+#: for a restarted command to start): a takeover needs one, a loaded machine more.
+HOLDER_WAIT_LEASES = 4
 
 
 async def inject(world: World, fault: Fault, sandbox: PowerCampusSandbox) -> None:
@@ -54,11 +57,16 @@ async def _kill(world: World, command: Command, fault: Fault) -> None:
     async with world.locks[command.name]:
         if not command.running:
             return  # dead already: the supervisor's to restart
-        await command.kill()
-        world.accounted[command.name].add(command.lives)
-        world.record.faults[fault.kind] += 1
-        await asyncio.sleep(fault.get("restart_after_s"))
-        await world.start(command)
+        await _kill_held(world, command, fault)
+
+
+async def _kill_held(world: World, command: Command, fault: Fault) -> None:
+    """kill -9, start again after the fault's pause (the command's lock held)."""
+    await command.kill()
+    world.accounted[command.name].add(command.lives)
+    world.record.faults[fault.kind] += 1
+    await asyncio.sleep(fault.get("restart_after_s"))
+    await world.start(command)
 
 
 async def _kill_mid_batch(world: World, fault: Fault) -> None:
@@ -102,9 +110,12 @@ async def _stop_moodle(world: World, fault: Fault) -> None:
 
 async def _cleanup(world: World, fault: Fault, sandbox: PowerCampusSandbox) -> None:
     """Stop the poller, let commits happen, purge their history, start it again."""
-    deadline = time.monotonic() + 5.0
+    # A poller that never saved has nothing to lose: wait for the first save,
+    # which may come after a crash, a restart and a lease expiry (seed 1004:
+    # 7 s on a loaded machine) - as long as the fail-over waits for a holder.
+    deadline = time.monotonic() + _lease_wait_s(world)
     while world.saved_version() is None and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)  # a poller that never saved has nothing to lose
+        await asyncio.sleep(0.05)
     async with contextlib.AsyncExitStack() as held:
         for poller in world.pollers:  # a standby would read what must be purged
             await held.enter_async_context(world.locks[poller.name])
@@ -146,38 +157,80 @@ async def _poison(world: World, fault: Fault) -> None:
 
 
 async def _fail_over(world: World, fault: Fault) -> None:
-    """Kill or freeze the poller holding the lease; a frozen one must be fenced on waking."""
-    active = world.active_poller()
-    if active is None:
-        world.record.notes.append("poller-failover skipped: no poller held the lease")
-        return
-    if fault.get("how") == "kill":
-        await _kill(world, active, fault)
-        return
-    other = next(c for c in world.pollers if c is not active)
-    async with world.locks[active.name]:
-        if not active.running:
+    """Kill or freeze the poller holding the lease; a frozen one must be fenced on waking.
+
+    The lease may be between holders when the fault comes (a poller-kill of the
+    active one a moment before, a cleanup stopping both): the fault waits for the
+    next holder, as long as a takeover may take, so a planned fail-over is always
+    carried out; no holder by then is capture stalled, a problem of the run.
+    It waits likewise while the other poller is down (another fault's).
+    """
+    async with contextlib.AsyncExitStack() as held:
+        active = await _lease_holder(world, held)
+        if active is None:
             return
-        mark = world.log_size(other)
-        active.send(signal.SIGSTOP)
-        world.record.faults[fault.kind] += 1
-        try:
-            await asyncio.sleep(fault.get("paused_s"))
-        finally:
-            woke = world.log_size(active)
-            active.send(signal.SIGCONT)
-        if "lease_acquired" not in world.logged_since(other, mark):
-            return  # the lease outlived the pause: nothing to fence
-        deadline = time.monotonic() + 15.0
-        while "lease_lost" not in world.logged_since(active, woke):
-            if time.monotonic() > deadline or not active.running:
-                world.record.problems.append(
-                    f"{active.name} woke after {other.name} took its lease and was "
-                    f"not fenced: {tail(active.log_path)}"
-                )
-                return
-            await asyncio.sleep(0.1)
-        world.record.notes.append(f"{active.name} fenced on waking")
+        if fault.get("how") == "kill":
+            await _kill_held(world, active, fault)
+        else:
+            await _freeze(world, active, fault)
+
+
+def _lease_wait_s(world: World) -> float:
+    """How long a fault waits for the lease to be taken (and a first save)."""
+    return HOLDER_WAIT_LEASES * world.settings.poller.lease_timeout_s + 5.0
+
+
+async def _lease_holder(
+    world: World, held: contextlib.AsyncExitStack
+) -> Command | None:
+    """The poller holding the lease, its lock taken in ``held``; waits for one
+    (and for the other poller to be running, to take over)."""
+    wait_s = _lease_wait_s(world)
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        active = world.active_poller()
+        # A fail-over needs the other poller there to take over.
+        if active is not None and all(c.running for c in world.pollers):
+            lock = world.locks[active.name]
+            await lock.acquire()
+            # Another fault may have killed or stopped it meanwhile.
+            if world.active_poller() is active:
+                held.callback(lock.release)
+                return active
+            lock.release()
+        await asyncio.sleep(0.1)
+    world.record.problems.append(
+        f"poller-failover: no poller held the lease beside a running standby for "
+        f"{wait_s:.0f} s: "
+        + "; ".join(f"{c.name}: {tail(c.log_path)}" for c in world.pollers)
+    )
+    return None
+
+
+async def _freeze(world: World, active: Command, fault: Fault) -> None:
+    """SIGSTOP past (or within) the lease, SIGCONT; fenced if the other took over."""
+    other = next(c for c in world.pollers if c is not active)
+    mark = world.log_size(other)
+    active.send(signal.SIGSTOP)
+    world.record.faults[fault.kind] += 1
+    try:
+        await asyncio.sleep(fault.get("paused_s"))
+    finally:
+        woke = world.log_size(active)
+        active.send(signal.SIGCONT)
+    if "lease_acquired" not in world.logged_since(other, mark):
+        return  # the lease outlived the pause: nothing to fence
+    deadline = time.monotonic() + 15.0
+    while "lease_lost" not in world.logged_since(active, woke):
+        if time.monotonic() > deadline or not active.running:
+            world.record.problems.append(
+                f"{active.name} woke after {other.name} took its lease and was "
+                f"not fenced: {tail(active.log_path)}"
+            )
+            return
+        await asyncio.sleep(0.1)
+    world.record.fenced += 1
+    world.record.notes.append(f"{active.name} fenced on waking")
 
 
 _PLAN_FAULTS = {

@@ -398,7 +398,11 @@ def _judge(
         "apply_paused": consumed["apply_paused"],
         "tracebacks": polled["Traceback"] + consumed["Traceback"],
         "poller_takeovers": polled["lease_acquired"],
-        "poller_fenced": polled["lease_lost"],
+        # Every lease a poller lost: a rebalance it did not survive, a broker
+        # pause past its session, being fenced.
+        "poller_leases_lost": polled["lease_lost"],
+        # Only those the fail-over fault saw refused on waking from a freeze.
+        "poller_fenced": world.record.fenced,
     }
     if (
         world.record.faults["ct-cleanup"]

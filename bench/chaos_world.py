@@ -137,6 +137,8 @@ class Record:
     notes: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     poison: list[tuple[int, int]] = field(default_factory=list)
+    #: Pollers frozen past their lease and refused on waking (poller-failover).
+    fenced: int = 0
 
 
 class World:

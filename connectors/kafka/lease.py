@@ -14,6 +14,14 @@ member id or generation: either way ``confirm`` raises ``LeaseLost``. The poller
 confirms before it writes state and before it publishes, so a poller that was
 frozen past its session cannot write after the standby took over.
 
+Who gets the partition: the group's leader assigns it with ``LeaseAssignor``,
+to the member that reports the highest lease epoch it has held. The holder's
+epoch is the highest there is, so a rebalance (a standby started, a fenced
+poller rejoining after it woke) leaves the lease where it is; aiokafka's default
+round-robin would hand it to whichever member id sorts first, and a poller
+fenced a moment ago could take the lease straight back from the one that
+replaced it.
+
 Works alike on Apache Kafka and the embedded broker (which has no transactions
 and numbers generations from 0). The epoch is the group's committed offset plus
 one: a number each holding raises, written in the state records' headers.
@@ -24,12 +32,17 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections.abc import Callable
+import struct
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Self
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.coordinator.protocol import (
+    ConsumerProtocolMemberAssignment,
+    ConsumerProtocolMemberMetadata,
+)
 from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
@@ -45,6 +58,55 @@ _LEAVE_S = 5.0
 def holder_name() -> str:
     """Who holds the lease, for logs and the group's offset metadata."""
     return f"{socket.gethostname()}/{os.getpid()}"
+
+
+_EPOCH = struct.Struct(">q")
+
+
+class LeaseAssignor:
+    """Assigns the lease topic to the member that held the latest lease.
+
+    Each member's join metadata carries the highest lease epoch it has held (0
+    if none); the leader gives every partition to the highest, ties to the
+    first member id. aiokafka calls ``name``, ``metadata``, ``assign`` and
+    ``on_assignment`` on whatever it is given as an assignor: an instance keeps
+    the lease's epoch at hand.
+    """
+
+    name = "enrolstream-lease"
+    version = 0
+
+    def __init__(self, epoch: Callable[[], int]) -> None:
+        self._epoch = epoch
+
+    def metadata(self, topics: Iterable[str]) -> Any:
+        """This member's subscription, its epoch as the user data."""
+        return ConsumerProtocolMemberMetadata(
+            self.version, sorted(topics), _EPOCH.pack(self._epoch())
+        )
+
+    def assign(self, cluster: Any, members: Mapping[str, Any]) -> dict[str, Any]:
+        """Every partition of the subscribed topics to the latest holder."""
+
+        def epoch(member: str) -> int:
+            data = members[member].user_data or b""
+            return _EPOCH.unpack(data)[0] if len(data) == _EPOCH.size else -1
+
+        holder = min(members, key=lambda member: (-epoch(member), member))
+        topics = sorted({t for m in members.values() for t in m.subscription})
+        held = [
+            (topic, sorted(cluster.partitions_for_topic(topic) or ()))
+            for topic in topics
+        ]
+        return {
+            member: ConsumerProtocolMemberAssignment(
+                self.version, held if member == holder else [], b""
+            )
+            for member in members
+        }
+
+    def on_assignment(self, assignment: Any) -> None:
+        """Nothing to keep: the epoch is the lease's."""
 
 
 class KafkaLease:
@@ -68,6 +130,10 @@ class KafkaLease:
             "session_timeout_ms": int(session_timeout_s * 1000),
             "heartbeat_interval_ms": max(100, int(session_timeout_s * 1000 / 3)),
             "enable_auto_commit": False,
+            # Only this one: aiokafka 0.14 sends one JoinGroup per assignor listed
+            # (its loop over them wraps the request), each a rebalance round, and
+            # a second protocol would only serve a poller without this assignor.
+            "partition_assignment_strategy": (LeaseAssignor(lambda: self._epoch),),
             # confirm() polls; a poller stuck longer than this is restarted by
             # its liveness probe anyway
             "max_poll_interval_ms": 3_600_000,

@@ -153,12 +153,17 @@ class Process:
         self, event: str, since: int = 0, seconds: float = 30
     ) -> None:
         """Wait until it logged ``event`` (another process's doing: polled)."""
-        async with asyncio.timeout(seconds):
-            while event not in self.events(since):
-                assert self.process is not None
-                if self.process.returncode is not None:
-                    raise AssertionError(f"{self.name} exited: {self.events()}")
-                await asyncio.sleep(0.05)
+        try:
+            async with asyncio.timeout(seconds):
+                while event not in self.events(since):
+                    assert self.process is not None
+                    if self.process.returncode is not None:
+                        raise AssertionError(f"{self.name} exited: {self.events()}")
+                    await asyncio.sleep(0.05)
+        except TimeoutError:
+            raise AssertionError(
+                f"{self.name} did not log {event} in {seconds} s: {self.logged[since:]}"
+            ) from None
 
     def signal(self, signum: signal.Signals) -> None:
         """Send a signal (SIGSTOP freezes it as a stalled VM would)."""
