@@ -97,6 +97,8 @@ TOPICS = (
     "parked_topic",
     "dead_letter_topic",
     "accounts_topic",
+    "created_topic",
+    "mappings_topic",
 )
 
 

@@ -10,12 +10,18 @@ Moodle), then times, through the real ``MoodleClient`` over HTTP against
 * apply: the planned changes through enrol/unenrol, ledger written;
 * a second dry run after apply, which must plan nothing (convergence).
 
+With ``--groups on`` (or ``both``) every course takes two sections (01 and 02,
+students split between them) with a section group each, as
+``consumer.section_groups`` makes them, and 1 % of the students were moved to
+the other section's group by hand: the dry run also checks group membership.
+
 Latency models: ``zero`` and ``real`` (fitted from the recorded
 ``tests/data/moodle-golden/latency.json``), both with the simulator's
 ``workers`` = client concurrency = 8 (8 PHP workers, 8 requests in flight).
 Target: dry run <= 60 s with the real model.
 
-Run: ``.venv/bin/python bench/reconcile.py [--courses 2000] [--latency both]``
+Run: ``.venv/bin/python bench/reconcile.py [--courses 2000] [--latency both]
+[--groups both]``
 """
 
 from __future__ import annotations
@@ -25,7 +31,8 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -34,6 +41,7 @@ from pydantic import SecretStr
 
 from connectors.moodle.client import MoodleClient
 from consumers.decisions import EnrolmentPolicy
+from consumers.desired import group_idnumber
 from consumers.identity import IdentityResolver
 from consumers.ledger import Ledger
 from consumers.mapping import MappingEntry, MappingSet, MoodleCourse
@@ -78,11 +86,33 @@ class MemoryTable:
                 self.rows[key] = value
 
 
+class BenchGroups:
+    """The section groups of ours (``GroupView``), as the created book holds them."""
+
+    def __init__(self) -> None:
+        self.by_course: dict[int, dict[str, int]] = {}
+
+    def ids(self, courseid: int) -> Mapping[str, int]:
+        return self.by_course.get(courseid, {})
+
+    def ours(self, courseid: int) -> frozenset[int]:
+        return frozenset(self.by_course.get(courseid, {}).values())
+
+
 class Site:
     """The benchmark's Moodle state, snapshot, mapping and ledger."""
 
-    def __init__(self, courses: int, per_course: int, drift: float, seed: int) -> None:
+    def __init__(
+        self,
+        courses: int,
+        per_course: int,
+        drift: float,
+        seed: int,
+        *,
+        groups: bool = False,
+    ) -> None:
         rng = random.Random(seed)
+        self.groups = BenchGroups() if groups else None
         self.state = MoodleState()
         persons = courses * per_course // 4  # each student takes four courses
         self.userids = [
@@ -110,14 +140,31 @@ class Site:
         self.table = MemoryTable()
         registrations: dict[int, list[Registration]] = {}
         entries: list[LedgerEntry] = []
+        if self.groups is not None:
+            for number, cid in enumerate(self.course_ids):
+                keys = [group_idnumber(_section(number, code)) for code in ("01", "02")]
+                self.groups.by_course[cid] = {
+                    key: self.state.add_group(cid, key, idnumber=key) for key in keys
+                }
+        moved = (
+            set(rng.sample(range(len(pairs)), len(pairs) // 100)) if groups else set()
+        )
         for index, (course, person) in enumerate(pairs):
             kind = kinds.get(index)
             cid, uid = self.course_ids[course], self.userids[person]
+            code = "02" if groups and person % 2 else "01"
             registrations.setdefault(person, []).append(
-                _registration(index, course, "D" if kind == "dropped" else "A")
+                _registration(index, course, "D" if kind == "dropped" else "A", code)
             )
             if kind == "missed":
                 continue
+            if self.groups is not None and kind != "unenrolled_by_hand":
+                theirs = group_idnumber(_section(course, code))
+                other = next(i for i in self.groups.by_course[cid] if i != theirs)
+                chosen = other if index in moved else theirs
+                self.state.set_group_member(
+                    self.groups.by_course[cid][chosen], uid, member=True
+                )
             entries.append(_entry(cid, uid))
             if kind == "unenrolled_by_hand":
                 continue
@@ -160,16 +207,21 @@ class Site:
         return ledger
 
 
-def _registration(row: int, course: int, adw: str) -> Registration:
-    section = SectionKey(
+def _section(course: int, code: str = "01") -> SectionKey:
+    return SectionKey(
         academic_year="2021",
         academic_term="Winter",
         academic_session="01",
         event_id=f"C{course:04d}",
         event_sub_type="LEC",
-        section="01",
+        section=code,
     )
-    return Registration(transcript_detail_id=row, section=section, add_drop_wait=adw)
+
+
+def _registration(row: int, course: int, adw: str, code: str = "01") -> Registration:
+    return Registration(
+        transcript_detail_id=row, section=_section(course, code), add_drop_wait=adw
+    )
 
 
 def _entry(courseid: int, userid: int) -> LedgerEntry:
@@ -193,7 +245,8 @@ async def run(site: Site, latency: LatencyModel, label: str) -> None:
         resolver = IdentityResolver(client)
         options = {
             "mapping": site.mapping,
-            "policy": POLICY,
+            "policy": replace(POLICY, section_groups=site.groups is not None),
+            "groups": site.groups,
             "ledger": ledger,
             "limits": limits,
             "resolver": resolver,
@@ -237,6 +290,7 @@ def main() -> None:
     parser.add_argument("--students", type=int, default=25)
     parser.add_argument("--drift", type=float, default=0.05)
     parser.add_argument("--latency", choices=("zero", "real", "both"), default="both")
+    parser.add_argument("--groups", choices=("off", "on", "both"), default="both")
     args = parser.parse_args()
     # Per-request debug lines would cost more than the simulator; keep warnings.
     structlog.configure(
@@ -247,11 +301,14 @@ def main() -> None:
         "real": LatencyModel.from_golden(GOLDEN, workers=WORKERS),
     }
     chosen = list(models) if args.latency == "both" else [args.latency]
+    grouped = [False, True] if args.groups == "both" else [args.groups == "on"]
     for name in chosen:
-        started = time.perf_counter()
-        site = Site(args.courses, args.students, args.drift, seed=7)
-        print(f"[{name}] site built in {time.perf_counter() - started:.1f} s")
-        asyncio.run(run(site, models[name], f"{name}, workers={WORKERS}"))
+        for groups in grouped:
+            label = f"{name}, workers={WORKERS}, groups {'on' if groups else 'off'}"
+            started = time.perf_counter()
+            site = Site(args.courses, args.students, args.drift, seed=7, groups=groups)
+            print(f"[{label}] site built in {time.perf_counter() - started:.1f} s")
+            asyncio.run(run(site, models[name], label))
 
 
 if __name__ == "__main__":

@@ -9,23 +9,29 @@ again, as it does after the poller's initialisation.
 * A person: every live term. A term where PowerCampus holds no row for them
   yields an event with no registrations, so what we own for them there is
   dropped: that is what PowerCampus says now.
-* A course: every person with a registration (of any status) in a section the
-  caller's predicate accepts (the mapping's sections of that Moodle course), with
-  their whole term state. Someone with no row left in those sections is not
-  found this way: the nightly reconcile covers them.
+* A course: every person with a registration (of any status) in, or teaching, a
+  section the caller's predicate accepts (the mapping's sections of that Moodle
+  course), with their whole term state: registrations, teaching, standing and
+  account details (without the standing a term withdrawal would read as
+  enrolled). Someone with no row left in those sections is not found this way:
+  the nightly reconcile covers them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
+from typing import TypeVar
 
 from cdc.changes import fold, snapshot_events
-from cdc.ports import Snapshot
+from cdc.ports import Snapshot, StandingRow, TeachingRow, TranscriptRow
 from schemas.collation import collate
 from schemas.events import EnrolmentEvent, SectionKey, snapshot_event_id
 
 __all__ = ["course_events", "person_events"]
+
+R = TypeVar("R", TranscriptRow, TeachingRow, StandingRow)
 
 
 def person_events(
@@ -75,17 +81,35 @@ def course_events(
     captured_at: datetime,
     request_id: str,
 ) -> list[EnrolmentEvent]:
-    """Full-state events of everyone registered in a section ``in_course`` accepts."""
+    """Full-state events of everyone registered in or teaching a section ``in_course``
+    accepts."""
     chosen = {
         fold(row.people_code_id, row.term)
         for row in snapshot.rows
         if in_course(row.section)
+    } | {
+        fold(row.people_code_id, row.term)
+        for row in snapshot.teaching or ()
+        if in_course(row.section)
     }
-    rows = tuple(
-        row for row in snapshot.rows if fold(row.people_code_id, row.term) in chosen
-    )
+
+    def mine(rows: Sequence[R] | None) -> tuple[R, ...] | None:
+        if rows is None:
+            return None
+        return tuple(r for r in rows if fold(r.people_code_id, r.term) in chosen)
+
+    persons = {key[0] for key in chosen}
+    people = snapshot.people
     return snapshot_events(
-        Snapshot(snapshot.version, snapshot.terms, rows),
+        replace(
+            snapshot,
+            rows=mine(snapshot.rows) or (),
+            teaching=mine(snapshot.teaching),
+            standing=mine(snapshot.standing),
+            people=None
+            if people is None
+            else {p: d for p, d in people.items() if collate(p) in persons},
+        ),
         source=source,
         captured_at=captured_at,
         snapshot_id=request_id,

@@ -10,13 +10,18 @@ person inside one batch plans nothing for an enrolment we never made).
 A ledger entry left ``uncertain`` by a call whose answer was lost is not
 trusted: ``uncertain_pairs`` names the pairs whose Moodle state the caller must
 read first, and ``plan`` decides those from what was read (``verified``).
+
+Section groups (``groups``, when on): each action gets the groups of ours to
+join and leave, or a ``RegroupAction`` comes where only groups change
+(``consumers.groups.adjust``); what Moodle was read to hold must already be
+limited to groups of ours (``GroupView.ours``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from pydantic import ValidationError
 
@@ -30,11 +35,24 @@ from consumers.decisions import (
     settle,
 )
 from consumers.errors import InvalidEvent
+from consumers.groups import adjust
 from consumers.identity import Found, Resolution
 from consumers.mapping import MappingSet
 from consumers.ports import RawMessage
 from schemas.actions import DesiredEnrolment, LedgerEntry, MoodleAction
 from schemas.events import EnrolmentEvent, parse_event
+
+
+class GroupView(Protocol):
+    """The section groups of ours, per course (``consumers.section_groups``)."""
+
+    def ids(self, courseid: int) -> Mapping[str, int]:
+        """idnumber -> group id of the course's groups of ours."""
+        ...
+
+    def ours(self, courseid: int) -> frozenset[int]:
+        """The course's groups of ours."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +238,7 @@ def plan(
     verified: Mapping[tuple[int, int], Held | None] | None = None,
     now_ms: int = 0,
     late_write_window_ms: int = 0,
+    groups: GroupView | None = None,
 ) -> Plan:
     """Actions for the decisions whose person has exactly one Moodle user.
 
@@ -257,6 +276,7 @@ def plan(
             verified=verified,
             result=result,
             recheck=lambda sent: (sent or now_ms) + late_write_window_ms,
+            groups=groups,
         )
     result.resolved_events = list(resolved.values())
     return result
@@ -271,6 +291,7 @@ def _plan_one(
     verified: Mapping[tuple[int, int], Held | None],
     result: Plan,
     recheck: Callable[[int | None], int],
+    groups: GroupView | None = None,
 ) -> None:
     event = decision.event
     pair = (decision.desired.course.id, userid)
@@ -303,6 +324,16 @@ def _plan_one(
             policy=policy,
         )
         mark = watermark(decision, userid, before)
+    stale = before is not None and before.state_version > event.state_version
+    if groups is not None and not stale:
+        action = adjust(
+            decision.desired,
+            action,
+            userid=userid,
+            ledger=before,
+            held=frozenset(before.groups or ()) if before is not None else frozenset(),
+            ids=groups.ids(decision.desired.course.id),
+        )
     if action is None:
         result.already_in_state += 1
         if mark is not None:

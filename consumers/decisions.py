@@ -74,6 +74,7 @@ from schemas.actions import (
     LedgerStatus,
     MoodleAction,
     ReactivateAction,
+    RegroupAction,
     RemoveRoleAction,
     RestoreRoleAction,
     RoleSource,
@@ -94,6 +95,8 @@ class Held:
 
     active: bool
     roleids: frozenset[int]
+    #: The section groups of ours the user is in there (Moodle group ids).
+    groupids: frozenset[int] = frozenset()
 
 
 def _held_roles(entry: LedgerEntry) -> Roles:
@@ -108,7 +111,11 @@ def held_per_ledger(entry: LedgerEntry | None) -> Held | None:
     if entry is None or entry.status == "unenrolled":
         return None
     roles = frozenset(_held_roles(entry).values())
-    return Held(active=entry.status != "suspended", roleids=roles)
+    return Held(
+        active=entry.status != "suspended",
+        roleids=roles,
+        groupids=frozenset(entry.groups or ()),
+    )
 
 
 def owns(entry: LedgerEntry | None) -> bool:
@@ -205,7 +212,13 @@ def plan_against(
     courseid = desired.course.id
     if target:
         return _bring_in(
-            courseid, userid, ledger, held, target, creates=desired.wanted()
+            courseid,
+            userid,
+            ledger,
+            held,
+            target,
+            creates=desired.wanted(),
+            dates=(desired.timestart, desired.timeend),
         )
     return _drop(courseid, userid, ledger, held, policy)
 
@@ -223,11 +236,31 @@ def repair_late_write(
     entry = entry.normalised()
     if entry.status == "active":
         roles = entry.our_roles()
-        return _bring_in(
+        action = _bring_in(
             entry.courseid, entry.userid, entry, held, roles, creates=roles
         )
-    ours = entry.model_copy(update={"status": "active", "owned": True})
-    return _drop(entry.courseid, entry.userid, ours, held, policy)
+    else:
+        ours = entry.model_copy(update={"status": "active", "owned": True})
+        action = _drop(entry.courseid, entry.userid, ours, held, policy)
+    return _regroup_late(entry, action, held)
+
+
+def _regroup_late(
+    entry: LedgerEntry, action: MoodleAction | None, held: Held | None
+) -> MoodleAction | None:
+    """The section groups ``entry`` records put back beside ``action`` (a late add
+    or removal of a member undone), when the enrolment stays."""
+    if held is None or entry.groups is None or isinstance(action, UnenrolAction):
+        return action
+    want = set(entry.groups) if entry.status == "active" else set()
+    join = tuple(sorted(want - held.groupids))
+    leave = tuple(sorted(held.groupids - want))
+    if not join and not leave:
+        return action
+    update = {"join_groupids": join, "leave_groupids": leave}
+    if action is None:
+        return RegroupAction(courseid=entry.courseid, userid=entry.userid, **update)
+    return action.model_copy(update=update)
 
 
 def _bring_in(
@@ -238,6 +271,7 @@ def _bring_in(
     target: Roles,
     *,
     creates: Roles,
+    dates: tuple[int, int] = (0, 0),
 ) -> MoodleAction | None:
     """Bring (course, user) to hold ``target``; ``creates``: the roles that may
     create an enrolment when Moodle holds none (what the decision itself wants)."""
@@ -247,7 +281,13 @@ def _bring_in(
         roles = _ordered(creates)
         if not roles:
             return None
-        return EnrolAction(**pair, roleid=roles[0], also_roleids=tuple(roles[1:]))
+        return EnrolAction(
+            **pair,
+            roleid=roles[0],
+            also_roleids=tuple(roles[1:]),
+            timestart=dates[0],
+            timeend=dates[1],
+        )
     if not owns(ledger):
         return None
     wanted = _ordered(target)
@@ -270,6 +310,8 @@ def _bring_in(
             also_roleids=tuple(wanted[1:]),
             previous_roleid=unassign[0] if unassign else None,
             also_previous_roleids=tuple(unassign[1:]),
+            timestart=dates[0],
+            timeend=dates[1],
         )
     return _adjust(pair, assign, unassign, replaced)
 
@@ -387,8 +429,18 @@ def settle(
             "sent_at_ms": None,
             "late_roleids": tuple(sorted(late)),
             "recheck_at_ms": recheck_at_ms or entry.recheck_at_ms,
+            # the groups of ours Moodle was read to hold (none without an enrolment)
+            "groups": _settled_groups(entry, held),
         }
     )
+
+
+def _settled_groups(entry: LedgerEntry, held: Held | None) -> tuple[int, ...] | None:
+    if held is None:
+        return () if entry.groups is not None else None
+    if entry.groups is None and not held.groupids:
+        return None
+    return tuple(sorted(held.groupids))
 
 
 def as_decided(
@@ -434,6 +486,21 @@ _STATUS_AFTER: dict[str, LedgerStatus] = {
 }
 
 
+def _groups_after(
+    action: MoodleAction, previous: LedgerEntry | None
+) -> tuple[int, ...] | None:
+    """The groups of ours the user is in once ``action`` applied."""
+    if isinstance(action, UnenrolAction):
+        return () if previous is not None and previous.groups is not None else None
+    before = previous.groups if previous is not None else None
+    if not action.join_groupids and not action.leave_groupids:
+        return before
+    held = set(before or ())
+    return tuple(
+        sorted((held | set(action.join_groupids)) - set(action.leave_groupids))
+    )
+
+
 def next_ledger_entry(
     action: MoodleAction,
     previous: LedgerEntry | None,
@@ -458,6 +525,18 @@ def next_ledger_entry(
         raise ValueError("an unenrol is only planned over an existing ledger entry")
     before = previous.our_roles() if previous is not None else {}
     target = target_roles(desired, previous)
+    if isinstance(action, RegroupAction):
+        if previous is None:
+            raise ValueError("a regroup is only planned over an existing ledger entry")
+        return previous.normalised().model_copy(
+            update={
+                "event_id": event_id,
+                "state_version": state_version,
+                "uncertain": uncertain,
+                "sent_at_ms": sent_at_ms if uncertain else None,
+                "groups": _groups_after(action, previous),
+            }
+        )
     status = _STATUS_AFTER[action.kind]
     roles: Roles
     if isinstance(action, EnrolAction):
@@ -495,6 +574,7 @@ def next_ledger_entry(
         # A late write may still land: the recheck outlives the writes after it.
         recheck_at_ms=previous.recheck_at_ms if previous is not None else None,
         late_roleids=previous.late_roleids if previous is not None else (),
+        groups=_groups_after(action, previous),
     )
 
 

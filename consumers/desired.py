@@ -33,12 +33,20 @@ Policy choices, open to review:
 * ``decided`` names the sources an event speaks for: an event without SECTIONPER
   (a version 1 event, or a source that does not track it) leaves instructor
   roles as they are.
+* **Section groups** (``section_groups``): in a course several sections feed
+  (and whose entry does not say ``"groups": false``), a student belongs in the
+  group of each feeding section they are enrolled in (``groups``, idnumbers by
+  ``group_idnumber``); an instructor in none of them.
+* **Enrolment dates** (``enrolment_dates``): an enrolment starts at the start
+  of the mapping entry's ``starts`` day and ends at the end of its ``ends`` day
+  (UTC); without the policy (or the dates) it has none.
 * Events for a term without a mapping decide nothing; the caller logs them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Literal
 
 from schemas.actions import CourseRef, DesiredEnrolment, RoleSource
@@ -49,6 +57,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from consumers.mapping import MappingSet, MoodleCourse
+    from consumers.mapping_file import MappingEntry
     from schemas.events import (
         EnrolmentEvent,
         Registration,
@@ -64,6 +73,7 @@ __all__ = [
     "EnrolmentPolicy",
     "SeparationsFrom",
     "desired_enrolments",
+    "group_idnumber",
     "instructor_role",
     "is_enrolled",
     "is_separated",
@@ -98,6 +108,10 @@ class EnrolmentPolicy:
     secondary_percentage_at_most: float | None = 0.0
     separation_codes: frozenset[str] = DEFAULT_SEPARATION_CODES
     separations_from: SeparationsFrom = "codes"
+    #: A group per section in courses several sections feed (``consumers.groups``).
+    section_groups: bool = False
+    #: Enrolments start and end on the mapping entry's ``starts``/``ends``.
+    enrolment_dates: bool = False
 
     def __post_init__(self) -> None:
         """Normalise grades and codes so comparisons follow the PowerCampus collation."""
@@ -121,6 +135,52 @@ class EnrolmentPolicy:
         if self.separations_from == "code_enrollment":
             return standing.separation is True
         return _code(standing.enroll_separation) in self.separation_codes
+
+
+def group_idnumber(section: SectionKey) -> str:
+    """The section's key as a group idnumber: ``2021|WINTER|01|COUN6552|LEC|02``.
+
+    The six SECTIONS key columns, trailing blanks removed and upper-cased (the
+    collation ignores case, Moodle's idnumbers do not), so any spelling of a
+    section gives the same idnumber.
+    """
+    return "|".join(
+        part.rstrip().upper()
+        for part in (
+            section.academic_year,
+            section.academic_term,
+            section.academic_session,
+            section.event_id,
+            section.event_sub_type,
+            section.section,
+        )
+    )
+
+
+def _unix(day: date) -> int:
+    return int(datetime.combine(day, time(), tzinfo=UTC).timestamp())
+
+
+def _dates(entry: MappingEntry | None, policy: EnrolmentPolicy) -> tuple[int, int]:
+    """(timestart, timeend) of an enrolment in the entry's course (0: none)."""
+    if entry is None or not policy.enrolment_dates:
+        return 0, 0
+    start = _unix(entry.starts) if entry.starts else 0
+    end = _unix(entry.ends + timedelta(days=1)) if entry.ends else 0
+    return start, end
+
+
+def _groups(
+    entry: MappingEntry | None,
+    enrolled: Sequence[Registration],
+    policy: EnrolmentPolicy,
+) -> tuple[str, ...] | None:
+    """The section groups the person belongs in there (None: the course has none)."""
+    if entry is None or not policy.section_groups or not entry.groups:
+        return None
+    if not entry.several_sections():
+        return None
+    return tuple(sorted({group_idnumber(r.section) for r in enrolled}))
 
 
 def _status_code(registration: Registration) -> str:
@@ -289,6 +349,8 @@ def _decide(
         )
     if taught:
         reasons.append(_teaching_reason(taught, roles["instructor"], policy))
+    entry = mapping.entry(course.id)
+    timestart, timeend = _dates(entry, policy)
     return DesiredEnrolment(
         course=CourseRef(id=course.id, shortname=course.shortname),
         people_code_id=event.people_code_id,
@@ -299,6 +361,9 @@ def _decide(
         decided=decided,
         reason="; ".join(r for r in reasons if r),
         term_withdrawal=separated,
+        groups=_groups(entry, enrolled, policy),
+        timestart=timestart,
+        timeend=timeend,
     )
 
 

@@ -18,7 +18,7 @@ except the repairs' own intents (``REPAIR_PREFIX``), which no event revisits.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import structlog
 
@@ -47,6 +47,8 @@ class LateWrites:
     fence: Callable[[], None]
     clock_ms: Callable[[], int]
     window_ms: int
+    #: The course's section groups of ours (None: no section groups).
+    ours: Callable[[int], frozenset[int]] | None = None
     repaired: int = 0
 
     def due(self) -> list[LedgerEntry]:
@@ -77,9 +79,11 @@ class LateWrites:
         repairs: list[tuple[MoodleAction, LedgerEntry]] = []
         settled: list[LedgerEntry] = []
         for entry in due:
-            action = repair_late_write(
-                entry, held.get((entry.courseid, entry.userid)), policy=self.policy
-            )
+            found = held.get((entry.courseid, entry.userid))
+            if found is not None:  # only groups of ours are ours to put back
+                ours = self.ours(entry.courseid) if self.ours else frozenset()
+                found = replace(found, groupids=found.groupids & ours)
+            action = repair_late_write(entry, found, policy=self.policy)
             if action is None:
                 settled.append(entry.model_copy(update=_SETTLED))
             else:

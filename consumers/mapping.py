@@ -1,29 +1,15 @@
 """The per-term course mapping: which PowerCampus sections feed which Moodle course.
 
-File format (campus-enrollment-sync's), one JSON object per term, keyed by the
-Moodle course shortname::
+One file per term (``consumers.mapping_file`` reads and validates each, and
+documents the format, campus-enrollment-sync's with a few optional keys).
+Term labels (``YEAR/TERM``) match under PowerCampus's collation.
 
-    {"COUN6552COUN855202Winter2021": {"courses": ["COUN6552", "COUN8552"],
-                                      "section": "02", "id": 4766},
-     "BSC5102Winter2021": {"courses": ["BSC5102"], "id": 4748}}
-
-A section feeds a Moodle course when its EVENT_ID is in ``courses`` and the entry
-has no ``section`` or the same one. Several ``courses`` are cross-listed courses
-merged into one Moodle course.
-
-Matching follows PowerCampus's collation (``SQL_Latin1_General_CP1_CI_AS``):
-case-insensitive, trailing spaces ignored (``rstrip`` + ``casefold``); the text
-as written is kept for display. Term labels (``YEAR/TERM``) match the same way.
-
-``load_mappings`` stops start-up with a ``MappingError`` (file, key, problem) on:
-unreadable or invalid JSON (line and column), a non-object file or entry, an
-unknown or repeated key, ``courses`` not a non-empty list of non-empty strings,
-``section`` not a non-empty string, ``id`` not a positive integer, values with
-leading spaces (PowerCampus pads only on the right, so they could never match),
-a bad term label, and a shortname or Moodle course id used twice anywhere in
-the set. The id rule spans terms on purpose: an event carries one term's
-registrations, so a Moodle course fed from two terms could not be decided from
-one event (dropping Fall would suspend someone still enrolled for Spring).
+``load_mappings`` stops start-up with a ``MappingError`` (file, key, problem) on
+any problem of a file (``mapping_file``), a bad term label, and a shortname or
+Moodle course id used twice anywhere in the set. The id rule spans terms on
+purpose: an event carries one term's registrations, so a Moodle course fed
+from two terms could not be decided from one event (dropping Fall would
+suspend someone still enrolled for Spring).
 
 Decided, not an error: the same (course, section) may feed two Moodle courses
 (e.g. a section also feeding a programme-wide course). Each is decided on its
@@ -33,8 +19,6 @@ them as warnings; loading itself does not log.
 
 from __future__ import annotations
 
-import json
-from collections import Counter
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
@@ -43,22 +27,20 @@ from typing import TYPE_CHECKING
 import structlog
 
 from consumers.errors import MappingError
-from schemas.collation import collate
+from consumers.mapping_file import (
+    WHOLE_FILE,
+    MappingEntry,
+    MoodleCourse,
+    normalise,
+    parse_mapping_text,
+    read_mapping_file,
+)
 from schemas.events import SectionKey, TermKey
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping, Sequence
 
-_ENTRY_KEYS = frozenset({"courses", "section", "id"})
 log = structlog.get_logger()
-
-#: The ``key`` of a MappingError about the whole file rather than one entry.
-WHOLE_FILE = "(file)"
-
-
-def normalise(value: str) -> str:
-    """A PowerCampus value as its collation compares it (``schemas.collation``)."""
-    return collate(value)
 
 
 def _term_norm(term: TermKey) -> tuple[str, str]:
@@ -68,36 +50,6 @@ def _term_norm(term: TermKey) -> tuple[str, str]:
 def parse_term_label(label: str) -> TermKey:
     """``"2021/Winter"`` → ``TermKey``; raises ``ValueError`` unless ``YEAR/TERM``."""
     return TermKey.parse(label)
-
-
-@dataclass(frozen=True, slots=True)
-class MoodleCourse:
-    """One Moodle course of the mapping."""
-
-    id: int
-    shortname: str
-    term: TermKey
-
-
-@dataclass(frozen=True, slots=True)
-class MappingEntry:
-    """One mapping-file entry: the course and the sections that feed it, as written."""
-
-    course: MoodleCourse
-    event_ids: tuple[str, ...]
-    section: str | None
-    file: Path
-
-    def feeds(self, section: SectionKey) -> bool:
-        """Whether registrations in ``section`` count toward this course."""
-        if _term_norm(section.term) != _term_norm(self.course.term):
-            return False
-        if self.section is not None and normalise(self.section) != normalise(
-            section.section
-        ):
-            return False
-        wanted = normalise(section.event_id)
-        return any(normalise(event_id) == wanted for event_id in self.event_ids)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +105,10 @@ class MappingSet:
     def entries(self) -> tuple[MappingEntry, ...]:
         """Every entry, in file order."""
         return self._entries
+
+    def entries_in(self, term: TermKey) -> list[MappingEntry]:
+        """The entries of one term, in file order."""
+        return [e for e in self._entries if e.course.term.matches(term)]
 
     def terms(self) -> tuple[TermKey, ...]:
         """The terms the mapping covers (including terms whose file is empty)."""
@@ -216,10 +172,32 @@ def load_mappings(files: Mapping[str, Path | Sequence[Path]]) -> MappingSet:
             raise MappingError(file, label, str(exc)) from None
         terms.append(term)
         for path in paths:
-            for entry in _read_file(path, term):
+            for entry in read_mapping_file(path, term):
                 _check_unique(entry, by_shortname, by_id)
                 entries.append(entry)
     return MappingSet(terms, entries)
+
+
+def build_mapping(terms: Mapping[TermKey, Sequence[MappingEntry]]) -> MappingSet:
+    """A set of every term's entries, checked as ``load_mappings`` checks files
+    (a shortname or Moodle id used twice anywhere); ``MappingError`` otherwise."""
+    by_shortname: dict[str, MappingEntry] = {}
+    by_id: dict[int, MappingEntry] = {}
+    entries: list[MappingEntry] = []
+    for term_entries in terms.values():
+        for entry in term_entries:
+            _check_unique(entry, by_shortname, by_id)
+            entries.append(entry)
+    return MappingSet(terms.keys(), entries)
+
+
+def entries_by_term(mapping: MappingSet) -> dict[TermKey, list[MappingEntry]]:
+    """The set's entries per term (every term it covers, empty ones included)."""
+    found: dict[TermKey, list[MappingEntry]] = {term: [] for term in mapping.terms()}
+    for entry in mapping.entries():
+        term = next(t for t in found if t.matches(entry.course.term))
+        found[term].append(entry)
+    return found
 
 
 def _check_unique(
@@ -246,104 +224,6 @@ def _check_unique(
         raise MappingError(str(entry.file), course.shortname, problem)
 
 
-class _JsonObject(dict[str, object]):
-    """A decoded JSON object that remembers keys the file repeats."""
-
-    repeated: tuple[str, ...] = ()
-
-
-def _object_pairs(pairs: list[tuple[str, object]]) -> _JsonObject:
-    decoded = _JsonObject(pairs)
-    counts = Counter(key for key, _ in pairs)
-    decoded.repeated = tuple(key for key, count in counts.items() if count > 1)
-    return decoded
-
-
-def _read_file(path: Path, term: TermKey) -> list[MappingEntry]:
-    file = str(path)
-    try:
-        # utf-8-sig: tolerate the BOM that Windows editors write
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise MappingError(file, WHOLE_FILE, f"cannot read the file: {exc}") from None
-    try:
-        document = json.loads(text, object_pairs_hook=_object_pairs)
-    except json.JSONDecodeError as exc:
-        where = f"line {exc.lineno} column {exc.colno}"
-        problem = f"invalid JSON at {where}: {exc.msg}"
-        raise MappingError(file, WHOLE_FILE, problem) from None
-    if not isinstance(document, _JsonObject):
-        problem = "the file must hold one JSON object keyed by Moodle shortname"
-        raise MappingError(file, WHOLE_FILE, problem)
-    if document.repeated:
-        problem = "shortname appears twice in the file"
-        raise MappingError(file, document.repeated[0], problem)
-    entries = []
-    for shortname, value in document.items():
-        try:
-            entries.append(_entry(path, term, shortname, value))
-        except _EntryError as exc:
-            raise MappingError(file, shortname, str(exc)) from None
-    return entries
-
-
-class _EntryError(Exception):
-    """One entry's problem, before the file and key are attached."""
-
-
-def _entry(path: Path, term: TermKey, shortname: str, value: object) -> MappingEntry:
-    """One validated entry; raises ``_EntryError`` naming the problem."""
-    if not shortname.strip():
-        raise _EntryError("shortname is empty")
-    if not isinstance(value, _JsonObject):
-        raise _EntryError('entry must be an object like {"courses": [...], "id": 123}')
-    if value.repeated:
-        raise _EntryError(f"key {value.repeated[0]!r} appears twice")
-    unknown = sorted(set(value) - _ENTRY_KEYS)
-    if unknown:
-        names = ", ".join(map(repr, unknown))
-        raise _EntryError(f"unknown key(s) {names}; allowed: courses, section, id")
-    courses = _courses(value.get("courses"))
-    section = value.get("section")
-    if "section" in value and not (isinstance(section, str) and _padded_ok(section)):
-        raise _EntryError(
-            f"'section' is {section!r}: omit it to take every section, "
-            'or give one like "02"'
-        )
-    course_id = value.get("id")
-    if isinstance(course_id, bool) or not isinstance(course_id, int) or course_id <= 0:
-        raise _EntryError(f"'id' is {course_id!r}: it must be the positive Moodle id")
-    return MappingEntry(
-        course=MoodleCourse(id=course_id, shortname=shortname, term=term),
-        event_ids=courses,
-        section=section if isinstance(section, str) else None,
-        file=path,
-    )
-
-
-def _padded_ok(value: str) -> bool:
-    # PowerCampus pads on the right only: a leading space could never match.
-    return bool(value.strip()) and value == value.lstrip()
-
-
-def _courses(courses: object) -> tuple[str, ...]:
-    if not isinstance(courses, list) or not courses:
-        raise _EntryError(
-            "'courses' must be a non-empty list of PowerCampus course ids"
-        )
-    for item in courses:
-        if not isinstance(item, str) or not _padded_ok(item):
-            raise _EntryError(
-                f"'courses' holds {item!r}: each must be a non-empty course id "
-                "without leading spaces"
-            )
-    counts = Counter(normalise(item) for item in courses)
-    repeated = [item for item, count in counts.items() if count > 1]
-    if repeated:
-        raise _EntryError(f"'courses' lists {repeated[0]!r} twice")
-    return tuple(str(item) for item in courses)
-
-
 __all__ = [
     "WHOLE_FILE",
     "MappingEntry",
@@ -351,9 +231,12 @@ __all__ = [
     "MappingOverlap",
     "MappingSet",
     "MoodleCourse",
+    "build_mapping",
     "check_mapping",
+    "entries_by_term",
     "load_mappings",
     "normalise",
+    "parse_mapping_text",
     "parse_term_label",
 ]
 

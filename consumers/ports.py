@@ -47,6 +47,8 @@ class RosterEntry:
     roleids: frozenset[int]
     status: RosterStatus
     fullname: str = ""
+    #: The groups of the course the user is in (any group, ours or not).
+    groupids: frozenset[int] = frozenset()
 
 
 class Rosters(Protocol):

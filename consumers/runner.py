@@ -19,6 +19,12 @@ anywhere in between finds its uncertain entries on restart.
 ``run(stop)`` finishes the batch in flight when ``stop`` is set (SIGTERM), then
 returns; ``run(stop, until_idle=True)`` also returns once nothing is left to read.
 
+Mapping changes: with a ``MappingFollower`` the mapping is the one in force on
+the mappings topic, looked for every ``mapping_refresh_s`` (a revision that
+cannot be used is refused, the old mapping stays); a batch holding events
+republished for a revision this member does not hold yet reads the topic first,
+so a newly mapped course is decided with its new mapping at once.
+
 Operations: everything counted in ``RunnerStats`` is also reported to the
 ``Metrics`` port, with the commit → Moodle latency of every action applied for a
 change that carries its commit time (``EnrolmentEvent.committed_at``; one
@@ -49,15 +55,22 @@ from consumers.batching import (
     plan,
     uncertain_pairs,
 )
-from consumers.decisions import EnrolmentPolicy, next_ledger_entry, unknown_statuses
+from consumers.decisions import (
+    EnrolmentPolicy,
+    Held,
+    next_ledger_entry,
+    unknown_statuses,
+)
 from consumers.errors import (
     ActionRejected,
     ConsumerError,
     PartitionsRevoked,
     TargetError,
 )
+from consumers.groups import sections_wanted
 from consumers.late_writes import LateWrites
 from consumers.ledger import Ledger
+from consumers.live_mapping import MappingFollower, revision_of
 from consumers.mapping import MappingSet
 from consumers.parked import ParkedEvents
 from consumers.ports import (
@@ -69,6 +82,7 @@ from consumers.ports import (
     RecordSink,
 )
 from consumers.provisioning import Provisioning
+from consumers.section_groups import SectionGroups
 from operations.health import Heartbeat
 from operations.metrics import NO_METRICS, Metrics
 from schemas.actions import DROP_KINDS, LedgerEntry
@@ -182,8 +196,14 @@ class ApplyRunner:
         heartbeat: Heartbeat | None = None,
         lag_sample_s: float = 5.0,
         provisioning: Provisioning | None = None,
+        groups: SectionGroups | None = None,
+        mapping_follower: MappingFollower | None = None,
+        mapping_refresh_s: float = 2.0,
     ) -> None:
-        """``provisioning``: accounts for new people (``[accounts]``); None: off."""
+        """``provisioning``: accounts for new people (``[accounts]``); None: off.
+        ``groups``: section groups (``consumer.section_groups``); None: off.
+        ``mapping_follower``: mapping changes without a restart; None: the
+        mapping given stays."""
         self.stream = stream
         self.metrics = metrics
         self.heartbeat = heartbeat
@@ -195,11 +215,14 @@ class ApplyRunner:
         #: Records not yet read per partition, as last sampled (None: not yet).
         self.last_lags: dict[int, int] | None = None
         self.provisioning = provisioning
+        self.groups = groups
         # bench/chaos.py kills the process at these points (enrolstream.crashpoints)
         self.crash_point = crash_point
         self.moodle = moodle
         self.identities = identities
-        self.mapping = mapping
+        self._mapping = mapping
+        self.mapping_follower = mapping_follower
+        self.mapping_refresh_s = mapping_refresh_s
         self.policy = policy
         self.ledger = ledger
         self.parked = parked
@@ -218,11 +241,32 @@ class ApplyRunner:
             fence=self._fence,
             clock_ms=self._now_ms,
             window_ms=self.late_write_window_ms,
+            ours=groups.ours if groups is not None else None,
         )
         #: The assignment epoch the work in hand began in (``_fence``).
         self._epoch = stream.assignment_epoch()
         # Due rechecks are looked for this often (a fraction of the window).
         self.recheck_every_s = min(60.0, max(late_write_window_s / 10, 0.1))
+
+    @property
+    def mapping(self) -> MappingSet:
+        """The mapping in force."""
+        if self.mapping_follower is not None:
+            return self.mapping_follower.live.current
+        return self._mapping
+
+    async def refresh_mapping(self, *, wait: bool = False) -> None:
+        """Put newly published mapping revisions in force (see the module doc)."""
+        if self.mapping_follower is not None:
+            await self.mapping_follower.refresh(wait=wait)
+
+    async def _refresh_mapping_safely(self) -> None:
+        try:
+            await self.refresh_mapping()
+        except ConsumerError as exc:
+            if not exc.retriable:
+                raise
+            log.warning("mapping_not_read", error=str(exc))
 
     async def run(
         self,
@@ -246,6 +290,11 @@ class ApplyRunner:
             ),
             _Chore(
                 self.recheck_every_s, self._recheck_safely, now + self.recheck_every_s
+            ),
+            _Chore(
+                self.mapping_refresh_s,
+                self._refresh_mapping_safely,
+                now + self.mapping_refresh_s,
             ),
         ]
         failures = 0
@@ -395,6 +444,7 @@ class ApplyRunner:
             # Kept across retries: a batch read again is still the same wait.
             self._pending_since = min(m.timestamp_ms for m in messages) / 1000
         decoded = decode(messages)
+        await self._hold_revisions([event for _, event in decoded.events])
         origins = {
             event.event_id: _origin(message) for message, event in decoded.events
         }
@@ -417,6 +467,15 @@ class ApplyRunner:
         self.metrics.events_done(len(events))
         for event in events:
             self._saw_change(event)
+
+    async def _hold_revisions(self, events: Sequence[EnrolmentEvent]) -> None:
+        """Read the mappings topic when an event names a revision not in force yet."""
+        follower = self.mapping_follower
+        if follower is None:
+            return
+        named = {r for e in events if (r := revision_of(e.snapshot_id)) is not None}
+        if any(not follower.live.holds(term, digest) for term, digest in named):
+            await follower.refresh(wait=True)
 
     async def retry_parked(self) -> int:
         """Try every parked person-term again; returns how many are still parked."""
@@ -476,12 +535,16 @@ class ApplyRunner:
         if self.provisioning is not None:
             identities = await self.provisioning.provide(events, decisions, identities)
             await self.provisioning.update(events, identities)
+        if self.groups is not None:
+            await self.groups.ensure(
+                sections_wanted((d.desired, d.event) for d in decisions)
+            )
         unsure = uncertain_pairs(decisions, identities, self.ledger.get)
         verified = {}
         if unsure:
             # An earlier call's outcome is unknown: read what Moodle holds.
             held = await self.moodle.holdings(unsure)
-            verified = {pair: held.get(pair) for pair in unsure}
+            verified = {pair: self._ours(pair, held.get(pair)) for pair in unsure}
             self.stats.verified += len(unsure)
             self.metrics.read_back(len(unsure))
             log.info("uncertain_entries_read", pairs=len(unsure))
@@ -493,6 +556,7 @@ class ApplyRunner:
             verified=verified,
             now_ms=self._now_ms(),
             late_write_window_ms=self.late_write_window_ms,
+            groups=self.groups,
         )
         self.stats.already_in_state += batch_plan.already_in_state
         self.metrics.already_in_state(batch_plan.already_in_state)
@@ -511,6 +575,13 @@ class ApplyRunner:
         await self.parked.release(batch_plan.resolved_events)
         self.metrics.parked(self.parked.reason_codes())
         return letters
+
+    def _ours(self, pair: tuple[int, int], held: Held | None) -> Held | None:
+        """What Moodle holds, its groups limited to section groups of ours."""
+        if held is None or not held.groupids:
+            return held
+        ours = self.groups.ours(pair[0]) if self.groups is not None else frozenset()
+        return replace(held, groupids=held.groupids & ours)
 
     def _saw_change(self, event: EnrolmentEvent) -> None:
         newest = _newer(self.newest_change_at, event)

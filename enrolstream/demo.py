@@ -32,6 +32,7 @@ from connectors.local.checkpoint import SqliteCheckpointStore
 from connectors.web import OpsServer
 from consumers.mapping import load_mappings
 from consumers.runner import ApplyRunner
+from enrolstream.demo_mapping import generate_demo_mapping
 from enrolstream.demo_ops import print_instructions
 from enrolstream.demo_script import Scene, registrar_morning
 from enrolstream.demo_site import build_site, expected_active, moodle_active
@@ -85,6 +86,8 @@ def demo_settings(
                 "parked_topic",
                 "dead_letter_topic",
                 "accounts_topic",
+                "created_topic",
+                "mappings_topic",
             )
         }
     )
@@ -306,6 +309,9 @@ async def run_demo(base: Settings, options: DemoOptions) -> bool:
                 sim,
                 site.mapping_file,
                 external_broker=bool(base.kafka.bootstrap_servers),
+            )
+            settings = await generate_demo_mapping(
+                settings, summary.term, site.mapping_file, console
             )
             return await _run_stack(
                 settings=settings,

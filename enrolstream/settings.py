@@ -33,6 +33,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    field_validator,
 )
 from pydantic_settings import (
     BaseSettings,
@@ -51,6 +52,7 @@ from connectors.kafka.config import (
 )
 from connectors.sqlserver.config import SqlServerSettings
 from enrolstream.settings_conduit import ConduitSettings
+from enrolstream.settings_courses import CoursesSettings, check_group_name
 from enrolstream.settings_errors import (
     CONFIG_VARIABLE,
     SettingsError,
@@ -214,6 +216,33 @@ class ConsumerSettings(_Section):
         description="where decisions go: Moodle's web services, or Open LMS "
         "Conduit's files over SFTP ([conduit], docs/conduit.md)",
     )
+    section_groups: bool = Field(
+        default=False,
+        description="a group per section in every Moodle course fed by several "
+        'sections (a mapping entry\'s "groups": false turns it off there); '
+        "membership follows registrations; needs the core_group_* functions",
+    )
+    group_name: str = Field(
+        default="{event_id} {sub_type} {section}",
+        description="a section group's name: {event_id} {sub_type} {section} "
+        "{session} {term} {year}",
+    )
+    enrolment_dates: Literal["none", "mapping"] = Field(
+        default="none",
+        description="mapping: new enrolments start and end on the mapping entry's "
+        "starts/ends (mapping generate writes them with courses.dates_from)",
+    )
+    mapping_refresh_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="how often a running consumer looks for a newly published "
+        "mapping (enrolstream mapping publish)",
+    )
+
+    @field_validator("group_name")
+    @classmethod
+    def _group_name(cls, value: str) -> str:
+        return check_group_name(value)
 
 
 class AccountsSettings(_Section):
@@ -285,6 +314,7 @@ class Settings(BaseSettings):
     consumer: ConsumerSettings = ConsumerSettings()
     accounts: AccountsSettings = AccountsSettings()
     reconcile: ReconcileSettings = ReconcileSettings()
+    courses: CoursesSettings = CoursesSettings()
     operations: OperationsSettings = OperationsSettings()
     alarm: AlarmSettings = AlarmSettings()
     conduit: ConduitSettings = ConduitSettings()
@@ -414,6 +444,7 @@ __all__ = [
     "AlarmSettings",
     "ConduitSettings",
     "ConsumerSettings",
+    "CoursesSettings",
     "EmailSettings",
     "KafkaSettings",
     "LmbSettings",

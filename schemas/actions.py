@@ -96,6 +96,20 @@ class DesiredEnrolment(_Frozen):
         description="Registered ('A') but not enrolled because the person is "
         "separated from the term (ACADEMIC.ENROLL_SEPARATION).",
     )
+    groups: tuple[str, ...] | None = Field(
+        default=None,
+        description="The section groups (their idnumbers, the sections' keys) the "
+        "person belongs in as a student of this course; None: the course has no "
+        "section groups (off, or fed by one section).",
+    )
+    timestart: int = Field(
+        default=0,
+        description="Enrolment start (Unix s) from the mapping's dates; 0: none.",
+    )
+    timeend: int = Field(
+        default=0,
+        description="Enrolment end (Unix s) from the mapping's dates; 0: none.",
+    )
 
     def wanted(self) -> dict[RoleSource, int]:
         """The role each decided source wants held (empty: nothing wanted)."""
@@ -104,9 +118,15 @@ class DesiredEnrolment(_Frozen):
         return {"student": self.role_id} if self.active else {}
 
 
+_JOIN = "Section groups of ours to add the user to, after the action's own calls."
+_LEAVE = "Section groups of ours to take the user out of, after joining."
+
+
 class _PairAction(_Frozen):
     courseid: int = Field(description="Moodle course id.")
     userid: int = Field(description="Moodle user id.")
+    join_groupids: tuple[int, ...] = Field(default=(), description=_JOIN)
+    leave_groupids: tuple[int, ...] = Field(default=(), description=_LEAVE)
 
     def key(self) -> tuple[int, int]:
         """The (courseid, userid) pair the action is about."""
@@ -125,6 +145,8 @@ class EnrolAction(_PairAction):
     kind: Literal["enrol"] = Field(default="enrol", description="Union tag.")
     roleid: int = Field(description="Role to assign (added to any role already held).")
     also_roleids: tuple[int, ...] = Field(default=(), description=_ALSO)
+    timestart: int = Field(default=0, description="Enrolment start (Unix s); 0: none.")
+    timeend: int = Field(default=0, description="Enrolment end (Unix s); 0: none.")
 
 
 class ReactivateAction(_PairAction):
@@ -140,6 +162,10 @@ class ReactivateAction(_PairAction):
     also_previous_roleids: tuple[int, ...] = Field(
         default=(), description="Further roles of ours to remove."
     )
+    timestart: int = Field(
+        default=0, description="Enrolment start, sent again when re-enrolling."
+    )
+    timeend: int = Field(default=0, description="Enrolment end, sent again likewise.")
 
 
 class ChangeRoleAction(_PairAction):
@@ -195,6 +221,13 @@ class UnenrolAction(_PairAction):
     kind: Literal["unenrol"] = Field(default="unenrol", description="Union tag.")
 
 
+class RegroupAction(_PairAction):
+    """Only section groups change (a swap between two sections of one course, a
+    group repaired): members added, then removed; the enrolment is not touched."""
+
+    kind: Literal["regroup"] = Field(default="regroup", description="Union tag.")
+
+
 MoodleAction = Annotated[
     EnrolAction
     | ReactivateAction
@@ -202,7 +235,8 @@ MoodleAction = Annotated[
     | RestoreRoleAction
     | RemoveRoleAction
     | SuspendAction
-    | UnenrolAction,
+    | UnenrolAction
+    | RegroupAction,
     Field(discriminator="kind"),
 ]
 """The closed set of changes the consumer makes in Moodle."""
@@ -215,6 +249,7 @@ MoodleActionKind = Literal[
     "remove_role",
     "suspend",
     "unenrol",
+    "regroup",
 ]
 """The ``kind`` tags of ``MoodleAction``."""
 
@@ -231,6 +266,7 @@ MOODLE_ACTION: TypeAdapter[
     | RemoveRoleAction
     | SuspendAction
     | UnenrolAction
+    | RegroupAction
 ] = TypeAdapter(MoodleAction)
 """Validates and serialises a ``MoodleAction`` (``MOODLE_ACTION.validate_json``)."""
 
@@ -302,6 +338,11 @@ class LedgerEntry(_Frozen):
         "before it, which Moodle may still hold (None: ``previous_roleid``, "
         "student side).",
     )
+    groups: tuple[int, ...] | None = Field(
+        default=None,
+        description="The section groups of ours (Moodle group ids) the user is in "
+        "there, as we last put them; None: none (entries written before groups).",
+    )
 
     def normalised(self) -> LedgerEntry:
         """The entry with legacy ``pending`` read as an uncertain ``active``."""
@@ -337,6 +378,7 @@ __all__ = [
     "MoodleAction",
     "MoodleActionKind",
     "ReactivateAction",
+    "RegroupAction",
     "RemoveRoleAction",
     "RestoreRoleAction",
     "RoleSource",

@@ -16,9 +16,11 @@ from pydantic import BaseModel, TypeAdapter
 
 from schemas.accounts import AccountEntry
 from schemas.actions import MOODLE_ACTION, LedgerEntry
+from schemas.created import CREATED_ENTRY
 from schemas.dead_letter import DeadLetter
 from schemas.events import EnrolmentEvent, EnrolmentEventV1, EnrolmentEventV2
 from schemas.lmb import LmbDeadLetter, LmbGroupRecord, LmbPersonRecord
+from schemas.mappings import PublishedMapping
 from schemas.snapshot import SnapshotMarker
 
 HERE = Path(__file__).resolve().parent
@@ -39,6 +41,8 @@ CONTRACTS: dict[str, tuple[type[BaseModel] | TypeAdapter[Any], str]] = {
         MOODLE_ACTION,
         "enrolstream.dead-letters (action)",
     ),
+    "created_entry.v1.schema.json": (CREATED_ENTRY, "enrolstream.created"),
+    "published_mapping.v1.schema.json": (PublishedMapping, "enrolstream.mappings"),
 }
 
 

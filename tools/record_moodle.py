@@ -15,6 +15,7 @@ files in the same order from the same set-up calls.
     .venv/bin/python tools/record_moodle.py roles --out tests/data/moodle-golden
     .venv/bin/python tools/record_moodle.py companion --out tests/data/moodle-golden
     .venv/bin/python tools/record_moodle.py people --out tests/data/moodle-golden
+    .venv/bin/python tools/record_moodle.py courses --out tests/data/moodle-golden
 
 Optional: ``PGHOST`` ``PGPORT`` ``PGDATABASE`` ``PGUSER`` (default: the
 harness's 127.0.0.1:55432, moodle/moodle) and ``MOODLE_DIR`` (``/opt/moodle``,
@@ -29,7 +30,10 @@ set-up answers say), but on one *without* the companion plugin
 (copies it under ``public/local/`` and runs ``admin/cli/upgrade.php``) and puts
 its function in the token's service with ``tools/moodle_companion.php``. The
 ``people`` sequence (accounts and instructors' roles) also runs on whatever site
-there is; its usernames (``p0006…``) and course must not exist yet.
+there is; its usernames (``p0006…``) and course must not exist yet. So does the
+``courses`` sequence (course shells, categories and groups): its usernames
+(``p0007…``), its shells (``SHELL1…Winter2025``) and its category idnumber must
+not exist yet.
 
 The outage cases stop and start the site's web server (``MOODLE_HARNESS_STATE``,
 default ``/tmp/moodle-harness``, holds its pid file). The token never reaches a
@@ -398,11 +402,14 @@ class Recorder:
         elide: str | None = None,
         send: Callable[[list[tuple[str, str]]], Answer] | None = None,
         users: tuple[str, ...] = (),
+        extra: Callable[[], dict[str, Any]] | None = None,
     ) -> Any:
         """Record one case; ``send`` replaces a plain POST (e.g. to stop the site meanwhile).
 
         ``users``: usernames whose ``{user}`` rows are recorded after the call
-        (``state_after["db_users (SQL)"]``), for the account cases.
+        (``state_after["db_users (SQL)"]``), for the account cases. ``extra``:
+        further ground truth read after the call (courses, groups), merged into
+        ``state_after``.
         """
         since = self.facts.last_notification() if scope else 0
         pairs = self.site.head(function) + fields
@@ -444,6 +451,8 @@ class Recorder:
             record.setdefault("state_after", {})["db_users (SQL)"] = (
                 self.facts.user_rows(users)
             )
+        if extra is not None:
+            record.setdefault("state_after", {}).update(extra())
         if note is not None:
             record["note"] = note
         record["elapsed_s"] = round(answer.elapsed_s, 3)
@@ -1453,10 +1462,443 @@ def record_people(rec: Recorder) -> None:  # noqa: PLR0915 - one straight script
         )
 
 
+# --- sequence 5: course shells and groups per section -----------------------------
+
+#: The term of sequence 5's shells: 2025/Winter, 6 January to 25 April (UTC midnights).
+SHELL_START, SHELL_END = 1736121600, 1745539200
+SHELL_CATEGORY = "2025Winter-SHELL"
+
+
+def _course_rows(site: Site, shortnames: tuple[str, ...]) -> dict[str, Any]:
+    """The ``{course}`` rows of ``shortnames`` as the database holds them."""
+    names = ",".join(f"'{name}'" for name in shortnames)
+    rows = site.sql(
+        "SELECT coalesce(json_agg(json_build_object('id', c.id, 'shortname',"
+        " c.shortname, 'idnumber', c.idnumber, 'fullname', c.fullname, 'category',"
+        " c.category, 'visible', c.visible, 'startdate', c.startdate, 'enddate',"
+        " c.enddate, 'instances', (SELECT coalesce(json_agg(e.enrol || ':' || e.status"
+        " ORDER BY e.sortorder, e.id), '[]') FROM mdl_enrol e WHERE e.courseid = c.id))"
+        f" ORDER BY c.id), '[]') FROM mdl_course c WHERE c.shortname IN ({names})"
+    )
+    return {"db_course (SQL)": rows}
+
+
+def _group_rows(site: Site, course: int) -> dict[str, Any]:
+    """The course's ``{groups}`` and ``{groups_members}`` rows."""
+    groups = site.sql(
+        "SELECT coalesce(json_agg(json_build_object('id', g.id, 'name', g.name,"
+        " 'idnumber', g.idnumber, 'description', g.description) ORDER BY g.id), '[]')"
+        f" FROM mdl_groups g WHERE g.courseid = {course}"
+    )
+    members = site.sql(
+        "SELECT coalesce(json_agg(json_build_object('groupid', m.groupid, 'userid',"
+        " m.userid, 'component', m.component) ORDER BY m.groupid, m.userid), '[]')"
+        " FROM mdl_groups_members m JOIN mdl_groups g ON g.id = m.groupid"
+        f" WHERE g.courseid = {course}"
+    )
+    return {"db_groups (SQL)": groups, "db_groups_members (SQL)": members}
+
+
+def _shell(
+    number: int, category: int | str, *, idnumber: str | None = None, visible: int = 0
+) -> dict[str, int | str]:
+    """A course shell as ``mapping generate --create-missing`` makes one."""
+    shortname = f"SHELL{number}Winter2025"
+    return {
+        "fullname": f"Shell {number} Winter 2025",
+        "shortname": shortname,
+        "categoryid": category,
+        "idnumber": idnumber or shortname,
+        "startdate": SHELL_START,
+        "enddate": SHELL_END,
+        "visible": visible,
+    }
+
+
+def _member(groupid: int, userid: int) -> dict[str, int | str]:
+    return {"groupid": groupid, "userid": userid}
+
+
+def record_courses(rec: Recorder) -> int:
+    """Sequence 5, part 1: categories and course shells (hidden, dated, tied by idnumber).
+
+    Returns the shell the group cases use.
+    """
+    site = rec.site
+    shells = ("SHELL101Winter2025", "SHELL102Winter2025", "SHELL103Winter2025")
+
+    def courses(name: str, summary: str, rows: list[dict[str, int | str]]) -> Any:
+        return rec.case(
+            name,
+            summary,
+            "core_course_create_courses",
+            _rows("courses", rows),
+            extra=lambda: _course_rows(site, shells),
+        )
+
+    category = rec.case(
+        "courses_create_category",
+        "a category for the term, keyed by idnumber",
+        "core_course_create_categories",
+        _rows(
+            "categories",
+            [{"name": "Winter 2025 (shells)", "idnumber": SHELL_CATEGORY, "parent": 0}],
+        ),
+    )[0]["id"]
+    rec.case(
+        "courses_create_category_duplicate_idnumber",
+        "a second category with the same idnumber",
+        "core_course_create_categories",
+        _rows(
+            "categories",
+            [{"name": "Winter 2025 again", "idnumber": SHELL_CATEGORY, "parent": 0}],
+        ),
+    )
+    for name, value in (
+        ("courses_get_categories_by_idnumber", SHELL_CATEGORY),
+        ("courses_get_categories_not_found", "2099Nowhere"),
+    ):
+        rec.case(
+            name,
+            f"core_course_get_categories by idnumber {value!r}",
+            "core_course_get_categories",
+            [("criteria[0][key]", "idnumber"), ("criteria[0][value]", value)],
+        )
+    shell = courses(
+        "courses_create_shell",
+        "a shell: category, start and end dates, hidden, idnumber = shortname",
+        [_shell(101, category)],
+    )[0]["id"]
+    for name, value in (
+        ("courses_get_by_idnumber_hidden", "SHELL101Winter2025"),
+        ("courses_get_by_idnumber_not_found", "SHELL199Winter2025"),
+    ):
+        rec.case(
+            name,
+            f"core_course_get_courses_by_field idnumber={value}",
+            "core_course_get_courses_by_field",
+            [("field", "idnumber"), ("value", value)],
+        )
+    courses(
+        "courses_create_duplicate_shortname",
+        "the shell's shortname again, another idnumber",
+        [_shell(101, category, idnumber="SHELL101-other")],
+    )
+    courses(
+        "courses_create_duplicate_idnumber",
+        "another shortname with the shell's idnumber",
+        [_shell(102, category, idnumber="SHELL101Winter2025")],
+    )
+    courses(
+        "courses_create_batch_one_duplicate",
+        "batch [a new shell, a taken idnumber]",
+        [_shell(102, category), _shell(103, category, idnumber="SHELL101Winter2025")],
+    )
+    courses(
+        "courses_create_missing_category",
+        "a category id that does not exist",
+        [_shell(102, MISSING)],
+    )
+    courses(
+        "courses_create_visible",
+        "a second shell, visible, in the same category",
+        [_shell(102, category, visible=1)],
+    )
+    for name, summary, rows in (
+        ("courses_reveal", "the hidden shell made visible", [{"id": shell}]),
+        (
+            "courses_reveal_missing_course",
+            "a course that does not exist",
+            [{"id": MISSING}],
+        ),
+        (
+            "courses_reveal_batch_one_missing",
+            "batch [the shell, a missing course]",
+            [
+                {"id": shell},
+                {"id": MISSING},
+            ],
+        ),
+    ):
+        rec.case(
+            name,
+            summary,
+            "core_course_update_courses",
+            _rows("courses", [{**row, "visible": 1} for row in rows]),
+            extra=lambda: _course_rows(site, shells),
+        )
+    return int(shell)
+
+
+def record_groups(rec: Recorder, course: int) -> None:  # noqa: PLR0915 - one straight script of cases
+    """Sequence 5, part 2: a group per section, members joining and leaving."""
+    site = rec.site
+    made = rec.case(
+        "groups_setup_create_users",
+        "set-up: a teacher and five students",
+        "core_user_create_users",
+        _rows(
+            "users",
+            [_account(700000 + n, "manual", password=True) for n in range(1, 7)],
+        ),
+    )
+    teacher, s1, s2, s3, s4, s5 = ids = [u["id"] for u in made]
+    rec.facts.watched |= set(ids)
+    everyone = (teacher, s1, s2, s3, s4, s5)
+    rec.case(
+        "groups_setup_enrol",
+        "set-up: the editing teacher and three students (s4 and s5 not enrolled)",
+        "enrol_manual_enrol_users",
+        _rows(
+            "enrolments",
+            [{"roleid": EDITINGTEACHER, "userid": teacher, "courseid": course}]
+            + [
+                {"roleid": STUDENT, "userid": u, "courseid": course}
+                for u in (s1, s2, s3)
+            ],
+        ),
+        scope=Scope(course, everyone),
+    )
+
+    def groups(name: str, summary: str, rows: list[dict[str, int | str]]) -> Any:
+        return rec.case(
+            name,
+            summary,
+            "core_group_create_groups",
+            _rows("groups", rows),
+            extra=lambda: _group_rows(site, course),
+        )
+
+    def members(
+        name: str, summary: str, function: str, rows: list[dict[str, int | str]]
+    ) -> None:
+        rec.case(
+            name,
+            summary,
+            function,
+            _rows("members", rows),
+            extra=lambda: _group_rows(site, course),
+        )
+
+    def listing(name: str, summary: str) -> None:
+        rec.case(
+            name,
+            summary,
+            "core_group_get_course_groups",
+            [("courseid", str(course))],
+            extra=lambda: _group_rows(site, course),
+        )
+
+    def group(key: str, name: str) -> dict[str, int | str]:
+        return {"courseid": course, "name": name, "description": "", "idnumber": key}
+
+    first, second = (
+        g["id"]
+        for g in groups(
+            "groups_create_with_idnumber",
+            "a group per section, idnumber = the section's key",
+            [
+                group("2025|WINTER|01|SHELL6101|LEC|02", "SHELL6101 LEC 02"),
+                group("2025|WINTER|01|SHELL8101|LEC|02", "SHELL8101 LEC 02"),
+            ],
+        )
+    )
+    groups(
+        "groups_create_duplicate_idnumber",
+        "another group with a taken idnumber",
+        [group("2025|WINTER|01|SHELL6101|LEC|02", "Another name")],
+    )
+    groups(
+        "groups_create_duplicate_name",
+        "another group with a taken name",
+        [group("2025|WINTER|01|SHELL6101|LAB|02", "SHELL6101 LEC 02")],
+    )
+    groups(
+        "groups_create_without_description",
+        "a group without the description key",
+        [{"courseid": course, "name": "No description", "idnumber": "nodescription"}],
+    )
+    groups(
+        "groups_create_batch_one_bad",
+        "batch [a new group, a taken idnumber]",
+        [
+            group("2025|WINTER|01|SHELL6101|LEC|03", "SHELL6101 LEC 03"),
+            group("2025|WINTER|01|SHELL8101|LEC|02", "Taken key"),
+        ],
+    )
+    listing(
+        "groups_list_after_rollback",
+        "core_group_get_course_groups right after the rolled-back batch",
+    )
+    groups(
+        "groups_create_after_rollback",
+        "the group of the rolled-back batch again, alone",
+        [group("2025|WINTER|01|SHELL6101|LEC|03", "SHELL6101 LEC 03")],
+    )
+    groups(
+        "groups_create_other_group",
+        "another group of the course (any group change clears the course's group cache)",
+        [group("2025|WINTER|01|SHELL6101|LEC|04", "SHELL6101 LEC 04")],
+    )
+    listing("groups_list", "core_group_get_course_groups once a group was created")
+    third = groups(
+        "groups_create_after_cache_cleared",
+        "the group of the rolled-back batch again, now that the cache was cleared",
+        [group("2025|WINTER|01|SHELL6101|LEC|03", "SHELL6101 LEC 03")],
+    )[0]["id"]
+    rec.case(
+        "groups_list_unknown_course",
+        "core_group_get_course_groups of a course that does not exist",
+        "core_group_get_course_groups",
+        [("courseid", str(MISSING))],
+    )
+    add, delete = "core_group_add_group_members", "core_group_delete_group_members"
+    members(
+        "groups_add_members",
+        "s1 and s2 into the first group, s3 into the second",
+        add,
+        [_member(first, s1), _member(first, s2), _member(second, s3)],
+    )
+    members("groups_add_members_again", "s1 again", add, [_member(first, s1)])
+    members(
+        "groups_add_member_not_enrolled",
+        "s4, not enrolled in the course",
+        add,
+        [_member(first, s4)],
+    )
+    members(
+        "groups_add_members_batch_one_bad",
+        "batch [s1 to the third group, s4 not enrolled, s2 to the third group]",
+        add,
+        [_member(third, s1), _member(third, s4), _member(third, s2)],
+    )
+    members(
+        "groups_add_member_unknown_group",
+        "a group id that does not exist",
+        add,
+        [_member(MISSING, s1)],
+    )
+    members(
+        "groups_add_member_unknown_user",
+        "a user id that does not exist",
+        add,
+        [_member(first, MISSING)],
+    )
+    rec.case(
+        "groups_setup_remove_role",
+        "set-up: s3's student role taken away (a drop by role removal)",
+        "core_role_unassign_roles",
+        _rows("unassignments", [_at(course, STUDENT, s3)]),
+        scope=Scope(course, everyone),
+    )
+    members(
+        "groups_add_member_without_role",
+        "s3, enrolled with no role left, into the third group",
+        add,
+        [_member(third, s3)],
+    )
+    rec.case(
+        "groups_setup_enrol_suspended",
+        "set-up: s5 enrolled suspended",
+        "enrol_manual_enrol_users",
+        _rows(
+            "enrolments",
+            [{"roleid": STUDENT, "userid": s5, "courseid": course, "suspend": 1}],
+        ),
+        scope=Scope(course, everyone),
+    )
+    members(
+        "groups_add_member_suspended",
+        "s5, whose enrolment is suspended, into the second group",
+        add,
+        [_member(second, s5)],
+    )
+    rec.case(
+        "groups_enrolled_users_with_groups",
+        "core_enrol_get_enrolled_users with userfields id,groups",
+        "core_enrol_get_enrolled_users",
+        [
+            ("courseid", str(course)),
+            ("options[0][name]", "userfields"),
+            ("options[0][value]", "id,groups"),
+        ],
+    )
+    members(
+        "groups_move_member_add",
+        "a swap, step 1: s2 into the second group (still in the first)",
+        add,
+        [_member(second, s2)],
+    )
+    members(
+        "groups_move_member_delete",
+        "step 2: s2 out of the first group",
+        delete,
+        [_member(first, s2)],
+    )
+    members(
+        "groups_delete_member_not_member",
+        "s2 out of the first group again (not a member)",
+        delete,
+        [_member(first, s2)],
+    )
+    members(
+        "groups_delete_member_not_enrolled",
+        "s4 (never enrolled) out of the first group",
+        delete,
+        [_member(first, s4)],
+    )
+    members(
+        "groups_delete_member_unknown_group",
+        "a group id that does not exist",
+        delete,
+        [_member(MISSING, s1)],
+    )
+    members(
+        "groups_delete_members_batch_one_bad",
+        "batch [s1 out of the first group, a group that does not exist]",
+        delete,
+        [_member(first, s1), _member(MISSING, s1)],
+    )
+    rec.case(
+        "groups_unenrol_member",
+        "s1 (in the first group) unenrolled",
+        "enrol_manual_unenrol_users",
+        _rows("enrolments", [{"userid": s1, "courseid": course}]),
+        scope=Scope(course, everyone),
+        extra=lambda: _group_rows(site, course),
+    )
+    site.set_debug(DEBUG_DEVELOPER)
+    try:
+        groups(
+            "groups_create_duplicate_name_debug_on",
+            "a taken name, with site debugging on",
+            [group("2025|WINTER|01|SHELL6101|LAB|02", "SHELL6101 LEC 02")],
+        )
+        groups(
+            "groups_create_without_description_debug_on",
+            "no description key, with site debugging on",
+            [{"courseid": course, "name": "No description", "idnumber": "nodesc"}],
+        )
+        members(
+            "groups_add_member_not_enrolled_debug_on",
+            "a member not enrolled, with site debugging on",
+            add,
+            [_member(first, s4)],
+        )
+    finally:
+        site.set_debug(0)
+
+
+def record_shells_and_groups(rec: Recorder) -> None:
+    """Sequence 5: course shells, then groups in one of them."""
+    record_groups(rec, record_courses(rec))
+
+
 SEQUENCES: dict[str, Callable[[Recorder], None]] = {
     "roles": record_roles,
     "companion": record_companion,
     "people": record_people,
+    "courses": record_shells_and_groups,
 }
 #: Sequences whose replay rebuilds the site from nothing: they need a fresh site.
 FRESH_SITE = frozenset({"roles"})

@@ -9,6 +9,7 @@ The runner and the other modules see ``RawMessage`` values and
 ``(topic, partition)`` tuples, never aiokafka types.
 """
 
+from connectors.kafka.mappings import KafkaMappingFeed
 from connectors.kafka.stream import (
     KafkaEventConsumer,
     KafkaRecordSink,
@@ -19,6 +20,7 @@ from consumers.ports import Partition, RawMessage
 
 __all__ = [
     "KafkaEventConsumer",
+    "KafkaMappingFeed",
     "KafkaRecordSink",
     "KafkaTable",
     "Partition",

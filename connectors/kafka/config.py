@@ -47,6 +47,15 @@ class KafkaSettings(_Section):
     parked_topic: str = "enrolstream.parked"
     dead_letter_topic: str = "enrolstream.dead-letters"
     accounts_topic: str = "enrolstream.accounts"
+    created_topic: str = Field(
+        default="enrolstream.created",
+        description="section groups and course shells enrolstream created (compacted)",
+    )
+    mappings_topic: str = Field(
+        default="enrolstream.mappings",
+        description="the published mapping of each term (compacted): running "
+        "consumers follow it",
+    )
     poller_state_topic: str | None = Field(
         default=None,
         description="the poller's resume point and shadow map (one partition, "

@@ -110,3 +110,15 @@ __all__ = [
     "write_private_bytes",
     "write_private_text",
 ]
+
+
+def replace_text(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` (UTF-8) in one rename; a reader sees the old
+    file or the new one, never half of one. For files without student data (a
+    mapping file): the mode is the umask's, as an editor would leave it."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        temporary.replace(path)
+    finally:
+        temporary.unlink(missing_ok=True)

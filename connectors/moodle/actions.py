@@ -56,11 +56,13 @@ import structlog
 
 from connectors.moodle.batch import (
     ENROL_ROW_FIELDS,
+    MEMBER_ROW_FIELDS,
     ROLE_ROW_FIELDS,
     STATUS_ROW_FIELDS,
     UNENROL_ROW_FIELDS,
     BatchResult,
     EnrolRow,
+    MemberRow,
     RoleRow,
     StatusRow,
     UnenrolRow,
@@ -75,6 +77,7 @@ from schemas.actions import (
     EnrolAction,
     MoodleAction,
     ReactivateAction,
+    RegroupAction,
     RemoveRoleAction,
     RestoreRoleAction,
     SuspendAction,
@@ -82,6 +85,8 @@ from schemas.actions import (
 )
 
 __all__ = [
+    "ADD_MEMBERS",
+    "DELETE_MEMBERS",
     "ENROL",
     "ROLE_ASSIGN",
     "ROLE_UNASSIGN",
@@ -99,8 +104,10 @@ ROLE_ASSIGN = "core_role_assign_roles"
 ROLE_UNASSIGN = "core_role_unassign_roles"
 #: The companion plugin's function (``moodle/local_enrolstream``).
 SET_STATUS = "local_enrolstream_set_enrolment_status"
+ADD_MEMBERS = "core_group_add_group_members"
+DELETE_MEMBERS = "core_group_delete_group_members"
 
-Row = EnrolRow | UnenrolRow | RoleRow | StatusRow
+Row = EnrolRow | UnenrolRow | RoleRow | StatusRow | MemberRow
 RowT = TypeVar("RowT", bound=Row)
 
 #: function -> (the list parameter's name, form fields per row)
@@ -109,6 +116,8 @@ _SHAPES: dict[str, tuple[str, int]] = {
     UNENROL: ("enrolments", UNENROL_ROW_FIELDS),
     ROLE_ASSIGN: ("assignments", ROLE_ROW_FIELDS),
     ROLE_UNASSIGN: ("unassignments", ROLE_ROW_FIELDS),
+    ADD_MEMBERS: ("members", MEMBER_ROW_FIELDS),
+    DELETE_MEMBERS: ("members", MEMBER_ROW_FIELDS),
 }
 #: The status function's shape (``SET_STATUS``, or whatever ``status_function`` names).
 _STATUS_SHAPE = ("enrolments", STATUS_ROW_FIELDS)
@@ -120,15 +129,53 @@ class _Call(Generic[RowT]):
     row: RowT
 
 
-AnyCall = _Call[EnrolRow] | _Call[UnenrolRow] | _Call[RoleRow] | _Call[StatusRow]
+AnyCall = (
+    _Call[EnrolRow]
+    | _Call[UnenrolRow]
+    | _Call[RoleRow]
+    | _Call[StatusRow]
+    | _Call[MemberRow]
+)
 
 
 def _calls(action: MoodleAction, status_function: str | None) -> list[AnyCall]:
     """The calls that carry out ``action``, in order (see the module table)."""
+    if isinstance(action, UnenrolAction):
+        return _own_calls(action, status_function)
+    members: list[AnyCall] = [
+        _Call(ADD_MEMBERS, MemberRow(groupid=g, userid=action.userid))
+        for g in action.join_groupids
+    ]
+    members += [
+        _Call(DELETE_MEMBERS, MemberRow(groupid=g, userid=action.userid))
+        for g in action.leave_groupids
+    ]
+    if isinstance(action, RegroupAction):
+        return members
+    return [*_own_calls(action, status_function), *members]
+
+
+def _own_calls(
+    action: EnrolAction
+    | ReactivateAction
+    | ChangeRoleAction
+    | RestoreRoleAction
+    | RemoveRoleAction
+    | SuspendAction
+    | UnenrolAction,
+    status_function: str | None,
+) -> list[AnyCall]:
+    """The action's calls before its section groups'."""
     pair = {"userid": action.userid, "courseid": action.courseid}
     match action:
         case EnrolAction():
-            enrol = EnrolRow(**pair, roleid=action.roleid, suspend=False)
+            enrol = EnrolRow(
+                **pair,
+                roleid=action.roleid,
+                suspend=False,
+                timestart=action.timestart,
+                timeend=action.timeend,
+            )
             return [_Call(ENROL, enrol), *_assign(action, action.also_roleids)]
         case ReactivateAction() | SuspendAction():
             return _status_calls(action, status_function)
@@ -173,8 +220,14 @@ def _status_calls(
         return [_Call(status_function, StatusRow(**pair, suspend=True))]
     also = _assign(action, action.also_roleids)
     if status_function is None:
-        enrol = _Call(ENROL, EnrolRow(**pair, roleid=action.roleid, suspend=False))
-        return [enrol, *also, *_unassign_previous(action)]
+        row = EnrolRow(
+            **pair,
+            roleid=action.roleid,
+            suspend=False,
+            timestart=action.timestart,
+            timeend=action.timeend,
+        )
+        return [_Call(ENROL, row), *also, *_unassign_previous(action)]
     reactivate = _Call(status_function, StatusRow(**pair, suspend=False))
     # Enrolling again assigned the role; a status change does not.
     roles = _assign(action, (action.roleid, *action.also_roleids))
@@ -236,7 +289,8 @@ class MoodleWrites(ABC):
         """
         plans = {a.key(): _calls(a, self.status_function) for a in actions}
         outcomes = ActionOutcomes()
-        todo = list(actions)
+        outcomes.applied.extend(a for a in actions if not plans[a.key()])
+        todo = [a for a in actions if plans[a.key()]]
         step = 0
         while todo:
             sent = await self._send([(a, plans[a.key()][step]) for a in todo])

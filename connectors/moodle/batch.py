@@ -27,11 +27,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ENROL_ROW_FIELDS",
+    "MEMBER_ROW_FIELDS",
     "ROLE_ROW_FIELDS",
     "STATUS_ROW_FIELDS",
     "UNENROL_ROW_FIELDS",
     "BatchResult",
     "EnrolRow",
+    "MemberRow",
     "RoleRow",
     "StatusRow",
     "UnenrolRow",
@@ -50,6 +52,8 @@ UNENROL_ROW_FIELDS = 2
 ROLE_ROW_FIELDS = 4
 #: Form fields per status row (the companion plugin's function): courseid, userid, suspend.
 STATUS_ROW_FIELDS = 3
+#: Form fields per group member row: groupid, userid.
+MEMBER_ROW_FIELDS = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +134,20 @@ class StatusRow:
             "userid": self.userid,
             "suspend": self.suspend,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRow:
+    """One group membership (``core_group_add_group_members`` and
+    ``core_group_delete_group_members``): adding needs an enrolment in the
+    group's course, and both are idempotent (recorded, sequence 5)."""
+
+    groupid: int
+    userid: int
+
+    def as_param(self) -> dict[str, object]:
+        """The row as one ``members[i]`` item."""
+        return {"groupid": self.groupid, "userid": self.userid}
 
 
 @dataclass(slots=True)

@@ -50,6 +50,7 @@ from connectors.moodle.errors import (
 )
 from connectors.moodle.form import ROUTING_FIELDS, encode_params
 from connectors.moodle.reads import MoodleReads
+from connectors.moodle.structure import MoodleStructure
 from operations.metrics import NO_METRICS, Metrics
 
 if TYPE_CHECKING:
@@ -149,7 +150,7 @@ def call_outcome(error: MoodleError) -> str:
     return "bad_response"
 
 
-class MoodleClient(MoodleReads, MoodleWrites, MoodleAccountWrites):
+class MoodleClient(MoodleReads, MoodleWrites, MoodleAccountWrites, MoodleStructure):
     """Async context manager around one ``aiohttp.ClientSession`` to one Moodle site.
 
     ``async with MoodleClient(url, token) as moodle: await moodle.apply(actions)``.

@@ -16,11 +16,15 @@
     │                                   shape Moodle's function does not return
     └── MoodleRejected (ActionRejected) that row cannot be applied; carries
         │                               errorcode, exception, message, debuginfo
-        ├── MoodleNotFound              invalidrecordunknown, invaliduser, ...
+        ├── MoodleNotFound              invalidrecordunknown, invaliduser, a
+        │                               course or category context that is not
         ├── MoodleNoManualInstance      wsnoinstance
         ├── MoodleCannotAssignRole      wsusercannotassign
         ├── MoodleInvalidParameter      invalidparameter
         ├── MoodleGuestNotAllowed       guestsarenotallowed
+        ├── MoodleTaken                 shortnametaken, courseidnumbertaken,
+        │                               categoryidnumbertaken, idnumbertaken
+        │                               (groups): the thing exists already
         └── MoodleCodingError           codingerror (the request is wrong, no row)
 
 Only ``MoodleUnavailable`` is retriable. ``classify_moodle_error`` turns a Moodle
@@ -57,6 +61,7 @@ __all__ = [
     "MoodleNoManualInstance",
     "MoodleNotFound",
     "MoodleRejected",
+    "MoodleTaken",
     "MoodleUnavailable",
     "classify_moodle_error",
     "is_moodle_error_body",
@@ -173,6 +178,15 @@ class MoodleGuestNotAllowed(MoodleRejected):
     """The guest user cannot be enrolled."""
 
 
+class MoodleTaken(MoodleRejected):
+    """A shortname or idnumber is taken already (a course, category or group).
+
+    Recorded (sequence 5): ``shortnametaken``, ``courseidnumbertaken``,
+    ``categoryidnumbertaken``, and ``idnumbertaken`` for a group (also while
+    Moodle's group cache still holds a group a rolled-back batch created).
+    """
+
+
 class MoodleCodingError(MoodleRejected):
     """Moodle reports a coding error: our request is wrong whatever the rows are."""
 
@@ -189,6 +203,12 @@ REJECTED_BY_ERRORCODE: dict[str, type[MoodleRejected]] = {
     "invalidparameter": MoodleInvalidParameter,
     "guestsarenotallowed": MoodleGuestNotAllowed,
     "codingerror": MoodleCodingError,
+    "shortnametaken": MoodleTaken,
+    "courseidnumbertaken": MoodleTaken,
+    "categoryidnumbertaken": MoodleTaken,
+    "idnumbertaken": MoodleTaken,
+    "errorcatcontextnotvalid": MoodleNotFound,
+    "errorcoursecontextnotvalid": MoodleNotFound,
 }
 
 #: (function, errorcode) -> type, where a function uses a code differently. Recorded:

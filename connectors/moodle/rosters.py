@@ -2,8 +2,9 @@
 
 ``core_enrol_get_enrolled_users`` lists everyone enrolled by any method and
 does not say who is suspended, so a roster is two listings: everyone (with
-roles), then ``onlysuspended=1`` (suspended, or outside the enrolment's time
-window: "not currently active"). Users in the second are ``inactive``.
+roles and groups), then ``onlysuspended=1`` (suspended, or outside the
+enrolment's time window: "not currently active"). Users in the second are
+``inactive``. A user in no group has no ``groups`` key (recorded, sequence 5).
 
 Used by the nightly reconcile, ``ledger adopt``, replay's ledger check, and the
 consumer when a call's outcome is unknown (``read_holdings``).
@@ -41,6 +42,17 @@ class RosterReads(Protocol):
         ...
 
 
+def _groups(user: dict[str, object]) -> frozenset[int]:
+    groups = user.get("groups")
+    if not isinstance(groups, list):
+        return frozenset()
+    return frozenset(
+        int(group["id"])
+        for group in groups
+        if isinstance(group, dict) and "id" in group
+    )
+
+
 def _roles(user: dict[str, object]) -> frozenset[int]:
     roles = user.get("roles")
     if not isinstance(roles, list):
@@ -58,7 +70,7 @@ async def read_roster(
     """The participants of one course keyed by user id, each active or inactive."""
     everyone = await client.get_enrolled_users(
         courseid,
-        userfields=("id", "idnumber", "username", "fullname", "roles"),
+        userfields=("id", "idnumber", "username", "fullname", "roles", "groups"),
         page_size=page_size,
     )
     inactive = await client.get_enrolled_users(
@@ -75,6 +87,7 @@ async def read_roster(
             roleids=_roles(user),
             status="inactive" if userid in inactive_ids else "active",
             fullname=str(user.get("fullname") or ""),
+            groupids=_groups(user),
         )
     return roster
 
@@ -154,7 +167,11 @@ async def read_holdings(
         client, {courseid for courseid, _ in wanted}, concurrency=concurrency
     )
     return {
-        (courseid, userid): Held(active=entry.status == "active", roleids=entry.roleids)
+        (courseid, userid): Held(
+            active=entry.status == "active",
+            roleids=entry.roleids,
+            groupids=entry.groupids,
+        )
         for courseid, roster in rosters.items()
         for userid, entry in roster.items()
         if (courseid, userid) in wanted

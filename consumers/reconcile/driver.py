@@ -31,6 +31,7 @@ from typing import Protocol
 
 import structlog
 
+from consumers.batching import GroupView
 from consumers.decisions import EnrolmentPolicy, next_ledger_entry
 from consumers.errors import TargetError, TargetRefused
 from consumers.identity import Missing, Resolution, Transform, UserField
@@ -230,6 +231,7 @@ def make_plan(
     ledger: Iterable[LedgerEntry],
     limits: GuardLimits,
     resolver: PersonResolver,
+    groups: GroupView | None = None,
 ) -> ReconcilePlan:
     """``plan_reconcile`` over gathered inputs and the ledger as loaded."""
     marker = inputs.snapshot.marker
@@ -246,6 +248,7 @@ def make_plan(
         limits=limits,
         transform=resolver.transform,
         user_field=resolver.field,
+        groups=groups,
     )
 
 
@@ -365,6 +368,7 @@ async def reconcile(
     force: bool = False,
     progress: ProgressTask | None = None,
     before_writing: BeforeWriting | None = None,
+    groups: GroupView | None = None,
 ) -> ReconcileResult:
     """Plan from ``inputs`` and the loaded ledger; apply unless dry run or blocked.
 
@@ -379,6 +383,7 @@ async def reconcile(
         ledger=ledger,
         limits=limits,
         resolver=resolver,
+        groups=groups,
     )
     blocked = plan.guard.blocks(force=force)
     log.info(

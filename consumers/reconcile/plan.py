@@ -27,6 +27,13 @@ Moodle holds (the roster). The rules, in order:
   from the snapshot". Such an enrolment is kept, and named in the person's
   ``UnresolvedPerson.reason``.
 
+Section groups (``groups``, when on): each change also brings the groups of
+ours the user is in to those of their enrolled sections, and a ``regroup`` is
+planned where only groups differ (a student moved between groups by hand, or
+taken out of one), with the consumer's own rules (``consumers.groups``); a
+dropped student leaves every group of ours. Groups not made yet are not planned
+(the consumer makes them; ``reconcile --apply`` makes them first).
+
 Only courses of the snapshot's terms are decided: a snapshot of Fall says
 nothing about Winter. The mass-drop guard (``GuardLimits``) compares drops with
 the owned enrolments Moodle holds active; a term for which the snapshot carries
@@ -39,6 +46,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from consumers.batching import GroupView
 from consumers.decisions import (
     EnrolmentPolicy,
     Held,
@@ -47,6 +55,7 @@ from consumers.decisions import (
     plan_against,
     target_roles,
 )
+from consumers.groups import adjust
 from consumers.identity import (
     Ambiguous,
     Found,
@@ -78,6 +87,7 @@ from schemas.actions import (
     LedgerEntry,
     MoodleAction,
     ReactivateAction,
+    RegroupAction,
     RestoreRoleAction,
     RoleSource,
     UnenrolAction,
@@ -117,6 +127,10 @@ class _Pair:
     idnumber: str
     unresolved_person: str | None = None
     """The unresolved person this account may belong to: never dropped."""
+    ours: frozenset[int] = frozenset()
+    """The course's section groups of ours."""
+    groups_ids: Mapping[str, int] | None = None
+    """idnumber -> id of those groups; None: the course has no section groups."""
 
 
 def plan_reconcile(
@@ -133,6 +147,7 @@ def plan_reconcile(
     limits: GuardLimits,
     transform: Transform = "strip_p",
     user_field: UserField = "idnumber",
+    groups: GroupView | None = None,
 ) -> ReconcilePlan:
     """Plan the changes that bring every mapped course of ``terms`` in step.
 
@@ -177,6 +192,7 @@ def plan_reconcile(
             roster,
             transform=transform,
             unresolved=unresolved,
+            groups=_sectioned(groups, mapping, course.id, policy),
         )
         for pair in pairs:
             _decide(
@@ -229,6 +245,18 @@ def _wanted(
     return by_course
 
 
+def _sectioned(
+    groups: GroupView | None,
+    mapping: MappingSet,
+    courseid: int,
+    policy: EnrolmentPolicy,
+) -> GroupView | None:
+    """``groups`` when the course has section groups, else None."""
+    entry = mapping.entry(courseid)
+    on = policy.section_groups and entry is not None and entry.groups
+    return groups if on and entry is not None and entry.several_sections() else None
+
+
 def _ledger_by_course(
     ledger: Iterable[LedgerEntry],
 ) -> dict[int, dict[int, LedgerEntry]]:
@@ -277,8 +305,11 @@ def _pairs(
     *,
     transform: Transform,
     unresolved: UnresolvedPersons,
+    groups: GroupView | None = None,
 ) -> list[_Pair]:
     entries = owned.get(course.id, {})
+    ours = groups.ours(course.id) if groups is not None else frozenset()
+    ids = groups.ids(course.id) if groups is not None else None
     users = sorted(set(wanted) | set(entries) | set(roster))
     pairs = []
     for userid in users:
@@ -299,6 +330,8 @@ def _pairs(
                 held,
                 idnumber,
                 unresolved.owner(userid, held),
+                ours,
+                ids,
             )
         )
     return pairs
@@ -314,10 +347,14 @@ def _moodle_view(roster: RosterEntry | None) -> str:
     return f"{roster.status} as {_roles(roster.roleids)}"
 
 
-def _held(roster: RosterEntry | None) -> Held | None:
+def _held(roster: RosterEntry | None, ours: frozenset[int]) -> Held | None:
     if roster is None:
         return None
-    return Held(active=roster.status == "active", roleids=roster.roleids)
+    return Held(
+        active=roster.status == "active",
+        roleids=roster.roleids,
+        groupids=roster.groupids & ours,
+    )
 
 
 def _decide(
@@ -350,7 +387,17 @@ def _decide(
         unresolved.keep(pair.unresolved_person, pair.course.shortname, pair.userid)
         return
     desired = want.desired if want is not None else _absent(pair, policy, absent)
-    action = plan_against(desired, pair.userid, ledger, _held(roster), policy=policy)
+    held = _held(roster, pair.ours)
+    action = plan_against(desired, pair.userid, ledger, held, policy=policy)
+    if pair.groups_ids is not None:
+        action = adjust(
+            desired,
+            action,
+            userid=pair.userid,
+            ledger=ledger,
+            held=held.groupids if held is not None else frozenset(),
+            ids=pair.groups_ids,
+        )
     if action is not None:
         _add(
             pair, action, _reason(action, pair, ledger, desired, want), result, desired
@@ -384,6 +431,7 @@ def _absent(
         roles={},
         decided=decided,
         reason="no registration in the term (absent from the snapshot)",
+        groups=() if pair.groups_ids is not None else None,
     )
 
 
@@ -442,6 +490,11 @@ def _reason(
                 "removed by hand in Moodle" if was_active else "removed by us at a drop"
             )
             return f"{role_name(action.roleid)} role {how}; {powercampus}"
+        case RegroupAction():
+            return (
+                f"section groups differ (join {list(action.join_groupids)}, leave "
+                f"{list(action.leave_groupids)}); {powercampus}"
+            )
         case _:
             return (
                 want.desired.reason
@@ -482,7 +535,7 @@ def _add(
     ledger = pair.ledger
     roleid = (
         action.roleid
-        if not isinstance(action, UnenrolAction)
+        if not isinstance(action, UnenrolAction | RegroupAction)
         else (ledger.roleid if ledger is not None else 0)
     )
     result.changes.append(

@@ -17,6 +17,7 @@ from connectors.moodle.checks import MoodleCheckProblem, check_courses
 from connectors.moodle.errors import MoodleError
 from consumers.errors import MappingError
 from consumers.mapping import MappingSet, load_mappings
+from enrolstream.cli import mapping_generate
 from enrolstream.cli.context import settings_of
 from enrolstream.settings import Settings
 from enrolstream.wiring.common import moodle_client
@@ -27,13 +28,15 @@ from enrolstream.wiring.common import moodle_client
 UNSPECIFIED_TERM = "0000/unspecified"
 
 mapping_app = typer.Typer(
-    help="Check course mapping files (campus-enrollment-sync's format).",
+    help="Course mapping files (campus-enrollment-sync's format): generate, "
+    "validate, publish.",
     no_args_is_help=True,
 )
 
 
 def register(app: typer.Typer) -> None:
     """Add the ``mapping`` group to the root command."""
+    mapping_generate.register(mapping_app)
     app.add_typer(mapping_app, name="mapping")
 
 

@@ -8,13 +8,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
 
 import structlog
 
 from connectors.conduit.accounts import ConduitAccounts
-from connectors.kafka import KafkaEventConsumer, KafkaRecordSink, KafkaTable, read_topic
+from connectors.kafka import (
+    KafkaEventConsumer,
+    KafkaMappingFeed,
+    KafkaRecordSink,
+    KafkaTable,
+    read_topic,
+)
 from connectors.moodle.checks import preflight
+from connectors.moodle.client import MoodleClient
 from consumers.account_book import AccountBook
+from consumers.created_book import CreatedBook
 from consumers.dead_letters import (
     RedriveCount,
     count_redrive,
@@ -24,12 +33,14 @@ from consumers.dead_letters import (
 )
 from consumers.errors import StartupRefused
 from consumers.ledger import Ledger
+from consumers.live_mapping import LiveMapping, LiveShortnames, MappingFollower
 from consumers.mapping import MappingSet, check_mapping, load_mappings
 from consumers.outbox import DeferredCommits
 from consumers.parked import ParkedEvents
 from consumers.ports import EventStream, Identities, MoodleAccounts, MoodleGateway
 from consumers.provisioning import Provisioning
 from consumers.runner import ApplyRunner
+from consumers.section_groups import SectionGroups
 from enrolstream.crashpoints import crash_point
 from enrolstream.settings import Settings
 from enrolstream.wiring.common import (
@@ -116,8 +127,19 @@ async def open_runner(
         parked = ParkedEvents(
             KafkaTable(options, kafka.parked_topic, await sink(kafka.parked_topic))
         )
+        groups = None
+        if settings.consumer.section_groups and client is not None and not conduit:
+            groups = await _section_groups(
+                settings, client, options, await sink(kafka.created_topic)
+            )
         await ledger.load()
         await parked.load()
+        follower = MappingFollower(
+            await stack.enter_async_context(
+                KafkaMappingFeed(options, kafka.mappings_topic)
+            ),
+            LiveMapping(mapping),
+        )
         stream: EventStream = await stack.enter_async_context(
             KafkaEventConsumer(
                 options,
@@ -138,6 +160,7 @@ async def open_runner(
                     if book is not None and client is not None
                     else None,
                     asked_to_create=_asked_to_create(book),
+                    shortnames=LiveShortnames(follower.live),
                 )
             )
             gateway, identities = parts.gateway, parts.identities
@@ -156,7 +179,7 @@ async def open_runner(
                 account_policy(settings),
                 transform=settings.moodle.user_transform,
             )
-        yield ApplyRunner(
+        runner = ApplyRunner(
             stream=stream,
             moodle=gateway,
             identities=identities,
@@ -173,7 +196,26 @@ async def open_runner(
             metrics=metrics,
             heartbeat=heartbeat,
             provisioning=provisioning,
+            groups=groups,
+            mapping_follower=follower,
+            mapping_refresh_s=settings.consumer.mapping_refresh_s,
         )
+        # The revisions published so far are the mapping in force from the start.
+        await runner.refresh_mapping(wait=True)
+        yield runner
+
+
+async def _section_groups(
+    settings: Settings,
+    client: MoodleClient,
+    options: dict[str, Any],
+    created_sink: KafkaRecordSink,
+) -> SectionGroups:
+    """The section groups of ours, the created book loaded."""
+    topic = settings.kafka.created_topic
+    created = CreatedBook(KafkaTable(options, topic, created_sink))
+    await created.load()
+    return SectionGroups(client, created, settings.consumer.group_name)
 
 
 def _asked_to_create(book: AccountBook | None) -> Callable[[str], bool]:

@@ -53,10 +53,18 @@ async def ensure_all_topics(settings: Settings, bootstrap_servers: str) -> None:
             kafka.parked_topic,
             kafka.dead_letter_topic,
             kafka.accounts_topic,
+            kafka.created_topic,
+            kafka.mappings_topic,
         ],
         partitions=kafka.partitions,
         replication_factor=kafka.replication_factor,
-        compacted=[kafka.ledger_topic, kafka.parked_topic, kafka.accounts_topic],
+        compacted=[
+            kafka.ledger_topic,
+            kafka.parked_topic,
+            kafka.accounts_topic,
+            kafka.created_topic,
+            kafka.mappings_topic,
+        ],
         failure=BrokerUnavailable,
     )
 
@@ -75,6 +83,8 @@ def policy(settings: Settings) -> EnrolmentPolicy:
         secondary_percentage_at_most=consumer.secondary_percentage_at_most,
         separation_codes=frozenset(consumer.separation_codes),
         separations_from=consumer.separations_from,
+        section_groups=consumer.section_groups,
+        enrolment_dates=consumer.enrolment_dates == "mapping",
     )
 
 

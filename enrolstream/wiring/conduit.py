@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 
 import structlog
@@ -112,11 +112,14 @@ async def open_conduit(
     *,
     lookup: Identities | None = None,
     asked_to_create: Callable[[str], bool] = lambda _: False,
+    shortnames: Mapping[int, str] | None = None,
 ) -> AsyncIterator[ConduitSink]:
     """The outbox, the folder (logged in to once) and the gateway.
 
     ``lookup`` and ``asked_to_create``: with accounts on, who has no Moodle
-    account yet (``ConduitIdentities``).
+    account yet (``ConduitIdentities``). ``shortnames``: Moodle id -> shortname
+    (default: ``mapping``'s; the consumer passes the mapping in force, which
+    follows published revisions).
     """
     refuse_unusable(settings)
     conduit = settings.conduit
@@ -151,7 +154,9 @@ async def open_conduit(
                 outbox,
                 store,
                 file_format,
-                shortnames={course.id: course.shortname for course in mapping},
+                shortnames=shortnames
+                if shortnames is not None
+                else {course.id: course.shortname for course in mapping},
                 role_names=conduit.roles,
                 idnumbers=identities.idnumbers,
             )

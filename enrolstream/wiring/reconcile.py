@@ -16,9 +16,11 @@ from pathlib import Path
 
 from connectors.kafka import KafkaRecordSink, KafkaTable, read_topic
 from connectors.local.files import make_private_directory, write_private_text
-from consumers.decisions import EnrolmentPolicy
+from consumers.created_book import CreatedBook
+from consumers.decisions import EnrolmentPolicy, desired_enrolments
+from consumers.groups import sections_wanted
 from consumers.ledger import Ledger
-from consumers.mapping import MappingSet, load_mappings
+from consumers.mapping import MappingSet
 from consumers.reconcile.adopt import AdoptionPlan, adopt
 from consumers.reconcile.driver import (
     PersonResolver,
@@ -31,6 +33,7 @@ from consumers.reconcile.driver import (
 )
 from consumers.reconcile.report import render_report
 from consumers.reconcile.snapshot_reader import pick_snapshot
+from consumers.section_groups import SectionGroups
 from enrolstream.settings import Settings
 from enrolstream.wiring.common import (
     ensure_all_topics,
@@ -41,6 +44,7 @@ from enrolstream.wiring.common import (
     policy,
     refuse_live_consumer,
 )
+from enrolstream.wiring.mapping import effective_mapping
 from enrolstream.wiring.reconcile_conduit import (
     NOTE_SENT_ONLY,
     SentOnly,
@@ -65,6 +69,19 @@ class Session:
     policy: EnrolmentPolicy
     #: Said to the reader first (a Conduit site without web services).
     notes: tuple[str, ...] = ()
+    #: Section groups of ours (``consumer.section_groups``); None: off.
+    groups: SectionGroups | None = None
+
+    async def make_groups(self) -> None:
+        """Make the section groups the snapshot's students need (apply only)."""
+        if self.groups is None:
+            return
+        decided = [
+            (desired, event)
+            for event in self.inputs.snapshot.events
+            for desired in desired_enrolments(event, self.mapping, self.policy)
+        ]
+        await self.groups.ensure(sections_wanted(decided))
 
 
 @contextlib.asynccontextmanager
@@ -76,7 +93,8 @@ async def open_session(
 ) -> AsyncIterator[Session]:
     """Read the mapping, the snapshot, the ledger, identities and rosters; hold the
     Moodle client and the ledger's producer open for the caller."""
-    mapping = load_mappings(settings.consumer.mappings)
+    # the files with every published revision in force, as the consumers hold it
+    mapping = await effective_mapping(settings, bootstrap_servers)
     kafka = settings.kafka
     options = kafka_options(settings, bootstrap_servers)
     await ensure_all_topics(settings, bootstrap_servers)
@@ -105,6 +123,19 @@ async def open_session(
         )
         ledger = Ledger(KafkaTable(options, kafka.ledger_topic, sink))
         await ledger.load()
+        groups = None
+        if settings.consumer.section_groups and settings.consumer.sink != "conduit":
+            created = CreatedBook(
+                KafkaTable(
+                    options,
+                    kafka.created_topic,
+                    await stack.enter_async_context(
+                        KafkaRecordSink(options, kafka.created_topic)
+                    ),
+                )
+            )
+            await created.load()
+            groups = SectionGroups(client, created, settings.consumer.group_name)
         inputs = await gather_inputs(
             moodle,
             resolver,
@@ -121,6 +152,7 @@ async def open_session(
             mapping=mapping,
             policy=policy(settings),
             notes=notes,
+            groups=groups,
         )
 
 
@@ -153,6 +185,9 @@ async def run_reconcile(
     async with open_session(
         settings, bootstrap_servers, snapshot_id, progress
     ) as session:
+        if apply and session.groups is not None:
+            await before_writing()
+            await session.make_groups()
         result = await reconcile(
             session.inputs,
             mapping=session.mapping,
@@ -165,6 +200,7 @@ async def run_reconcile(
             force=force,
             progress=progress,
             before_writing=before_writing,
+            groups=session.groups,
         )
         result.notes.extend(session.notes)
         return result

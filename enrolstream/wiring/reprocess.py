@@ -15,10 +15,10 @@ from cdc.poller import parse_terms
 from cdc.ports import ChangeSource
 from cdc.reprocess import course_events, person_events
 from connectors.kafka.publisher import KafkaEventPublisher
-from consumers.mapping import load_mappings
 from enrolstream.settings import Settings
 from enrolstream.wiring.capture import build_source
 from enrolstream.wiring.common import kafka_options
+from enrolstream.wiring.mapping import effective_mapping
 from schemas.collation import collate
 from schemas.events import SectionKey
 
@@ -59,7 +59,7 @@ async def run_reprocess(
         raise ValueError("name one person or one course")
     in_course = None
     if course is not None:
-        mapping = load_mappings(settings.consumer.mappings)
+        mapping = await effective_mapping(settings, bootstrap_servers)
         wanted = collate(course)
         if not any(collate(e.course.shortname) == wanted for e in mapping.entries()):
             raise ValueError(f"no mapped Moodle course has the shortname {course!r}")

@@ -42,7 +42,7 @@ def course_summary(ctx: CallContext, course: Course) -> dict[str, Any]:
         "courseimage": f"{ctx.wwwroot}/pluginfile.php/{course.contextid}"
         "/course/generated/course.svg",
         "categoryid": course.categoryid,
-        "categoryname": state.site.category_name,
+        "categoryname": _category_name(ctx, course.categoryid),
         "sortorder": state.sortorder(course.id),
         "summary": "",
         "summaryformat": 1,
@@ -60,7 +60,7 @@ def course_summary(ctx: CallContext, course: Course) -> dict[str, Any]:
         "enddate": course.enddate,
         "maxbytes": 0,
         "showreports": 0,
-        "visible": 1,
+        "visible": course.visible,
         "groupmode": 0,
         "groupmodeforce": 0,
         "defaultgroupingid": 0,
@@ -84,6 +84,11 @@ def course_summary(ctx: CallContext, course: Course) -> dict[str, Any]:
             {"name": "indentation", "value": "1"},
         ],
     }
+
+
+def _category_name(ctx: CallContext, categoryid: int) -> str:
+    category = ctx.state.category(categoryid)
+    return ctx.state.site.category_name if category is None else category.name
 
 
 def _v(kind: str, required: Required = "optional") -> Value:

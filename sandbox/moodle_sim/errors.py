@@ -150,3 +150,21 @@ def no_manual_instance(courseid: int) -> MoodleError:
         "Manual enrolment plugin instance doesn't exist or is disabled for the "
         f"course (id = {courseid})",
     )
+
+
+def context_not_valid(level: str, instanceid: int) -> MoodleError:
+    """``errorcatcontextnotvalid`` / ``errorcoursecontextnotvalid``: no such context.
+
+    Recorded (sequence 5) for a missing category (``core_course_create_courses``)
+    and a missing course (``core_group_get_course_groups``).
+    """
+    code = (
+        "errorcatcontextnotvalid"
+        if level == "category"
+        else "errorcoursecontextnotvalid"
+    )
+    return moodle_exception(
+        code,
+        f"You cannot execute functions in the {level} context ({level} id:"
+        f"{instanceid}). The context error message was: {INVALID_PARAMETER_MESSAGE}",
+    )

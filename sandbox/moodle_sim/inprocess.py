@@ -26,6 +26,7 @@ from connectors.moodle.client import check_answer
 from connectors.moodle.errors import MoodleUnavailable
 from connectors.moodle.form import ROUTING_FIELDS, encode_params
 from connectors.moodle.reads import MoodleReads
+from connectors.moodle.structure import MoodleStructure
 from sandbox.moodle_sim.protocol import decode_php_vars, truncate_input_vars
 from sandbox.moodle_sim.server import MoodleSimulator
 
@@ -38,7 +39,7 @@ def _nothing(function: str) -> None:
     del function
 
 
-class InProcessMoodle(MoodleReads, MoodleWrites, MoodleAccountWrites):
+class InProcessMoodle(MoodleReads, MoodleWrites, MoodleAccountWrites, MoodleStructure):
     """``MoodleClient``'s reads and writes (accounts too) over a direct call into a simulator."""
 
     def __init__(

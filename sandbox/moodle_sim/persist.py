@@ -25,8 +25,10 @@ from typing import Any
 
 from sandbox.moodle_sim.site import SiteConfig, Token
 from sandbox.moodle_sim.tables import (
+    Category,
     Course,
     EnrolInstance,
+    Group,
     Notification,
     Tables,
     User,
@@ -77,6 +79,12 @@ def encode(site: SiteConfig, tables: Tables) -> dict[str, Any]:
         "course_teachers": _int_sets(t.course_teachers),
         "category_courses": {str(k): list(v) for k, v in t.category_courses.items()},
         "context_courses": {str(k): v for k, v in t.context_courses.items()},
+        "categories": [dataclasses.asdict(c) for c in t.categories.values()],
+        "groups": [dataclasses.asdict(g) for g in t.groups.values()],
+        "group_members": _int_sets({k: set(v) for k, v in t.group_members.items()}),
+        "course_groups": {str(k): list(v) for k, v in t.course_groups.items()},
+        "next_category_id": t.next_category_id,
+        "next_group_id": t.next_group_id,
     }
 
 
@@ -120,6 +128,17 @@ def decode(data: dict[str, Any]) -> tuple[SiteConfig, Tables]:
         course_teachers={int(k): set(v) for k, v in data["course_teachers"].items()},
         category_courses={int(k): list(v) for k, v in data["category_courses"].items()},
         context_courses={int(k): int(v) for k, v in data["context_courses"].items()},
+        # Sites saved before categories and groups were simulated have none.
+        categories={row["id"]: Category(**row) for row in data.get("categories", [])},
+        groups={row["id"]: Group(**row) for row in data.get("groups", [])},
+        group_members={
+            int(k): frozenset(v) for k, v in data.get("group_members", {}).items()
+        },
+        course_groups={
+            int(k): list(v) for k, v in data.get("course_groups", {}).items()
+        },
+        next_category_id=data.get("next_category_id", 1),
+        next_group_id=data.get("next_group_id", 1),
     )
     site = data["site"]
     tuples = {

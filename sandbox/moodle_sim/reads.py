@@ -112,7 +112,9 @@ class StateReads:
         """Category sort order: the newest course of a category comes first."""
         course = self._t.courses[courseid]
         ids = self._t.category_courses[course.categoryid]
-        return _CATEGORY_SORTORDER + len(ids) - bisect_left(ids, courseid)
+        category = self._t.categories.get(course.categoryid)
+        base = _CATEGORY_SORTORDER if category is None else category.sortorder
+        return base + len(ids) - bisect_left(ids, courseid)
 
     def enrolled_courses(self, userid: int) -> list[Course]:
         """Courses the user is actively enrolled in, in category sort order."""

@@ -5,9 +5,11 @@ from __future__ import annotations
 from sandbox.moodle_sim import (
     users,
     ws_accounts,
+    ws_categories,
     ws_companion,
     ws_core,
     ws_enrol,
+    ws_groups,
     ws_roles,
 )
 from sandbox.moodle_sim.api import WsFunction
@@ -24,4 +26,6 @@ def all_functions() -> dict[str, WsFunction]:
         **users.FUNCTIONS,
         **ws_accounts.FUNCTIONS,
         **ws_core.FUNCTIONS,
+        **ws_categories.FUNCTIONS,
+        **ws_groups.FUNCTIONS,
     }

@@ -88,8 +88,8 @@ OTHER_SITE_FUNCTIONS = frozenset(
         "core_user_update_users",
         "core_user_delete_users",
         "core_course_get_courses",
-        "core_course_get_categories",
-        "core_group_add_group_members",
+        "core_group_delete_groups",
+        "core_group_get_course_user_groups",
     }
 )
 _URLENCODED = "application/x-www-form-urlencoded"

@@ -43,6 +43,14 @@ DEFAULT_SERVICE_FUNCTIONS: tuple[str, ...] = (
     "core_role_assign_roles",
     "core_role_unassign_roles",
     "core_user_update_users",
+    # course shells and groups per section (mapping generate, groups on)
+    "core_course_get_categories",
+    "core_course_create_categories",
+    "core_course_update_courses",
+    "core_group_create_groups",
+    "core_group_get_course_groups",
+    "core_group_add_group_members",
+    "core_group_delete_group_members",
 )
 #: Moodle 5.1's own authentication plugins (the recorded site's ``auth/``, sequence 4).
 CORE_AUTH_PLUGINS: tuple[str, ...] = (

@@ -53,10 +53,13 @@ from sandbox.moodle_sim.site import (
     SiteConfig,
     Token,
 )
+from sandbox.moodle_sim.structure import StructureWrites, ensure_default_category
 from sandbox.moodle_sim.tables import (
+    Category,
     Course,
     EnrolInstance,
     EnrolmentView,
+    Group,
     ManualInstance,
     Notification,
     StateSnapshot,
@@ -76,9 +79,11 @@ __all__ = [
     "SITE_COURSE_ID",
     "WSCLIENT_ASSIGNABLE_ROLES",
     "WSCLIENT_USER_ID",
+    "Category",
     "Course",
     "EnrolInstance",
     "EnrolmentView",
+    "Group",
     "ManualInstance",
     "MoodleState",
     "Notification",
@@ -92,7 +97,7 @@ __all__ = [
 _DAY_S = 86400
 
 
-class MoodleState(StateReads):
+class MoodleState(StateReads, StructureWrites):
     """The in-memory Moodle site; starts with guest (1), admin (2), wsclient (3)."""
 
     def __init__(
@@ -106,10 +111,13 @@ class MoodleState(StateReads):
         self.clock = clock
         self.site = site or SiteConfig()
         self._log = UndoLog()
+        self._group_cache = {}
         if tables is not None:
             self._t = tables
+            ensure_default_category(self._t, self.site)
             return
         self._t = Tables()
+        ensure_default_category(self._t, self.site)
         self.add_user(
             "guest", email="root@localhost", firstname="Guest user", lastname=" "
         )
@@ -176,9 +184,12 @@ class MoodleState(StateReads):
         categoryid: int = 1,
         manual: ManualInstance = "enabled",
         extra: bool = True,
+        visible: bool = True,
     ) -> int:
         """Create a course; ``extra`` adds the disabled guest and self instances."""
-        course_id, contextid = self._t.take_ids(self._log, "next_course_id")
+        course_id, contextid = self._t.take_ids(
+            self._log, "next_course_id", durable=True
+        )
         now = self.now()
         startdate = now - now % _DAY_S
         course = Course(
@@ -191,6 +202,7 @@ class MoodleState(StateReads):
             now,
             startdate,
             startdate + 365 * _DAY_S,
+            visible=int(visible),
         )
         if extra:
             course.instances = [
@@ -215,6 +227,10 @@ class MoodleState(StateReads):
         self._log.set_attr(
             course, "instances", [EnrolInstance("manual", status), *rest]
         )
+
+    def set_course_visible(self, courseid: int, *, visible: bool) -> None:
+        """Show or hide a course (``core_course_update_courses`` ``visible``)."""
+        self._log.set_attr(self._t.courses[courseid], "visible", int(visible))
 
     def set_account_suspended(self, userid: int, *, suspended: bool = True) -> None:
         """Suspend or reactivate a user's account (not an enrolment)."""
@@ -300,6 +316,7 @@ class MoodleState(StateReads):
         """Put every table back as it was at ``snapshot`` (reusable)."""
         # Through the log: a restore inside a failed transaction is undone too.
         self._log.set_attr(self, "_t", copy.deepcopy(snapshot.tables))
+        self._group_cache.clear()
 
     def save(self, path: Path) -> None:
         """Write every table and the site settings to ``path`` (atomic, mode 0600)."""

@@ -1,10 +1,10 @@
 """The rows of the simulated Moodle database and the tables that hold them.
 
-Besides Moodle's own tables, ``Tables`` keeps four indexes so that per-call
+Besides Moodle's own tables, ``Tables`` keeps five indexes so that per-call
 work stays proportional to the call, not to the site: the courses a user has a
 manual enrolment in, the editing teachers of each course, each category's
-course ids (in creation order, which is id order) and the course of each
-course context. Its write methods are the
+course ids (in creation order, which is id order), the course of each
+course context and each course's group ids. Its write methods are the
 only writers: each keeps tables and indexes in step and logs every change in
 the ``UndoLog`` it is given. Backups copy the indexes with the tables.
 Moodle's behaviour (clock, defaults, welcome messages) is ``MoodleState``'s.
@@ -65,10 +65,37 @@ class Course:
     startdate: int
     enddate: int
     instances: list[EnrolInstance] = field(default_factory=list)
+    visible: int = 1
 
     def manual(self) -> EnrolInstance | None:
         """The course's manual instance, enabled or not."""
         return next((i for i in self.instances if i.enrol == "manual"), None)
+
+
+@dataclass
+class Category:
+    """A row of ``{course_categories}`` (top-level ones: ``parent`` 0)."""
+
+    id: int
+    name: str
+    idnumber: str | None
+    parent: int
+    sortorder: int
+    contextid: int
+    timemodified: int
+    description: str = ""
+
+
+@dataclass
+class Group:
+    """A row of ``{groups}``: names and idnumbers are unique within the course."""
+
+    id: int
+    courseid: int
+    name: str
+    idnumber: str
+    description: str = ""
+    descriptionformat: int = 1
 
 
 @dataclass
@@ -119,6 +146,12 @@ class Tables:
     next_user_id: int = 1
     next_course_id: int = 1
     next_context_id: int = 2
+    categories: dict[int, Category] = field(default_factory=dict)
+    groups: dict[int, Group] = field(default_factory=dict)
+    #: groupid -> its members' user ids (``{groups_members}``).
+    group_members: dict[int, frozenset[int]] = field(default_factory=dict)
+    next_category_id: int = 1
+    next_group_id: int = 1
     # Indexes: userid -> courses with a manual enrolment; courseid -> holders
     # of the editing teacher role; categoryid -> course ids, ascending;
     # course context id -> course id.
@@ -126,12 +159,24 @@ class Tables:
     course_teachers: dict[int, set[int]] = field(default_factory=dict)
     category_courses: dict[int, list[int]] = field(default_factory=dict)
     context_courses: dict[int, int] = field(default_factory=dict)
+    #: courseid -> its group ids, ascending (creation order).
+    course_groups: dict[int, list[int]] = field(default_factory=dict)
 
-    def take_ids(self, log: UndoLog, counter: str) -> tuple[int, int]:
-        """Take the next id of ``counter`` (a ``next_*_id`` field) and a context id."""
+    def take_ids(
+        self, log: UndoLog, counter: str, *, durable: bool = False
+    ) -> tuple[int, int]:
+        """Take the next id of ``counter`` (a ``next_*_id`` field) and a context id.
+
+        ``durable``: as a PostgreSQL sequence, the ids stay taken when the
+        transaction rolls back (recorded for courses and groups, sequence 5).
+        """
         new_id, contextid = getattr(self, counter), self.next_context_id
-        log.set_attr(self, counter, new_id + 1)
-        log.set_attr(self, "next_context_id", contextid + 1)
+        if durable:
+            setattr(self, counter, new_id + 1)
+            self.next_context_id = contextid + 1
+        else:
+            log.set_attr(self, counter, new_id + 1)
+            log.set_attr(self, "next_context_id", contextid + 1)
         return new_id, contextid
 
     def insert_course(self, log: UndoLog, course: Course) -> None:
@@ -141,6 +186,30 @@ class Tables:
         if course.categoryid not in self.category_courses:
             log.set_item(self.category_courses, course.categoryid, [])
         log.append(self.category_courses[course.categoryid], course.id)
+
+    def insert_category(self, log: UndoLog, category: Category) -> None:
+        """Add a category with an id above every existing one."""
+        log.set_item(self.categories, category.id, category)
+
+    def insert_group(self, log: UndoLog, group: Group) -> None:
+        """Add a group to its course."""
+        log.set_item(self.groups, group.id, group)
+        if group.courseid not in self.course_groups:
+            log.set_item(self.course_groups, group.courseid, [])
+        log.append(self.course_groups[group.courseid], group.id)
+
+    def set_membership(
+        self, log: UndoLog, groupid: int, userid: int, *, member: bool
+    ) -> None:
+        """Add or remove one member of a group (a no-op when already so)."""
+        held = self.group_members.get(groupid, frozenset())
+        if (userid in held) == member:
+            return
+        changed = held | {userid} if member else held - {userid}
+        if changed:
+            log.set_item(self.group_members, groupid, changed)
+        else:
+            log.pop_item(self.group_members, groupid)
 
     def put_enrolment(
         self, log: UndoLog, courseid: int, userid: int, row: UserEnrolment
@@ -178,7 +247,9 @@ class Tables:
             log.discard(self.course_teachers[courseid], userid)
 
     def drop_enrolment(self, log: UndoLog, courseid: int, userid: int) -> None:
-        """Remove the enrolment row and every role of the user in the course."""
+        """Remove the enrolment row, every role and group membership in the course."""
+        for groupid in self.course_groups.get(courseid, ()):
+            self.set_membership(log, groupid, userid, member=False)
         if courseid in self.enrolments:
             log.pop_item(self.enrolments[courseid], userid)
         if courseid in self.roles:

@@ -50,7 +50,12 @@ def get_courses_by_field(ctx: CallContext, params: dict[str, Any]) -> dict[str, 
 
 
 def create_courses(ctx: CallContext, params: dict[str, Any]) -> list[dict[str, Any]]:
-    """Create all courses or none, each with manual (on), guest and self (off)."""
+    """Create all courses or none, each with manual (on), guest and self (off).
+
+    Recorded (sequence 5): a missing category is ``errorcatcontextnotvalid``;
+    ``startdate``, ``enddate``, ``visible`` and ``idnumber`` are stored as given;
+    a rolled-back batch uses its course ids up.
+    """
     state = ctx.state
     created = []
     # Gathered once per call, grown row by row (later rows see earlier ones).
@@ -58,8 +63,8 @@ def create_courses(ctx: CallContext, params: dict[str, Any]) -> list[dict[str, A
     idnumbers = {c.idnumber for c in state.courses()}
     with state.transaction():
         for row in params["courses"]:
-            if row["categoryid"] != 1:
-                raise errors.missing_record("course_categories", row["categoryid"])
+            if state.category(row["categoryid"]) is None:
+                raise errors.context_not_valid("category", row["categoryid"])
             if row["shortname"] in shortnames:
                 raise errors.moodle_exception(
                     "shortnametaken",
@@ -76,6 +81,7 @@ def create_courses(ctx: CallContext, params: dict[str, Any]) -> list[dict[str, A
                 row["fullname"],
                 idnumber=idnumber,
                 categoryid=row["categoryid"],
+                visible=bool(row.get("visible", 1)),
             )
             shortnames.add(row["shortname"])
             idnumbers.add(idnumber)

@@ -157,6 +157,17 @@ def _participant(
     assert user is not None  # noqa: S101 - callers pass enrolled, existing users
     details = user_details(ctx, user, admin_fields=False)
     details["lastcourseaccess"] = 0
+    groups = state.groups_of(courseid, userid)
+    if groups:  # recorded: a user in no group has no ``groups`` key at all
+        details["groups"] = [
+            {
+                "id": g.id,
+                "name": g.name,
+                "description": g.description,
+                "descriptionformat": g.descriptionformat,
+            }
+            for g in groups
+        ]
     details["roles"] = [
         {
             "roleid": rid,

@@ -1,11 +1,15 @@
 """DDL of the PowerCampus sandbox: the PowerCampus tables and the change-tracking catalog.
 
-Tables: TRANSCRIPTDETAIL (registrations), SECTIONS, SECTIONPER (instructors),
+Tables: TRANSCRIPTDETAIL (registrations), SECTIONS, SECTIONCROSSTALLY
+(cross-tallied sections: one Moodle course), SECTIONPER (instructors),
 ACADEMIC (term records: ENROLL_SEPARATION) with CODE_ENROLLMENT (which codes
 separate: REQUIRE_SEPDATE), PEOPLE, EmailAddress, PersonUser and
-ACADEMICCALENDAR. SECTIONPER's and ACADEMIC's keys are natural keys (a delete
-names the person and the section or term); EmailAddress's and PersonUser's are
-surrogate ids (a delete names a row only). Keys the domain notes mark as not
+ACADEMICCALENDAR. SECTIONCROSSTALLY's columns beyond the section's
+(``TALLY_CODE``, the tally group) are not verified against a PowerCampus
+database (docs/dba.md): the reader takes its column names from settings.
+SECTIONPER's and ACADEMIC's keys are natural keys (a delete names the person
+and the section or term); EmailAddress's and PersonUser's are surrogate ids (a
+delete names a row only). Keys the domain notes mark as not
 verified (ACADEMIC's, PersonUser's) are documented in ``docs/dba.md``.
 
 The PowerCampus tables keep their real column names. SQL Server compares
@@ -119,11 +123,26 @@ CREATE TABLE IF NOT EXISTS SECTIONS (
     DROPS INTEGER NOT NULL DEFAULT 0,
     WAIT_LIST INTEGER NOT NULL DEFAULT 0,
     CANCEL_REASON {_TEXT}(10),
+    DEPARTMENT {_TEXT}(10),
     PRIMARY KEY (ACADEMIC_YEAR, ACADEMIC_TERM, ACADEMIC_SESSION,
                  EVENT_ID, EVENT_SUB_TYPE, SECTION)
 );
 CREATE UNIQUE INDEX IF NOT EXISTS SECTIONS_PK_CI
     ON SECTIONS ({", ".join(ci(c) for c in SECTION_COLUMNS)});
+
+CREATE TABLE IF NOT EXISTS SECTIONCROSSTALLY (
+    ACADEMIC_YEAR {_TEXT}(4) NOT NULL,
+    ACADEMIC_TERM {_TEXT}(10) NOT NULL,
+    ACADEMIC_SESSION {_TEXT}(10) NOT NULL DEFAULT '',
+    EVENT_ID {_TEXT}(15) NOT NULL,
+    EVENT_SUB_TYPE {_TEXT}(4) NOT NULL,
+    SECTION {_TEXT}(4) NOT NULL,
+    TALLY_CODE {_TEXT}(10) NOT NULL,
+    PRIMARY KEY (ACADEMIC_YEAR, ACADEMIC_TERM, ACADEMIC_SESSION,
+                 EVENT_ID, EVENT_SUB_TYPE, SECTION)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS SECTIONCROSSTALLY_PK_CI
+    ON SECTIONCROSSTALLY ({", ".join(ci(c) for c in SECTION_COLUMNS)});
 
 CREATE TABLE IF NOT EXISTS PEOPLE (
     PEOPLE_CODE_ID {_TEXT}(10) NOT NULL PRIMARY KEY,
@@ -278,6 +297,7 @@ ACADEMIC_KEY = (
 TRACKABLE_TABLES: dict[str, TrackableTable] = {
     "TRANSCRIPTDETAIL": TrackableTable("TRANSCRIPTDETAIL", ("TranscriptDetailId",)),
     "SECTIONS": TrackableTable("SECTIONS", SECTION_COLUMNS),
+    "SECTIONCROSSTALLY": TrackableTable("SECTIONCROSSTALLY", SECTION_COLUMNS),
     "SECTIONPER": TrackableTable("SECTIONPER", SECTIONPER_KEY),
     "ACADEMIC": TrackableTable("ACADEMIC", ACADEMIC_KEY),
     "PEOPLE": TrackableTable("PEOPLE", ("PEOPLE_CODE_ID",)),

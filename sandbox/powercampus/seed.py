@@ -2,7 +2,9 @@
 
 People ``P0000xxxxx``, courses with real-looking EVENT_IDs (``BSC5102``), two or
 more sections each (``01``, ``02`` …), cross-listed pairs that share a section
-(``COUN6552`` + ``COUN8552`` section ``02``, one Moodle course in the mapping),
+(``COUN6552`` + ``COUN8552`` section ``02``, cross-tallied in SECTIONCROSSTALLY:
+one Moodle course in the mapping), each section's DEPARTMENT (the EVENT_ID's
+letters),
 registrations mostly ``A`` with some ``D`` and ``W``, a few withdrawn final grades
 (``W``) and audits (``AU``). A few EVENT_IDs and names carry trailing spaces, as
 PowerCampus data does, to exercise normalisation. Instructors, term records
@@ -196,6 +198,7 @@ def seed_term(
             end=end,
             rng=rng,
         )
+        _write_crosstally(tx, sections, crosslisted)
         padded = _write_registrations(
             tx,
             sections=sections,
@@ -325,8 +328,8 @@ def _write_sections(
         "INSERT INTO SECTIONS (ACADEMIC_YEAR, ACADEMIC_TERM, ACADEMIC_SESSION, EVENT_ID, "
         "EVENT_SUB_TYPE, SECTION, SectionId, EVENT_LONG_NAME, EVENT_MED_NAME, "
         "EVENT_STATUS, START_DATE, END_DATE, CREDITS, CREDIT_TYPE, ORG_CODE_ID, "
-        "MAX_PARTICIPANT, ADDS, DROPS, WAIT_LIST) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'A', ?, ?, 3, ?, 'O000000001', ?, ?, ?, ?)",
+        "MAX_PARTICIPANT, ADDS, DROPS, WAIT_LIST, DEPARTMENT) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'A', ?, ?, 3, ?, 'O000000001', ?, ?, ?, ?, ?)",
         [
             (
                 s.academic_year, s.academic_term, s.academic_session, s.event_id,
@@ -334,8 +337,35 @@ def _write_sections(
                 s.event_id, _stamp(start), _stamp(end), _credit_type(s.event_id),
                 rng.randrange(30, 61), counts[(s.event_id, s.section, "A")],
                 counts[(s.event_id, s.section, "D")], counts[(s.event_id, s.section, "W")],
+                department(s.event_id),
             )
             for i, s in enumerate(sections.values())
+        ],
+    )  # fmt: skip
+
+
+def department(event_id: str) -> str:
+    """The seed's DEPARTMENT of a course: its EVENT_ID's letters (``COUN6552`` → COUN)."""
+    return "".join(ch for ch in event_id if ch.isalpha())
+
+
+def _write_crosstally(
+    tx: TrackedTransaction,
+    sections: dict[tuple[str, str], SectionKey],
+    groups: tuple[CrossListGroup, ...],
+) -> None:
+    """One SECTIONCROSSTALLY row per cross-listed section, coded per group."""
+    tx.executemany(
+        "INSERT INTO SECTIONCROSSTALLY (ACADEMIC_YEAR, ACADEMIC_TERM, "
+        "ACADEMIC_SESSION, EVENT_ID, EVENT_SUB_TYPE, SECTION, TALLY_CODE) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                s.academic_year, s.academic_term, s.academic_session, s.event_id,
+                s.event_sub_type, s.section, f"XT{number:03d}",
+            )
+            for number, group in enumerate(groups, start=1)
+            for s in (sections[(event_id, group.section)] for event_id in group.event_ids)
         ],
     )  # fmt: skip
 

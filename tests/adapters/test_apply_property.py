@@ -12,6 +12,11 @@ Moodle applied the call, a call refused, kill -9 after Moodle applied or after
 the ledger write and before the commit (then a consumer restarted on the same
 topics). Teachers' enrolments are never touched, and no enrolment Moodle already
 holds is sent to enrol_manual_enrol_users again (which would welcome again).
+
+Section groups are on: both mapped courses are fed by several sections, so the
+student must end in exactly the groups of the sections they are enrolled in
+(none once dropped), under the same faults, which also hit the group calls
+(creating a group, adding and removing members).
 """
 
 from __future__ import annotations
@@ -28,13 +33,16 @@ from typing import Literal, cast
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from consumers.created_book import CreatedBook
 from consumers.decisions import DropAction, EnrolmentPolicy, is_enrolled
-from consumers.desired import instructor_role
+from consumers.desired import group_idnumber, instructor_role
+from consumers.groups import DEFAULT_GROUP_NAME
 from consumers.identity import IdentityResolver
 from consumers.ledger import Ledger
 from consumers.mapping import MappingSet, load_mappings
 from consumers.parked import ParkedEvents
 from consumers.runner import ApplyRunner
+from consumers.section_groups import SectionGroups
 from sandbox.moodle_sim.inprocess import CallFate, InProcessMoodle
 from sandbox.moodle_sim.server import MoodleSimulator
 from sandbox.moodle_sim.state import MoodleState
@@ -353,6 +361,7 @@ class Consumer:
     stream: MemoryStream = field(default_factory=MemoryStream)
     ledger: MemoryTable = field(default_factory=MemoryTable)
     parked: MemoryTable = field(default_factory=MemoryTable)
+    created: MemoryTable = field(default_factory=MemoryTable)
     restarts: int = 0
     now: datetime = datetime(2021, 1, 11, tzinfo=UTC)  # the consumers' clock
 
@@ -364,8 +373,10 @@ class Consumer:
             batch_sizes=(batch_size,),
         )
         ledger, parked = Ledger(self.ledger), ParkedEvents(self.parked)
+        book = CreatedBook(self.created)
         await ledger.load()
         await parked.load()
+        await book.load()
         runner = ApplyRunner(
             stream=member,
             moodle=self.site.moodle,
@@ -378,6 +389,7 @@ class Consumer:
             max_backoff_s=0.0,
             clock=lambda: self.now,
             late_write_window_s=LATE_WRITE_WINDOW_S,
+            groups=SectionGroups(self.site.moodle, book, DEFAULT_GROUP_NAME),
         )
         await self.site.release_late()  # calls that hung in the run before land now
         self._inject(fault)
@@ -393,8 +405,10 @@ class Consumer:
         site, armed = self.site, [fault != "none"]
 
         def rule(function: str, params: Mapping[str, object]) -> CallFate:
-            if not function.startswith(("enrol_manual", "core_role")):
+            if not function.startswith(("enrol_manual", "core_role", "core_group_")):
                 return "answer"
+            if function == "core_group_get_course_groups":
+                return "answer"  # a read
             fate: CallFate = "answer"
             if armed[0] and fault in {"lose_reply", "refuse", "apply_later"}:
                 armed[0] = False
@@ -425,6 +439,30 @@ class Consumer:
         site.moodle.on_call(rule)
         site.moodle.after_serve = after_serve
         self.ledger.after_put = after_put
+        self.created.after_put = after_put
+
+
+def _expected_groups(
+    source: PowerCampus, policy: EnrolmentPolicy
+) -> dict[int, set[str]]:
+    """Mapped course id → the section groups (idnumbers) the person belongs in."""
+    standing = (
+        Standing(
+            academic_session="",
+            transcript_seq="001",
+            enroll_separation=source.separation,
+        ),
+    )
+    expected: dict[int, set[str]] = {}
+    for course in MAPPING:
+        enrolled = [
+            r
+            for r in source.rows.values()
+            if course in MAPPING.courses_for(r.section)
+            and is_enrolled(r, policy, standing)
+        ]
+        expected[course.id] = {group_idnumber(r.section) for r in enrolled}
+    return expected
 
 
 def _expected(source: PowerCampus, policy: EnrolmentPolicy) -> dict[int, set[int]]:
@@ -565,6 +603,7 @@ class TestConvergence:
             audit_grade="AU",
             withdrawn_grades=frozenset({"W", "WA"}),
             drop_action=drop_action,
+            section_groups=True,
         )
         source = PowerCampus()
         stream: list[EnrolmentEvent] = []
@@ -609,3 +648,15 @@ class TestConvergence:
             assert state.roles_of(course, site.teacher) == {TEACHER_ROLE}
             assert state.is_active(course, site.teacher)
         assert site.rewelcomed == 0
+        # the student is in exactly the groups of their enrolled sections; nobody
+        # else is in a group of ours
+        for mapped, wanted in _expected_groups(source, policy).items():
+            course = site.course_ids[mapped]
+            held = {
+                g.idnumber
+                for g in state.stored_groups(course)
+                if site.student in state.group_members(g.id)
+            }
+            assert held == wanted, (mapped, held, wanted)
+            for g in state.stored_groups(course):
+                assert state.group_members(g.id) <= {site.student}

@@ -195,6 +195,8 @@ def pipeline_settings(
             parked_topic=f"parked-{suffix}",
             dead_letter_topic=f"dlq-{suffix}",
             accounts_topic=f"accounts-{suffix}",
+            created_topic=f"created-{suffix}",
+            mappings_topic=f"mappings-{suffix}",
         ),
         moodle=MoodleSettings(
             url=sim.url, token=SecretStr(sim.token), max_backoff_s=0.5, **moodle

@@ -165,6 +165,21 @@ class Process:
                 f"{self.name} did not log {event} in {seconds} s: {self.logged[since:]}"
             ) from None
 
+    async def until_logged_any(self, events: set[str], seconds: float = 30) -> None:
+        """Wait until it logged one of ``events``."""
+        try:
+            async with asyncio.timeout(seconds):
+                while not events & set(self.events()):
+                    assert self.process is not None
+                    if self.process.returncode is not None:
+                        raise AssertionError(f"{self.name} exited: {self.events()}")
+                    await asyncio.sleep(0.05)
+        except TimeoutError:
+            raise AssertionError(
+                f"{self.name} logged none of {sorted(events)} in {seconds} s: "
+                f"{self.logged}"
+            ) from None
+
     def signal(self, signum: signal.Signals) -> None:
         """Send a signal (SIGSTOP freezes it as a stalled VM would)."""
         assert self.process is not None
@@ -240,7 +255,12 @@ class TestFailOver:
         try:
             await first.until_logged("lease_acquired")
             await standby.start()
-            await standby.until_logged("standing_by")
+            # Usually the standby joins while the first one is still re-initialising
+            # and stands by; on a loaded machine the first one may already be dead
+            # and the standby takes the lease at once. Either way it must resume
+            # from the state topic alone, which is what is asserted below (the
+            # frozen test covers standing by, then taking over).
+            await standby.until_logged_any({"standing_by", "lease_acquired"})
             assert first.process is not None
             assert await first.process.wait() == -signal.SIGKILL
             await standby.until_logged("reinitialised")  # no checkpoint was saved

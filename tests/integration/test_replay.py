@@ -88,6 +88,8 @@ class ReplayStack:
                 parked_topic=f"parked-{suffix}",
                 dead_letter_topic=f"dlq-{suffix}",
                 accounts_topic=f"accounts-{suffix}",
+                created_topic=f"created-{suffix}",
+                mappings_topic=f"mappings-{suffix}",
                 request_timeout_s=30,
             ),
             moodle=MoodleSettings(url=sim.url, token=SecretStr(sim.token)),

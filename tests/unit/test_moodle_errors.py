@@ -18,6 +18,7 @@ from connectors.moodle.errors import (
     MoodleNoManualInstance,
     MoodleNotFound,
     MoodleRejected,
+    MoodleTaken,
     MoodleUnavailable,
     classify_moodle_error,
     is_moodle_error_body,
@@ -28,7 +29,7 @@ from tests.conftest import GOLDEN_DIR
 GOLDEN = GOLDEN_DIR
 
 EXPECTED: dict[str, type[MoodleError]] = {
-    "create_courses_duplicate_shortname": MoodleRejected,
+    "create_courses_duplicate_shortname": MoodleTaken,
     "create_users_batch_one_bad": MoodleInvalidParameter,
     "create_users_duplicate_email": MoodleInvalidParameter,
     "create_users_duplicate_username": MoodleInvalidParameter,
@@ -124,6 +125,27 @@ EXPECTED: dict[str, type[MoodleError]] = {
             "email_taken_other_case_debug_on",
         )
     },
+    # Sequence 5: course shells and section groups.
+    "courses_create_category_duplicate_idnumber": MoodleTaken,
+    "courses_create_duplicate_shortname": MoodleTaken,
+    "courses_create_duplicate_idnumber": MoodleTaken,
+    "courses_create_batch_one_duplicate": MoodleTaken,
+    "courses_create_missing_category": MoodleNotFound,
+    "groups_create_duplicate_idnumber": MoodleTaken,
+    "groups_create_batch_one_bad": MoodleTaken,
+    "groups_create_after_rollback": MoodleTaken,
+    "groups_create_duplicate_name": MoodleInvalidParameter,
+    "groups_create_duplicate_name_debug_on": MoodleInvalidParameter,
+    "groups_create_without_description": MoodleInvalidParameter,
+    "groups_create_without_description_debug_on": MoodleInvalidParameter,
+    "groups_list_unknown_course": MoodleNotFound,
+    "groups_add_member_not_enrolled": MoodleInvalidParameter,
+    "groups_add_member_not_enrolled_debug_on": MoodleInvalidParameter,
+    "groups_add_members_batch_one_bad": MoodleInvalidParameter,
+    "groups_add_member_unknown_group": MoodleNotFound,
+    "groups_add_member_unknown_user": MoodleNotFound,
+    "groups_delete_member_unknown_group": MoodleNotFound,
+    "groups_delete_members_batch_one_bad": MoodleNotFound,
 }
 
 

@@ -20,7 +20,7 @@ from sqlglot.errors import ParseError
 from sqlglot.parsers.tsql import TSQLParser
 from sqlglot.tokenizer_core import TokenType
 
-from connectors.sqlserver import sql
+from connectors.sqlserver import catalog_sql, sql
 
 
 def _parse_changetable(self: Any) -> exp.Expr:
@@ -54,7 +54,7 @@ class TSqlWithChangeTracking(TSQL):
     parser_class = _Parser  # type: ignore[assignment]  # TSQLParser is typed apart
 
 
-STATEMENTS = sql.all_statements()
+STATEMENTS = sql.all_statements() | catalog_sql.catalog_statements()
 STOCK_GAPS = {"SET_SNAPSHOT", "CHANGES"} | {
     name for name in STATEMENTS if name.startswith("key_changes_query(")
 }
