@@ -9,6 +9,10 @@ Prints two figures sets:
   transaction's commit to the acknowledgement of its events, p50/p99, at the
   poll interval (target p99 ≤ 1.5 × interval + 100 ms).
 
+* idle: what polling costs the source when nothing changes, at the poll
+  interval: polls, SQL statements and statements per second (``--idle-seconds``;
+  compare ``--interval 1.0`` with ``--interval 0.25``).
+
 ``--state kafka`` runs the poller as ``enrolstream poll`` does: its state
 written to the state topic behind the lease (``cdc/replica.py``), the local
 file a copy; ``--state local`` (the default) keeps it in the local file only,
@@ -27,6 +31,7 @@ import statistics
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -163,6 +168,42 @@ async def run_phase(
     return elapsed, publisher.events, latencies
 
 
+async def idle_cost(
+    workdir: Path, bootstrap: str, *, interval_s: float, seconds: float
+) -> tuple[int, Counter[str]]:
+    """The poller on a term where nothing changes: (polls, statements by verb)."""
+    workdir.mkdir(parents=True)
+    sandbox = PowerCampusSandbox(workdir / "pc.sqlite")
+    sandbox.create()
+    commit(sandbox, 0, 500)  # a term with registrations, read once at start
+    topic = f"bench-{uuid.uuid4().hex[:8]}"
+    options: dict[str, object] = {"bootstrap_servers": bootstrap}
+    await ensure_topics(options, [topic], partitions=4, replication_factor=1)
+    source = SandboxChangeSource(workdir / "pc.sqlite", name="bench")
+    statements: Counter[str] = Counter()
+    polls = 0
+    async with (
+        poller_state(workdir, options, topic, in_kafka=False) as (store, replica),
+        KafkaEventPublisher(dict(options), topic) as publisher,
+    ):
+        poller = Poller(source, publisher, store, live_terms=[TERM], replica=replica)
+        await poller.run_once()  # initialise: the term read whole, once
+        connection = source._conn  # noqa: SLF001 - the bench counts what it runs
+        assert connection is not None  # noqa: S101 - opened by the first poll
+        connection.set_trace_callback(
+            lambda sql: statements.update([sql.split(None, 1)[0].upper()])
+        )
+        stop = time.perf_counter() + seconds
+        while time.perf_counter() < stop:
+            await poller.run_once()
+            polls += 1
+            await asyncio.sleep(interval_s)
+        connection.set_trace_callback(None)
+    await source.close()
+    sandbox.close()
+    return polls, statements
+
+
 def percentile(values: list[float], share: float) -> float:
     """The nearest-rank percentile."""
     ordered = sorted(values)
@@ -175,6 +216,9 @@ async def main() -> None:
     parser.add_argument("--transactions", type=int, default=100)
     parser.add_argument("--rows", type=int, default=500, help="changes per transaction")
     parser.add_argument("--paced-seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--idle-seconds", type=float, default=10.0, help="the idle phase's length"
+    )
     parser.add_argument(
         "--state",
         choices=["local", "kafka"],
@@ -205,6 +249,12 @@ async def main() -> None:
                 spread_s=args.paced_seconds,
                 in_kafka=in_kafka,
             )
+            polls, statements = await idle_cost(
+                Path(tmp) / "idle",
+                bootstrap,
+                interval_s=args.interval,
+                seconds=args.idle_seconds,
+            )
     target = 1.5 * args.interval + 0.1
     print(
         f"capture benchmark: {total:,} changes in {args.transactions} transactions, "
@@ -224,6 +274,14 @@ async def main() -> None:
         f"  paced over {args.paced_seconds:.0f} s, latency commit -> ack: "
         f"p50 {statistics.median(paced):.3f} s, p99 {percentile(paced, 0.99):.3f} s "
         f"(target p99 <= {target:.2f} s)"
+    )
+    total_statements = sum(statements.values())
+    verbs = ", ".join(f"{verb} {n}" for verb, n in statements.most_common())
+    print(
+        f"  idle (nothing changes) for {args.idle_seconds:.0f} s: {polls} polls, "
+        f"{total_statements} SQL statements = "
+        f"{total_statements / args.idle_seconds:.1f} statements/s, "
+        f"{total_statements / max(1, polls):.1f} a poll ({verbs})"
     )
 
 

@@ -12,7 +12,9 @@ between Kafka's acks and the saved version, the intent and the call, Moodle's
 answer and the ledger, the ledger and the commit), the broker frozen, Moodle
 answering 5xx, hanging past the client timeout, slow, stopped and started,
 losing replies after applying, answering ``Terminated: 15``; change-tracking
-cleanup past the poller's saved version; poison records on the event topic.
+cleanup past the poller's saved version; poison records on the event topic;
+and, with 2 to 4 consumers in the group (their number drawn per run), a member
+joining, leaving (SIGTERM) and killed mid-burst.
 
 Then the faults stop, the harness waits (on conditions) until everything has
 caught up, and judges without running reconcile (``bench/chaos_verdict.py``):

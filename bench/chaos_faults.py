@@ -49,6 +49,8 @@ async def inject(world: World, fault: Fault, sandbox: PowerCampusSandbox) -> Non
         await _poison(world, fault)
     elif kind == "poller-failover":
         await _fail_over(world, fault)
+    elif kind in {"member-join", "member-leave", "member-kill"}:
+        await _member(world, fault)
     else:
         await _moodle_plan(world, fault)
 
@@ -67,6 +69,35 @@ async def _kill_held(world: World, command: Command, fault: Fault) -> None:
     world.record.faults[fault.kind] += 1
     await asyncio.sleep(fault.get("restart_after_s"))
     await world.start(command)
+
+
+async def _member(world: World, fault: Fault) -> None:
+    """A consumer joins the group, leaves it (SIGTERM) or dies in it (kill -9)."""
+    if fault.kind == "member-join":
+        joiner = world.joiner
+        if joiner is None:
+            return
+        async with world.locks[joiner.name]:
+            if joiner.lives == 0:
+                await world.start(joiner)
+                world.record.faults[fault.kind] += 1
+        return
+    running = [c for c in world.consumers if c.running]
+    if not running:
+        return
+    member = running[fault.get("member") % len(running)]
+    async with world.locks[member.name]:
+        if not member.running:
+            return  # dead already: the supervisor's to restart
+        if fault.kind == "member-leave":
+            await world.stop(member)
+            await asyncio.sleep(fault.get("away_s"))
+        else:
+            await member.kill()
+            world.accounted[member.name].add(member.lives)
+            await asyncio.sleep(fault.get("down_s"))
+        world.record.faults[fault.kind] += 1
+        await world.start(member)
 
 
 async def _kill_mid_batch(world: World, fault: Fault) -> None:

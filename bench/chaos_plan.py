@@ -51,7 +51,17 @@ KINDS: dict[str, str] = {
     "poller-failover": "a standby poller beside the active one; the active one "
     "killed, or frozen (SIGSTOP) past its lease and woken: the standby takes over, "
     "the woken one must be fenced",
+    # Several consumers in one group (the run draws 2 to 4 when one of these is in
+    # it): rebalances mid-burst.
+    "member-join": "a consumer held back from the start joins the group mid-burst",
+    "member-leave": "a consumer stopped with SIGTERM (finishes its batch, commits, "
+    "leaves the group), started again a while later",
+    "member-kill": "kill -9 of one consumer of the group, kept down past the "
+    "session timeout (its partitions move), started again",
 }
+
+#: The kinds that need several consumers in the group.
+MEMBER_KINDS = frozenset({"member-join", "member-leave", "member-kill"})
 
 #: Crash-point kinds: the command they arm and the point.
 CRASH_POINTS: dict[str, tuple[str, str]] = {
@@ -135,6 +145,8 @@ class RunPlan:
     steps: tuple[Step, ...]
     faults: tuple[Fault, ...]
     armings: tuple[Arming, ...] = field(default=())
+    #: Consumer processes in the group (at its largest: a joiner starts late).
+    consumers: int = 1
 
 
 def _rng(seed: int, purpose: str) -> random.Random:
@@ -174,6 +186,14 @@ def draw_tuning(seed: int) -> Tuning:
     )
 
 
+def draw_consumers(seed: int, kinds: Sequence[str]) -> int:
+    """How many consumers the group has: 2 to 4 with a member kind, else 1 to 4."""
+    rng = _rng(seed, "consumers")
+    if MEMBER_KINDS.intersection(kinds):
+        return rng.choice([2, 3, 4])
+    return rng.choices([1, 2, 3, 4], weights=[40, 25, 20, 15])[0]
+
+
 def plan_run(
     seed: int,
     kinds: Sequence[str],
@@ -200,7 +220,8 @@ def plan_run(
             budget = 1 if quick else rng.randint(1, 2)
             armings.append(Arming(kind, command, point, chance, budget))
             continue
-        for _ in range(rng.randint(1, 2)):
+        # one member joins per run (the one held back from the start)
+        for _ in range(1 if kind == "member-join" else rng.randint(1, 2)):
             at = round(rng.uniform(0.3, duration - 1.0), 2)
             faults.append(Fault(at, kind, draw_params(kind, rng, quick=quick)))
     registrar = Registrar(_rng(seed, "workload"), rows, sections, crosslisted, people)
@@ -231,6 +252,7 @@ def plan_run(
         steps=tuple(sorted(steps, key=lambda s: s.at_s)),
         faults=tuple(sorted(faults, key=lambda f: f.at_s)),
         armings=tuple(armings),
+        consumers=draw_consumers(seed, kinds),
     )
 
 
@@ -268,6 +290,13 @@ def draw_params(  # noqa: C901, PLR0911, PLR0912 - one branch per kind reads as 
             )
         # mostly past the lease (2 s in the run's settings), sometimes within it
         return (("how", "pause"), ("paused_s", round(rng.uniform(1.0, 5.0), 2)))
+    if kind == "member-join":
+        return ()
+    if kind == "member-leave":
+        return (("member", rng.randrange(4)), ("away_s", round(rng.uniform(0.5, 3), 2)))
+    if kind == "member-kill":
+        # mostly past the session timeout (2 s in the run's settings)
+        return (("member", rng.randrange(4)), ("down_s", round(rng.uniform(1, 4), 2)))
     if kind == "poison":
         return (
             ("records", rng.randint(1, 2)),

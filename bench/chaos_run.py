@@ -186,7 +186,10 @@ def describe_plan(seed: int, kinds: tuple[str, ...], *, quick: bool) -> list[str
             )
         finally:
             sandbox.close()
-    lines = [f"seed {seed}: {plan.shape}", f"  {plan.tuning}"]
+    lines = [
+        f"seed {seed}: {plan.shape}",
+        f"  {plan.tuning}, consumers {plan.consumers}",
+    ]
     lines += [
         f"  crash point {a.point} armed in {a.command} at {a.chance} per pass, "
         f"{a.budget} time(s) ({a.kind})"
@@ -390,6 +393,8 @@ def _judge(
     )
     polled, consumed = world.log_events("poll"), world.log_events("consume")
     polled += world.log_events("poll-standby")
+    for member in world.consumers[1:]:
+        consumed += world.log_events(member.name)
     result.logged = {
         "poller_reinitialisations": polled["reinitialising_again"],
         "poller_first_starts": polled["reinitialising_first"],
@@ -403,6 +408,8 @@ def _judge(
         "poller_leases_lost": polled["lease_lost"],
         # Only those the fail-over fault saw refused on waking from a freeze.
         "poller_fenced": world.record.fenced,
+        "consumers": world.plan.consumers,
+        "batches_dropped_on_rebalance": consumed["batch_dropped_on_rebalance"],
     }
     if (
         world.record.faults["ct-cleanup"]

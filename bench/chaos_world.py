@@ -194,7 +194,28 @@ class World:
         self.consumer = Command(
             "consume", ["consume"], log_path=paths.log("consume"), env=env
         )
-        self.commands = (self.sim, *self.pollers, self.consumer)
+        # The group's other members (same settings; no operations listener: the
+        # first consumer's port is the one the harness reads).
+        member_env = {**env, "ENROLSTREAM_OPERATIONS__CONSUME_PORT": "0"}
+        self.consumers: tuple[Command, ...] = (
+            self.consumer,
+            *(
+                Command(
+                    f"consume-{n}",
+                    ["consume"],
+                    log_path=paths.log(f"consume-{n}"),
+                    env=member_env,
+                )
+                for n in range(2, plan.consumers + 1)
+            ),
+        )
+        #: The member held back from the start, for ``member-join``.
+        self.joiner = (
+            self.consumers[-1]
+            if "member-join" in plan.kinds and len(self.consumers) > 1
+            else None
+        )
+        self.commands = (self.sim, *self.pollers, *self.consumers)
         self.locks = {c.name: asyncio.Lock() for c in self.commands}
         self.broker_lock = asyncio.Lock()
         self.budget = {a.kind: a.budget for a in plan.armings}
@@ -213,7 +234,9 @@ class World:
         try:
             await self.sim.start()
             await wait_for_port(self.moodle_port)
-            await self.start(self.consumer)
+            for consumer in self.consumers:
+                if consumer is not self.joiner:
+                    await self.start(consumer)
             for poller in self.pollers:
                 await self.start(poller)
             yield self
@@ -238,7 +261,9 @@ class World:
         """The command's crash points in turn, one per life, while budgets last."""
         if not self.chaos:
             return None
-        mine = [a for a in self.plan.armings if a.command == name]
+        # every member of the group is armed (each holds only some partitions)
+        role = "consume" if name.startswith("consume") else name
+        mine = [a for a in self.plan.armings if a.command == role]
         for _ in mine:
             arming = mine[self.turn[name] % len(mine)]
             self.turn[name] += 1
@@ -308,11 +333,13 @@ class World:
             await self.control({"fault": "clear"})
         deadline = time.monotonic() + LINGER_S
         while time.monotonic() < deadline and any(
-            self.armed[c.name] is not None for c in (self.poller, self.consumer)
+            self.armed[c.name] is not None for c in (self.poller, *self.consumers)
         ):
             await asyncio.sleep(0.1)
         self.chaos = False
-        for command in (self.poller, self.consumer):
+        for command in (self.poller, *self.consumers):
+            if not command.lives:
+                continue  # a joiner whose moment never came
             async with self.locks[command.name]:
                 if command.running and self.armed[command.name] is None:
                     continue
@@ -325,21 +352,38 @@ class World:
                 await self.start(command)
 
     async def stop_all(self) -> dict[str, int | None]:
-        """SIGTERM the consumer, the poller, then the simulator (which saves the site)."""
+        """SIGTERM the consumers (together, as a scale-down does: one by one, each
+        leaving starts a rebalance the next one is caught in), the poller, then the
+        simulator (which saves the site)."""
         statuses: dict[str, int | None] = {}
-        for command in (self.consumer, *self.pollers, self.sim):
-            async with self.locks[command.name]:
-                status, in_time = await command.stop()
-            statuses[command.name] = status
-            if status == -signal.SIGTERM and in_time:
-                # Still starting: its handler was not installed yet, nothing done.
-                self.record.notes.append(f"{command.name}: SIGTERM during start-up")
-            elif status != 0 or not in_time:
-                self.record.problems.append(
-                    f"{command.name} did not stop cleanly on SIGTERM (status {status}"
-                    f"{'' if in_time else ', killed after 20 s'}): {tail(command.log_path)}"
-                )
+        consumers = [c for c in self.consumers if c.lives]  # a joiner may never have
+        stops = await asyncio.gather(*(self._stop_locked(c) for c in consumers))
+        for command, stopped in zip(consumers, stops, strict=True):
+            self._judge_stop(command, *stopped, statuses)
+        for command in (*self.pollers, self.sim):
+            self._judge_stop(command, *await self._stop_locked(command), statuses)
         return statuses
+
+    async def _stop_locked(self, command: Command) -> tuple[int | None, bool]:
+        async with self.locks[command.name]:
+            return await command.stop()
+
+    def _judge_stop(
+        self,
+        command: Command,
+        status: int | None,
+        in_time: bool,
+        statuses: dict[str, int | None],
+    ) -> None:
+        statuses[command.name] = status
+        if status == -signal.SIGTERM and in_time:
+            # Still starting: its handler was not installed yet, nothing done.
+            self.record.notes.append(f"{command.name}: SIGTERM during start-up")
+        elif status != 0 or not in_time:
+            self.record.problems.append(
+                f"{command.name} did not stop cleanly on SIGTERM (status {status}"
+                f"{'' if in_time else ', killed after 20 s'}): {tail(command.log_path)}"
+            )
 
     # -- what faults and the convergence check use -----------------------------------
     async def control(self, body: dict[str, Any]) -> dict[str, Any]:

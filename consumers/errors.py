@@ -17,7 +17,9 @@
     ├── LiveConsumerRefused         ledger writers refuse while ``consume`` runs
     ├── SnapshotUnavailable         no usable snapshot (``consumers.reconcile``)
     ├── ReplayError                 ``consumers.replay``: refused or bad offsets
-    └── BrokerUnavailable           retriable: Kafka did not answer or ack
+    ├── BrokerUnavailable           retriable: Kafka did not answer or ack
+    └── PartitionsRevoked           a rebalance took (or is taking) the batch's
+                                    partitions: stop writing, drop the batch
 
 The Moodle adapter's errors (``connectors.moodle.errors``) subclass the target
 categories: ``MoodleUnavailable`` is a ``TargetUnavailable``, ``MoodleRejected``
@@ -41,6 +43,7 @@ __all__ = [
     "InvalidEvent",
     "LiveConsumerRefused",
     "MappingError",
+    "PartitionsRevoked",
     "StartupRefused",
     "TargetError",
     "TargetRefused",
@@ -128,5 +131,16 @@ class LiveConsumerRefused(ConsumerError):
 
 class BrokerUnavailable(ConsumerError):
     """Kafka did not answer or acknowledge (fetch, commit, ledger/dead-letter write)."""
+
+    retriable: ClassVar[bool] = True
+
+
+class PartitionsRevoked(ConsumerError):
+    """A rebalance is taking this member's partitions: no new write may start.
+
+    Raised before a write, never after one was sent: the batch is dropped
+    uncommitted (the partitions' next owner reads it again) and the writes
+    already made are in the ledger, intents first, for that owner to see.
+    """
 
     retriable: ClassVar[bool] = True

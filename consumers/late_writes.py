@@ -9,7 +9,8 @@ enough: the decision that settled an uncertain entry also sets
 sent), and ``LateWrites.check_due`` reads those pairs again when they are due
 and puts back what the ledger says we decided (``repair_late_write``).
 
-Only pairs of this member's partitions are checked (``owns``). Entries still
+Only pairs of this member's partitions are checked (``owns``), and no read or
+repair starts once a rebalance began (``fence``). Entries still
 uncertain are left to the event flow (the batch that wrote them is read again),
 except the repairs' own intents (``REPAIR_PREFIX``), which no event revisits.
 """
@@ -42,6 +43,8 @@ class LateWrites:
     ledger: Ledger
     policy: EnrolmentPolicy
     owns: Callable[[bytes], bool]
+    #: Raises ``PartitionsRevoked`` once a rebalance began: no repair starts then.
+    fence: Callable[[], None]
     clock_ms: Callable[[], int]
     window_ms: int
     #: The course's section groups of ours (None: no section groups).
@@ -71,6 +74,7 @@ class LateWrites:
         due = self.due()
         if not due:
             return 0
+        self.fence()
         held = await self.moodle.holdings([(e.courseid, e.userid) for e in due])
         repairs: list[tuple[MoodleAction, LedgerEntry]] = []
         settled: list[LedgerEntry] = []
@@ -92,9 +96,11 @@ class LateWrites:
     async def _repair(
         self, repairs: Sequence[tuple[MoodleAction, LedgerEntry]]
     ) -> None:
+        self.fence()
         now = self.clock_ms()
         intents = [self._entry(e, uncertain=True, sent_at_ms=now) for _, e in repairs]
         await self.ledger.record(intents)
+        self.fence()
         outcomes = await self.moodle.apply([action for action, _ in repairs])
         before = {action.key(): entry for action, entry in repairs}
         # Applied: read again after another window (this write could be late too).

@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -325,6 +326,18 @@ class DeferredCommits:
     def owns(self, key: bytes) -> bool:
         """The inner stream's answer."""
         return self.inner.owns(key)
+
+    def assignment_epoch(self) -> int:
+        """The inner stream's answer."""
+        return self.inner.assignment_epoch()
+
+    def write_turn(self) -> AbstractAsyncContextManager[None]:
+        """The inner stream's turn."""
+        return self.inner.write_turn()
+
+    def ensure_held(self, epoch: int) -> None:
+        """The inner stream's check."""
+        self.inner.ensure_held(epoch)
 
     async def lag(self) -> int:
         """The inner stream's answer."""

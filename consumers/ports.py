@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol
@@ -82,7 +83,27 @@ class EventStream(Protocol):
         ...
 
     def take_reassigned(self) -> bool:
-        """True once after a rebalance changed this member's partitions."""
+        """True once after each assignment (reload the ledger and parked tables)."""
+        ...
+
+    def assignment_epoch(self) -> int:
+        """A number that changes whenever a rebalance revokes or assigns partitions."""
+        ...
+
+    def write_turn(self) -> AbstractAsyncContextManager[None]:
+        """This member's exclusive turn to write; a rebalance waits for it to end.
+
+        A batch, a parked retry or a late-write recheck runs inside it, so the
+        partitions move to another member only after this one stopped writing.
+        """
+        ...
+
+    def ensure_held(self, epoch: int) -> None:
+        """Raise ``PartitionsRevoked`` if a rebalance began since ``epoch``.
+
+        Called before every write is started (never between a write and its
+        outcome's record).
+        """
         ...
 
     def owns(self, key: bytes) -> bool:

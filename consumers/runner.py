@@ -61,7 +61,12 @@ from consumers.decisions import (
     next_ledger_entry,
     unknown_statuses,
 )
-from consumers.errors import ActionRejected, ConsumerError, TargetError
+from consumers.errors import (
+    ActionRejected,
+    ConsumerError,
+    PartitionsRevoked,
+    TargetError,
+)
 from consumers.groups import sections_wanted
 from consumers.late_writes import LateWrites
 from consumers.ledger import Ledger
@@ -233,10 +238,13 @@ class ApplyRunner:
             ledger=ledger,
             policy=policy,
             owns=stream.owns,
+            fence=self._fence,
             clock_ms=self._now_ms,
             window_ms=self.late_write_window_ms,
             ours=groups.ours if groups is not None else None,
         )
+        #: The assignment epoch the work in hand began in (``_fence``).
+        self._epoch = stream.assignment_epoch()
         # Due rechecks are looked for this often (a fraction of the window).
         self.recheck_every_s = min(60.0, max(late_write_window_s / 10, 0.1))
 
@@ -295,6 +303,8 @@ class ApplyRunner:
         while not stop.is_set():
             if self.heartbeat is not None:
                 self.heartbeat.beat(time.monotonic())
+            # Taken before the fetch: a batch fetched across a rebalance is dropped.
+            epoch = self.stream.assignment_epoch()
             batches = await self.stream.getmany(timeout_ms=poll_timeout_ms)
             if self.stream.take_reassigned():
                 # Another member may have written the ledger and parked tables for
@@ -302,7 +312,9 @@ class ApplyRunner:
                 await self.ledger.load()
                 await self.parked.load()
             if batches:
-                failures = await self._process_or_back_off(batches, failures, stop)
+                failures = await self._process_or_back_off(
+                    batches, failures, stop, epoch
+                )
                 if failures:
                     continue
             for chore in chores:
@@ -322,13 +334,31 @@ class ApplyRunner:
         batches: Mapping[Partition, Sequence[RawMessage]],
         failures: int,
         stop: asyncio.Event,
+        epoch: int,
     ) -> int:
         """Process the batch; on a retriable failure rewind and back off.
 
         Returns the consecutive failures so far (0 once a batch went through).
+        A batch a rebalance interrupted is dropped, and read again by whoever
+        holds its partitions next (this member too, if they stay here).
         """
         try:
-            await self.process(batches)
+            async with self.stream.write_turn():
+                events = await self._apply_batch(batches, epoch=epoch)
+            # The commit is outside the turn: a broker may hold an offset commit
+            # until the rebalance completes, which waits for the turn. The writes
+            # are done and recorded; once a rebalance began, the next owner reads
+            # the batch again and the ledger makes that a no-op.
+            self._fence()
+            await self._commit_batch(batches, events)
+        except PartitionsRevoked:
+            self.stream.rewind({tp: msgs[0].offset for tp, msgs in batches.items()})
+            log.info(
+                "batch_dropped_on_rebalance",
+                records=sum(len(msgs) for msgs in batches.values()),
+                hint="not committed; the partitions' next owner reads it again",
+            )
+            return failures
         except ConsumerError as exc:
             if not exc.retriable:
                 raise
@@ -353,7 +383,14 @@ class ApplyRunner:
 
     async def _retry_parked_if_any(self) -> None:
         if len(self.parked):
-            await self._retry_parked_safely()
+            async with self.stream.write_turn():
+                self._epoch = self.stream.assignment_epoch()
+                await self._retry_parked_safely()
+
+    def _fence(self) -> None:
+        """Before a write starts: ``PartitionsRevoked`` if a rebalance began since
+        the work in hand did (two members never act on one person at once)."""
+        self.stream.ensure_held(self._epoch)
 
     def lag_age_s(self) -> float:
         """How long the oldest event read but not yet committed has waited (0: none)."""
@@ -380,8 +417,28 @@ class ApplyRunner:
         self._record_lags(lags)
         return bool(lags) and sum(lags.values()) == 0
 
-    async def process(self, batches: Mapping[Partition, Sequence[RawMessage]]) -> None:
-        """Apply one batch, then commit each partition past it."""
+    async def process(
+        self,
+        batches: Mapping[Partition, Sequence[RawMessage]],
+        *,
+        epoch: int | None = None,
+    ) -> None:
+        """Apply one batch, then commit each partition past it.
+
+        ``epoch``: the assignment epoch the batch was fetched in (default: now);
+        no write starts once a rebalance began since (``PartitionsRevoked``).
+        """
+        events = await self._apply_batch(batches, epoch=epoch)
+        await self._commit_batch(batches, events)
+
+    async def _apply_batch(
+        self,
+        batches: Mapping[Partition, Sequence[RawMessage]],
+        *,
+        epoch: int | None = None,
+    ) -> list[EnrolmentEvent]:
+        """The writes of ``process`` (inside the write turn); the events done."""
+        self._epoch = self.stream.assignment_epoch() if epoch is None else epoch
         messages = [message for msgs in batches.values() for message in msgs]
         if messages and self._pending_since is None:
             # Kept across retries: a batch read again is still the same wait.
@@ -395,13 +452,20 @@ class ApplyRunner:
         letters += await self._apply([event for _, event in decoded.events], origins)
         await self._dead_letter(letters)
         self.crash_point("consumer.after_ledger")
+        return [event for _, event in decoded.events]
+
+    async def _commit_batch(
+        self,
+        batches: Mapping[Partition, Sequence[RawMessage]],
+        events: Sequence[EnrolmentEvent],
+    ) -> None:
         await self.stream.commit(
             {tp: msgs[-1].offset + 1 for tp, msgs in batches.items()}
         )
         self._pending_since = None
-        self.stats.events += len(decoded.events)  # applied, parked or dead-lettered
-        self.metrics.events_done(len(decoded.events))
-        for _, event in decoded.events:
+        self.stats.events += len(events)  # applied, parked or dead-lettered
+        self.metrics.events_done(len(events))
+        for event in events:
             self._saw_change(event)
 
     async def _hold_revisions(self, events: Sequence[EnrolmentEvent]) -> None:
@@ -437,7 +501,9 @@ class ApplyRunner:
 
     async def _recheck_safely(self) -> None:
         try:
-            self.stats.late_writes_repaired += await self.late_writes.check_due()
+            async with self.stream.write_turn():
+                self._epoch = self.stream.assignment_epoch()
+                self.stats.late_writes_repaired += await self.late_writes.check_due()
         except ConsumerError as exc:
             if not exc.retriable:
                 raise
@@ -457,6 +523,7 @@ class ApplyRunner:
         # the changed section's: decide it in full, or releasing it below would
         # drop the courses its earlier events were about.
         self._warn_unknown_statuses(events)
+        self._fence()
         decisions = collapse_desired(
             events, self.mapping, self.policy, in_full=in_full or self.parked.holds
         )
@@ -543,11 +610,13 @@ class ApplyRunner:
             return []
         # Intent first: if the call is cut off after Moodle applied it, or this
         # process dies, the entry says the pair is ours and must be read back.
+        self._fence()
         sent = self._now_ms()
         await self.ledger.record(
             [_entry(p, uncertain=True, sent_at_ms=sent) for p in actions]
         )
         self.crash_point("consumer.after_intent")
+        self._fence()
         outcomes = await self.moodle.apply([p.action for p in actions])
         self.crash_point("consumer.after_moodle")
         planned = {p.action.key(): p for p in actions}

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import date
 
@@ -178,6 +179,18 @@ class MemoryStream:
     def take_reassigned(self) -> bool:
         """One member, never reassigned."""
         return False
+
+    def assignment_epoch(self) -> int:
+        """One member, never reassigned."""
+        return 0
+
+    @asynccontextmanager
+    async def write_turn(self) -> AsyncIterator[None]:
+        """Nobody else to wait for."""
+        yield
+
+    def ensure_held(self, epoch: int) -> None:
+        """The one partition is always held."""
 
     def owns(self, key: bytes) -> bool:
         """Every key is on the one partition."""

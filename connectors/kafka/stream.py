@@ -14,38 +14,60 @@ The only module of ``consumers/`` that imports aiokafka. The runner sees plain
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import asyncio
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any, Self
 
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
 from connectors.kafka.producer import AckedProducer, describe_kafka_failure
-from consumers.errors import BrokerUnavailable
+from consumers.errors import BrokerUnavailable, PartitionsRevoked
 from consumers.ports import Partition, RawMessage
 
 log = structlog.get_logger()
 
 
 class _AssignmentListener(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Notes when a rebalance gave this member other partitions than before."""
+    """The member's side of a rebalance: wait for the write turn, note assignments.
+
+    ``on_partitions_revoked`` runs before the member rejoins, and the broker
+    gives the partitions to another member only after every member rejoined
+    (or the rebalance timeout passed). Marking ``revoking`` first stops new
+    writes (``ensure_held``), and taking ``turn`` waits for the batch in flight
+    to record its outcomes: its next owner starts after that. (The offset commit
+    comes after the turn: a broker may hold a commit until the rebalance ends.)
+    """
 
     def __init__(self) -> None:
         self.changed = False
-        self._held: frozenset[Any] | None = None
+        self.revoking = False
+        self.epoch = 0
+        self.turn = asyncio.Lock()
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
-        """Nothing to flush: offsets are committed per batch."""
+        """Stop new writes, wait for the ones in flight, then let the partitions go."""
+        del revoked
+        self.revoking = True
+        self.epoch += 1
+        async with self.turn:
+            pass
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
-        """The first assignment is the start; later different ones are rebalances."""
-        now = frozenset(assigned)
-        if self._held is not None and now != self._held:
-            self.changed = True
-        self._held = now
+        """Every assignment, the first too, asks for the tables to be read again.
+
+        The first: a member joining a live group read its tables before the
+        others released the partitions (and wrote to them). Later ones, even of
+        the same partitions: after an eviction another member may have held them.
+        """
+        del assigned
+        self.changed = True
+        self.revoking = False
+        self.epoch += 1
 
 
 def _leave_even_at_generation_zero(consumer: AIOKafkaConsumer) -> None:
@@ -130,9 +152,36 @@ class KafkaEventConsumer:
         await self._consumer.stop()
 
     def take_reassigned(self) -> bool:
-        """True once after each rebalance that changed this member's partitions."""
+        """True once after each assignment (read the ledger and parked tables again)."""
         changed, self._listener.changed = self._listener.changed, False
         return changed
+
+    def assignment_epoch(self) -> int:
+        """Changes at every revocation and assignment."""
+        return self._listener.epoch
+
+    @asynccontextmanager
+    async def write_turn(self) -> AsyncIterator[None]:
+        """The exclusive turn to write; a revocation waits for it to end."""
+        async with self._listener.turn:
+            yield
+
+    def ensure_held(self, epoch: int) -> None:
+        """``PartitionsRevoked`` if a rebalance began since ``epoch`` or the
+        member was dropped from the group (heartbeat refused: generation reset)."""
+        listener = self._listener
+        if listener.revoking or listener.epoch != epoch or not self._in_group():
+            raise PartitionsRevoked(
+                "a consumer-group rebalance is moving this member's partitions"
+            )
+
+    def _in_group(self) -> bool:
+        # aiokafka resets the generation to -1 when the coordinator no longer
+        # knows the member (session expired, generation fenced) and rejoins
+        # later; from then on the partitions may already be someone else's.
+        coordinator = getattr(self._consumer, "_coordinator", None)
+        generation = getattr(coordinator, "generation", 0)
+        return not isinstance(generation, int) or generation >= 0
 
     def owns(self, key: bytes) -> bool:
         """Whether the record keyed ``key`` lives on a partition this member holds.
@@ -168,6 +217,10 @@ class KafkaEventConsumer:
                     for (topic, partition), offset in offsets.items()
                 }
             )
+        except (CommitFailedError, IllegalStateError) as exc:
+            # the group rebalanced since the batch was read: the partitions'
+            # next owner reads it again
+            raise PartitionsRevoked(f"offset commit refused: {exc}") from exc
         except KafkaError as exc:
             raise BrokerUnavailable(f"offset commit failed: {exc}") from exc
 

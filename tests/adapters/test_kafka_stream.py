@@ -1,19 +1,38 @@
-"""The consumer's Kafka adapter: rebalance notices."""
+"""The consumer's Kafka adapter: what a rebalance does to a member."""
 
 from __future__ import annotations
+
+import asyncio
 
 from connectors.kafka.stream import _AssignmentListener
 
 
 class TestAssignmentListener:
-    """The consumer notices a rebalance that changed its partitions."""
+    """A member reloads its tables on every assignment and lets go only between writes."""
 
-    async def test_first_assignment_is_not_a_change(self) -> None:
-        """Start-up assignment: the tables were just loaded, nothing to reload."""
+    async def test_every_assignment_asks_for_the_tables_again(self) -> None:
+        """The first one too (a member joining read them before the others let go),
+        and the same partitions again (after an eviction another member held them)."""
         listener = _AssignmentListener()
         await listener.on_partitions_assigned({("events", 0), ("events", 1)})
-        assert listener.changed is False
-        await listener.on_partitions_assigned({("events", 0), ("events", 1)})
-        assert listener.changed is False
-        await listener.on_partitions_assigned({("events", 0)})
         assert listener.changed is True
+        listener.changed = False
+        await listener.on_partitions_revoked({("events", 0), ("events", 1)})
+        await listener.on_partitions_assigned({("events", 0), ("events", 1)})
+        assert listener.changed is True
+
+    async def test_revocation_waits_for_the_write_turn_in_flight(self) -> None:
+        """The partitions go only once the batch in flight ended; no new write starts."""
+        listener = _AssignmentListener()
+        await listener.on_partitions_assigned({("events", 0)})
+        epoch = listener.epoch
+        await listener.turn.acquire()  # a batch is being applied
+        revoking = asyncio.create_task(listener.on_partitions_revoked({("events", 0)}))
+        await asyncio.sleep(0)  # let the revocation start and block
+        assert listener.revoking is True
+        assert listener.epoch != epoch  # the batch's writes are fenced from here
+        assert not revoking.done()
+        listener.turn.release()  # the batch recorded its outcomes and committed
+        await revoking
+        await listener.on_partitions_assigned({("events", 1)})
+        assert listener.revoking is False

@@ -6,7 +6,8 @@ does; the real SFTP server is in tests/integration/test_conduit_sftp.py.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -88,6 +89,16 @@ class Stream:
 
     def owns(self, key: bytes) -> bool:
         return True
+
+    def assignment_epoch(self) -> int:
+        return 0
+
+    @asynccontextmanager
+    async def write_turn(self) -> AsyncIterator[None]:
+        yield
+
+    def ensure_held(self, epoch: int) -> None:
+        del epoch
 
     async def lag(self) -> int:
         return 0

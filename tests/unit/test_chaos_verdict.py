@@ -189,9 +189,10 @@ class TestPlan:
     def test_every_kind_has_parameters_and_kinds_are_drawn_from_the_allowed(
         self,
     ) -> None:
-        """Each kind but the crash points draws parameters; draws stay within --faults."""
+        """Each kind but the crash points draws parameters (a join has none: the
+        member held back joins); draws stay within --faults."""
         for kind in KINDS:
-            if "crash" not in kind:
+            if "crash" not in kind and kind != "member-join":
                 rng = random.Random(1)  # noqa: S311 - a seeded draw, not a secret
                 assert draw_params(kind, rng, quick=True)
         assert set(draw_kinds(3, ["poison", "moodle-5xx"])) <= {"poison", "moodle-5xx"}
