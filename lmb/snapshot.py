@@ -7,9 +7,10 @@ registrations and teaching the person's latest change event carried
 (``lmb.events.term_state``), so reconcile compares Moodle with what the consumer
 was told.
 
-LMB's ``state_version`` counts the messages applied to one person, not a
-campus-wide version: the snapshot's is the highest of them, so no ledger entry
-written from the state read looks newer than the snapshot (``stale``).
+LMB's ``state_version`` is per person (at least the arrival time in ms of the
+last message applied to them): the snapshot's is the highest of them, so no
+ledger entry written from the state read looks newer than the snapshot, while
+one from a message that arrived after it does (reconcile counts it ``stale``).
 """
 
 from __future__ import annotations
