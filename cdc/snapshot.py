@@ -114,23 +114,51 @@ async def publish_snapshot(
     events = snapshot_events(
         snapshot, source=source.name, captured_at=clock(), snapshot_id=chosen_id
     )
-    version = snapshot.version
+    return await publish_bracketed(
+        sink,
+        events,
+        snapshot_id=chosen_id,
+        source=source.name,
+        state_version=snapshot.version,
+        terms=terms,
+        clock=clock,
+        chunk_events=chunk_events,
+    )
+
+
+async def publish_bracketed(
+    sink: SnapshotSink,
+    events: Sequence[EnrolmentEvent],
+    *,
+    snapshot_id: str,
+    source: str,
+    state_version: int,
+    terms: Sequence[TermKey],
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    chunk_events: int = CHUNK_EVENTS,
+) -> SnapshotMarker:
+    """Publish ready-made snapshot events between a begin and an end marker.
+
+    Any source's snapshot goes through here (PowerCampus above, Banner's LMB
+    in ``enrolstream lmb snapshot``), so every snapshot on the topic has the
+    one shape readers rely on. ``PublishFailed`` from the sink leaves no end marker.
+    """
 
     def marker(
         which: Literal["begin", "end"], counted: Sequence[EnrolmentEvent] | None
     ) -> SnapshotMarker:
         return snapshot_marker(
             which,
-            snapshot_id=chosen_id,
-            source=source.name,
-            state_version=version,
+            snapshot_id=snapshot_id,
+            source=source,
+            state_version=state_version,
             terms=terms,
             events=counted,
             created_at=clock(),
         )
 
     with structlog.contextvars.bound_contextvars(
-        snapshot_id=chosen_id, state_version=version
+        snapshot_id=snapshot_id, state_version=state_version
     ):
         await sink.publish_marker(marker("begin", None))
         for start in range(0, len(events), chunk_events):

@@ -6,7 +6,8 @@
     │   └── HostileMessage      declares or refers to entities (defusedxml refused it)
     ├── StateUnavailable        retriable: the source's state could not be read from Kafka
     ├── PublishFailed           retriable: Kafka did not acknowledge (LMB: 503, it retries)
-    └── EndpointRefused         not retriable: the endpoint cannot start as configured
+    ├── EndpointRefused         not retriable: the endpoint cannot start as configured
+    └── SnapshotRefused         not retriable: the state topic is missing, empty or unreadable
 
 The endpoint branches on ``retriable``, never on message text.
 """
@@ -48,3 +49,7 @@ class PublishFailed(LmbError):
 
 class EndpointRefused(LmbError):
     """The endpoint cannot start as configured; the message names the setting."""
+
+
+class SnapshotRefused(LmbError):
+    """The state topic cannot make a whole snapshot (missing, empty, a record unreadable)."""

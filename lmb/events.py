@@ -53,7 +53,7 @@ def person_event(
     record: LmbPersonRecord, term: TermKey, change: TableChange, received: Received
 ) -> EnrolmentEvent:
     """The person's whole state in ``term`` after ``change``, as a change event."""
-    in_term = [m for m in record.memberships if _section(m).term.matches(term)]
+    registrations, teaching = term_state(record, term)
     return EnrolmentEvent(
         event_id=lmb_event_id(received, change, record.people_code_id, term),
         kind="change",
@@ -61,24 +61,34 @@ def person_event(
         people_code_id=record.people_code_id,
         term=term,
         state_version=record.state_version,
-        registrations=tuple(
-            Registration(
-                transcript_detail_id=None,
-                section=_section(m).key(),
-                add_drop_wait="A" if m.active else "D",
-            )
-            for m in in_term
-            if m.roletype == LEARNER
-        ),
-        teaching=tuple(
-            Teaching(section=_section(m).key())
-            for m in in_term
-            if m.roletype == INSTRUCTOR and m.active
-        ),
+        registrations=registrations,
+        teaching=teaching,
         person=record.details,
         change=change,
         captured_at=received.received_at,
     )
+
+
+def term_state(
+    record: LmbPersonRecord, term: TermKey
+) -> tuple[tuple[Registration, ...], tuple[Teaching, ...]]:
+    """The person's registrations (learner) and teaching (active instructor) in ``term``."""
+    in_term = [m for m in record.memberships if _section(m).term.matches(term)]
+    registrations = tuple(
+        Registration(
+            transcript_detail_id=None,
+            section=_section(m).key(),
+            add_drop_wait="A" if m.active else "D",
+        )
+        for m in in_term
+        if m.roletype == LEARNER
+    )
+    teaching = tuple(
+        Teaching(section=_section(m).key())
+        for m in in_term
+        if m.roletype == INSTRUCTOR and m.active
+    )
+    return registrations, teaching
 
 
 def lmb_event_id(

@@ -1,4 +1,4 @@
-"""``enrolstream lmb serve`` and ``lmb mapping``: Banner's Luminis Message Broker as a source."""
+"""``enrolstream lmb serve``, ``mapping`` and ``snapshot``: Banner's LMB as a source."""
 
 from __future__ import annotations
 
@@ -9,12 +9,16 @@ from typing import Annotated
 
 import typer
 
+from cdc.errors import CdcError
 from connectors.moodle.errors import MoodleError
+from enrolstream.cli.capture import describe
 from enrolstream.cli.context import CONFIG_ERROR_EXIT, require_bootstrap, settings_of
 from enrolstream.signals import stop_on_signals
-from enrolstream.wiring.lmb import generate_mapping, run_lmb_serve
+from enrolstream.wiring.lmb import generate_mapping, run_lmb_serve, run_lmb_snapshot
+from enrolstream.wiring.operations import snapshot_textfile
 from lmb.errors import EndpointRefused, LmbError
 from lmb.terms import NotBannerId, banner_term
+from schemas.events import TermKey
 
 lmb_app = typer.Typer(
     help="Banner's Luminis Message Broker (IMS Enterprise 1.1) as a source.",
@@ -96,3 +100,44 @@ def mapping(
         )
     if missing:
         raise typer.Exit(1)
+
+
+def parse_term(value: str) -> TermKey:
+    """A Banner term code (``201510``) or a label (``2015/10``); ``ValueError`` otherwise."""
+    if "/" in value:
+        return TermKey.parse(value)
+    return banner_term(value)
+
+
+@lmb_app.command("snapshot")
+def snapshot(
+    ctx: typer.Context,
+    term: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--term",
+            help="Banner term code (201510) or 2015/10, repeatable; default: the "
+            "terms consumer.mappings names, else every term in the state",
+        ),
+    ] = None,
+) -> None:
+    """Publish every person's LMB state as one snapshot for ``enrolstream reconcile``.
+
+    Reads the LMB state topic whole (as ``lmb serve`` does at start-up) and
+    publishes one snapshot event per person and term between begin/end markers
+    on the snapshot topic, as ``enrolstream snapshot`` does for PowerCampus.
+    Exit 1 with one line when the state topic is missing, empty or unreadable.
+    """
+    config = settings_of(ctx)
+    try:
+        terms = [parse_term(value) for value in term or []]
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--term") from None
+    bootstrap = require_bootstrap(config, "lmb snapshot")
+    try:
+        end = asyncio.run(run_lmb_snapshot(config, bootstrap, terms=terms))
+    except (LmbError, CdcError) as exc:
+        typer.echo(f"lmb snapshot failed: {exc}", err=True)
+        raise typer.Exit(1) from None
+    snapshot_textfile(config, end)
+    typer.echo(describe(end))

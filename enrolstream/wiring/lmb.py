@@ -1,15 +1,21 @@
-"""The LMB source wired: ``lmb serve`` and ``lmb mapping``."""
+"""The LMB source wired: ``lmb serve``, ``lmb mapping`` and ``lmb snapshot``."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import UTC, datetime
 
 import structlog
 
+from cdc.snapshot import new_snapshot_id, publish_bracketed
 from connectors.kafka.lmb import KafkaLmbSink, load_lmb_state
-from connectors.kafka.publisher import ensure_topics
+from connectors.kafka.publisher import (
+    KafkaEventPublisher,
+    KafkaSnapshotSink,
+    ensure_topics,
+)
 from connectors.lmb.endpoint import EndpointOptions, LmbEndpoint, server_tls
 from connectors.lmb.ims import parse_ims
 from connectors.local.message_log import DatedMessageLog
@@ -22,8 +28,17 @@ from lmb.book import Book
 from lmb.errors import EndpointRefused, PublishFailed
 from lmb.intake import LmbIntake
 from lmb.mapping import MappingUnit, MoodleCourseRef, mapping_file, mapping_units
+from lmb.snapshot import check_state, snapshot_events, snapshot_version, state_terms
+from schemas.events import TermKey
+from schemas.snapshot import SnapshotMarker
 
-__all__ = ["endpoint_options", "generate_mapping", "open_lmb", "run_lmb_serve"]
+__all__ = [
+    "endpoint_options",
+    "generate_mapping",
+    "open_lmb",
+    "run_lmb_serve",
+    "run_lmb_snapshot",
+]
 
 log = structlog.get_logger()
 
@@ -138,3 +153,65 @@ async def generate_mapping(
                     id=int(str(found[0]["id"])), shortname=str(found[0]["shortname"])
                 )
     return mapping_file(units, courses)
+
+
+def snapshot_terms(settings: Settings, book: Book) -> list[TermKey]:
+    """The default terms: those ``consumer.mappings`` names, else those in the state.
+
+    Reconcile decides only mapped courses, and a mapped term nobody is in is
+    what its empty-source guard is for; the state's terms serve a site whose
+    settings name no mapping file (mappings published on the topic only).
+    """
+    mapped = [TermKey.parse(label) for label in settings.consumer.mappings]
+    return sorted(mapped, key=TermKey.label) or state_terms(book)
+
+
+async def run_lmb_snapshot(
+    settings: Settings,
+    bootstrap_servers: str,
+    *,
+    terms: Sequence[TermKey] = (),
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> SnapshotMarker:
+    """Publish every person's LMB state in ``terms`` as one snapshot; the end marker.
+
+    The state topic is read whole as ``lmb serve`` reads it at start-up;
+    ``SnapshotRefused`` when it is missing, empty or a record cannot be read.
+    Terms: ``terms``, else ``snapshot_terms``.
+    """
+    kafka, lmb = settings.kafka, settings.lmb
+    options = kafka_options(settings, bootstrap_servers)
+    book, unreadable = await load_lmb_state(options, lmb.state_topic)
+    check_state(book, unreadable)
+    chosen = list(terms) or snapshot_terms(settings, book)
+    version = snapshot_version(book)
+    snapshot_id = new_snapshot_id(lmb.source_name, version)
+    events = snapshot_events(
+        book,
+        chosen,
+        source=lmb.source_name,
+        snapshot_id=snapshot_id,
+        captured_at=clock(),
+    )
+    await ensure_topics(
+        options,
+        [kafka.snapshot_topic],
+        partitions=kafka.partitions,
+        replication_factor=kafka.replication_factor,
+        failure=PublishFailed,
+    )
+    async with KafkaEventPublisher(
+        options,
+        kafka.snapshot_topic,
+        enable_idempotence=kafka.enable_idempotence,
+        ack_timeout_s=kafka.request_timeout_s,
+    ) as publisher:
+        return await publish_bracketed(
+            KafkaSnapshotSink(publisher),
+            events,
+            snapshot_id=snapshot_id,
+            source=lmb.source_name,
+            state_version=version,
+            terms=chosen,
+            clock=clock,
+        )

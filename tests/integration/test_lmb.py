@@ -1,4 +1,5 @@
-"""The LMB source on the embedded broker: restarts lose nothing; LMB's session lands in Moodle."""
+"""The LMB source on the embedded broker: restarts lose nothing; LMB's session lands in
+Moodle; ``lmb snapshot`` lets reconcile check it."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
+from typer.testing import CliRunner, Result
 
 from connectors.kafka import read_topic
 from connectors.kafka.lmb import load_lmb_state
 from consumers.mapping import load_mappings
+from enrolstream.cli import root as cli
 from enrolstream.settings import (
     ConsumerSettings,
     KafkaSettings,
@@ -28,11 +31,13 @@ from enrolstream.wiring.lmb import (
     generate_mapping,
     open_lmb,
 )
+from enrolstream.wiring.reconcile import run_reconcile
 from sandbox.lmb import messages as ims
 from sandbox.lmb.client import LmbClient
 from sandbox.moodle_sim.server import MoodleSimulator
 from sandbox.moodle_sim.state import MoodleState
 from schemas.events import EnrolmentEvent, parse_event
+from schemas.snapshot import MARKER_KEY, SnapshotMarker
 
 pytestmark = pytest.mark.integration
 
@@ -178,6 +183,78 @@ async def _sim() -> AsyncIterator[MoodleSimulator]:
         yield sim
 
 
+GROUPS = [
+    ims.term(TERM, "Fall 2014"),
+    ims.section("14482", TERM, "MATH-101-001"),
+    ims.section("14483", TERM, "HIST-200-001"),
+    ims.section("14484", TERM, "HIST-200-002"),
+    ims.crosslist(f"XLSAA{TERM}", [f"14483.{TERM}", f"14484.{TERM}"]),
+]
+SESSION = [
+    ims.person("B001", "Ada", "Lovelace", email="ada@example.edu", logon="alove"),
+    ims.member(f"14482.{TERM}", "B001"),
+    ims.member(f"14483.{TERM}", "B001"),
+    ims.member(f"14482.{TERM}", "B002"),
+    ims.member(f"14484.{TERM}", "B002"),
+    ims.member(f"14483.{TERM}", "B003"),
+    ims.member(f"14483.{TERM}", TEACHER, role="02"),
+    ims.member(f"14482.{TERM}", "B001", status=0),  # inactive: dropped
+    ims.member(f"14484.{TERM}", "B002", delete=True),  # deleted
+    ims.member(f"14484.{TERM}", "B003"),  # cross-list swap: stays in
+    ims.member(f"14483.{TERM}", "B003", delete=True),
+]
+
+
+async def session_in_moodle(
+    tmp_path: Path, bootstrap_servers: str, topic: str, sim: MoodleSimulator
+) -> Settings:
+    """Groups make the mapping, the session is POSTed, the consumer applies it.
+
+    Returns the settings (mapping file of term 2015/10 configured) it ran with.
+    """
+    suffix = uuid.uuid4().hex[:8]
+    base = lmb_settings(
+        tmp_path,
+        topic,
+        moodle=MoodleSettings(
+            url=sim.url,
+            token=SecretStr(sim.token),
+            max_backoff_s=0.5,
+            user_transform="none",
+        ),
+        consumer=ConsumerSettings(
+            group_id=f"apply-{suffix}", parked_retry_s=3600, session_timeout_s=2.0
+        ),
+    )
+    await ensure_lmb_topics(base, bootstrap_servers)
+    options = endpoint_options(base.lmb)
+    async with (
+        open_lmb(base, bootstrap_servers, options) as (endpoint, _),
+        LmbClient(endpoint.url, USER, PASSWORD) as lmb,
+    ):
+        for number, element in enumerate(GROUPS):
+            await lmb.send(ims.enterprise(element), f"g{number}")
+        entries, missing = await generate_mapping(base, bootstrap_servers, TERM)
+        assert missing == []
+        assert entries == {
+            "HIST200-XLS": {"courses": ["14483", "14484"], "id": HIST},
+            "MATH101-14482": {"courses": ["14482"], "id": MATH},
+        }
+        mapping_file = tmp_path / "mapping-201510.json"
+        mapping_file.write_text(json.dumps(entries))
+        consumer = base.consumer.model_copy(
+            update={"mappings": {"2015/10": mapping_file}}
+        )
+        settings = base.model_copy(update={"consumer": consumer})
+        for number, element in enumerate(SESSION):
+            await lmb.send(ims.enterprise(element), f"s{number}")
+    async with open_runner(
+        settings, bootstrap_servers, mapping=load_mappings(consumer.mappings)
+    ) as runner:
+        await runner.run(asyncio.Event(), until_idle=True, poll_timeout_ms=300)
+    return settings
+
+
 class TestEndToEnd:
     """LMB POSTs → the LMB source → Kafka → the consumer → Moodle matches the memberships."""
 
@@ -189,68 +266,7 @@ class TestEndToEnd:
         sim: MoodleSimulator,
     ) -> None:
         """Groups make the mapping; adds, a drop, an inactive status and a delete land."""
-        suffix = uuid.uuid4().hex[:8]
-        base = lmb_settings(
-            tmp_path,
-            topic,
-            moodle=MoodleSettings(
-                url=sim.url,
-                token=SecretStr(sim.token),
-                max_backoff_s=0.5,
-                user_transform="none",
-            ),
-            consumer=ConsumerSettings(
-                group_id=f"apply-{suffix}", parked_retry_s=3600, session_timeout_s=2.0
-            ),
-        )
-        await ensure_lmb_topics(base, bootstrap_servers)
-        options = endpoint_options(base.lmb)
-        groups = [
-            ims.term(TERM, "Fall 2014"),
-            ims.section("14482", TERM, "MATH-101-001"),
-            ims.section("14483", TERM, "HIST-200-001"),
-            ims.section("14484", TERM, "HIST-200-002"),
-            ims.crosslist(f"XLSAA{TERM}", [f"14483.{TERM}", f"14484.{TERM}"]),
-        ]
-        session = [
-            ims.person(
-                "B001", "Ada", "Lovelace", email="ada@example.edu", logon="alove"
-            ),
-            ims.member(f"14482.{TERM}", "B001"),
-            ims.member(f"14483.{TERM}", "B001"),
-            ims.member(f"14482.{TERM}", "B002"),
-            ims.member(f"14484.{TERM}", "B002"),
-            ims.member(f"14483.{TERM}", "B003"),
-            ims.member(f"14483.{TERM}", TEACHER, role="02"),
-            ims.member(f"14482.{TERM}", "B001", status=0),  # inactive: dropped
-            ims.member(f"14484.{TERM}", "B002", delete=True),  # deleted
-            ims.member(f"14484.{TERM}", "B003"),  # cross-list swap: stays in
-            ims.member(f"14483.{TERM}", "B003", delete=True),
-        ]
-        async with (
-            open_lmb(base, bootstrap_servers, options) as (endpoint, _),
-            LmbClient(endpoint.url, USER, PASSWORD) as lmb,
-        ):
-            for number, element in enumerate(groups):
-                await lmb.send(ims.enterprise(element), f"g{number}")
-            entries, missing = await generate_mapping(base, bootstrap_servers, TERM)
-            assert missing == []
-            assert entries == {
-                "HIST200-XLS": {"courses": ["14483", "14484"], "id": HIST},
-                "MATH101-14482": {"courses": ["14482"], "id": MATH},
-            }
-            mapping_file = tmp_path / "mapping-201510.json"
-            mapping_file.write_text(json.dumps(entries))
-            consumer = base.consumer.model_copy(
-                update={"mappings": {"2015/10": mapping_file}}
-            )
-            settings = base.model_copy(update={"consumer": consumer})
-            for number, element in enumerate(session):
-                await lmb.send(ims.enterprise(element), f"s{number}")
-        async with open_runner(
-            settings, bootstrap_servers, mapping=load_mappings(consumer.mappings)
-        ) as runner:
-            await runner.run(asyncio.Event(), until_idle=True, poll_timeout_ms=300)
+        await session_in_moodle(tmp_path, bootstrap_servers, topic, sim)
         state = sim.state
         users = {u.id: u.idnumber for u in state.users()}
         held = {
@@ -264,3 +280,86 @@ class TestEndToEnd:
         assert held == {MATH: ["B002"], HIST: ["B001", "B003", TEACHER]}
         teacher = next(i for i, n in users.items() if n == TEACHER)
         assert 3 in state.roles_of(HIST, teacher)
+
+
+def cli_env(settings: Settings, bootstrap_servers: str) -> dict[str, str]:
+    """The settings ``lmb snapshot`` needs, as the environment a CronJob gives it."""
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap_servers,
+        "ENROLSTREAM_KAFKA__SNAPSHOT_TOPIC": settings.kafka.snapshot_topic,
+        "ENROLSTREAM_LMB__STATE_TOPIC": settings.lmb.state_topic,
+        "ENROLSTREAM_CONSUMER__MAPPINGS": json.dumps(
+            {k: str(v) for k, v in settings.consumer.mappings.items()}
+        ),
+        "ENROLSTREAM_LOG_FORMAT": "json",
+    }
+
+
+async def invoke(args: list[str], env: dict[str, str]) -> Result:
+    """The CLI in a thread: it runs its own event loop; the simulator serves here."""
+    return await asyncio.to_thread(CliRunner().invoke, cli.app, args, env=env)
+
+
+class TestSnapshot:
+    """``lmb snapshot`` makes reconcile work for a Banner site, unchanged."""
+
+    async def test_reconcile_in_step_then_finds_a_hand_unenrolment(
+        self,
+        tmp_path: Path,
+        bootstrap_servers: str,
+        topic: str,
+        sim: MoodleSimulator,
+    ) -> None:
+        """In step after the session: 0 differences; a student unenrolled by hand: re-enrol."""
+        settings = await session_in_moodle(tmp_path, bootstrap_servers, topic, sim)
+        env = cli_env(settings, bootstrap_servers)
+        shown = await invoke(["lmb", "snapshot"], env)
+        assert shown.exit_code == 0, shown.output
+        # default terms: those the mappings name (2015/10 here, and the stock example's)
+        assert "terms 2015/10" in shown.stdout
+        assert "4 events, 4 persons, 4 registrations" in shown.stdout
+        snapshot_id = shown.stdout.split()[1].rstrip(":")
+        records = await read_topic(
+            {"bootstrap_servers": bootstrap_servers}, settings.kafka.snapshot_topic
+        )
+        markers = [
+            SnapshotMarker.model_validate_json(r.value or b"")
+            for r in records
+            if r.key == MARKER_KEY
+        ]
+        assert [(m.marker, m.snapshot_id) for m in markers] == [
+            ("begin", snapshot_id),
+            ("end", snapshot_id),
+        ]
+        assert markers[1].source == settings.lmb.source_name
+
+        result = await run_reconcile(settings, bootstrap_servers)
+        assert result.plan.snapshot_id == snapshot_id
+        assert not result.blocked
+        assert result.plan.changes == []
+        assert result.plan.unowned == []
+        assert result.plan.unresolved == []
+
+        users = {u.idnumber: u.id for u in sim.state.users()}
+        sim.state.unenrol(MATH, users["B002"])  # behind our back
+        result = await run_reconcile(settings, bootstrap_servers)
+        assert not result.applied
+        assert [
+            (c.course.shortname, c.userid, c.kind) for c in result.plan.changes
+        ] == [("MATH101-14482", users["B002"], "enrol")]
+        assert result.plan.unowned == []
+
+    async def test_empty_state_is_one_line(
+        self, tmp_path: Path, bootstrap_servers: str, topic: str
+    ) -> None:
+        """No state topic (or nothing on it): exit 1, one line, nothing published."""
+        settings = lmb_settings(tmp_path, topic)
+        shown = await invoke(["lmb", "snapshot"], cli_env(settings, bootstrap_servers))
+        assert shown.exit_code == 1
+        lines = shown.stderr.strip().splitlines()
+        assert len(lines) == 1
+        assert lines[0].startswith("lmb snapshot failed: the LMB state topic holds no")
+        records = await read_topic(
+            {"bootstrap_servers": bootstrap_servers}, settings.kafka.snapshot_topic
+        )
+        assert records == []
