@@ -300,7 +300,9 @@ class Settings(BaseSettings):
         extra="forbid",
         env_prefix="ENROLSTREAM_",
         env_nested_delimiter="__",
-        nested_model_default_partial_update=True,
+        # No partial update of the nested defaults: with it, a table the user gives
+        # (consumer.mappings) was merged into the default's, and the example term's
+        # mapping stayed in force beside the campus's own.
         # A validation error must not echo the input: it holds the secrets.
         hide_input_in_errors=True,
     )

@@ -70,6 +70,17 @@ class TestSources:
         monkeypatch.setenv("ENROLSTREAM_KAFKA__PARTITIONS", "12")
         assert load_settings().kafka.partitions == 12
 
+    def test_a_campus_mapping_table_replaces_the_example(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The campus's [consumer.mappings] is the whole table, from the file or the
+        environment: the example term's mapping does not stay in force beside it."""
+        path = tmp_path / "site.toml"
+        path.write_text('[consumer.mappings]\n"2015/10" = "banner.json"\n')
+        assert load_settings(path).consumer.mappings == {"2015/10": Path("banner.json")}
+        monkeypatch.setenv("ENROLSTREAM_CONSUMER__MAPPINGS", '{"2022/Fall": "f.json"}')
+        assert load_settings().consumer.mappings == {"2022/Fall": Path("f.json")}
+
     def test_kafka_bootstrap_servers_is_honoured(
         self, monkeypatch: pytest.MonkeyPatch
     ) -> None:
