@@ -246,10 +246,14 @@ class KafkaEventConsumer:
             ends = await self._consumer.end_offsets(list(assignment))
         except KafkaError as exc:
             raise BrokerUnavailable(f"cannot read end offsets: {exc}") from exc
-        return {
-            tp.partition: max(0, ends[tp] - await self._consumer.position(tp))
-            for tp in sorted(assignment, key=lambda tp: tp.partition)
-        }
+        lags: dict[int, int] = {}
+        for tp in sorted(assignment, key=lambda tp: tp.partition):
+            try:
+                position = await self._consumer.position(tp)
+            except IllegalStateError:
+                continue  # revoked by a rebalance meanwhile: no longer this member's lag
+            lags[tp.partition] = max(0, ends[tp] - position)
+        return lags
 
 
 class KafkaRecordSink(AckedProducer):

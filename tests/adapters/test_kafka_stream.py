@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from connectors.kafka.stream import _AssignmentListener
+from aiokafka import TopicPartition
+from aiokafka.errors import IllegalStateError
+
+from connectors.kafka.stream import KafkaEventConsumer, _AssignmentListener
 
 
 class TestAssignmentListener:
@@ -36,3 +39,36 @@ class TestAssignmentListener:
         await revoking
         await listener.on_partitions_assigned({("events", 1)})
         assert listener.revoking is False
+
+
+class _RevokedWhileReadingEnds:
+    """aiokafka's consumer as a rebalance leaves it: partition 1 is revoked while
+    the end offsets are read, and ``position`` refuses a partition not assigned."""
+
+    def __init__(self) -> None:
+        self.held = {TopicPartition("events", 0), TopicPartition("events", 1)}
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.held)
+
+    async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        ends = dict.fromkeys(tps, 10)
+        self.held.discard(TopicPartition("events", 1))
+        return ends
+
+    async def position(self, tp: TopicPartition) -> int:
+        if tp not in self.held:
+            raise IllegalStateError(f"No current assignment for partition {tp}")
+        return 4
+
+
+class TestLag:
+    """The lag a member reports is never a reason for it to exit."""
+
+    async def test_a_partition_revoked_while_measuring_is_left_out(self) -> None:
+        """A rebalance between the end offsets and the positions (seen in the fault
+        matrix: a member left mid-burst and the other exited with status 1)."""
+        stream = KafkaEventConsumer({}, "events", "group")
+        stream._started = _RevokedWhileReadingEnds()
+        assert await stream.lags() == {0: 6}
+        assert await stream.lag() == 6
