@@ -91,6 +91,26 @@ def _category_name(ctx: CallContext, categoryid: int) -> str:
     return ctx.state.site.category_name if category is None else category.name
 
 
+#: The optional integer settings of a course that core_course_create_courses and
+#: core_course_update_courses both take, in Moodle's order.
+COURSE_SETTING_INTS = (
+    "showgrades",
+    "newsitems",
+    "startdate",
+    "enddate",
+    "numsections",
+    "maxbytes",
+    "showreports",
+    "visible",
+    "hiddensections",
+    "groupmode",
+    "groupmodeforce",
+    "defaultgroupingid",
+    "enablecompletion",
+    "completionnotify",
+)
+
+
 def _v(kind: str, required: Required = "optional") -> Value:
     return Value(kind, required)
 
@@ -165,25 +185,7 @@ NEW_COURSE = Single(
         "summary": _v("raw"),
         "summaryformat": Value("int", "default", 1),
         "format": Value("plugin", "default", "topics"),
-        **{
-            k: _v("int")
-            for k in (
-                "showgrades",
-                "newsitems",
-                "startdate",
-                "enddate",
-                "numsections",
-                "maxbytes",
-                "showreports",
-                "visible",
-                "hiddensections",
-                "groupmode",
-                "groupmodeforce",
-                "defaultgroupingid",
-                "enablecompletion",
-                "completionnotify",
-            )
-        },
+        **{k: _v("int") for k in COURSE_SETTING_INTS},
         "lang": _v("safedir"),
         "forcetheme": _v("plugin"),
         "courseformatoptions": Multiple(

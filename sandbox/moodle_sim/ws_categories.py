@@ -14,6 +14,7 @@ from typing import Any
 
 from sandbox.moodle_sim import errors
 from sandbox.moodle_sim.api import CallContext, WsFunction
+from sandbox.moodle_sim.course_shapes import COURSE_SETTING_INTS
 from sandbox.moodle_sim.external import Multiple, Required, Single, Value
 from sandbox.moodle_sim.tables import Category
 
@@ -147,27 +148,7 @@ _UPDATE_COURSE = Single(
             k: _v("text")
             for k in ("fullname", "shortname", "idnumber", "summary", "lang")
         },
-        **{
-            k: _v("int")
-            for k in (
-                "categoryid",
-                "summaryformat",
-                "showgrades",
-                "newsitems",
-                "startdate",
-                "enddate",
-                "numsections",
-                "maxbytes",
-                "showreports",
-                "visible",
-                "hiddensections",
-                "groupmode",
-                "groupmodeforce",
-                "defaultgroupingid",
-                "enablecompletion",
-                "completionnotify",
-            )
-        },
+        **{k: _v("int") for k in ("categoryid", "summaryformat", *COURSE_SETTING_INTS)},
         "format": _v("plugin"),
         "forcetheme": _v("plugin"),
     }
