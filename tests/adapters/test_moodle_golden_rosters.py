@@ -222,7 +222,7 @@ class TestBulkRosterMeaning:
         "case", [c for c in CASES if REFERENCE in (load(c).get("state_after") or {})]
     )
     def test_rows_equal_the_core_listings(self, case: str) -> None:
-        """Each recorded read's rows are the core listings' users, active unless onlysuspended lists them."""
+        """Each read's rows are the core listings' users, active unless onlysuspended lists them."""
         record = load(case)
         rows = record["response_body"]["enrolments"]
         expected = [
@@ -240,7 +240,7 @@ class TestBulkRosterMeaning:
         assert any(len(r["groupids"]) > 1 for r in rows)
         assert len({r["courseid"] for r in rows}) > 1
         suspended = load("bulkroster_success")["state_after"][REFERENCE]
-        assert sum(len(v["onlysuspended"]) for v in suspended.values()) >= 4  # noqa: PLR2004 - suspended, ended, not started, disabled instance
+        assert sum(len(v["onlysuspended"]) for v in suspended.values()) >= 4
 
     def test_pages_add_up_to_the_whole(self) -> None:
         """The three pages, in order, are the unpaged answer."""
