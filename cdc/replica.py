@@ -136,8 +136,8 @@ class StateReplica:
         self.lease = lease
         self.source = source
         self._saved: int | None = None
-        #: The shadow records the last ``stage`` wrote (this iteration's).
-        self._staged: set[StateRecord] = set()
+        #: The shadow entries the last ``stage`` wrote (this iteration's).
+        self._staged: set[ShadowEntry] = set()
 
     async def confirm(self) -> None:
         """``LeaseLost`` unless the lease still holds (checked by the broker)."""
@@ -145,11 +145,10 @@ class StateReplica:
 
     async def stage(self, upserts: Sequence[ShadowEntry]) -> None:
         """Record where rows are about to be published (before their events)."""
-        records = shadow_records(self.source, upserts)
         self._staged = set()
-        if records:
-            await self._write(records)
-            self._staged = set(records)
+        if upserts:
+            await self._write(shadow_records(self.source, upserts))
+            self._staged = set(upserts)
 
     async def commit(
         self,
@@ -164,23 +163,23 @@ class StateReplica:
         """Record an iteration whose events were acknowledged; the checkpoint last.
 
         An iteration that changed nothing but the version is not written when
-        the version did not move (an idle source). A shadow record ``stage``
-        already wrote, byte for byte, is not written again: the topic already
-        holds it, before this commit's records, as the commit would have put it.
+        the version did not move (an idle source). A shadow entry this
+        iteration's ``stage`` wrote is not written again: the topic already
+        holds its record, before this commit's, as the commit would write it.
         """
         if not (upserts or deletes or owners or owners_gone) and version == self._saved:
             await self.confirm()
             return
+        staged, self._staged = self._staged, set()
         records = commit_records(
             self.source,
             Checkpoint(version, newest_change_at),
-            upserts,
+            [entry for entry in upserts if entry not in staged],
             deletes,
             owners=owners,
             owners_gone=owners_gone,
         )
-        staged, self._staged = self._staged, set()
-        await self._write([record for record in records if record not in staged])
+        await self._write(records)
         self._saved = version
 
     async def _write(self, records: list[StateRecord]) -> None:
