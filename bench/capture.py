@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import statistics
 import tempfile
 import time
@@ -34,10 +35,11 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from cdc.poller import Poller
-from cdc.ports import CheckpointStore
+from cdc.ports import ChangeBatch, CheckpointStore, ShadowLookup
 from cdc.replica import StateReplica, catch_up
 from connectors.kafka.lease import KafkaLease
 from connectors.kafka.poller_state import KafkaStateLog
@@ -57,21 +59,63 @@ INSERT = (
 )
 
 
+@dataclass
+class PollTimes:
+    """When one poll read its changes, and handed them to Kafka and had them acked."""
+
+    fetch_start: float
+    fetch_end: float = 0.0
+    publish_start: float = 0.0
+    acked: float = 0.0
+
+
+class TimedSource(SandboxChangeSource):
+    """The sandbox source, noting when each poll's read began and ended."""
+
+    def __init__(self, path: Path, *, name: str) -> None:
+        super().__init__(path, name=name)
+        self.polls: list[PollTimes] = []
+
+    async def fetch_since(
+        self,
+        last_version: int,
+        shadow: ShadowLookup,
+        *,
+        live_terms: Sequence[TermKey] = (),
+    ) -> ChangeBatch:
+        times = PollTimes(time.perf_counter())
+        self.polls.append(times)
+        batch = await super().fetch_since(last_version, shadow, live_terms=live_terms)
+        times.fetch_end = time.perf_counter()
+        return batch
+
+
 class TimedPublisher:
     """Wraps the real publisher and notes when each change version was acknowledged."""
 
-    def __init__(self, inner: KafkaEventPublisher) -> None:
+    def __init__(self, inner: KafkaEventPublisher, source: TimedSource) -> None:
         self.inner = inner
+        self.source = source
         self.acked_at: dict[int, float] = {}
+        #: The poll that published each change version.
+        self.poll_of: dict[int, PollTimes] = {}
         self.events = 0
 
     async def publish(self, events: Sequence[EnrolmentEvent]) -> None:
+        poll = self.source.polls[-1] if self.source.polls else None
+        if poll is not None:
+            poll.publish_start = time.perf_counter()
         await self.inner.publish(events)
         now = time.perf_counter()
+        if poll is not None:
+            poll.acked = now
         self.events += len(events)
         for event in events:
             if event.change is not None:
-                self.acked_at.setdefault(event.change.change_version, now)
+                version = event.change.change_version
+                self.acked_at.setdefault(version, now)
+                if poll is not None:
+                    self.poll_of.setdefault(version, poll)
 
 
 def commit(sandbox: PowerCampusSandbox, start: int, rows: int) -> int:
@@ -134,7 +178,7 @@ async def run_phase(
     topic = f"bench-{uuid.uuid4().hex[:8]}"
     options: dict[str, object] = {"bootstrap_servers": bootstrap}
     await ensure_topics(options, [topic], partitions=4, replication_factor=1)
-    source = SandboxChangeSource(workdir / "pc.sqlite", name="bench")
+    source = TimedSource(workdir / "pc.sqlite", name="bench")
     committed_at: dict[int, float] = {}
     async with (
         poller_state(workdir, options, topic, in_kafka=in_kafka) as (
@@ -143,7 +187,7 @@ async def run_phase(
         ),
         KafkaEventPublisher(dict(options), topic) as real,
     ):
-        publisher = TimedPublisher(real)
+        publisher = TimedPublisher(real, source)
         poller = Poller(source, publisher, store, live_terms=[TERM], replica=replica)
         await poller.run_once()  # initialise on the empty term
         stop = asyncio.Event()
@@ -166,6 +210,68 @@ async def run_phase(
     elapsed = max(publisher.acked_at.values()) - first
     latencies = [publisher.acked_at[v] - t for v, t in committed_at.items()]
     return elapsed, publisher.events, latencies
+
+
+async def single_changes(
+    workdir: Path,
+    bootstrap: str,
+    *,
+    samples: int,
+    interval_s: float,
+    in_kafka: bool,
+    seed: int = 13,
+) -> list[tuple[float, float, float, float, float]]:
+    """One-row commits at random moments (as bench/e2e.py's latency samples).
+
+    Per change: (commit -> ack, waiting for the poll, the poll's read, translate
+    and stage (and the lease), publish until acked), in seconds.
+    """
+    workdir.mkdir(parents=True)
+    sandbox = PowerCampusSandbox(workdir / "pc.sqlite")
+    sandbox.create()
+    topic = f"bench-{uuid.uuid4().hex[:8]}"
+    options: dict[str, object] = {"bootstrap_servers": bootstrap}
+    await ensure_topics(options, [topic], partitions=4, replication_factor=1)
+    source = TimedSource(workdir / "pc.sqlite", name="bench")
+    rng = random.Random(seed)
+    committed_at: dict[int, float] = {}
+    async with (
+        poller_state(workdir, options, topic, in_kafka=in_kafka) as (
+            store,
+            replica,
+        ),
+        KafkaEventPublisher(dict(options), topic) as real,
+    ):
+        publisher = TimedPublisher(real, source)
+        poller = Poller(source, publisher, store, live_terms=[TERM], replica=replica)
+        await poller.run_once()  # initialise on the empty term
+        stop = asyncio.Event()
+        polling = asyncio.create_task(
+            poller.run(stop, interval_s=interval_s, max_backoff_s=interval_s)
+        )
+        for n in range(samples):
+            version = await asyncio.to_thread(commit, sandbox, n, 1)
+            committed_at[version] = time.perf_counter()
+            await asyncio.sleep(rng.uniform(0.05, 0.6))
+        while max(committed_at) not in publisher.acked_at:
+            await asyncio.sleep(0.01)
+        stop.set()
+        await polling
+    await source.close()
+    sandbox.close()
+    found = []
+    for version, at in committed_at.items():
+        poll = publisher.poll_of[version]
+        found.append(
+            (
+                publisher.acked_at[version] - at,
+                poll.fetch_start - at,
+                poll.fetch_end - poll.fetch_start,
+                poll.publish_start - poll.fetch_end,
+                poll.acked - poll.publish_start,
+            )
+        )
+    return found
 
 
 async def idle_cost(
@@ -204,6 +310,32 @@ async def idle_cost(
     return polls, statements
 
 
+def print_singles(singles: list[tuple[float, float, float, float, float]]) -> None:
+    """Commit -> ack of one-row commits, and where the slowest ones' time went."""
+    latencies = [sample[0] for sample in singles]
+    print(
+        f"  {len(singles)} one-row commits, latency commit -> ack: "
+        f"p50 {statistics.median(latencies):.3f} s, "
+        f"p99 {percentile(latencies, 0.99):.3f} s, max {max(latencies):.3f} s"
+    )
+    parts = ("waiting for the poll", "read", "translate+stage", "publish+ack")
+    means = [statistics.mean(sample[i + 1] for sample in singles) for i in range(4)]
+    print(
+        "    mean: "
+        + ", ".join(
+            f"{name} {mean:.3f} s" for name, mean in zip(parts, means, strict=True)
+        )
+    )
+    for sample in sorted(singles, reverse=True)[:3]:
+        print(
+            f"    slow {sample[0]:.3f} s: "
+            + ", ".join(
+                f"{name} {value:.3f} s"
+                for name, value in zip(parts, sample[1:], strict=True)
+            )
+        )
+
+
 def percentile(values: list[float], share: float) -> float:
     """The nearest-rank percentile."""
     ordered = sorted(values)
@@ -218,6 +350,12 @@ async def main() -> None:
     parser.add_argument("--paced-seconds", type=float, default=20.0)
     parser.add_argument(
         "--idle-seconds", type=float, default=10.0, help="the idle phase's length"
+    )
+    parser.add_argument(
+        "--singles",
+        type=int,
+        default=60,
+        help="one-row commits at random moments (0.05-0.6 s apart, as bench/e2e)",
     )
     parser.add_argument(
         "--state",
@@ -249,6 +387,13 @@ async def main() -> None:
                 spread_s=args.paced_seconds,
                 in_kafka=in_kafka,
             )
+            singles = await single_changes(
+                Path(tmp) / "singles",
+                bootstrap,
+                samples=args.singles,
+                interval_s=args.interval,
+                in_kafka=in_kafka,
+            )
             polls, statements = await idle_cost(
                 Path(tmp) / "idle",
                 bootstrap,
@@ -275,6 +420,7 @@ async def main() -> None:
         f"p50 {statistics.median(paced):.3f} s, p99 {percentile(paced, 0.99):.3f} s "
         f"(target p99 <= {target:.2f} s)"
     )
+    print_singles(singles)
     total_statements = sum(statements.values())
     verbs = ", ".join(f"{verb} {n}" for verb, n in statements.most_common())
     print(
