@@ -9,9 +9,14 @@ Prints two figures sets:
   transaction's commit to the acknowledgement of its events, p50/p99, at the
   poll interval (target p99 ≤ 1.5 × interval + 100 ms).
 
+* one-row commits (``--singles``) at random moments 0.05-0.6 s apart, as
+  bench/e2e.py's latency samples: commit -> ack p50/p99, and where the
+  slowest ones' time went (waiting for the poll, the read, translate and
+  stage, publish until acked);
 * idle: what polling costs the source when nothing changes, at the poll
-  interval: polls, SQL statements and statements per second (``--idle-seconds``;
-  compare ``--interval 1.0`` with ``--interval 0.25``).
+  interval: polls, SQL statements and statements per second, rows read per
+  poll and per second (``--idle-seconds``; compare ``--interval 1.0`` with
+  ``--interval 0.25``).
 
 ``--state kafka`` runs the poller as ``enrolstream poll`` does: its state
 written to the state topic behind the lease (``cdc/replica.py``), the local
@@ -28,15 +33,17 @@ import argparse
 import asyncio
 import os
 import random
+import sqlite3
 import statistics
 import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 from cdc.poller import Poller
 from cdc.ports import ChangeBatch, CheckpointStore, ShadowLookup
@@ -274,10 +281,52 @@ async def single_changes(
     return found
 
 
+class CountingCursor:
+    """A sqlite cursor that counts the rows it hands out."""
+
+    def __init__(self, cursor: sqlite3.Cursor, counter: Counter[str]) -> None:
+        self.cursor = cursor
+        self.counter = counter
+
+    def fetchall(self) -> list[Any]:
+        rows = self.cursor.fetchall()
+        self.counter["rows"] += len(rows)
+        return rows
+
+    def fetchone(self) -> Any:
+        row = self.cursor.fetchone()
+        self.counter["rows"] += row is not None
+        return row
+
+    def __iter__(self) -> Iterator[Any]:
+        for row in self.cursor:
+            self.counter["rows"] += 1
+            yield row
+
+
+class CountingConnection:
+    """The source's sqlite connection, counting statements by verb and rows returned."""
+
+    def __init__(self, inner: sqlite3.Connection, counter: Counter[str]) -> None:
+        self.inner = inner
+        self.counter = counter
+
+    def execute(self, sql: str, parameters: Any = ()) -> CountingCursor:
+        self.counter[sql.split(None, 1)[0].upper()] += 1
+        return CountingCursor(self.inner.execute(sql, parameters), self.counter)
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.inner.in_transaction
+
+    def close(self) -> None:
+        self.inner.close()
+
+
 async def idle_cost(
     workdir: Path, bootstrap: str, *, interval_s: float, seconds: float
 ) -> tuple[int, Counter[str]]:
-    """The poller on a term where nothing changes: (polls, statements by verb)."""
+    """The poller on a term where nothing changes: (polls, statements by verb + rows)."""
     workdir.mkdir(parents=True)
     sandbox = PowerCampusSandbox(workdir / "pc.sqlite")
     sandbox.create()
@@ -296,15 +345,14 @@ async def idle_cost(
         await poller.run_once()  # initialise: the term read whole, once
         connection = source._conn  # noqa: SLF001 - the bench counts what it runs
         assert connection is not None  # noqa: S101 - opened by the first poll
-        connection.set_trace_callback(
-            lambda sql: statements.update([sql.split(None, 1)[0].upper()])
-        )
+        counting = CountingConnection(connection, statements)
+        source._conn = cast("sqlite3.Connection", counting)  # noqa: SLF001
         stop = time.perf_counter() + seconds
         while time.perf_counter() < stop:
             await poller.run_once()
             polls += 1
             await asyncio.sleep(interval_s)
-        connection.set_trace_callback(None)
+        source._conn = connection  # noqa: SLF001
     await source.close()
     sandbox.close()
     return polls, statements
@@ -421,13 +469,16 @@ async def main() -> None:
         f"(target p99 <= {target:.2f} s)"
     )
     print_singles(singles)
+    rows = statements.pop("rows", 0)
     total_statements = sum(statements.values())
     verbs = ", ".join(f"{verb} {n}" for verb, n in statements.most_common())
     print(
         f"  idle (nothing changes) for {args.idle_seconds:.0f} s: {polls} polls, "
         f"{total_statements} SQL statements = "
         f"{total_statements / args.idle_seconds:.1f} statements/s, "
-        f"{total_statements / max(1, polls):.1f} a poll ({verbs})"
+        f"{total_statements / max(1, polls):.1f} a poll ({verbs}); "
+        f"{rows} rows read = {rows / args.idle_seconds:.1f} rows/s, "
+        f"{rows / max(1, polls):.1f} a poll"
     )
 
 
