@@ -9,9 +9,14 @@ Prints two figures sets:
   transaction's commit to the acknowledgement of its events, p50/p99, at the
   poll interval (target p99 ≤ 1.5 × interval + 100 ms).
 
+* one-row commits (``--singles``) at random moments 0.05-0.6 s apart, as
+  bench/e2e.py's latency samples: commit -> ack p50/p99, and where the
+  slowest ones' time went (waiting for the poll, the read, translate and
+  stage, publish until acked);
 * idle: what polling costs the source when nothing changes, at the poll
-  interval: polls, SQL statements and statements per second (``--idle-seconds``;
-  compare ``--interval 1.0`` with ``--interval 0.25``).
+  interval: polls, SQL statements and statements per second, rows read per
+  poll and per second (``--idle-seconds``; compare ``--interval 1.0`` with
+  ``--interval 0.25``).
 
 ``--state kafka`` runs the poller as ``enrolstream poll`` does: its state
 written to the state topic behind the lease (``cdc/replica.py``), the local
@@ -27,17 +32,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
+import sqlite3
 import statistics
 import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 from cdc.poller import Poller
-from cdc.ports import CheckpointStore
+from cdc.ports import ChangeBatch, CheckpointStore, ShadowLookup
 from cdc.replica import StateReplica, catch_up
 from connectors.kafka.lease import KafkaLease
 from connectors.kafka.poller_state import KafkaStateLog
@@ -57,21 +66,63 @@ INSERT = (
 )
 
 
+@dataclass
+class PollTimes:
+    """When one poll read its changes, and handed them to Kafka and had them acked."""
+
+    fetch_start: float
+    fetch_end: float = 0.0
+    publish_start: float = 0.0
+    acked: float = 0.0
+
+
+class TimedSource(SandboxChangeSource):
+    """The sandbox source, noting when each poll's read began and ended."""
+
+    def __init__(self, path: Path, *, name: str) -> None:
+        super().__init__(path, name=name)
+        self.polls: list[PollTimes] = []
+
+    async def fetch_since(
+        self,
+        last_version: int,
+        shadow: ShadowLookup,
+        *,
+        live_terms: Sequence[TermKey] = (),
+    ) -> ChangeBatch:
+        times = PollTimes(time.perf_counter())
+        self.polls.append(times)
+        batch = await super().fetch_since(last_version, shadow, live_terms=live_terms)
+        times.fetch_end = time.perf_counter()
+        return batch
+
+
 class TimedPublisher:
     """Wraps the real publisher and notes when each change version was acknowledged."""
 
-    def __init__(self, inner: KafkaEventPublisher) -> None:
+    def __init__(self, inner: KafkaEventPublisher, source: TimedSource) -> None:
         self.inner = inner
+        self.source = source
         self.acked_at: dict[int, float] = {}
+        #: The poll that published each change version.
+        self.poll_of: dict[int, PollTimes] = {}
         self.events = 0
 
     async def publish(self, events: Sequence[EnrolmentEvent]) -> None:
+        poll = self.source.polls[-1] if self.source.polls else None
+        if poll is not None:
+            poll.publish_start = time.perf_counter()
         await self.inner.publish(events)
         now = time.perf_counter()
+        if poll is not None:
+            poll.acked = now
         self.events += len(events)
         for event in events:
             if event.change is not None:
-                self.acked_at.setdefault(event.change.change_version, now)
+                version = event.change.change_version
+                self.acked_at.setdefault(version, now)
+                if poll is not None:
+                    self.poll_of.setdefault(version, poll)
 
 
 def commit(sandbox: PowerCampusSandbox, start: int, rows: int) -> int:
@@ -134,7 +185,7 @@ async def run_phase(
     topic = f"bench-{uuid.uuid4().hex[:8]}"
     options: dict[str, object] = {"bootstrap_servers": bootstrap}
     await ensure_topics(options, [topic], partitions=4, replication_factor=1)
-    source = SandboxChangeSource(workdir / "pc.sqlite", name="bench")
+    source = TimedSource(workdir / "pc.sqlite", name="bench")
     committed_at: dict[int, float] = {}
     async with (
         poller_state(workdir, options, topic, in_kafka=in_kafka) as (
@@ -143,7 +194,7 @@ async def run_phase(
         ),
         KafkaEventPublisher(dict(options), topic) as real,
     ):
-        publisher = TimedPublisher(real)
+        publisher = TimedPublisher(real, source)
         poller = Poller(source, publisher, store, live_terms=[TERM], replica=replica)
         await poller.run_once()  # initialise on the empty term
         stop = asyncio.Event()
@@ -168,10 +219,114 @@ async def run_phase(
     return elapsed, publisher.events, latencies
 
 
+async def single_changes(
+    workdir: Path,
+    bootstrap: str,
+    *,
+    samples: int,
+    interval_s: float,
+    in_kafka: bool,
+    seed: int = 13,
+) -> list[tuple[float, float, float, float, float]]:
+    """One-row commits at random moments (as bench/e2e.py's latency samples).
+
+    Per change: (commit -> ack, waiting for the poll, the poll's read, translate
+    and stage (and the lease), publish until acked), in seconds.
+    """
+    workdir.mkdir(parents=True)
+    sandbox = PowerCampusSandbox(workdir / "pc.sqlite")
+    sandbox.create()
+    topic = f"bench-{uuid.uuid4().hex[:8]}"
+    options: dict[str, object] = {"bootstrap_servers": bootstrap}
+    await ensure_topics(options, [topic], partitions=4, replication_factor=1)
+    source = TimedSource(workdir / "pc.sqlite", name="bench")
+    rng = random.Random(seed)
+    committed_at: dict[int, float] = {}
+    async with (
+        poller_state(workdir, options, topic, in_kafka=in_kafka) as (
+            store,
+            replica,
+        ),
+        KafkaEventPublisher(dict(options), topic) as real,
+    ):
+        publisher = TimedPublisher(real, source)
+        poller = Poller(source, publisher, store, live_terms=[TERM], replica=replica)
+        await poller.run_once()  # initialise on the empty term
+        stop = asyncio.Event()
+        polling = asyncio.create_task(
+            poller.run(stop, interval_s=interval_s, max_backoff_s=interval_s)
+        )
+        for n in range(samples):
+            version = await asyncio.to_thread(commit, sandbox, n, 1)
+            committed_at[version] = time.perf_counter()
+            await asyncio.sleep(rng.uniform(0.05, 0.6))
+        while max(committed_at) not in publisher.acked_at:
+            await asyncio.sleep(0.01)
+        stop.set()
+        await polling
+    await source.close()
+    sandbox.close()
+    found = []
+    for version, at in committed_at.items():
+        poll = publisher.poll_of[version]
+        found.append(
+            (
+                publisher.acked_at[version] - at,
+                poll.fetch_start - at,
+                poll.fetch_end - poll.fetch_start,
+                poll.publish_start - poll.fetch_end,
+                poll.acked - poll.publish_start,
+            )
+        )
+    return found
+
+
+class CountingCursor:
+    """A sqlite cursor that counts the rows it hands out."""
+
+    def __init__(self, cursor: sqlite3.Cursor, counter: Counter[str]) -> None:
+        self.cursor = cursor
+        self.counter = counter
+
+    def fetchall(self) -> list[Any]:
+        rows = self.cursor.fetchall()
+        self.counter["rows"] += len(rows)
+        return rows
+
+    def fetchone(self) -> Any:
+        row = self.cursor.fetchone()
+        self.counter["rows"] += row is not None
+        return row
+
+    def __iter__(self) -> Iterator[Any]:
+        for row in self.cursor:
+            self.counter["rows"] += 1
+            yield row
+
+
+class CountingConnection:
+    """The source's sqlite connection, counting statements by verb and rows returned."""
+
+    def __init__(self, inner: sqlite3.Connection, counter: Counter[str]) -> None:
+        self.inner = inner
+        self.counter = counter
+
+    def execute(self, sql: str, parameters: Any = ()) -> CountingCursor:
+        self.counter[sql.split(None, 1)[0].upper()] += 1
+        return CountingCursor(self.inner.execute(sql, parameters), self.counter)
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.inner.in_transaction
+
+    def close(self) -> None:
+        self.inner.close()
+
+
 async def idle_cost(
     workdir: Path, bootstrap: str, *, interval_s: float, seconds: float
 ) -> tuple[int, Counter[str]]:
-    """The poller on a term where nothing changes: (polls, statements by verb)."""
+    """The poller on a term where nothing changes: (polls, statements by verb + rows)."""
     workdir.mkdir(parents=True)
     sandbox = PowerCampusSandbox(workdir / "pc.sqlite")
     sandbox.create()
@@ -190,18 +345,43 @@ async def idle_cost(
         await poller.run_once()  # initialise: the term read whole, once
         connection = source._conn  # noqa: SLF001 - the bench counts what it runs
         assert connection is not None  # noqa: S101 - opened by the first poll
-        connection.set_trace_callback(
-            lambda sql: statements.update([sql.split(None, 1)[0].upper()])
-        )
+        counting = CountingConnection(connection, statements)
+        source._conn = cast("sqlite3.Connection", counting)  # noqa: SLF001
         stop = time.perf_counter() + seconds
         while time.perf_counter() < stop:
             await poller.run_once()
             polls += 1
             await asyncio.sleep(interval_s)
-        connection.set_trace_callback(None)
+        source._conn = connection  # noqa: SLF001
     await source.close()
     sandbox.close()
     return polls, statements
+
+
+def print_singles(singles: list[tuple[float, float, float, float, float]]) -> None:
+    """Commit -> ack of one-row commits, and where the slowest ones' time went."""
+    latencies = [sample[0] for sample in singles]
+    print(
+        f"  {len(singles)} one-row commits, latency commit -> ack: "
+        f"p50 {statistics.median(latencies):.3f} s, "
+        f"p99 {percentile(latencies, 0.99):.3f} s, max {max(latencies):.3f} s"
+    )
+    parts = ("waiting for the poll", "read", "translate+stage", "publish+ack")
+    means = [statistics.mean(sample[i + 1] for sample in singles) for i in range(4)]
+    print(
+        "    mean: "
+        + ", ".join(
+            f"{name} {mean:.3f} s" for name, mean in zip(parts, means, strict=True)
+        )
+    )
+    for sample in sorted(singles, reverse=True)[:3]:
+        print(
+            f"    slow {sample[0]:.3f} s: "
+            + ", ".join(
+                f"{name} {value:.3f} s"
+                for name, value in zip(parts, sample[1:], strict=True)
+            )
+        )
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -218,6 +398,12 @@ async def main() -> None:
     parser.add_argument("--paced-seconds", type=float, default=20.0)
     parser.add_argument(
         "--idle-seconds", type=float, default=10.0, help="the idle phase's length"
+    )
+    parser.add_argument(
+        "--singles",
+        type=int,
+        default=60,
+        help="one-row commits at random moments (0.05-0.6 s apart, as bench/e2e)",
     )
     parser.add_argument(
         "--state",
@@ -249,6 +435,13 @@ async def main() -> None:
                 spread_s=args.paced_seconds,
                 in_kafka=in_kafka,
             )
+            singles = await single_changes(
+                Path(tmp) / "singles",
+                bootstrap,
+                samples=args.singles,
+                interval_s=args.interval,
+                in_kafka=in_kafka,
+            )
             polls, statements = await idle_cost(
                 Path(tmp) / "idle",
                 bootstrap,
@@ -275,13 +468,17 @@ async def main() -> None:
         f"p50 {statistics.median(paced):.3f} s, p99 {percentile(paced, 0.99):.3f} s "
         f"(target p99 <= {target:.2f} s)"
     )
+    print_singles(singles)
+    rows = statements.pop("rows", 0)
     total_statements = sum(statements.values())
     verbs = ", ".join(f"{verb} {n}" for verb, n in statements.most_common())
     print(
         f"  idle (nothing changes) for {args.idle_seconds:.0f} s: {polls} polls, "
         f"{total_statements} SQL statements = "
         f"{total_statements / args.idle_seconds:.1f} statements/s, "
-        f"{total_statements / max(1, polls):.1f} a poll ({verbs})"
+        f"{total_statements / max(1, polls):.1f} a poll ({verbs}); "
+        f"{rows} rows read = {rows / args.idle_seconds:.1f} rows/s, "
+        f"{rows / max(1, polls):.1f} a poll"
     )
 
 

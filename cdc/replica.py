@@ -136,6 +136,8 @@ class StateReplica:
         self.lease = lease
         self.source = source
         self._saved: int | None = None
+        #: The shadow entries the last ``stage`` wrote (this iteration's).
+        self._staged: set[ShadowEntry] = set()
 
     async def confirm(self) -> None:
         """``LeaseLost`` unless the lease still holds (checked by the broker)."""
@@ -143,8 +145,10 @@ class StateReplica:
 
     async def stage(self, upserts: Sequence[ShadowEntry]) -> None:
         """Record where rows are about to be published (before their events)."""
+        self._staged = set()
         if upserts:
             await self._write(shadow_records(self.source, upserts))
+            self._staged = set(upserts)
 
     async def commit(
         self,
@@ -159,15 +163,18 @@ class StateReplica:
         """Record an iteration whose events were acknowledged; the checkpoint last.
 
         An iteration that changed nothing but the version is not written when
-        the version did not move (an idle source).
+        the version did not move (an idle source). A shadow entry this
+        iteration's ``stage`` wrote is not written again: the topic already
+        holds its record, before this commit's, as the commit would write it.
         """
         if not (upserts or deletes or owners or owners_gone) and version == self._saved:
             await self.confirm()
             return
+        staged, self._staged = self._staged, set()
         records = commit_records(
             self.source,
             Checkpoint(version, newest_change_at),
-            upserts,
+            [entry for entry in upserts if entry not in staged],
             deletes,
             owners=owners,
             owners_gone=owners_gone,

@@ -4,11 +4,13 @@
 //
 //   php tools/moodle_companion.php add|remove|status [SERVICE [ROLE]]
 //
-// add:    puts local_enrolstream_set_enrolment_status in the external service SERVICE
+// add:    puts the plugin's functions (local_enrolstream_set_enrolment_status,
+//         local_enrolstream_get_course_enrolments) in the external service SERVICE
 //         (shortname, default "enrolstream") and allows enrol/manual:manage to the
 //         system role ROLE (shortname, default "enrolstreamws": the harness's token role)
-// remove: takes the function out of SERVICE again (the capability stays)
-// status: prints whether the plugin is installed and the function is in SERVICE
+// remove: takes the functions out of SERVICE again (the capability stays)
+// status: prints whether the plugin is installed and the functions are in SERVICE
+// COMPANION_FUNCTIONS (comma-separated names) limits add/remove/status to those functions.
 //
 // MOODLE_DIR selects the site (default /opt/moodle). On a real site an administrator does
 // the same through Site administration (see moodle/local_enrolstream/README.md).
@@ -22,7 +24,7 @@ require($moodledir . '/config.php');
 require_once($CFG->libdir . '/clilib.php');
 require_once($CFG->libdir . '/accesslib.php');
 
-const FUNCTION_NAME = 'local_enrolstream_set_enrolment_status';
+const FUNCTION_NAMES = ['local_enrolstream_set_enrolment_status', 'local_enrolstream_get_course_enrolments'];
 const CAPABILITY = 'enrol/manual:manage';
 
 [$verb, $serviceshortname, $roleshortname] = array_pad(array_slice($argv, 1), 3, null);
@@ -33,26 +35,28 @@ if (!in_array($verb, ['add', 'remove', 'status'], true)) {
 }
 
 \core\session\manager::set_user(get_admin());
-$installed = $DB->record_exists('external_functions', ['name' => FUNCTION_NAME]);
+$names = getenv('COMPANION_FUNCTIONS') ? explode(',', getenv('COMPANION_FUNCTIONS')) : FUNCTION_NAMES;
 $service = $DB->get_record('external_services', ['shortname' => $serviceshortname], '*', MUST_EXIST);
-$where = ['externalserviceid' => $service->id, 'functionname' => FUNCTION_NAME];
-
+$status = [];
+foreach ($names as $name) {
+    $installed = $DB->record_exists('external_functions', ['name' => $name]);
+    $where = ['externalserviceid' => $service->id, 'functionname' => $name];
+    if ($verb === 'add') {
+        if (!$installed) {
+            cli_error("$name is not installed: copy local_enrolstream to public/local/enrolstream and run admin/cli/upgrade.php");
+        }
+        if (!$DB->record_exists('external_services_functions', $where)) {
+            $DB->insert_record('external_services_functions', (object) $where);
+        }
+    } else if ($verb === 'remove') {
+        $DB->delete_records('external_services_functions', $where);
+    }
+    $status[$name] = ['installed' => $installed, 'in_service' => $DB->record_exists('external_services_functions', $where)];
+}
 if ($verb === 'add') {
-    if (!$installed) {
-        cli_error('local_enrolstream is not installed: copy it to public/local/enrolstream and run admin/cli/upgrade.php');
-    }
-    if (!$DB->record_exists('external_services_functions', $where)) {
-        $DB->insert_record('external_services_functions', (object) $where);
-    }
     $role = $DB->get_record('role', ['shortname' => $roleshortname], '*', MUST_EXIST);
     // No cache to purge: the web-service layer reads a service's functions from the
     // database on every call, and assign_capability() resets the role's cache.
     assign_capability(CAPABILITY, CAP_ALLOW, $role->id, context_system::instance()->id, true);
-} else if ($verb === 'remove') {
-    $DB->delete_records('external_services_functions', $where);
 }
-echo json_encode([
-    'installed' => $installed,
-    'service' => $serviceshortname,
-    'in_service' => $DB->record_exists('external_services_functions', $where),
-]) . "\n";
+echo json_encode(['service' => $serviceshortname, 'functions' => $status]) . "\n";

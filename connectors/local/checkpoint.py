@@ -265,13 +265,25 @@ class SqliteCheckpointStore:
         return list(found.values())
 
     def stage(self, upserts: Sequence[ShadowEntry]) -> None:
-        """Remember where rows are about to be published, before the version moves."""
+        """Remember where rows are about to be published, before the version moves.
+
+        One transaction, durable on return: in autocommit each row was its own
+        synchronous commit (50,000 fsyncs for a 50,000-row burst).
+        """
+        if not upserts:
+            return
         with self._lock:
-            self._db.executemany(
-                f"INSERT OR REPLACE INTO shadow_staged ({SHADOW_COLUMNS}, source) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(*shadow_row_of(entry), self.source) for entry in upserts],
-            )
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    f"INSERT OR REPLACE INTO shadow_staged ({SHADOW_COLUMNS}, source) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(*shadow_row_of(entry), self.source) for entry in upserts],
+                )
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     def shadow_size(self) -> int:
         """How many rows the shadow map holds (for logs and tests)."""

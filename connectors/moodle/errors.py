@@ -209,6 +209,7 @@ REJECTED_BY_ERRORCODE: dict[str, type[MoodleRejected]] = {
     "idnumbertaken": MoodleTaken,
     "errorcatcontextnotvalid": MoodleNotFound,
     "errorcoursecontextnotvalid": MoodleNotFound,
+    "invalidcourseid": MoodleNotFound,
 }
 
 #: (function, errorcode) -> type, where a function uses a code differently. Recorded:
@@ -222,13 +223,17 @@ REJECTED_BY_FUNCTION: dict[tuple[str, str], type[MoodleRejected]] = {
 #: (function, errorcode) pairs meaning Moodle does not know the function. Moodle
 #: answers an unknown function with ``invalidrecordunknown`` (``invalidrecord``
 #: with debugging on), which most functions also use for a missing row; the
-#: companion plugin's function never answers those codes itself (it says
-#: ``invaliduser``), so from it they mean the plugin is not installed (golden
-#: cases ``companion_not_installed``, ``companion_not_installed_debug_on``).
+#: companion plugin's functions never answer those codes themselves (the status
+#: function says ``invaliduser``, the roster read warns ``invalidcourseid``), so
+#: from them they mean the plugin is not installed (golden cases
+#: ``companion_not_installed``, ``companion_not_installed_debug_on``,
+#: ``bulkroster_not_installed``).
 FUNCTION_MISSING: frozenset[tuple[str, str]] = frozenset(
     {
         ("local_enrolstream_set_enrolment_status", "invalidrecordunknown"),
         ("local_enrolstream_set_enrolment_status", "invalidrecord"),
+        ("local_enrolstream_get_course_enrolments", "invalidrecordunknown"),
+        ("local_enrolstream_get_course_enrolments", "invalidrecord"),
     }
 )
 

@@ -14,11 +14,13 @@ What the recorded Moodle 5.1 answers teach, and this module respects:
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Literal
 
 from connectors.moodle.batch import balanced_chunks
-from connectors.moodle.errors import MoodleBadResponse
+from connectors.moodle.bulk_rosters import bulk_roster_listed, read_rosters_bulk
+from connectors.moodle.errors import MoodleAuthError, MoodleBadResponse, MoodleError
 from connectors.moodle.form import ROUTING_FIELDS, chunk_by_fields, encode_params
 from connectors.moodle.rosters import read_holdings, read_rosters
 from consumers.identity import UserField
@@ -56,6 +58,9 @@ class MoodleReads(ABC):
     max_input_vars: int
     #: Requests the subclass lets run at once; look-ups are spread over them.
     concurrency: int = 1
+    #: Whether rosters are read through the companion plugin's bulk read
+    #: (``connectors.moodle.bulk_rosters``): None until site_info was asked.
+    bulk_rosters: bool | None = None
 
     @abstractmethod
     async def call(self, function: str, params: Mapping[str, object]) -> object:
@@ -79,7 +84,33 @@ class MoodleReads(ABC):
         retry_delay_s: float = 1.0,
         failed: dict[int, str] | None = None,
     ) -> dict[int, dict[int, RosterEntry]]:
-        """Every course's roster, ``concurrency`` courses at once (``rosters.read_rosters``)."""
+        """Every course's roster, ``concurrency`` requests at once.
+
+        Through the companion plugin's bulk read, many courses per call, when
+        ``core_webservice_get_site_info`` lists it in the token's service
+        (``bulk_rosters``, asked once); otherwise two core listings per course
+        (``rosters.read_rosters``). Both give the same rosters (recorded,
+        sequence 6) and have the same contract. site_info not answering after
+        ``attempts`` is what a course not read is (see ``read_rosters``).
+        """
+        course_ids = list(course_ids)
+        try:
+            bulk = await self._uses_bulk_rosters(attempts, retry_delay_s)
+        except MoodleError as exc:
+            if failed is None or isinstance(exc, MoodleAuthError):
+                raise
+            failed.update(dict.fromkeys(course_ids, f"{type(exc).__name__}: {exc}"))
+            return {}
+        if bulk:
+            return await read_rosters_bulk(
+                self,
+                course_ids,
+                concurrency=self.concurrency,
+                progress=progress,
+                attempts=attempts,
+                retry_delay_s=retry_delay_s,
+                failed=failed,
+            )
         return await read_rosters(
             self,
             course_ids,
@@ -89,6 +120,21 @@ class MoodleReads(ABC):
             retry_delay_s=retry_delay_s,
             failed=failed,
         )
+
+    async def _uses_bulk_rosters(self, attempts: int, retry_delay_s: float) -> bool:
+        """``bulk_rosters``, from site_info the first time (retried as a roster read)."""
+        delay = retry_delay_s
+        for attempt in range(1, attempts + 1):
+            if self.bulk_rosters is not None:
+                break
+            try:
+                self.bulk_rosters = bulk_roster_listed(await self.get_site_info())
+            except MoodleError as exc:
+                if not exc.retriable or attempt == attempts:
+                    raise
+                await asyncio.sleep(delay)
+                delay *= 2
+        return bool(self.bulk_rosters)
 
     async def get_site_info(self) -> Record:
         """``core_webservice_get_site_info``: release, token owner id, functions."""

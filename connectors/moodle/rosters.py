@@ -7,7 +7,10 @@ enrolment's time window: "not currently active"). Users in the second are
 ``inactive``. A user in no group has no ``groups`` key (recorded, sequence 5).
 
 Used by the nightly reconcile, ``ledger adopt``, replay's ledger check, and the
-consumer when a call's outcome is unknown (``read_holdings``).
+consumer when a call's outcome is unknown (``read_holdings``). Where the token's
+service has the companion plugin's bulk read, ``MoodleReads.read_rosters`` reads
+the same rosters many courses per call instead (``connectors.moodle.bulk_rosters``);
+``read_holdings`` (a few courses, the consumer's read-back) stays on this path.
 """
 
 from __future__ import annotations

@@ -6,13 +6,16 @@ autocommit mode with explicit ``BEGIN``/``COMMIT`` so no transaction (and no
 snapshot pinning tempdb versions) stays open between polls.
 
 Each ``fetch_since`` is one SNAPSHOT transaction (``docs/sqlserver-change-tracking.md`` §5):
-min valid version of every tracked table, current version, CHANGETABLE of each
-joined back, the shadow map consulted for the changed keys, then the complete
-state (TRANSCRIPTDETAIL, SECTIONPER, ACADEMIC, account details) of every
-touched person-term, then COMMIT. With ``snapshot_isolation=False`` it runs the documented
-fallback under READ COMMITTED: current version first, changes after, the min
-valid version checked again at the end; changes newer than ``to_version`` may
-appear and come again next poll (duplicates, never losses).
+the current version and every tracked table's min valid version (one
+statement), CHANGETABLE of each joined back, the shadow map consulted for the
+changed keys, then the complete state (TRANSCRIPTDETAIL, SECTIONPER, ACADEMIC,
+account details) of every touched person-term, then COMMIT. When the current
+version is the saved one nothing was committed since: the CHANGETABLE reads
+are skipped and an idle poll is four statements, one row. With
+``snapshot_isolation=False`` it runs the documented fallback under READ
+COMMITTED: current version first, changes after, the min valid version checked
+again at the end; changes newer than ``to_version`` may appear and come again
+next poll (duplicates, never losses).
 
 A caller cancelled mid-transaction does not leave the connection half-used:
 the work runs in a shielded task that always commits or rolls back.
@@ -243,25 +246,46 @@ class SqlServerChangeSource:
         self, cursor: Any, last_version: int
     ) -> tuple[int, list[Any], dict[TrackedTable, list[Any]], dict[int, datetime]]:
         self._begin(cursor)
-        self._check_min_valid(cursor, last_version)
-        current = _scalar(cursor, sql.CURRENT_VERSION)
-        if current is None:
-            raise view_change_tracking_missing()
-        found = list(cursor.execute(sql.CHANGES, last_version).fetchall())
-        keyed = {
-            table: list(
-                cursor.execute(sql.key_changes_query(table), last_version).fetchall()
-            )
-            for table in self.tables[1:]
-        }
-        if not self._snapshot:
-            # Without a snapshot, cleanup may have run while we read: re-validate.
-            self._check_min_valid(cursor, last_version)
+        current = self._read_versions(cursor, last_version)
+        found: list[Any] = []
+        keyed: dict[TrackedTable, list[Any]] = {table: [] for table in self.tables[1:]}
+        if current > last_version:
+            # Nothing committed since: CHANGETABLE would return no row (in the
+            # snapshot no change is newer than the current version; without one
+            # a change committed since is read by the next poll, from the same
+            # saved version).
+            found = list(cursor.execute(sql.CHANGES, last_version).fetchall())
+            for table in keyed:
+                query = sql.key_changes_query(table)
+                keyed[table] = list(cursor.execute(query, last_version).fetchall())
+            if not self._snapshot:
+                # Without a snapshot, cleanup may have run while we read: re-validate.
+                self._check_min_valid(cursor, last_version)
         changed = found or any(keyed.values())
         times = (
             self._commit_times(cursor, last_version, int(current)) if changed else {}
         )
-        return int(current), found, keyed, times
+        return current, found, keyed, times
+
+    def _read_versions(self, cursor: Any, last_version: int) -> int:
+        """The current version, once every table's min valid version allows ``last``.
+
+        One statement (``sql.versions_query``); ``ChangeTrackingVersionTooOld``
+        below a table's min valid version, the VIEW CHANGE TRACKING error for a
+        NULL (not tracked, or no permission).
+        """
+        row = cursor.execute(sql.versions_query(self.tables)).fetchone()
+        if row is None:
+            raise view_change_tracking_missing()
+        current, *min_valid = row
+        for version in min_valid:
+            if version is None:
+                raise view_change_tracking_missing()
+            if last_version < int(version):
+                raise ChangeTrackingVersionTooOld(last_version, int(version))
+        if current is None:
+            raise view_change_tracking_missing()
+        return int(current)
 
     def _commit_times(
         self, cursor: Any, last_version: int, current: int

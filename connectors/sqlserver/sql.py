@@ -180,6 +180,24 @@ def min_valid_version(table: TrackedTable) -> str:
     )
 
 
+def versions_query(tables: Sequence[TrackedTable]) -> str:
+    """The current version and each table's min valid version, in one statement.
+
+    Columns: ``current_version``, then ``min_valid_<n>`` in ``tables`` order.
+    A poll reads it first; when the current version is the saved one nothing
+    was committed since, and the CHANGETABLE reads are skipped (in the
+    snapshot, CHANGETABLE holds no version above the current one).
+    """
+    if not tables:
+        raise ValueError("versions_query needs at least one tracked table")
+    min_valid = ", ".join(
+        f"CHANGE_TRACKING_MIN_VALID_VERSION(OBJECT_ID(N'{qualified(table)}'))"
+        f" AS min_valid_{index}"
+        for index, table in enumerate(tables)
+    )
+    return f"SELECT CHANGE_TRACKING_CURRENT_VERSION() AS current_version, {min_valid}"
+
+
 def key_changes_query(table: TrackedTable) -> str:
     """Net changes of a table other than TRANSCRIPTDETAIL after ``?``.
 
@@ -373,7 +391,10 @@ def all_statements() -> dict[str, str]:
 
 def _related_statements() -> dict[str, str]:
     """The statements of the tables beside TRANSCRIPTDETAIL, builders at both ends."""
-    found: dict[str, str] = {}
+    found: dict[str, str] = {
+        "versions_query(TRANSCRIPTDETAIL)": versions_query(["TRANSCRIPTDETAIL"]),
+        "versions_query(all)": versions_query(list(TABLE_KEYS)),
+    }
     for table in TABLE_KEYS:
         found[f"min_valid_version({table})"] = min_valid_version(table)
         found[f"table_state({table})"] = table_state(qualified(table))

@@ -25,7 +25,7 @@
 defined('MOODLE_INTERNAL') || die();
 
 $plugin->component = 'local_enrolstream';
-$plugin->version   = 2026120100;        // YYYYMMDDXX.
+$plugin->version   = 2026120200;        // YYYYMMDDXX.
 $plugin->requires  = 2025100600;        // Moodle 5.1.
 $plugin->maturity  = MATURITY_STABLE;
-$plugin->release   = '1.0.0';
+$plugin->release   = '1.1.0';

@@ -50,9 +50,17 @@ class WsFunction:
     rows_param: str | None = None
     plugin: str | None = None
 
-    def exists_on(self, plugins: tuple[str, ...]) -> bool:
-        """Whether a site with ``plugins`` installed has this function."""
-        return self.plugin is None or self.plugin in plugins
+    def exists_on(self, plugins: tuple[str, ...], plugin_version: str = "") -> bool:
+        """Whether a site with ``plugins`` installed (at ``plugin_version``) has it.
+
+        A plugin's function exists from the plugin version that brought it
+        (``version``) on; ``plugin_version`` "" is the newest.
+        """
+        if self.plugin is None:
+            return True
+        return self.plugin in plugins and (
+            not plugin_version or self.version <= plugin_version
+        )
 
     def rows(self, params: dict[str, Any]) -> int:
         """How many items the (validated) call carries, for the latency model."""

@@ -18,6 +18,7 @@ INVALID_PARAMETER_EXCEPTION = "core\\exception\\invalid_parameter_exception"
 CODING_EXCEPTION = "core\\exception\\coding_exception"
 MISSING_RECORD_EXCEPTION = "dml_missing_record_exception"
 ACCESS_EXCEPTION = "webservice_access_exception"
+REQUIRED_CAPABILITY_EXCEPTION = "core\\exception\\required_capability_exception"
 
 INVALID_PARAMETER_MESSAGE = "Invalid parameter value detected"
 
@@ -167,4 +168,14 @@ def context_not_valid(level: str, instanceid: int) -> MoodleError:
         code,
         f"You cannot execute functions in the {level} context ({level} id:"
         f"{instanceid}). The context error message was: {INVALID_PARAMETER_MESSAGE}",
+    )
+
+
+def no_permission(capability_name: str) -> MoodleError:
+    """``required_capability_exception`` (``nopermissions``), the capability's name in it."""
+    return MoodleError(
+        REQUIRED_CAPABILITY_EXCEPTION,
+        "nopermissions",
+        "Sorry, but you do not currently have permissions to do that"
+        f" ({capability_name}).",
     )

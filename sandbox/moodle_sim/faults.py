@@ -23,8 +23,8 @@ from __future__ import annotations
 import json
 import time
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -51,13 +51,49 @@ _READ_BASE, _READ_1000 = "site_info_baseline", "get_enrolled_users_1000_default"
 
 
 @dataclass(frozen=True)
+class FunctionCost:
+    """One function's recorded cost: per call, per request item, per answer row."""
+
+    per_call_s: float
+    per_item_s: float = 0.0
+    per_read_row_s: float = 0.0
+    #: Where the figures come from (printed by the benchmarks).
+    source: str = ""
+
+
+# Fits of ``latency_rosters.json`` (sequence 6): (function, small, large case).
+_BULK = "local_enrolstream_get_course_enrolments"
+_PER_FUNCTION = {
+    "core_user_get_users_by_field": ("users_by_idnumber_10", "users_by_idnumber_990"),
+    "core_enrol_get_enrolled_users": (
+        "enrolled_users_roster_fields_x25",
+        "enrolled_users_roster_fields_x1000",
+    ),
+}
+
+
+def _rows_in(result: object) -> int:
+    """Rows an answer carries: a list's items, or the items of a structure's lists."""
+    if isinstance(result, list):
+        return len(result)
+    if isinstance(result, dict):
+        return sum(len(v) for v in result.values() if isinstance(v, list))
+    return 0
+
+
+@dataclass(frozen=True)
 class LatencyModel:
-    """Simulated cost: ``per_call_s + per_row_s * rows (+ per_read_row_s * users read)``."""
+    """Simulated cost: ``per_call_s + per_row_s * rows (+ per_read_row_s * users read)``.
+
+    ``functions`` replaces that fit, for the functions it names, by each one's
+    own recorded cost (``FunctionCost``); the others keep the shared fit.
+    """
 
     per_call_s: float
     per_row_s: float
     workers: int = 1
     per_read_row_s: float = 0.0
+    functions: Mapping[str, FunctionCost] = field(default_factory=dict)
 
     @classmethod
     def zero(cls) -> LatencyModel:
@@ -88,9 +124,80 @@ class LatencyModel:
         per_read_row = (median(_READ_1000) - median(_READ_BASE)) / 1000
         return cls(per_call, per_row, workers, per_read_row)
 
+    def with_functions(self, path: Path) -> LatencyModel:
+        """This model, with the functions ``latency_rosters.json`` recorded fitted on their own.
+
+        The bulk roster read: ``per_read_row_s`` from 1 course x 25 to 1 x 1,000
+        rows, ``per_item_s`` (a course asked for) from 1 x 1,000 to 40 x 25 (the
+        same rows over 40 courses); each other function: the slope between its
+        small and large case per answer row.
+        """
+        results = json.loads(path.read_text())["results"]
+
+        def median(name: str) -> float:
+            return float(results[name]["median_s"])
+
+        def rows(name: str) -> int:
+            return int(name.rsplit("_", 1)[1].lstrip("x"))
+
+        source = f"measured: {path.name}"
+        costs: dict[str, FunctionCost] = {}
+        per_row = (median("bulk_1_course_x1000") - median("bulk_1_course_x25")) / 975
+        per_course = (
+            median("bulk_40_courses_x25") - median("bulk_1_course_x1000")
+        ) / 39
+        costs[_BULK] = FunctionCost(
+            median("bulk_1_course_x25") - 25 * per_row - per_course,
+            per_course,
+            per_row,
+            source,
+        )
+        for function, (small, large) in _PER_FUNCTION.items():
+            slope = (median(large) - median(small)) / (rows(large) - rows(small))
+            costs[function] = FunctionCost(
+                median(small) - rows(small) * slope, 0.0, slope, source
+            )
+        return replace(self, functions={**self.functions, **costs})
+
     def cost(self, rows: int) -> float:
         """Seconds a call carrying ``rows`` items takes before it commits."""
         return self.per_call_s + self.per_row_s * rows
+
+    def call_cost(self, function: str, rows: int) -> float:
+        """Seconds ``function`` carrying ``rows`` request items takes before it answers."""
+        own = self.functions.get(function)
+        if own is None:
+            return self.cost(rows)
+        return own.per_call_s + own.per_item_s * rows
+
+    def read_cost(self, function: str, result: object) -> float:
+        """Seconds added for the rows the answer carries.
+
+        The shared fit charges ``per_read_row_s`` per item of a list answer (it
+        was fitted on a roster read); a function of ``functions`` its own rate
+        per row of any answer.
+        """
+        own = self.functions.get(function)
+        if own is not None:
+            return own.per_read_row_s * _rows_in(result)
+        return self.per_read_row_s * len(result) if isinstance(result, list) else 0.0
+
+    def describe(self) -> dict[str, str]:
+        """Which cost each function named in ``functions`` uses, and the rest."""
+        shared = (
+            f"shared fit of latency.json: {self.per_call_s * 1000:.1f} ms/call"
+            f" + {self.per_row_s * 1000:.2f} ms/request row"
+            f" + {self.per_read_row_s * 1000:.2f} ms/listed item"
+        )
+        described = {
+            name: (
+                f"{cost.per_call_s * 1000:.1f} ms/call"
+                f" + {cost.per_item_s * 1000:.2f} ms/request item"
+                f" + {cost.per_read_row_s * 1000:.3f} ms/answer row; {cost.source}"
+            )
+            for name, cost in sorted(self.functions.items())
+        }
+        return {**described, "every other function": shared}
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from sandbox.moodle_sim import (
     ws_enrol,
     ws_groups,
     ws_roles,
+    ws_rosters,
 )
 from sandbox.moodle_sim.api import WsFunction
 
@@ -23,6 +24,7 @@ def all_functions() -> dict[str, WsFunction]:
         **ws_enrol.FUNCTIONS,
         **ws_roles.FUNCTIONS,
         **ws_companion.FUNCTIONS,
+        **ws_rosters.FUNCTIONS,
         **users.FUNCTIONS,
         **ws_accounts.FUNCTIONS,
         **ws_core.FUNCTIONS,

@@ -353,15 +353,16 @@ class MoodleSimulator:
         try:
             ctx, function, args = self._resolve(params)
             rows = function.rows(args)
-            await asyncio.sleep(self.latency.cost(rows))
+            await asyncio.sleep(self.latency.call_cost(function.name, rows))
             watch = None
             if self.audit is not None and caller is not None:
                 watch = self.audit.before(function.name, args, self.state, caller)
             result = function.handler(ctx, args)
             if watch is not None and self.audit is not None:
                 self.audit.after(watch, self.state)
-            if isinstance(result, list) and self.latency.per_read_row_s:
-                await asyncio.sleep(self.latency.per_read_row_s * len(result))
+            read_s = self.latency.read_cost(function.name, result)
+            if read_s:
+                await asyncio.sleep(read_s)
         except errors.MoodleError as error:
             if function is None:
                 await asyncio.sleep(self.latency.per_call_s)
@@ -378,7 +379,9 @@ class MoodleSimulator:
         if not isinstance(name, str) or not name:
             raise errors.invalid_parameter("Missing wsfunction")
         function = self._functions.get(name)
-        if function is not None and not function.exists_on(self.state.site.plugins):
+        if function is not None and not function.exists_on(
+            self.state.site.plugins, self.state.site.plugin_version
+        ):
             function = None  # a plugin this site has not installed
         if function is None and name not in OTHER_SITE_FUNCTIONS:
             raise errors.missing_record("external_functions", name, "name")

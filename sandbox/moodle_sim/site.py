@@ -5,8 +5,8 @@ guest (1), admin (2) and wsclient (3) users, the front page as course 1, and a
 web service whose wsclient role may assign editingteacher, teacher and student.
 
 A site may have add-on plugins installed (``SiteConfig.plugins``): only the
-repository's companion plugin ``local_enrolstream`` is simulated. Its function
-is in no token's service unless the token is issued with it
+repository's companion plugin ``local_enrolstream`` is simulated. Its functions
+are in no token's service unless the token is issued with them
 (``COMPANION_SERVICE_FUNCTIONS``), as an administrator must add it by hand.
 """
 
@@ -70,13 +70,19 @@ CORE_AUTH_PLUGINS: tuple[str, ...] = (
 INTERNAL_AUTH_PLUGINS = frozenset({"email", "lti", "manual", "nologin", "none"})
 #: Plugins ``core_user_create_users`` refuses whatever is installed.
 NO_NEW_USERS_AUTH = frozenset({"mnet", "webservice"})
-#: The companion plugin (``moodle/local_enrolstream``) and its one function.
+#: The companion plugin (``moodle/local_enrolstream``) and its functions.
 COMPANION_PLUGIN = "local_enrolstream"
 SET_ENROLMENT_STATUS = "local_enrolstream_set_enrolment_status"
-#: The service of a site that installed the plugin and added its function.
+GET_COURSE_ENROLMENTS = "local_enrolstream_get_course_enrolments"
+#: The service of a site that installed the plugin and added its status function.
 COMPANION_SERVICE_FUNCTIONS: tuple[str, ...] = (
     *DEFAULT_SERVICE_FUNCTIONS,
     SET_ENROLMENT_STATUS,
+)
+#: ... and its bulk roster read too (plugin version 2026120200 and later).
+COMPANION_READ_SERVICE_FUNCTIONS: tuple[str, ...] = (
+    *COMPANION_SERVICE_FUNCTIONS,
+    GET_COURSE_ENROLMENTS,
 )
 # The recorded wsclient role may assign these; an admin may assign every role
 # whose context levels include "course" (coursecreator is category/system only).
@@ -109,5 +115,8 @@ class SiteConfig:
     category_name: str = "Category 1"
     #: Add-on plugins installed (frankenstyle names); their functions exist only then.
     plugins: tuple[str, ...] = ()
+    #: The installed plugin's ``version.php`` as site_info lists it for each of its
+    #: functions ("": each function's own, the version that brought it).
+    plugin_version: str = ""
     #: Authentication plugins installed (a site with SSO adds ``saml2``, ``oidc``…).
     auth_plugins: tuple[str, ...] = CORE_AUTH_PLUGINS

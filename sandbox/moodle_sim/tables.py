@@ -66,6 +66,9 @@ class Course:
     enddate: int
     instances: list[EnrolInstance] = field(default_factory=list)
     visible: int = 1
+    #: The token's role is prevented ``moodle/course:enrolreview`` in this course
+    #: (a role override, sequence 6): its enrolment statuses may not be read.
+    enrolreview_prevented: bool = False
 
     def manual(self) -> EnrolInstance | None:
         """The course's manual instance, enabled or not."""

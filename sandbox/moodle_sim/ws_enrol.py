@@ -117,9 +117,15 @@ def get_enrolled_users(
     """Participants of any status unless onlyactive / onlysuspended; no status field."""
     state = ctx.state
     courseid = params["courseid"]
-    if state.course(courseid) is None:
+    course = state.course(courseid)
+    if course is None:
         raise errors.missing_record("course", courseid)
     options = _options(params["options"])
+    if course.enrolreview_prevented and "1" in (
+        options["onlyactive"],
+        options["onlysuspended"],
+    ):
+        raise errors.no_permission("Review course enrolments")
     users = []
     for view in state.enrolments(courseid):
         active = state.is_active(courseid, view.userid)

@@ -7,6 +7,7 @@ from typing import Any
 
 from sandbox.moodle_sim.api import CallContext, WsFunction
 from sandbox.moodle_sim.external import Multiple, Required, Single, Value
+from sandbox.moodle_sim.site import SiteConfig
 
 _OPT: Required = "optional"
 
@@ -46,9 +47,10 @@ def site_info(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
         "siteurl": ctx.wwwroot,
         "userpictureurl": ctx.user_picture("f1"),
         "functions": [
-            {"name": name, "version": registry[name].version}
+            {"name": name, "version": _version(registry[name], state.site)}
             for name in ctx.token.functions
-            if name in registry and registry[name].exists_on(state.site.plugins)
+            if name in registry
+            and registry[name].exists_on(state.site.plugins, state.site.plugin_version)
         ],
         "downloadfiles": 0,
         "uploadfiles": 0,
@@ -134,3 +136,10 @@ FUNCTIONS: dict[str, WsFunction] = {
         ),
     )
 }
+
+
+def _version(function: WsFunction, site: SiteConfig) -> str:
+    """What site_info lists: the installed plugin's version for a plugin's function."""
+    if function.plugin is not None and site.plugin_version:
+        return site.plugin_version
+    return function.version

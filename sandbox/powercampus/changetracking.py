@@ -21,8 +21,9 @@ change tracking (Microsoft Learn, "About change tracking" and ``CHANGETABLE``):
 
 from __future__ import annotations
 
+import json
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, cast
 
@@ -84,6 +85,26 @@ def min_valid_version(conn: sqlite3.Connection, table: str) -> int | None:
         "SELECT min_valid_version FROM CT_TABLES WHERE table_name = ?", (table.strip(),)
     ).fetchone()
     return None if row is None else int(row[0])
+
+
+def versions(
+    conn: sqlite3.Connection, tables: Sequence[str]
+) -> tuple[int, list[int | None]]:
+    """CHANGE_TRACKING_CURRENT_VERSION() and each table's min valid version, one SELECT.
+
+    As one T-SQL statement can read them all (``connectors/sqlserver/sql.py``
+    ``versions_query``); None for a table that is not tracked.
+    """
+    keys = json.dumps([table.strip() for table in tables])
+    row = conn.execute(
+        "SELECT (SELECT current_version FROM CT_STATE WHERE id = 1), "
+        "json_group_object(k.key, t.min_valid_version) FROM json_each(:keys) AS k "
+        "LEFT JOIN CT_TABLES AS t ON t.table_name = k.value",
+        {"keys": keys},
+    ).fetchone()
+    found = json.loads(row[1]) if tables else {}
+    valid = [found[str(index)] for index in range(len(tables))]
+    return int(row[0]), [None if v is None else int(v) for v in valid]
 
 
 def tracked_tables(conn: sqlite3.Connection) -> list[str]:

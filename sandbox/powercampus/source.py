@@ -33,6 +33,7 @@ from cdc.ports import (
     ChangeBatch,
     ChangeRow,
     CtOperation,
+    KeyChange,
     PersonTerm,
     ShadowEntry,
     ShadowLookup,
@@ -189,6 +190,22 @@ class SandboxChangeSource:
                 if conn.in_transaction:
                     conn.execute("COMMIT")
 
+    def _read_versions(self, conn: sqlite3.Connection, last: int) -> int:
+        """The current version, once every tracked table's min valid version allows ``last``.
+
+        One statement, as the SQL Server adapter reads them.
+        """
+        current, min_valid = ct.versions(conn, self.tables)
+        for table, version in zip(self.tables, min_valid, strict=True):
+            if version is None:
+                raise SourceMisconfigured(
+                    f"change tracking is not enabled on {table} (enable it, or "
+                    "leave the table out of source.tables)"
+                )
+            if last < version:
+                raise ChangeTrackingVersionTooOld(last, version)
+        return current
+
     def _check_versions(self, conn: sqlite3.Connection, last: int | None) -> None:
         """Every tracked table has change tracking on, and kept history after ``last``."""
         for table in self.tables:
@@ -208,17 +225,22 @@ class SandboxChangeSource:
         shadow: ShadowLookup,
         live: Sequence[TermKey],
     ) -> ChangeBatch:
-        self._check_versions(conn, last)
-        to_version = ct.current_version(conn)
-        net = ct.net_changes_sql(TRACKABLE_TABLES[TABLE])
-        found = conn.execute(
-            f"SELECT ct.SYS_CHANGE_VERSION, ct.SYS_CHANGE_CREATION_VERSION, "
-            f"ct.SYS_CHANGE_OPERATION, ct.TranscriptDetailId, {_SELECT_ROW} "
-            f"FROM ({net}) AS ct LEFT JOIN {TABLE} AS td "
-            "ON td.TranscriptDetailId = ct.TranscriptDetailId "
-            "ORDER BY ct.SYS_CHANGE_VERSION, ct.TranscriptDetailId",
-            {"last": last},
-        ).fetchall()
+        to_version = self._read_versions(conn, last)
+        if to_version <= last:
+            # Nothing committed since: CHANGETABLE would return no row.
+            found: list[Any] = []
+            keyed: list[KeyChange] = []
+        else:
+            net = ct.net_changes_sql(TRACKABLE_TABLES[TABLE])
+            found = conn.execute(
+                f"SELECT ct.SYS_CHANGE_VERSION, ct.SYS_CHANGE_CREATION_VERSION, "
+                f"ct.SYS_CHANGE_OPERATION, ct.TranscriptDetailId, {_SELECT_ROW} "
+                f"FROM ({net}) AS ct LEFT JOIN {TABLE} AS td "
+                "ON td.TranscriptDetailId = ct.TranscriptDetailId "
+                "ORDER BY ct.SYS_CHANGE_VERSION, ct.TranscriptDetailId",
+                {"last": last},
+            ).fetchall()
+            keyed = related.key_changes(conn, self.tables, last, shadow)
         known = shadow.lookup([int(row[3]) for row in found]) if found else {}
         changes = [
             ChangeRow(
@@ -231,7 +253,6 @@ class SandboxChangeSource:
             )
             for row in found
         ]
-        keyed = related.key_changes(conn, self.tables, last, shadow)
         persons = list(
             dict.fromkeys(
                 k.people_code_id
@@ -274,10 +295,10 @@ class SandboxChangeSource:
         """SECTIONPER, ACADEMIC and account state of the touched person-terms."""
         state: dict[str, Any] = {}
         if "SECTIONPER" in self.tables:
-            rows = related.teaching_rows(conn, wanted=touched)
+            rows = related.teaching_rows(conn, wanted=touched) if touched else []
             state["teaching"] = _by_person_term(touched, rows)
         if "ACADEMIC" in self.tables:
-            standing = related.standing_rows(conn, wanted=touched)
+            standing = related.standing_rows(conn, wanted=touched) if touched else []
             state["standing"] = _by_person_term(touched, standing)
         if "PEOPLE" in self.tables:
             persons = list(dict.fromkeys(pt.people_code_id for pt in touched))

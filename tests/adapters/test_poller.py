@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -247,6 +248,37 @@ class TestRunOnce:
         vanished = reinit[1]
         assert vanished.change is not None
         assert (vanished.change.operation, vanished.registrations) == ("delete", ())
+
+
+class TestCollectorPaused:
+    """The cyclic garbage collector waits while an iteration builds its batch."""
+
+    async def test_paused_during_an_iteration_and_back_on_after(
+        self, tmp_path: Path
+    ) -> None:
+        _, publisher, _, poller = make(tmp_path)
+        seen: list[bool] = []
+        publisher.on_publish = lambda: seen.append(gc.isenabled())
+        await poller.run_once()
+        await poller.run_once()
+        assert seen == [False, False]
+        assert gc.isenabled()
+
+    async def test_back_on_after_a_failed_iteration(self, tmp_path: Path) -> None:
+        _, publisher, _, poller = make(tmp_path)
+        publisher.fail_next = 1
+        with pytest.raises(PublishFailed):
+            await poller.run_once()
+        assert gc.isenabled()
+
+    async def test_left_off_when_it_was_off(self, tmp_path: Path) -> None:
+        _, _, _, poller = make(tmp_path)
+        gc.disable()
+        try:
+            await poller.run_once()
+            assert not gc.isenabled()
+        finally:
+            gc.enable()
 
 
 class TestRestoredSource:

@@ -281,6 +281,29 @@ class TestFetchSince:
         await source.fetch_since(min_valid, DictShadow())
 
 
+class TestIdlePoll:
+    """Nothing committed since the saved version: the versions are all a poll reads."""
+
+    async def test_begin_one_select_commit(
+        self, sandbox: PowerCampusSandbox, source: SandboxChangeSource
+    ) -> None:
+        sandbox.execute(ins(1, "P000000001", section("BSC5102")))
+        first = await source.fetch_since(0, DictShadow())
+        sent: list[str] = []
+        assert source._conn is not None
+        source._conn.set_trace_callback(sent.append)
+        idle = await source.fetch_since(first.to_version, DictShadow())
+        assert [statement.split()[0] for statement in sent] == [
+            "BEGIN",
+            "SELECT",
+            "COMMIT",
+        ]
+        assert (idle.to_version, idle.changes, idle.key_changes) == (1, (), ())
+        sandbox.execute(ins(2, "P000000002", section("BSC5102")))
+        later = await source.fetch_since(idle.to_version, DictShadow())
+        assert [c.transcript_detail_id for c in later.changes] == [2]
+
+
 class TestReadSnapshot:
     """read_snapshot: every row of the terms and the version, from one snapshot."""
 

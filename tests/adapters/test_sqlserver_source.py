@@ -89,6 +89,10 @@ class FakeServer:
             sql.PRIMARY_KEY_COLUMNS: [("TranscriptDetailId",)],
             sql.MIN_VALID_VERSION: [(self.min_valid,)],
             sql.CURRENT_VERSION: [(self.current,)],
+            sql.versions_query(["TRANSCRIPTDETAIL"]): [(self.current, self.min_valid)],
+            sql.versions_query(["TRANSCRIPTDETAIL", "SECTIONPER"]): [
+                (self.current, self.min_valid, self.min_valid)
+            ],
             sql.CHANGES: self.changes,
             sql.COMMIT_TIMES: self.commits,
             sql.LIVE_TERMS: [
@@ -206,7 +210,7 @@ class TestFetchSince:
     """One poll is one snapshot transaction with the documented steps, then COMMIT."""
 
     async def test_steps_in_one_snapshot_transaction(self) -> None:
-        """SET SNAPSHOT, BEGIN, min, current, changes, term state, COMMIT — in that order."""
+        """SET SNAPSHOT, BEGIN, versions, changes, term state, COMMIT — in that order."""
         server = FakeServer()
         server.changes = [(18, 18, "I", 1, *td(1, "P000000001"))]
         server.table = [td(1, "P000000001"), td(2, "P000000001", "COUN6552  ")]
@@ -215,15 +219,14 @@ class TestFetchSince:
         assert sent == [
             sql.SET_SNAPSHOT,
             sql.BEGIN_TRANSACTION,
-            sql.MIN_VALID_VERSION,
-            sql.CURRENT_VERSION,
+            sql.versions_query(["TRANSCRIPTDETAIL"]),
             sql.CHANGES,
             sql.COMMIT_TIMES,
             sql.term_state_query(1),
             sql.COMMIT_TRANSACTION,
         ]
-        assert server.sent[len(CHECKS) + 4][1] == (10,)
-        assert server.sent[len(CHECKS) + 5][1] == (10, 20)
+        assert server.sent[len(CHECKS) + 3][1] == (10,)
+        assert server.sent[len(CHECKS) + 4][1] == (10, 20)
         assert (batch.from_version, batch.to_version) == (10, 20)
         assert [(c.transcript_detail_id, c.operation) for c in batch.changes] == [
             (1, "I")
@@ -340,15 +343,59 @@ class TestFetchSince:
             source = make_source(server, snapshot_isolation=False)
             await source.fetch_since(10, DictShadow())
         sent = server.statements()[len(CHECKS) :]
-        assert sent[:5] == [
+        assert sent[:4] == [
             sql.SET_READ_COMMITTED,
-            sql.MIN_VALID_VERSION,
-            sql.CURRENT_VERSION,
+            sql.versions_query(["TRANSCRIPTDETAIL"]),
             sql.CHANGES,
             sql.MIN_VALID_VERSION,
         ]
         assert sql.BEGIN_TRANSACTION not in sent
         assert any(log["event"] == "snapshot_isolation_off" for log in logs)
+
+
+class TestNothingCommittedSince:
+    """A poll that finds the current version at the saved one reads nothing else."""
+
+    async def test_an_idle_poll_is_the_versions_and_nothing_else(self) -> None:
+        """SET, BEGIN, the versions (one row), COMMIT: no CHANGETABLE, no state."""
+        server = FakeServer()
+        server.current = 10
+        batch = await make_source(server).fetch_since(10, DictShadow())
+        assert server.statements()[len(CHECKS) :] == [
+            sql.SET_SNAPSHOT,
+            sql.BEGIN_TRANSACTION,
+            sql.versions_query(["TRANSCRIPTDETAIL"]),
+            sql.COMMIT_TRANSACTION,
+        ]
+        assert (batch.from_version, batch.to_version) == (10, 10)
+        assert (batch.changes, batch.key_changes, batch.term_state) == ((), (), {})
+
+    async def test_history_cleaned_up_is_still_seen(self) -> None:
+        """The min valid versions come in the same statement: cleanup is never missed."""
+        server = FakeServer()
+        server.current, server.min_valid = 10, 11
+        with pytest.raises(ChangeTrackingVersionTooOld):
+            await make_source(server).fetch_since(10, DictShadow())
+
+    async def test_a_database_gone_back_in_time_reports_its_version(self) -> None:
+        """Below the saved version (a restored backup) the poller is told, to re-initialise."""
+        server = FakeServer()
+        server.current = 8
+        batch = await make_source(server).fetch_since(10, DictShadow())
+        assert batch.to_version == 8
+        assert sql.CHANGES not in server.statements()
+
+    async def test_fallback_idle_poll(self) -> None:
+        """Without snapshot isolation too: the versions, then nothing."""
+        server = FakeServer()
+        server.current = 10
+        await make_source(server, snapshot_isolation=False).fetch_since(
+            10, DictShadow()
+        )
+        assert server.statements()[len(CHECKS) :] == [
+            sql.SET_READ_COMMITTED,
+            sql.versions_query(["TRANSCRIPTDETAIL"]),
+        ]
 
 
 class TestSectionPer:
@@ -371,9 +418,7 @@ class TestSectionPer:
         assert server.statements()[checks:] == [
             sql.SET_SNAPSHOT,
             sql.BEGIN_TRANSACTION,
-            sql.MIN_VALID_VERSION,
-            sql.min_valid_version("SECTIONPER"),
-            sql.CURRENT_VERSION,
+            sql.versions_query(["TRANSCRIPTDETAIL", "SECTIONPER"]),
             sql.CHANGES,
             sql.key_changes_query("SECTIONPER"),
             sql.COMMIT_TIMES,

@@ -146,6 +146,12 @@ EXPECTED: dict[str, type[MoodleError]] = {
     "groups_add_member_unknown_user": MoodleNotFound,
     "groups_delete_member_unknown_group": MoodleNotFound,
     "groups_delete_members_batch_one_bad": MoodleNotFound,
+    # Sequence 6: the companion plugin's bulk roster read.
+    "bulkroster_not_installed": MoodleFunctionMissing,
+    "bulkroster_not_in_service": MoodleAuthError,
+    "bulkroster_bad_limit": MoodleInvalidParameter,
+    "bulkroster_no_courses": MoodleInvalidParameter,
+    "bulkroster_core_onlysuspended_forbidden": MoodleRejected,
 }
 
 
@@ -166,7 +172,7 @@ def golden_error_cases() -> list[str]:
     return sorted(
         path.stem
         for path in GOLDEN.glob("*.json")
-        if path.stem not in {"latency", "INDEX"}
+        if not path.stem.startswith("latency")
         and is_moodle_error_body(golden_body(path.stem))
     )
 

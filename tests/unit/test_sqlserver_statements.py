@@ -153,6 +153,18 @@ class TestStatementContent:
         }
         assert function in names
 
+    def test_versions_in_one_statement(self) -> None:
+        """The current version and each table's min valid version, in one SELECT."""
+        tree = _parse(sql.versions_query(["TRANSCRIPTDETAIL", "SECTIONPER"]))
+        calls = [str(node.this).upper() for node in tree.find_all(exp.Anonymous)]
+        assert sorted(calls) == [
+            "CHANGE_TRACKING_CURRENT_VERSION",
+            "CHANGE_TRACKING_MIN_VALID_VERSION",
+            "CHANGE_TRACKING_MIN_VALID_VERSION",
+        ]
+        tables = {name.this for name in tree.find_all(exp.National)}
+        assert tables == {"dbo.TRANSCRIPTDETAIL", "dbo.SECTIONPER"}
+
     @pytest.mark.parametrize(
         ("builder", "count", "markers_each"),
         [

@@ -17,7 +17,7 @@
 /**
  * Web-service functions of local_enrolstream.
  *
- * The function is not added to any service here: a site administrator adds it
+ * The functions are not added to any service here: a site administrator adds it
  * to the service the enrolstream token uses (see README.md).
  *
  * @package    local_enrolstream
@@ -34,5 +34,12 @@ $functions = [
             . '(no enrolment hook, so no course welcome message). Never creates an enrolment.',
         'type'         => 'write',
         'capabilities' => 'enrol/manual:manage',
+    ],
+    'local_enrolstream_get_course_enrolments' => [
+        'classname'    => 'local_enrolstream\external\get_course_enrolments',
+        'description'  => 'The enrolled users of several courses in one call, each with active or not (as '
+            . 'core_enrol_get_enrolled_users with onlysuspended tells it), role ids and group ids. Read-only.',
+        'type'         => 'read',
+        'capabilities' => 'moodle/course:viewparticipants, moodle/course:enrolreview, moodle/user:viewdetails',
     ],
 ];
