@@ -163,8 +163,13 @@ class IdentityResolver:
             name = user.get("fullname")
             if name and "id" in user:
                 self.fullnames[int(str(user["id"]))] = str(name)
+        # Grouped by the field once: classifying each value against every user
+        # was quadratic (600 people a batch of a burst: 360,000 comparisons).
+        by_value: dict[str, list[Mapping[str, object]]] = {}
+        for user in users:
+            by_value.setdefault(str(user.get(self.field, "")), []).append(user)
         for people_code_id, value in pending.items():
-            resolution = classify_lookup(value, users, self.field)
+            resolution = classify_lookup(value, by_value.get(value, []), self.field)
             if isinstance(resolution, Found):
                 self._found[people_code_id] = resolution.userid
             result[people_code_id] = resolution

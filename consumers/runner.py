@@ -172,6 +172,24 @@ class _Chore:
             await self.action()
 
 
+@dataclass(slots=True)
+class _Background:
+    """A chore run as a task of its own, at most one at a time."""
+
+    action: Callable[[], Awaitable[None]]
+    task: asyncio.Task[None] | None = None
+
+    async def start_if_idle(self) -> None:
+        if self.task is None or self.task.done():
+            self.task = asyncio.ensure_future(self.action())
+
+    async def finish(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+
+
 class ApplyRunner:
     """Makes Moodle match the events, at least once, idempotently."""
 
@@ -281,8 +299,11 @@ class ApplyRunner:
         persons are retried, due late-write rechecks run.
         """
         now = time.monotonic()
+        lag_sampler = _Background(self._sample_lag)
         chores = [
-            _Chore(self.lag_sample_s, self._sample_lag, now),
+            # in the background: the end offsets may wait behind a fetch the broker
+            # holds, and the loop would wait with them
+            _Chore(self.lag_sample_s, lag_sampler.start_if_idle, now),
             _Chore(
                 self.parked_retry_s,
                 self._retry_parked_if_any,
@@ -297,6 +318,21 @@ class ApplyRunner:
                 now + self.mapping_refresh_s,
             ),
         ]
+        try:
+            await self._loop(
+                stop, chores, until_idle=until_idle, timeout_ms=poll_timeout_ms
+            )
+        finally:
+            await lag_sampler.finish()
+
+    async def _loop(
+        self,
+        stop: asyncio.Event,
+        chores: Sequence[_Chore],
+        *,
+        until_idle: bool,
+        timeout_ms: int,
+    ) -> None:
         failures = 0
         retried_when_idle = False
         self.metrics.parked(self.parked.reason_codes())
@@ -305,12 +341,11 @@ class ApplyRunner:
                 self.heartbeat.beat(time.monotonic())
             # Taken before the fetch: a batch fetched across a rebalance is dropped.
             epoch = self.stream.assignment_epoch()
-            batches = await self.stream.getmany(timeout_ms=poll_timeout_ms)
+            batches = await self.stream.getmany(timeout_ms=timeout_ms)
             if self.stream.take_reassigned():
                 # Another member may have written the ledger and parked tables for
-                # the partitions this one now holds: read them again.
-                await self.ledger.load()
-                await self.parked.load()
+                # the partitions this one now holds: read them again (both at once).
+                await asyncio.gather(self.ledger.load(), self.parked.load())
             if batches:
                 failures = await self._process_or_back_off(
                     batches, failures, stop, epoch

@@ -210,7 +210,20 @@ class ConsumerSettings(_Section):
         description="start even when no Moodle course is mapped (refused otherwise: "
         "such a consumer applies nothing while looking healthy)",
     )
-    batch_max_rows: int = Field(default=100, ge=1)
+    batch_max_rows: int = Field(
+        default=2000,
+        ge=1,
+        description="events read into one batch at most (one ledger write, one "
+        "round of Moodle calls per batch)",
+    )
+    fetch_max_wait_ms: int = Field(
+        default=100,
+        ge=0,
+        le=500,
+        description="how long the broker may hold a fetch while nothing new is there; "
+        "Apache Kafka answers as soon as an event arrives, some brokers only at the "
+        "end of the wait, so it bounds the delay before an event is read",
+    )
     sink: Literal["web_services", "conduit"] = Field(
         default="web_services",
         description="where decisions go: Moodle's web services, or Open LMS "

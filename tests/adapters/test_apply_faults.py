@@ -25,6 +25,7 @@ from consumers.identity import IdentityResolver
 from consumers.ledger import Ledger
 from consumers.mapping import MappingSet, load_mappings
 from consumers.parked import ParkedEvents
+from consumers.ports import Partition
 from consumers.runner import ApplyRunner
 from sandbox.moodle_sim.inprocess import CallFate, InProcessMoodle
 from sandbox.moodle_sim.server import MoodleSimulator
@@ -447,3 +448,51 @@ class TestNothingAcceptedSilently:
         runner = await world.consume()
         assert len(runner.parked) == 0
         assert world.holds("P000000099", "BSC5102") == "active"
+
+
+class HeldLagStream(MemoryStream):
+    """A stream whose first lag sample waits until released (a broker holding the
+    end-offsets request behind a fetch it holds)."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.release = asyncio.Event()
+        self.sampled = 0
+        self.all_committed = asyncio.Event()
+
+    async def lags(self) -> dict[int, int]:
+        """The first sample waits for ``release``; the others answer."""
+        self.sampled += 1
+        if self.sampled == 1:
+            await self.release.wait()
+        return await super().lags()
+
+    async def commit(self, offsets: Mapping[Partition, int]) -> None:
+        """Commit; ``all_committed`` once every record is."""
+        await super().commit(offsets)
+        if self.committed == len(self.log):
+            self.all_committed.set()
+
+
+class TestTheLoopDoesNotWait:
+    """Work between batches that waits on the broker does not hold up the batches."""
+
+    async def test_batches_go_on_while_a_lag_sample_is_held(self, world: World) -> None:
+        """The lag is sampled after the first batch; the second is applied while the
+        sample still waits (a hang here means the loop waited for it)."""
+        world.registrar("P000000001", BSC5102="A")
+        world.registrar("P000000002", BSC5102="A")
+        runner = await world.runner()
+        held = HeldLagStream(log=world.stream.log, batch_sizes=(1,))
+        runner.stream = world.member = held
+        running = asyncio.create_task(
+            runner.run(asyncio.Event(), until_idle=True, poll_timeout_ms=0)
+        )
+        # a guard against the hang (the loop waiting for the sample), not a timing
+        await asyncio.wait_for(held.all_committed.wait(), timeout=10)
+        assert world.holds("P000000002", "BSC5102") == "active"
+        assert held.sampled >= 1
+        assert not held.release.is_set()
+        assert world.holds("P000000001", "BSC5102") == "active"
+        held.release.set()
+        await running

@@ -259,6 +259,16 @@ class TestVersionThree:
         assert read.schema_version == 3
         assert read == event()
 
+    def test_version_three_reads_the_same_however_it_is_spaced(self) -> None:
+        """Read directly (the producers' compact JSON) or through the union of
+        versions (other spacing), a v3 event is the same event."""
+        original = self.banner_event()
+        compact = original.model_dump_json()
+        spaced = json.dumps(json.loads(compact))
+        assert '"schema_version":3' in compact
+        assert '"schema_version":3' not in spaced
+        assert parse_event(compact) == parse_event(spaced.encode()) == original
+
     def test_producers_write_version_three(self) -> None:
         """A new event says version 3."""
         assert json.loads(event().model_dump_json())["schema_version"] == 3
