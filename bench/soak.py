@@ -143,6 +143,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "stays under this",
     )
     parser.add_argument("--probe", action="store_true")
+    parser.add_argument(
+        "--probe-frames",
+        type=int,
+        default=1,
+        help="with --probe: frames kept per allocation (more: the calls that led "
+        "to what grew, at a higher cost)",
+    )
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the run's files")
@@ -304,13 +311,14 @@ async def run(args: argparse.Namespace, root: Path) -> int:
     sandbox, workload, site = build_world(
         paths, people=args.people, courses=args.courses, seed=args.seed
     )
-    mid = time.time() + args.minutes * 30 + 20  # half-way (after start-up)
+    # the first snapshot: before the second half (its jump in RSS is not judged)
+    mid = time.time() + args.minutes * 60 * 0.4 + 20
     try:
         async with EmbeddedBroker(paths.root / "broker.log") as broker:
             settings = write_config(paths, broker.bootstrap_servers, free_ports())
             stack = commands(
                 paths, settings, site, latency=args.latency,
-                probe=mid if args.probe else None,
+                probe=mid if args.probe else None, frames=args.probe_frames,
             )  # fmt: skip
             kafka = settings.kafka
             topics = [
@@ -355,7 +363,7 @@ async def run(args: argparse.Namespace, root: Path) -> int:
         print(f"  FAIL {line}")
     if args.probe:
         print(
-            "\nwhat grew inside (tracemalloc, half-way -> end; with --probe the "
+            "\nwhat grew inside (tracemalloc, from 40 % of the run to the end; with --probe the "
             "resident sizes above include tracemalloc and its snapshots: judge "
             "them on a run without it):"
         )

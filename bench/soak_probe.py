@@ -6,10 +6,11 @@
 A daemon thread then, every ``SOAK_PROBE_EVERY`` seconds, appends
 one JSON line (traced bytes, tracemalloc's own overhead, live objects, the
 commonest types) to ``<NAME>-<pid>.jsonl``; it dumps a snapshot at
-``SOAK_PROBE_MID_AT`` (Unix seconds: the soak's half-way mark) to
-``<NAME>-<pid>-mid.snap`` and another when the harness asks for it at the end
-(``request_last``) to ``<NAME>-<pid>-last.snap``. ``growth()`` compares the
-two, by source line, after the run.
+``SOAK_PROBE_MID_AT`` (Unix seconds: 40 % into the soak, before the second
+half whose slope is judged) to ``<NAME>-<pid>-mid.snap`` and another when the
+harness asks for it at the end (``request_last``) to ``<NAME>-<pid>-last.snap``.
+``growth()`` compares the two, by source line (by call path with
+``SOAK_PROBE_FRAMES`` > 1), after the run.
 
 tracemalloc costs memory per live block, so a probed run's resident sizes are
 higher than an unprobed one's; they must still be flat.
@@ -30,6 +31,7 @@ DIRECTORY = "SOAK_PROBE"
 NAME = "SOAK_PROBE_NAME"
 EVERY = "SOAK_PROBE_EVERY"
 MID_AT = "SOAK_PROBE_MID_AT"
+FRAMES = "SOAK_PROBE_FRAMES"
 #: The sitecustomize module the soak writes for probed processes.
 SITECUSTOMIZE = f"""import os
 if os.environ.get("{DIRECTORY}"):
@@ -50,7 +52,7 @@ def install() -> None:
     name = os.environ.get(NAME, "process")
     every = float(os.environ.get(EVERY, "30"))
     mid_at = float(os.environ.get(MID_AT, "inf"))
-    tracemalloc.start(1)
+    tracemalloc.start(int(os.environ.get(FRAMES, "1")))
     threading.Thread(
         target=_probe,
         args=(directory, f"{name}-{os.getpid()}", every, mid_at),
@@ -120,20 +122,28 @@ def growth(directory: Path, top: int = 10) -> list[str]:
         filters = [tracemalloc.Filter(False, pattern) for pattern in IGNORED]
         before = tracemalloc.Snapshot.load(str(mid)).filter_traces(filters)
         after = tracemalloc.Snapshot.load(str(last)).filter_traces(filters)
+        deep = after.traceback_limit > 1
         diff = sorted(
-            after.compare_to(before, "lineno"), key=lambda s: s.size_diff, reverse=True
+            after.compare_to(before, "traceback" if deep else "lineno"),
+            key=lambda s: s.size_diff,
+            reverse=True,
         )
         total = sum(stat.size_diff for stat in diff)
         report.append(
             f"{stem}: traced memory {total / 1024:+,.0f} KiB from half-way to the "
             "end; the lines that grew most:"
         )
-        for stat in diff[:top]:
+        for stat in diff[: top // 2 if deep else top]:
             frame = stat.traceback[0]
             report.append(
                 f"  {stat.size_diff / 1024:+9,.1f} KiB {stat.count_diff:+7,d} blocks "
                 f"{_short(frame.filename)}:{frame.lineno}"
             )
+            if deep:  # the calls that led there, innermost last
+                report += [
+                    f"        from {_short(f.filename)}:{f.lineno}"
+                    for f in reversed(stat.traceback[1:])
+                ]
         report += _type_growth(directory / f"{stem}.jsonl", mid.stat().st_mtime, top)
     return report
 

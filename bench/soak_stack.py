@@ -32,7 +32,7 @@ from bench.chaos_verdict import (
 )
 from bench.chaos_workload import YEAR, Row, Section
 from bench.chaos_world import CONTROL, Paths
-from bench.soak_probe import DIRECTORY, EVERY, MID_AT, NAME, SITECUSTOMIZE
+from bench.soak_probe import DIRECTORY, EVERY, FRAMES, MID_AT, NAME, SITECUSTOMIZE
 from bench.soak_sample import scrape
 from bench.soak_workload import SoakWorkload, SteadyRegistrar, Teaching
 from bench.stack import Command, run_command, wait_for_port
@@ -217,9 +217,15 @@ consume_port = {ports["consume"]}
 
 
 def commands(
-    paths: Paths, settings: Settings, site: Site, *, latency: str, probe: float | None
+    paths: Paths,
+    settings: Settings,
+    site: Site,
+    *,
+    latency: str,
+    probe: float | None,
+    frames: int = 1,
 ) -> Stack:
-    """The three commands (not started); ``probe``: the half-way moment to snapshot."""
+    """The three commands (not started); ``probe``: when to take the first snapshot."""
     env = {"ENROLSTREAM_CONFIG": str(paths.config)}
     probed = dict(env)
     if probe is not None:
@@ -231,6 +237,7 @@ def commands(
             DIRECTORY: str(probe_dir),
             EVERY: "30",
             MID_AT: str(probe),
+            FRAMES: str(frames),
         }
     control = secrets.token_hex(16)
     moodle_port = int(settings.moodle.url.rsplit(":", 1)[1])
