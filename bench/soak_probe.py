@@ -130,19 +130,20 @@ def growth(directory: Path, top: int = 10) -> list[str]:
         )
         total = sum(stat.size_diff for stat in diff)
         report.append(
-            f"{stem}: traced memory {total / 1024:+,.0f} KiB from half-way to the "
+            f"{stem}: traced memory {total / 1024:+,.0f} KiB from the first snapshot to the "
             "end; the lines that grew most:"
         )
         for stat in diff[: top // 2 if deep else top]:
-            frame = stat.traceback[0]
+            frame = stat.traceback[-1]  # frames run from the oldest to the newest
             report.append(
                 f"  {stat.size_diff / 1024:+9,.1f} KiB {stat.count_diff:+7,d} blocks "
                 f"{_short(frame.filename)}:{frame.lineno}"
             )
-            if deep:  # the calls that led there, innermost last
+            if deep:  # the calls that led there, the nearest first
                 report += [
                     f"        from {_short(f.filename)}:{f.lineno}"
-                    for f in reversed(stat.traceback[1:])
+                    for f in reversed(stat.traceback[:-1])
+                    if "asyncio/" not in f.filename and "typer/" not in f.filename
                 ]
         report += _type_growth(directory / f"{stem}.jsonl", mid.stat().st_mtime, top)
     return report
