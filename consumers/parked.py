@@ -39,12 +39,26 @@ class ParkedEvent(BaseModel):
         "empty_id, not_looked_up); 'other' in entries written before it existed.",
     )
     parked_at: datetime = Field(description="When it was first parked.")
-    attempts: int = Field(default=1, description="Resolution attempts so far.")
+    attempts: int = Field(
+        default=1,
+        description="Resolution attempts so far (on the topic: as of the last "
+        "change of event or reason; retries that change nothing are not written).",
+    )
 
 
 def parked_key(event: EnrolmentEvent) -> bytes:
     """One slot per person and term."""
     return f"{event.people_code_id}|{event.term.label()}".encode()
+
+
+def _same_wait(before: ParkedEvent | None, after: ParkedEvent) -> bool:
+    """The same event waits for the same reason (only the attempt count differs)."""
+    return (
+        before is not None
+        and before.event == after.event
+        and before.reason == after.reason
+        and before.reason_code == after.reason_code
+    )
 
 
 class ParkedEvents:
@@ -99,6 +113,12 @@ class ParkedEvents:
         """Park (event, reason, reason code) items, acknowledged.
 
         The newest state per person-term wins; the first parking time is kept.
+        A retry that finds the same event waiting for the same reason writes
+        nothing: only its ``attempts`` count goes up, in memory (the topic keeps
+        the count of the last write). Rewriting every parked person on every
+        retry round put a record per person per round on the topic (10,000
+        parked at a 30 s retry: 1.2 million records an hour), all re-read at
+        every assignment.
         """
         rows: dict[bytes, ParkedEvent] = {}
         for event, reason, code in items:
@@ -113,9 +133,13 @@ class ParkedEvents:
                 parked_at=before.parked_at if before else now,
                 attempts=before.attempts + 1 if before else 1,
             )
-        await self._table.put(
-            [(key, p.model_dump_json().encode()) for key, p in rows.items()]
-        )
+        changed = [
+            (key, parked.model_dump_json().encode())
+            for key, parked in rows.items()
+            if not _same_wait(self._parked.get(key), parked)
+        ]
+        if changed:
+            await self._table.put(changed)
         self._parked.update(rows)
 
     async def release(self, events: Sequence[EnrolmentEvent]) -> None:
