@@ -32,6 +32,8 @@ from consumers.ports import Partition, RawMessage
 log = structlog.get_logger()
 
 _TABLE_FETCH_WAIT_MS = 50
+#: Fetches past the end offsets a table read makes at most (see ``read_topic``).
+_TAIL_FETCHES = 3
 
 
 class _AssignmentListener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -284,7 +286,12 @@ class KafkaRecordSink(AckedProducer):
 
 
 async def read_topic(options: dict[str, Any], topic: str) -> list[RawMessage]:
-    """Every record of ``topic`` from the beginning to its end as of now."""
+    """Every record of ``topic`` from the beginning to its end as of now.
+
+    "As of now" is the end offsets read at the start, and whatever the few
+    fetches past them return; records another writer appends meanwhile may or
+    may not be in the result, and never keep the read from ending.
+    """
     consumer = AIOKafkaConsumer(
         **options,
         enable_auto_commit=False,
@@ -306,10 +313,15 @@ async def read_topic(options: dict[str, Any], topic: str) -> list[RawMessage]:
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
         records: list[RawMessage] = []
-        while True:
+        tail_fetches = 0
+        while tail_fetches < _TAIL_FETCHES:
             remaining = [tp for tp in tps if await consumer.position(tp) < ends[tp]]
-            # At the end offsets, one short fetch more: a broker may report a high
-            # watermark one short after a multi-record batch (the embedded one does).
+            if not remaining:
+                # At the end offsets, a few short fetches more: a broker may report
+                # a high watermark short after a multi-record batch (the embedded
+                # one does). Bounded: while another member keeps writing, a reader
+                # that waited for a fetch returning nothing would never finish.
+                tail_fetches += 1
             batches = await consumer.getmany(
                 *(remaining or tps), timeout_ms=1000 if remaining else 200
             )
