@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -171,6 +172,24 @@ def shadow_row_of(entry: ShadowEntry) -> tuple[int, str, str, str, str, str, str
     )
 
 
+def _use_wal(db: sqlite3.Connection, *, tries: int = 100) -> None:
+    """Put the file in WAL mode (persistent: later openers find it so).
+
+    Switching needs the file to itself and SQLite's busy handler does not wait
+    for that: two processes creating the file at once, one is told "database is
+    locked". It is asked again, ``tries`` times 50 ms apart at most.
+    """
+    for attempt in range(tries):
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == tries - 1:
+                raise
+            time.sleep(0.05)
+        else:
+            return
+
+
 class SqliteCheckpointStore:
     """``CheckpointStore`` and ``ShadowLookup`` over one SQLite file, per source name.
 
@@ -185,13 +204,27 @@ class SqliteCheckpointStore:
         self.source = source
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        _use_wal(self._db)
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(checkpoint)")}
-        if "newest_change_at" not in columns:
-            for statement in _MIGRATIONS:
-                self._db.execute(statement)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        # Checked and altered under the write lock: two processes opening a file
+        # of the old shape at once (a poller and its standby, a status command)
+        # both saw the column missing and the second ALTER failed.
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            columns = {
+                row[1] for row in self._db.execute("PRAGMA table_info(checkpoint)")
+            }
+            if "newest_change_at" not in columns:
+                for statement in _MIGRATIONS:
+                    self._db.execute(statement)
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def close(self) -> None:
         """Close the database."""
