@@ -255,6 +255,11 @@ def instructor_role(teaching: Sequence[Teaching], policy: EnrolmentPolicy) -> in
     return policy.instructor_role_id
 
 
+def _term_of(section: SectionKey) -> tuple[str, str]:
+    """``section.term.key()`` without building the term (it is on every registration)."""
+    return (collate(section.academic_year), collate(section.academic_term))
+
+
 def _sections(
     event: EnrolmentEvent,
     registrations: Sequence[Registration],
@@ -288,10 +293,9 @@ def desired_enrolments(
     """
     if not mapping.covers(event.term):
         return []
-    registrations = [
-        r for r in event.registrations if r.section.term.matches(event.term)
-    ]
-    teaching = [t for t in event.teaching or () if t.section.term.matches(event.term)]
+    term = event.term.key()
+    registrations = [r for r in event.registrations if _term_of(r.section) == term]
+    teaching = [t for t in event.teaching or () if _term_of(t.section) == term]
     sections = _sections(event, registrations, teaching, in_full=in_full)
     if in_full and event.change is not None and event.change.section is not None:
         sections.append(event.change.section)  # a deleted row is in no state
@@ -301,7 +305,7 @@ def desired_enrolments(
         course
         for section in sections
         for course in mapping.courses_for(section)
-        if course.term.matches(event.term)
+        if course.term.key() == term
     )
     return [
         _decide(

@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger()
 
+_SectionFields = tuple[str, str, str, str, str, str]
+
 
 def _term_norm(term: TermKey) -> tuple[str, str]:
     return term.key()
@@ -73,8 +75,10 @@ class MappingSet:
         self._entries = tuple(entries)
         self._by_id = {entry.course.id: entry for entry in self._entries}
         self._by_event: dict[tuple[tuple[str, str], str], list[MappingEntry]] = {}
-        # Sections recur in every event of a term: decide each one once.
-        self._courses_for: dict[SectionKey, tuple[MoodleCourse, ...]] = {}
+        # Sections recur in every event of a term: decide each one once. Keyed by
+        # the six values as written (what SectionKey's equality compares): a
+        # tuple hashes and compares in C, a model through pydantic's __eq__.
+        self._courses_for: dict[_SectionFields, tuple[MoodleCourse, ...]] = {}
         for entry in self._entries:
             term = _term_norm(entry.course.term)
             self._terms.setdefault(term, entry.course.term)
@@ -83,14 +87,22 @@ class MappingSet:
 
     def courses_for(self, section: SectionKey) -> tuple[MoodleCourse, ...]:
         """The Moodle courses ``section``'s registrations feed, in file order."""
-        known = self._courses_for.get(section)
+        fields = (
+            section.academic_year,
+            section.academic_term,
+            section.academic_session,
+            section.event_id,
+            section.event_sub_type,
+            section.section,
+        )
+        known = self._courses_for.get(fields)
         if known is not None:
             return known
         candidates = self._by_event.get(
             (_term_norm(section.term), normalise(section.event_id)), []
         )
         found = tuple(entry.course for entry in candidates if entry.feeds(section))
-        self._courses_for[section] = found
+        self._courses_for[fields] = found
         return found
 
     def course(self, course_id: int) -> MoodleCourse | None:

@@ -682,6 +682,7 @@ class ApplyRunner:
         now = time.monotonic()
         wall = self.clock()
         counts: Counter[str] = Counter()
+        debug = log.debug  # the lazy logger binds on every attribute look-up
         for planned in applied:
             kind = planned.action.kind
             counts[kind] += 1
@@ -691,7 +692,7 @@ class ApplyRunner:
                 self.metrics.commit_to_applied((wall - committed).total_seconds())
             # One line per row at debug (the ledger topic is the durable record);
             # a start-of-term burst would otherwise print tens of thousands of lines.
-            log.debug(
+            debug(
                 "moodle_applied",
                 action=kind,
                 courseid=planned.action.courseid,

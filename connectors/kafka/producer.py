@@ -98,15 +98,54 @@ class AckedProducer:
             return
         try:
             async with asyncio.timeout(self.ack_timeout_s):
-                futures = [
-                    await self._producer.send(
-                        topic, key=key, value=value, headers=list(headers) or None
-                    )
-                    for key, value in records
-                ]
+                futures = await self._enqueue(self._producer, topic, records, headers)
                 await asyncio.gather(*futures)
         except (KafkaError, TimeoutError) as exc:
             raise self.failure(
                 f"{len(records)} records to {topic} not acknowledged: "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
+
+    async def _enqueue(
+        self,
+        producer: AIOKafkaProducer,
+        topic: str,
+        records: Sequence[Record],
+        headers: Sequence[tuple[str, bytes]],
+    ) -> list[asyncio.Future[Any]]:
+        """Hand the records to aiokafka as one batch per partition; their futures.
+
+        The partition of each record is the one ``producer.send`` would choose (its
+        partitioner over the topic's partitions, from one metadata look-up), and a
+        partition's records keep their order (a full batch is queued before the
+        next; aiokafka sends a partition's batches in turn). ``send`` per record
+        cost a metadata look-up, a partition list and a future each: ~7 % of the
+        consumer's CPU in a burst.
+        """
+        await producer.client._wait_on_metadata(topic)  # noqa: SLF001 (as send does)
+        cluster = producer.client.cluster
+        every = list(cluster.partitions_for_topic(topic) or ())
+        available = list(cluster.available_partitions_for_topic(topic) or ())
+        choose = producer._partitioner  # noqa: SLF001 (send's own partitioner)
+        extra = list(headers)
+        batches: dict[int, Any] = {}
+        futures: list[asyncio.Future[Any]] = []
+        for key, value in records:
+            partition = choose(key, every, available)
+            batch = batches.get(partition)
+            if batch is None:
+                batch = batches[partition] = producer.create_batch()
+            appended = batch.append(timestamp=None, key=key, value=value, headers=extra)
+            if appended is not None:
+                continue
+            # full: queue it, and start the partition's next batch with this record
+            futures.append(await producer.send_batch(batch, topic, partition=partition))
+            batch = batches[partition] = producer.create_batch()
+            if (
+                batch.append(timestamp=None, key=key, value=value, headers=extra)
+                is None
+            ):
+                raise self.failure(f"a record to {topic} is larger than a batch")
+        for partition, batch in batches.items():
+            futures.append(await producer.send_batch(batch, topic, partition=partition))
+        return futures

@@ -6,8 +6,10 @@ from datetime import UTC, datetime
 
 import pytest
 from aiokafka import AIOKafkaConsumer
+from aiokafka.partitioner import DefaultPartitioner
 
 from cdc.errors import PublishFailed
+from connectors.kafka.producer import AckedProducer
 from connectors.kafka.publisher import KafkaEventPublisher, ensure_topics
 from sandbox.broker import EmbeddedBroker
 from schemas.events import EnrolmentEvent, TermKey, snapshot_event_id
@@ -95,3 +97,51 @@ class TestKafkaEventPublisher:
             await publisher.publish([event("P1", 2)])
         got = await read_all(bootstrap_servers, topic, 2)
         assert 2 in [e.state_version for _, e in got]
+
+
+class TestBatchedSend:
+    """send_all queues a batch per partition: records land as ``send`` would put them."""
+
+    async def test_partitions_order_headers_and_tombstones_as_send(
+        self, bootstrap_servers: str, topic: str
+    ) -> None:
+        """Each key in the partition aiokafka's partitioner picks, in order, headers on.
+
+        About 4 MB in all (1 MB per partition): some partitions take more than one
+        batch, queued in turn.
+        """
+        options = {"bootstrap_servers": bootstrap_servers}
+        await ensure_topics(options, [topic], partitions=4, replication_factor=1)
+        records: list[tuple[bytes | None, bytes | None]] = [
+            (f"k{n % 37}".encode(), f"{n:06d}".encode() + b"x" * 10_000)
+            for n in range(400)
+        ]
+        records[5] = (b"k5", None)  # a tombstone
+        header = ("epoch", b"7")
+        async with AckedProducer(options) as producer:
+            await producer.send_all(topic, records, headers=[header])
+        consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=bootstrap_servers,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+        await consumer.start()
+        got: dict[int, list[tuple[bytes | None, bytes | None]]] = {}
+        try:
+            while sum(map(len, got.values())) < len(records):
+                batches = await consumer.getmany(timeout_ms=5000)
+                assert batches, "records missing"
+                for tp, messages in batches.items():
+                    assert all(m.headers == (header,) for m in messages)
+                    got.setdefault(tp.partition, []).extend(
+                        (m.key, m.value) for m in messages
+                    )
+        finally:
+            await consumer.stop()
+        partitioner = DefaultPartitioner()
+        expected: dict[int, list[tuple[bytes | None, bytes | None]]] = {}
+        for key, value in records:
+            partition = partitioner(key, [0, 1, 2, 3], [0, 1, 2, 3])
+            expected.setdefault(partition, []).append((key, value))
+        assert got == expected

@@ -254,6 +254,24 @@ class TestDesiredWithInstructorsAndWithdrawals:
         )
         assert {d.course.id for d in found} == {BSC, COUN}
 
+    def test_the_events_term_in_any_spelling_and_no_other(
+        self, mapping: MappingSet
+    ) -> None:
+        """Rows of the event's term count however PowerCampus spelled it; others not."""
+        spelled = B01.model_copy(update={"academic_term": "WINTER  "})
+        taught = C02.model_copy(update={"academic_term": "winter"})
+        spring = B01.model_copy(update={"academic_term": "Spring"})
+        found = desired_enrolments(
+            event((reg(spelled), reg(spring)), teaching=(Teaching(section=taught),)),
+            mapping,
+            POLICY,
+        )
+        roles = {d.course.id: d.roles for d in found}
+        assert roles == {BSC: {"student": STUDENT}, COUN: {"instructor": EDITING}}
+        assert "BSC5102/01" in next(d.reason for d in found if d.course.id == BSC)
+        alone = desired_enrolments(event((reg(spring),)), mapping, POLICY)
+        assert alone == []
+
     def test_sectionper_change_decides_its_section(self, mapping: MappingSet) -> None:
         """A SECTIONPER change decides the courses its section feeds, no others."""
         teaching = (Teaching(section=B01),)
