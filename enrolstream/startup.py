@@ -19,11 +19,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import TypeVar
 
 import structlog
 
 log = structlog.get_logger()
+
+T = TypeVar("T")
 
 FIRST_BACKOFF_S = 0.5
 
@@ -109,4 +113,35 @@ async def wait_for_broker(
         return True
 
 
-__all__ = ["FIRST_BACKOFF_S", "wait_for_broker"]
+@contextlib.asynccontextmanager
+async def entered_unless_stopped(
+    context: AbstractAsyncContextManager[T], stop: asyncio.Event
+) -> AsyncIterator[T | None]:
+    """Enter ``context`` racing ``stop``: its value, or None if ``stop`` came first.
+
+    A start-up has many waits (Moodle, the tables, the group join, a broker that
+    froze in the middle of them) and SIGTERM must end any of them within moments:
+    when ``stop`` is set first the entering is cancelled, which unwinds whatever
+    it had opened, and the block runs with None. Once entered, ``context`` is
+    exited after the block as usual.
+    """
+    entering = asyncio.ensure_future(context.__aenter__())
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({entering, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+        if not entering.done():
+            entering.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await entering
+    if entering.cancelled():
+        yield None
+        return
+    value = entering.result()  # raises the start-up's error
+    async with contextlib.AsyncExitStack() as exits:
+        exits.push_async_exit(context.__aexit__)
+        yield value
+
+
+__all__ = ["FIRST_BACKOFF_S", "entered_unless_stopped", "wait_for_broker"]

@@ -11,6 +11,7 @@ partition).
 
 from __future__ import annotations
 
+import asyncio
 from types import TracebackType
 from typing import Any, Self
 
@@ -46,6 +47,9 @@ class KafkaMappingFeed:
             if self._tps:
                 consumer.assign(self._tps)
                 await consumer.seek_to_beginning(*self._tps)
+        except asyncio.CancelledError:
+            await consumer.stop()  # a start-up ended by SIGTERM
+            raise
         except KafkaError as exc:
             await consumer.stop()
             reason = describe_kafka_failure(exc, self.options.get("bootstrap_servers"))

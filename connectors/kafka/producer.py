@@ -68,6 +68,9 @@ class AckedProducer:
         self._producer = AIOKafkaProducer(**self._options)
         try:
             await self._producer.start()
+        except asyncio.CancelledError:
+            await self._producer.stop()  # a start-up ended by SIGTERM
+            raise
         except KafkaError as exc:
             await self._producer.stop()
             raise self.failure(

@@ -148,6 +148,9 @@ class KafkaEventConsumer:
         self._started.subscribe([self.topic], listener=self._listener)
         try:
             await self._consumer.start()
+        except asyncio.CancelledError:
+            await self._consumer.stop()  # a start-up ended by SIGTERM
+            raise
         except KafkaError as exc:
             await self._consumer.stop()
             raise BrokerUnavailable(f"cannot join the consumer group: {exc}") from exc

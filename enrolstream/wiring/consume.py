@@ -24,7 +24,7 @@ from consumers.errors import BrokerUnavailable, ConsumerError
 from consumers.mapping import MappingSet, load_mappings
 from consumers.runner import ApplyRunner
 from enrolstream.settings import Settings
-from enrolstream.startup import wait_for_broker
+from enrolstream.startup import entered_unless_stopped, wait_for_broker
 from enrolstream.wiring.apply import open_runner
 from enrolstream.wiring.capture import build_source
 from enrolstream.wiring.common import ensure_all_topics, moodle_client
@@ -187,14 +187,21 @@ async def run_consume(
                 max_backoff_s=settings.moodle.max_backoff_s,
             ):
                 return ConsumeResult(summary=None)
-            async with open_runner(
-                settings,
-                bootstrap_servers,
-                mapping=mapping,
-                stop=stop,
-                metrics=metrics,
-                heartbeat=beat,
+            # Every wait of the start-up (Moodle, the tables, the group join, a
+            # broker frozen meanwhile) ends at SIGTERM; the loop checks ``stop`` itself.
+            async with entered_unless_stopped(
+                open_runner(
+                    settings,
+                    bootstrap_servers,
+                    mapping=mapping,
+                    stop=stop,
+                    metrics=metrics,
+                    heartbeat=beat,
+                ),
+                stop,
             ) as runner:
+                if runner is None:
+                    return ConsumeResult(summary=None)
                 watch = None
                 if settings.alarm.enabled and not until_idle:
                     watch = alarm_watch(
