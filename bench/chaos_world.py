@@ -159,7 +159,13 @@ class World:
         self.bootstrap = settings.kafka.bootstrap_servers or ""
         self.moodle_port = int(settings.moodle.url.rsplit(":", 1)[1])
         self.control_token = secrets.token_hex(16)
-        env = {"ENROLSTREAM_CONFIG": str(paths.config)}
+        # Listeners on ports the system picks: runs side by side (two fault
+        # matrices on one machine) took each other's default ports.
+        env = {
+            "ENROLSTREAM_CONFIG": str(paths.config),
+            "ENROLSTREAM_OPERATIONS__POLL_PORT": "0",
+            "ENROLSTREAM_OPERATIONS__CONSUME_PORT": "0",
+        }
         tuning = plan.tuning
         self.sim = Command(
             "moodle-sim",
@@ -194,9 +200,8 @@ class World:
         self.consumer = Command(
             "consume", ["consume"], log_path=paths.log("consume"), env=env
         )
-        # The group's other members (same settings; no operations listener: the
-        # first consumer's port is the one the harness reads).
-        member_env = {**env, "ENROLSTREAM_OPERATIONS__CONSUME_PORT": "0"}
+        # The group's other members (same settings).
+        member_env = env
         self.consumers: tuple[Command, ...] = (
             self.consumer,
             *(
