@@ -168,17 +168,25 @@ async def poller_state(
         yield cache, replica
 
 
-async def run_phase(
-    workdir: Path,
-    bootstrap: str,
-    *,
-    transactions: int,
-    rows: int,
-    interval_s: float,
-    spread_s: float,
-    in_kafka: bool,
-) -> tuple[float, int, list[float]]:
-    """Commit the load, poll until every version is acked; (elapsed, events, latencies)."""
+@dataclass
+class RunningPoller:
+    """A sandbox whose commits a polling ``Poller`` publishes through ``publisher``."""
+
+    sandbox: PowerCampusSandbox
+    publisher: TimedPublisher
+
+    async def until_acked(self, version: int) -> None:
+        """Wait until the event of ``version`` is acknowledged."""
+        while version not in self.publisher.acked_at:
+            await asyncio.sleep(0.01)
+
+
+@asynccontextmanager
+async def running_poller(
+    workdir: Path, bootstrap: str, *, interval_s: float, in_kafka: bool
+) -> AsyncIterator[RunningPoller]:
+    """A fresh sandbox and topic, and a poller initialised on the empty term,
+    polling every ``interval_s`` until the block ends."""
     workdir.mkdir(parents=True)
     sandbox = PowerCampusSandbox(workdir / "pc.sqlite")
     sandbox.create()
@@ -186,7 +194,6 @@ async def run_phase(
     options: dict[str, object] = {"bootstrap_servers": bootstrap}
     await ensure_topics(options, [topic], partitions=4, replication_factor=1)
     source = TimedSource(workdir / "pc.sqlite", name="bench")
-    committed_at: dict[int, float] = {}
     async with (
         poller_state(workdir, options, topic, in_kafka=in_kafka) as (
             store,
@@ -201,19 +208,36 @@ async def run_phase(
         polling = asyncio.create_task(
             poller.run(stop, interval_s=interval_s, max_backoff_s=interval_s)
         )
-        first = time.perf_counter()
-        for n in range(transactions):
-            version = await asyncio.to_thread(commit, sandbox, n * rows, rows)
-            committed_at[version] = time.perf_counter()
-            if spread_s:
-                await asyncio.sleep(spread_s / transactions)
-        last_version = max(committed_at)
-        while last_version not in publisher.acked_at:
-            await asyncio.sleep(0.01)
+        yield RunningPoller(sandbox, publisher)
         stop.set()
         await polling
     await source.close()
     sandbox.close()
+
+
+async def run_phase(
+    workdir: Path,
+    bootstrap: str,
+    *,
+    transactions: int,
+    rows: int,
+    interval_s: float,
+    spread_s: float,
+    in_kafka: bool,
+) -> tuple[float, int, list[float]]:
+    """Commit the load, poll until every version is acked; (elapsed, events, latencies)."""
+    committed_at: dict[int, float] = {}
+    async with running_poller(
+        workdir, bootstrap, interval_s=interval_s, in_kafka=in_kafka
+    ) as running:
+        first = time.perf_counter()
+        for n in range(transactions):
+            version = await asyncio.to_thread(commit, running.sandbox, n * rows, rows)
+            committed_at[version] = time.perf_counter()
+            if spread_s:
+                await asyncio.sleep(spread_s / transactions)
+        await running.until_acked(max(committed_at))
+    publisher = running.publisher
     elapsed = max(publisher.acked_at.values()) - first
     latencies = [publisher.acked_at[v] - t for v, t in committed_at.items()]
     return elapsed, publisher.events, latencies
@@ -233,39 +257,17 @@ async def single_changes(
     Per change: (commit -> ack, waiting for the poll, the poll's read, translate
     and stage (and the lease), publish until acked), in seconds.
     """
-    workdir.mkdir(parents=True)
-    sandbox = PowerCampusSandbox(workdir / "pc.sqlite")
-    sandbox.create()
-    topic = f"bench-{uuid.uuid4().hex[:8]}"
-    options: dict[str, object] = {"bootstrap_servers": bootstrap}
-    await ensure_topics(options, [topic], partitions=4, replication_factor=1)
-    source = TimedSource(workdir / "pc.sqlite", name="bench")
     rng = random.Random(seed)
     committed_at: dict[int, float] = {}
-    async with (
-        poller_state(workdir, options, topic, in_kafka=in_kafka) as (
-            store,
-            replica,
-        ),
-        KafkaEventPublisher(dict(options), topic) as real,
-    ):
-        publisher = TimedPublisher(real, source)
-        poller = Poller(source, publisher, store, live_terms=[TERM], replica=replica)
-        await poller.run_once()  # initialise on the empty term
-        stop = asyncio.Event()
-        polling = asyncio.create_task(
-            poller.run(stop, interval_s=interval_s, max_backoff_s=interval_s)
-        )
+    async with running_poller(
+        workdir, bootstrap, interval_s=interval_s, in_kafka=in_kafka
+    ) as running:
         for n in range(samples):
-            version = await asyncio.to_thread(commit, sandbox, n, 1)
+            version = await asyncio.to_thread(commit, running.sandbox, n, 1)
             committed_at[version] = time.perf_counter()
             await asyncio.sleep(rng.uniform(0.05, 0.6))
-        while max(committed_at) not in publisher.acked_at:
-            await asyncio.sleep(0.01)
-        stop.set()
-        await polling
-    await source.close()
-    sandbox.close()
+        await running.until_acked(max(committed_at))
+    publisher = running.publisher
     found = []
     for version, at in committed_at.items():
         poll = publisher.poll_of[version]
