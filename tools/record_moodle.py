@@ -1904,12 +1904,8 @@ SEQUENCES: dict[str, Callable[[Recorder], None]] = {
 FRESH_SITE = frozenset({"roles"})
 
 
-def main() -> None:
-    """Record the named sequence on the site MOODLE_URL names."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("sequence", choices=sorted(SEQUENCES))
-    parser.add_argument("--out", type=Path, default=Path("tests/data/moodle-golden"))
-    args = parser.parse_args()
+def site_from_environment() -> Site:
+    """The harness site MOODLE_URL and MOODLE_TOKEN name, its version asked."""
     url, token = os.environ.get("MOODLE_URL"), os.environ.get("MOODLE_TOKEN")
     if not url or not token:
         sys.exit(
@@ -1924,6 +1920,16 @@ def main() -> None:
     )
     info = site.call("core_webservice_get_site_info", [])
     site.version = {"release": info["release"], "version": info["version"]}
+    return site
+
+
+def main() -> None:
+    """Record the named sequence on the site MOODLE_URL names."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("sequence", choices=sorted(SEQUENCES))
+    parser.add_argument("--out", type=Path, default=Path("tests/data/moodle-golden"))
+    args = parser.parse_args()
+    site = site_from_environment()
     extra = site.sql(
         "SELECT (SELECT count(*) FROM mdl_course WHERE id > 1)"
         " + (SELECT count(*) FROM mdl_user WHERE id > 3)"

@@ -46,6 +46,7 @@ from tools.record_moodle import (
     Site,
     _rows,
     _users,
+    site_from_environment,
 )
 
 BULK = "local_enrolstream_get_course_enrolments"
@@ -485,20 +486,7 @@ def main() -> None:
     parser.add_argument("what", choices=("cases", "latency"))
     parser.add_argument("--out", type=Path, default=Path("tests/data/moodle-golden"))
     args = parser.parse_args()
-    url, token = os.environ.get("MOODLE_URL"), os.environ.get("MOODLE_TOKEN")
-    if not url or not token:
-        sys.exit(
-            "MOODLE_URL and MOODLE_TOKEN must be set (source the harness env file)"
-        )
-    harness = os.environ.get("MOODLE_HARNESS_DIR")
-    site = Site(
-        url.rstrip("/"),
-        token,
-        Path(os.environ.get("MOODLE_DIR", "/opt/moodle")),
-        Path(harness) if harness else None,
-    )
-    info = site.call("core_webservice_get_site_info", [])
-    site.version = {"release": info["release"], "version": info["version"]}
+    site = site_from_environment()
     steps: dict[str, Callable[[], None]] = {
         "cases": lambda: _run_cases(site, args.out),
         "latency": lambda: record_latency(site, args.out),
