@@ -19,11 +19,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from connectors.kafka.producer import describe_kafka_failure
+from connectors.kafka.stream import read_to_end
 from consumers.errors import BrokerUnavailable
 
 __all__ = ["KafkaMappingFeed"]
-
-_SHORT_FETCH_MS = 200
 
 
 class KafkaMappingFeed:
@@ -77,18 +76,7 @@ class KafkaMappingFeed:
             if not wait:
                 batches = await consumer.getmany(timeout_ms=0)
                 return self._values(batches, values)
-            ends = await consumer.end_offsets(self._tps)
-            while True:
-                behind = [t for t in self._tps if await consumer.position(t) < ends[t]]
-                # at the end: one short fetch more (a broker may report the high
-                # watermark one short after a multi-record batch)
-                batches = await consumer.getmany(
-                    *(behind or self._tps),
-                    timeout_ms=1000 if behind else _SHORT_FETCH_MS,
-                )
-                self._values(batches, values)
-                if not behind and not batches:
-                    return values
+            return self._values({None: await read_to_end(consumer, self._tps)}, values)
         except KafkaError as exc:
             raise BrokerUnavailable(f"cannot read {self.topic}: {exc}") from exc
 

@@ -288,6 +288,34 @@ class KafkaRecordSink(AckedProducer):
         await self.send_all(self.topic, records)
 
 
+async def read_to_end(
+    consumer: AIOKafkaConsumer, tps: Sequence[TopicPartition]
+) -> list[Any]:
+    """The records of the assigned ``tps`` from their positions to the end offsets
+    as of now, in fetch order (each partition's in offset order).
+
+    At the end offsets, a few short fetches more: a broker may report a high
+    watermark short after a multi-record batch (the embedded one does). Bounded:
+    while another member keeps writing, a reader that waited for a fetch
+    returning nothing would never finish.
+    """
+    ends = await consumer.end_offsets(list(tps))
+    records: list[Any] = []
+    tail_fetches = 0
+    while tail_fetches < _TAIL_FETCHES:
+        remaining = [tp for tp in tps if await consumer.position(tp) < ends[tp]]
+        if not remaining:
+            tail_fetches += 1
+        batches = await consumer.getmany(
+            *(remaining or tps), timeout_ms=1000 if remaining else 200
+        )
+        for messages in batches.values():
+            records.extend(messages)
+        if not remaining and not batches:
+            break
+    return records
+
+
 async def read_topic(options: dict[str, Any], topic: str) -> list[RawMessage]:
     """Every record of ``topic`` from the beginning to its end as of now.
 
@@ -314,24 +342,7 @@ async def read_topic(options: dict[str, Any], topic: str) -> list[RawMessage]:
             return []
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        records: list[RawMessage] = []
-        tail_fetches = 0
-        while tail_fetches < _TAIL_FETCHES:
-            remaining = [tp for tp in tps if await consumer.position(tp) < ends[tp]]
-            if not remaining:
-                # At the end offsets, a few short fetches more: a broker may report
-                # a high watermark short after a multi-record batch (the embedded
-                # one does). Bounded: while another member keeps writing, a reader
-                # that waited for a fetch returning nothing would never finish.
-                tail_fetches += 1
-            batches = await consumer.getmany(
-                *(remaining or tps), timeout_ms=1000 if remaining else 200
-            )
-            for messages in batches.values():
-                records.extend(_raw(m) for m in messages)
-            if not remaining and not batches:
-                break
+        records = [_raw(m) for m in await read_to_end(consumer, tps)]
     except KafkaError as exc:
         reason = describe_kafka_failure(exc, options.get("bootstrap_servers"))
         raise BrokerUnavailable(f"cannot read {topic}: {reason}") from exc
